@@ -1,0 +1,224 @@
+"""The Python API that the CLI is a thin shell over.
+
+Examples
+--------
+>>> import trueshape
+>>> report = trueshape.inspect("path/to/dicom")                      # doctest: +SKIP
+>>> volume = trueshape.load("path/to/dicom#3")                       # doctest: +SKIP
+>>> result = trueshape.convert("path/to/dicom", "out", fmt="nrrd")   # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import enum
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from trueshape import __version__
+from trueshape.dicom import scan
+from trueshape.errors import DicomInputError, TrueshapeError
+from trueshape.findings import Finding
+from trueshape.geometry import Inspection, IrregularPolicy, Stack, Volume, group_series, load_stack
+from trueshape.io import write_itk_transform, write_json, write_volume
+
+__all__ = ["ConvertResult", "OutputFormat", "convert", "inspect", "load", "parse_series_argument", "select_stacks"]
+
+
+class OutputFormat(enum.StrEnum):
+    """Volume file formats ``convert`` writes."""
+
+    NIFTI = "nifti"
+    NRRD = "nrrd"
+
+    @property
+    def suffix(self) -> str:
+        """File suffix of the format."""
+        return ".nii.gz" if self is OutputFormat.NIFTI else ".nrrd"
+
+
+def parse_series_argument(argument: str | os.PathLike[str]) -> tuple[Path, str | None, int | None]:
+    """Split ``FOLDER#<SeriesInstanceUID or SeriesNumber>[:stack]`` into (path, series, stack).
+
+    Examples
+    --------
+    >>> parse_series_argument("dicom#3:2")
+    (PosixPath('dicom'), '3', 2)
+    >>> parse_series_argument("dicom")
+    (PosixPath('dicom'), None, None)
+    """
+    text = str(argument)
+    if "#" not in text or Path(text).exists():
+        return Path(text), None, None
+    path, _, selector = text.rpartition("#")
+    series, _, stack = selector.partition(":")
+    if stack and not stack.isdigit():
+        raise DicomInputError(f"{text}: the stack after ':' must be a number (1, 2, ...), got {stack!r}")
+    return Path(path), series or None, int(stack) if stack else None
+
+
+def inspect(path: str | os.PathLike[str], *, irregular: IrregularPolicy | str = IrregularPolicy.WARN) -> Inspection:
+    """Scan a file or folder and check the geometry of every series and stack.
+
+    Parameters
+    ----------
+    path : str or PathLike
+        DICOM file or folder (searched recursively).
+    irregular : IrregularPolicy or str
+        ``warn`` (default), ``resample``, ``split`` or ``fail``.
+
+    Returns
+    -------
+    Inspection
+        Series, stacks with findings, and the files that could not be used.
+    """
+    return group_series(scan(path), policy=IrregularPolicy(irregular))
+
+
+def select_stacks(inspection: Inspection, series: str | None, stack: int | None) -> list[Stack]:
+    """Pick stacks by SeriesInstanceUID or SeriesNumber (and 1-based stack index).
+
+    Raises
+    ------
+    DicomInputError
+        When nothing matches (the message lists what is there).
+    """
+    stacks = inspection.stacks
+    if series is not None:
+        stacks = [s for s in stacks if series in (s.series_instance_uid, str(s.series_number))]
+    if stack is not None:
+        stacks = [s for s in stacks if s.index == stack]
+    if not stacks:
+        available = ", ".join(s.selector for s in inspection.stacks) or "none"
+        raise DicomInputError(
+            f"{inspection.root}: no stack matches series {series!r}"
+            + (f" stack {stack}" if stack is not None else "")
+            + f" (available: {available})"
+        )
+    return stacks
+
+
+def load(
+    series: str | os.PathLike[str],
+    *,
+    irregular: IrregularPolicy | str = IrregularPolicy.WARN,
+    include_localizers: bool = False,
+) -> Volume:
+    """Load one stack as a Volume: ``FOLDER``, ``FILE`` or ``FOLDER#<UID or number>[:stack]``.
+
+    Raises
+    ------
+    DicomInputError
+        When the argument names no stack, or several (the message lists selectors to choose from).
+    """
+    path, series_key, stack_index = parse_series_argument(series)
+    inspection = inspect(path, irregular=irregular)
+    if not inspection.stacks:
+        raise DicomInputError(_nothing_loadable(inspection))
+    stacks = select_stacks(inspection, series_key, stack_index)
+    if not include_localizers and len(stacks) > 1:
+        stacks = [s for s in stacks if not s.is_localizer] or stacks
+    if len(stacks) > 1:
+        raise DicomInputError(
+            f"{path}: {len(stacks)} stacks match; name one as {path}#<series>[:stack] "
+            f"(choices: {', '.join(s.selector for s in stacks)})"
+        )
+    return load_stack(stacks[0])
+
+
+def _nothing_loadable(inspection: Inspection) -> str:
+    if inspection.problems:
+        return inspection.problems[0].message
+    for series in inspection.series:
+        for finding in series.findings:
+            return f"{finding.where[0] if finding.where else inspection.root}: {finding.message}"
+    if inspection.errors:
+        return inspection.errors[0]
+    skipped = inspection.skipped_non_dicom + inspection.skipped_non_image
+    return f"{inspection.root}: no DICOM images found" + (f" ({skipped} other file(s) skipped)" if skipped else "")
+
+
+@dataclass
+class ConvertResult:
+    """What ``convert`` wrote and what it could not."""
+
+    inspection: Inspection
+    written: list[Path] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        """True when every stack converted and every file was usable."""
+        return not self.errors
+
+
+def convert(
+    path: str | os.PathLike[str],
+    out: str | os.PathLike[str],
+    *,
+    fmt: OutputFormat | str = OutputFormat.NIFTI,
+    irregular: IrregularPolicy | str = IrregularPolicy.WARN,
+    force: bool = False,
+    include_localizers: bool = True,
+) -> ConvertResult:
+    """Write one volume per stack, plus a JSON sidecar (and an acquisition transform when slices are off-grid).
+
+    A stack that fails (corrupt pixels, rejected geometry) is reported in ``errors``; the others are
+    still written. Existing outputs are never overwritten unless ``force``.
+    """
+    output_format = OutputFormat(fmt)
+    source, series_key, stack_index = parse_series_argument(path)
+    inspection = inspect(source, irregular=irregular)
+    result = ConvertResult(inspection)
+    result.errors.extend(p.message for p in inspection.problems)
+    result.errors.extend(inspection.errors)
+    for series in inspection.series:
+        for finding in series.findings:
+            if finding.severity.value == "error" and finding.code.value == "GEOMETRY_MISSING":
+                result.errors.append(f"{finding.where[0]}: {finding.message}")
+    if not inspection.stacks:
+        if not result.errors:
+            result.errors.append(_nothing_loadable(inspection))
+        return result
+    stacks = select_stacks(inspection, series_key, stack_index)
+    out_dir = Path(out)
+    for stack in stacks:
+        if stack.is_localizer and not include_localizers:
+            continue
+        try:
+            result.written.extend(_write_stack(stack, out_dir, output_format, force=force))
+        except TrueshapeError as error:
+            result.errors.append(str(error))
+    return result
+
+
+def _write_stack(stack: Stack, out_dir: Path, output_format: OutputFormat, *, force: bool) -> list[Path]:
+    volume = load_stack(stack)
+    base = out_dir / stack.label
+    written = [write_volume(volume, base.with_name(base.name + output_format.suffix), force=force)]
+    sidecar = stack.to_json()
+    sidecar["volume_file"] = written[0].name
+    if stack.layout.acquisition is not None and not stack.layout.resampled:
+        transform_path = base.with_name(base.name + "_acquisition.h5")
+        field = stack.layout.acquisition.resampling_field()
+        written.append(write_itk_transform(field, transform_path, force=force))
+        sidecar["acquisition_transform_file"] = transform_path.name
+        sidecar["acquisition_transform"] = {
+            "convention": "ITK resampling (true slice position -> regular grid position), LPS mm",
+            "max_slice_offset_mm": stack.layout.acquisition.max_offset_mm,
+            "how_to_use": "In 3D Slicer load both files, apply the transform to the volume and harden it; or "
+            "run trueshape convert --irregular resample.",
+        }
+    sidecar["software"] = {"name": "trueshape", "version": __version__}
+    written.append(write_json(sidecar, base.with_name(base.name + ".json"), force=force))
+    return written
+
+
+def findings_of(inspection: Inspection) -> list[Finding]:
+    """Every finding of every series and stack (series-level first)."""
+    found: list[Finding] = []
+    for series in inspection.series:
+        found.extend(series.findings)
+        for stack in series.stacks:
+            found.extend(stack.findings)
+    return found

@@ -1,0 +1,484 @@
+"""Scan files and folders into :class:`Frame` records: header-only, in parallel, nothing modified.
+
+Classic single-frame images, enhanced multi-frame images (per-frame and shared functional groups) and
+Siemens mosaics (one tile per slice, placed with the CSA header and the Phoenix protocol) all become the
+same Frame records, so grouping and geometry never care where a plane came from.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pydicom
+from pydicom.dataset import Dataset
+from pydicom.errors import InvalidDicomError
+from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian
+
+from trueshape.dicom._csa import phoenix_protocol, phoenix_slice_positions, siemens_csa_image_tags
+from trueshape.dicom._frame import Frame, PixelLocation, PixelReadMode
+from trueshape.dicom.vendor import read_distortion_state, read_vendor_info
+from trueshape.errors import DicomInputError
+
+__all__ = ["FileProblem", "ScanResult", "scan"]
+
+#: Elements larger than this are left on disk during the header pass (pixel data), bytes.
+_DEFER_SIZE = 64 * 1024
+_NATIVE_SYNTAXES = {ImplicitVRLittleEndian, ExplicitVRLittleEndian}
+_LOCALIZER_TOKENS = {"LOCALIZER", "SCOUT", "LOCALISER"}
+
+
+@dataclass(frozen=True)
+class FileProblem:
+    """A DICOM file that could not be used, and why (one sentence naming the file)."""
+
+    path: str
+    message: str
+    series_instance_uid: str = ""
+
+
+@dataclass(frozen=True)
+class ScanResult:
+    """What a scan found.
+
+    Parameters
+    ----------
+    root : str
+        The scanned path.
+    frames : tuple of Frame
+        Every usable image plane.
+    problems : tuple of FileProblem
+        DICOM files that could not be used (truncated, no pixel data, unsupported layout).
+    skipped_non_dicom : tuple of str
+        Files that are not DICOM (ignored quietly, counted).
+    skipped_non_image : tuple of str
+        DICOM objects that hold no image (DICOMDIR, reports, presentation states).
+    """
+
+    root: str
+    frames: tuple[Frame, ...]
+    problems: tuple[FileProblem, ...]
+    skipped_non_dicom: tuple[str, ...]
+    skipped_non_image: tuple[str, ...]
+
+
+def _list_files(path: Path) -> list[Path]:
+    if path.is_file():
+        return [path]
+    files: list[Path] = []
+    for directory, subdirs, names in os.walk(path):
+        subdirs[:] = sorted(d for d in subdirs if not d.startswith("."))
+        files.extend(Path(directory) / name for name in sorted(names) if not name.startswith("."))
+    return files
+
+
+def _looks_like_dicom(path: Path) -> bool:
+    """DICM magic at byte 128, or a bare data set starting with a group 0002/0008 tag."""
+    try:
+        with path.open("rb") as handle:
+            head = handle.read(132)
+    except OSError:
+        return False
+    if len(head) >= 132 and head[128:132] == b"DICM":
+        return True
+    return (
+        len(head) >= 8
+        and head[:2] in (b"\x02\x00", b"\x08\x00")
+        and head[2:4] in (b"\x00\x00", b"\x05\x00", b"\x08\x00", b"\x16\x00")
+    )
+
+
+def _float(value: Any) -> float | None:
+    if value is None or value == "":
+        return None
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return None
+
+
+def _int(value: Any) -> int | None:
+    if value is None or value == "":
+        return None
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        return None
+
+
+def _floats(value: Any, count: int) -> tuple[float, ...] | None:
+    if value is None:
+        return None
+    try:
+        values = tuple(float(v) for v in value)
+    except (TypeError, ValueError):
+        return None
+    if len(values) != count or not all(math.isfinite(v) for v in values):
+        return None
+    return values
+
+
+def _seconds(time_text: Any) -> float | None:
+    """DICOM TM or DT (only the time of day matters for ordering) to seconds."""
+    if not time_text:
+        return None
+    text = str(time_text).strip()
+    if len(text) >= 14 and text[:8].isdigit():  # DT: YYYYMMDDHHMMSS.ffffff
+        text = text[8:]
+    text = text.replace(":", "")
+    try:
+        hours = int(text[0:2])
+        minutes = int(text[2:4]) if len(text) >= 4 else 0
+        seconds = float(text[4:]) if len(text) > 4 else 0.0
+    except ValueError:
+        return None
+    return hours * 3600 + minutes * 60 + seconds
+
+
+def _first(item: Dataset | None, sequence: str) -> Dataset | None:
+    if item is None:
+        return None
+    seq = item.get(sequence)
+    return seq[0] if seq else None
+
+
+def _complex_component(image_type: Sequence[str], ds: Dataset | None = None) -> str:
+    mapping = {"MAGNITUDE": "M", "PHASE": "P", "REAL": "R", "IMAGINARY": "I"}
+    if ds is not None and ds.get("ComplexImageComponent"):
+        return mapping.get(str(ds.ComplexImageComponent).upper(), "")
+    if len(image_type) >= 3 and image_type[2] in ("M", "P", "R", "I"):
+        return image_type[2]
+    for token in image_type:
+        if token in mapping:
+            return mapping[token]
+    return ""
+
+
+def _native_location(ds: Dataset, *, frames: int) -> PixelLocation:
+    """Choose the fastest faithful way to read this file's pixels."""
+    syntax = ds.file_meta.get("TransferSyntaxUID") if hasattr(ds, "file_meta") else None
+    bits = _int(ds.get("BitsAllocated"))
+    stored = _int(ds.get("BitsStored"))
+    signed = _int(ds.get("PixelRepresentation")) == 1
+    rows, columns = int(ds.Rows), int(ds.Columns)
+    element = ds.get_item(0x7FE00010)
+    offset = getattr(element, "file_tell", None)
+    native = (
+        syntax in _NATIVE_SYNTAXES
+        and bits in (8, 16, 32)
+        and _int(ds.get("SamplesPerPixel", 1)) == 1
+        and (not signed or stored == bits)  # sign extension of short stored values is left to pydicom
+        and isinstance(offset, int)
+    )
+    if not native:
+        return PixelLocation(PixelReadMode.PYDICOM, stored_rows=rows, stored_columns=columns)
+    assert bits is not None and offset is not None
+    dtype = f"<{'i' if signed else 'u'}{bits // 8}"
+    return PixelLocation(PixelReadMode.NATIVE, offset=offset, dtype=dtype, stored_rows=rows, stored_columns=columns)
+
+
+def _common(ds: Dataset, path: Path) -> dict[str, Any]:
+    image_type = tuple(str(t).strip().upper() for t in (ds.get("ImageType") or []))
+    return {
+        "path": str(path),
+        "sop_instance_uid": str(ds.get("SOPInstanceUID", "")),
+        "series_instance_uid": str(ds.get("SeriesInstanceUID", "")),
+        "study_instance_uid": str(ds.get("StudyInstanceUID", "")),
+        "frame_of_reference_uid": str(ds.get("FrameOfReferenceUID", "")),
+        "series_number": _int(ds.get("SeriesNumber")),
+        "series_description": str(ds.get("SeriesDescription", "") or ds.get("ProtocolName", "") or ""),
+        "modality": str(ds.get("Modality", "")),
+        "manufacturer": str(ds.get("Manufacturer", "")),
+        "image_type": image_type,
+        "is_localizer": bool(_LOCALIZER_TOKENS.intersection(image_type)),
+        "instance_number": _int(ds.get("InstanceNumber")),
+        "acquisition_number": _int(ds.get("AcquisitionNumber")),
+        "gantry_tilt_deg": _float(ds.get("GantryDetectorTilt")),
+    }
+
+
+def _classic_frames(ds: Dataset, path: Path) -> list[Frame]:
+    common = _common(ds, path)
+    spacing = _floats(ds.get("PixelSpacing"), 2)
+    frame = Frame(
+        label=path.name,
+        rows=int(ds.Rows),
+        columns=int(ds.Columns),
+        image_position=_floats(ds.get("ImagePositionPatient"), 3),  # type: ignore[arg-type]
+        image_orientation=_floats(ds.get("ImageOrientationPatient"), 6),  # type: ignore[arg-type]
+        pixel_spacing=spacing,  # type: ignore[arg-type]
+        slice_thickness=_float(ds.get("SliceThickness")),
+        spacing_between_slices=_float(ds.get("SpacingBetweenSlices")),
+        slice_location=_float(ds.get("SliceLocation")),
+        echo_number=_int(ds.get("EchoNumbers")),
+        echo_time=_float(ds.get("EchoTime")),
+        temporal_index=_int(ds.get("TemporalPositionIdentifier")),
+        acquisition_time_s=_seconds(ds.get("AcquisitionTime") or ds.get("ContentTime")),
+        stack_id="",
+        complex_component=_complex_component(common["image_type"], ds),
+        rescale_slope=_float(ds.get("RescaleSlope")) or 1.0,
+        rescale_intercept=_float(ds.get("RescaleIntercept")) or 0.0,
+        pixels=_native_location(ds, frames=1),
+        vendor=read_vendor_info(ds),
+        **common,
+    )
+    if "MOSAIC" in common["image_type"]:
+        return _mosaic_tiles(ds, frame)
+    return [frame]
+
+
+def _mosaic_tiles(ds: Dataset, mosaic: Frame) -> list[Frame]:
+    """Split a Siemens mosaic into one Frame per slice.
+
+    The slice count and normal come from the CSA image header; the tile grid is ceil(sqrt(N)) square;
+    ImagePositionPatient refers to the whole tiled image, so the first tile is shifted by half the
+    difference in size (as dcm2niix and nibabel do). Slice offsets along the normal come from the Phoenix
+    protocol's slice centres when present, else from SpacingBetweenSlices.
+    """
+    csa = siemens_csa_image_tags(ds)
+    count_items = csa.get("NumberOfImagesInMosaic")
+    if not count_items:
+        raise DicomInputError(
+            f"{mosaic.path}: Siemens mosaic without NumberOfImagesInMosaic in the CSA image "
+            f"header (0029,1010); cannot split it into slices"
+        )
+    count = int(count_items[0])
+    grid = math.ceil(math.sqrt(count))
+    tile_rows, tile_columns = mosaic.rows // grid, mosaic.columns // grid
+    if mosaic.image_position is None or mosaic.image_orientation is None or mosaic.pixel_spacing is None:
+        return [replace(mosaic, rows=tile_rows, columns=tile_columns, mosaic_slice_count=count)]
+    orientation = np.asarray(mosaic.image_orientation).reshape(2, 3)
+    row_spacing, column_spacing = mosaic.pixel_spacing
+    first = (
+        np.asarray(mosaic.image_position)
+        + orientation[0] * column_spacing * (mosaic.columns - tile_columns) / 2
+        + orientation[1] * row_spacing * (mosaic.rows - tile_rows) / 2
+    )
+    normal_items = csa.get("SliceNormalVector")
+    normal = (
+        np.asarray([float(v) for v in normal_items[:3]])
+        if normal_items and len(normal_items) >= 3
+        else np.cross(orientation[0], orientation[1])
+    )
+    normal = normal / np.linalg.norm(normal)
+    offsets, source = _mosaic_offsets(ds, normal, count, mosaic)
+    tiles: list[Frame] = []
+    assert mosaic.pixels is not None
+    for index in range(count):
+        position = first + offsets[index] * normal
+        tiles.append(
+            replace(
+                mosaic,
+                label=f"{Path(mosaic.path).name}#tile{index}",
+                rows=tile_rows,
+                columns=tile_columns,
+                image_position=(float(position[0]), float(position[1]), float(position[2])),
+                pixels=replace(mosaic.pixels, tile=(index // grid, index % grid)),
+                geometry_source=source,
+                mosaic_slice_count=count,
+            )
+        )
+    return tiles
+
+
+def _mosaic_offsets(ds: Dataset, normal: np.ndarray, count: int, mosaic: Frame) -> tuple[list[float], str]:
+    centres = phoenix_slice_positions(phoenix_protocol(ds))
+    if centres is not None and len(centres) == count and count > 1:
+        along = sorted(float(np.dot(normal, c)) for c in centres)
+        return [a - along[0] for a in along], "mosaic tiles placed from Phoenix sSliceArray slice centres"
+    spacing = mosaic.spacing_between_slices or mosaic.slice_thickness or 1.0
+    tag = "SpacingBetweenSlices (0018,0088)" if mosaic.spacing_between_slices else "SliceThickness (0018,0050)"
+    return [index * spacing for index in range(count)], f"mosaic tiles placed {spacing:g} mm apart from {tag}"
+
+
+def _enhanced_frames(ds: Dataset, path: Path) -> list[Frame]:
+    common = _common(ds, path)
+    shared = _first(ds, "SharedFunctionalGroupsSequence")
+    per_frame = ds.get("PerFrameFunctionalGroupsSequence") or []
+    frame_count = _int(ds.get("NumberOfFrames")) or len(per_frame)
+    if len(per_frame) != frame_count:
+        raise DicomInputError(
+            f"{path}: NumberOfFrames (0028,0008) is {frame_count} but the per-frame functional "
+            f"groups sequence (5200,9230) has {len(per_frame)} items"
+        )
+    base_location = _native_location(ds, frames=frame_count)
+    frame_bytes = 0
+    if base_location.mode is PixelReadMode.NATIVE:
+        frame_bytes = int(ds.Rows) * int(ds.Columns) * np.dtype(base_location.dtype).itemsize
+    file_vendor = read_vendor_info(ds)
+    frames: list[Frame] = []
+    for index, item in enumerate(per_frame):
+
+        def group(name: str, item: Dataset = item) -> Dataset | None:
+            return _first(item, name) or _first(shared, name)
+
+        position_item = group("PlanePositionSequence")
+        orientation_item = group("PlaneOrientationSequence")
+        measures = group("PixelMeasuresSequence")
+        content = _first(item, "FrameContentSequence")
+        echo = group("MREchoSequence")
+        transform = group("PixelValueTransformationSequence")
+        frame_type = group("MRImageFrameTypeSequence") or group("CTImageFrameTypeSequence")
+        image_type = common["image_type"]
+        if frame_type is not None and frame_type.get("FrameType"):
+            image_type = tuple(str(t).strip().upper() for t in frame_type.FrameType)
+        state, state_source = read_distortion_state(ds, per_frame_item=item)
+        frames.append(
+            Frame(
+                label=f"{path.name}#frame{index + 1}",
+                rows=int(ds.Rows),
+                columns=int(ds.Columns),
+                image_position=_floats(position_item.get("ImagePositionPatient") if position_item else None, 3),  # type: ignore[arg-type]
+                image_orientation=_floats(  # type: ignore[arg-type]
+                    orientation_item.get("ImageOrientationPatient") if orientation_item else None, 6
+                ),
+                pixel_spacing=_floats(measures.get("PixelSpacing") if measures else None, 2),  # type: ignore[arg-type]
+                slice_thickness=_float(measures.get("SliceThickness")) if measures else None,
+                spacing_between_slices=_float(measures.get("SpacingBetweenSlices")) if measures else None,
+                slice_location=None,
+                echo_number=None,
+                echo_time=_float(echo.get("EffectiveEchoTime")) if echo else None,
+                temporal_index=_int(content.get("TemporalPositionIndex")) if content else None,
+                acquisition_time_s=_seconds(content.get("FrameAcquisitionDateTime")) if content else None,
+                stack_id=str(content.get("StackID", "")) if content else "",
+                complex_component=_complex_component(image_type, frame_type),
+                rescale_slope=(_float(transform.get("RescaleSlope")) if transform else None) or 1.0,
+                rescale_intercept=(_float(transform.get("RescaleIntercept")) if transform else None) or 0.0,
+                pixels=replace(base_location, frame_index=index, offset=base_location.offset + index * frame_bytes),
+                vendor=replace(file_vendor, distortion_state=state, distortion_source=state_source),
+                geometry_source="PlanePositionSequence (0020,9113) per frame",
+                **{
+                    **common,
+                    "image_type": image_type,
+                    "is_localizer": bool(_LOCALIZER_TOKENS.intersection(image_type)),
+                    "acquisition_number": (_int(content.get("FrameAcquisitionNumber")) if content else None)
+                    or common["acquisition_number"],
+                },
+            )
+        )
+    return frames
+
+
+def _read_file(path: Path) -> tuple[str, list[Frame] | FileProblem | None]:
+    """Return ("frames", [...]), ("problem", FileProblem), ("non_dicom", None) or ("non_image", None)."""
+    if not _looks_like_dicom(path):
+        return "non_dicom", None
+    try:
+        ds = pydicom.dcmread(path, defer_size=_DEFER_SIZE, force=True)
+    except (InvalidDicomError, EOFError, OSError, ValueError, KeyError, TypeError, IndexError, OverflowError) as error:
+        return "problem", FileProblem(str(path), f"{path}: cannot be read as DICOM ({_short(error)})")
+    if "Rows" not in ds or "Columns" not in ds:
+        return "non_image", None  # DICOMDIR, structured reports, presentation states: not images
+    try:
+        if "PixelData" not in ds and "FloatPixelData" not in ds and "DoubleFloatPixelData" not in ds:
+            return "problem", FileProblem(
+                str(path),
+                f"{path}: DICOM image header without pixel data (7FE0,0010)",
+                str(ds.get("SeriesInstanceUID", "")),
+            )
+        truncated = _truncation(ds, path)
+        if truncated:
+            return "problem", FileProblem(str(path), truncated, str(ds.get("SeriesInstanceUID", "")))
+        if "PerFrameFunctionalGroupsSequence" in ds:
+            return "frames", _enhanced_frames(ds, path)
+        if (_int(ds.get("NumberOfFrames")) or 1) > 1:
+            return "problem", FileProblem(
+                str(path),
+                f"{path}: multi-frame image without per-frame functional groups (5200,9230) has no "
+                f"per-frame geometry; not supported",
+                str(ds.get("SeriesInstanceUID", "")),
+            )
+        return "frames", _classic_frames(ds, path)
+    except DicomInputError as error:
+        return "problem", FileProblem(str(path), str(error), str(ds.get("SeriesInstanceUID", "")))
+    except (ValueError, TypeError, KeyError, AttributeError, IndexError, EOFError, OSError) as error:
+        return "problem", FileProblem(
+            str(path), f"{path}: malformed DICOM header ({_short(error)})", str(ds.get("SeriesInstanceUID", ""))
+        )
+
+
+def _truncation(ds: Dataset, path: Path) -> str:
+    """Say why the pixel data is short of what the header promises (empty when it is complete)."""
+    syntax = ds.file_meta.get("TransferSyntaxUID") if hasattr(ds, "file_meta") else None
+    if syntax is None or syntax.is_compressed:
+        return ""
+    element = ds.get_item(0x7FE00010)
+    offset = getattr(element, "file_tell", None)
+    bits = _int(ds.get("BitsAllocated")) or 16
+    expected = (
+        int(ds.Rows)
+        * int(ds.Columns)
+        * (_int(ds.get("SamplesPerPixel")) or 1)
+        * (_int(ds.get("NumberOfFrames")) or 1)
+        * bits
+        // 8
+    )
+    if not isinstance(offset, int):
+        return ""
+    available = path.stat().st_size - offset
+    if available < expected:
+        return (
+            f"{path}: truncated: pixel data (7FE0,0010) should hold {expected} bytes but the file ends after "
+            f"{max(available, 0)}"
+        )
+    return ""
+
+
+def _short(error: BaseException) -> str:
+    text = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+    return text[:200]
+
+
+def scan(path: str | os.PathLike[str], *, workers: int | None = None) -> ScanResult:
+    """Scan a file or folder (recursively) into header-only Frame records.
+
+    Parameters
+    ----------
+    path : str or PathLike
+        A DICOM file or a folder; hidden files and folders are ignored.
+    workers : int, optional
+        Threads for the header pass (default: ``min(8, os.cpu_count() + 2)``).
+
+    Returns
+    -------
+    ScanResult
+        Frames plus the files that were skipped or could not be used.
+
+    Raises
+    ------
+    DicomInputError
+        When ``path`` does not exist.
+
+    Examples
+    --------
+    >>> result = scan("/nonexistent/folder")  # doctest: +SKIP
+    """
+    root = Path(path)
+    if not root.exists():
+        raise DicomInputError(f"{root}: no such file or folder")
+    files = _list_files(root)
+    workers = workers or min(8, (os.cpu_count() or 1) + 2)
+    frames: list[Frame] = []
+    problems: list[FileProblem] = []
+    non_dicom: list[str] = []
+    non_image: list[str] = []
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        results: Iterable[tuple[str, list[Frame] | FileProblem | None]] = pool.map(_read_file, files)
+        for file, (kind, payload) in zip(files, results, strict=True):
+            if kind == "frames":
+                assert isinstance(payload, list)
+                frames.extend(payload)
+            elif kind == "problem":
+                assert isinstance(payload, FileProblem)
+                problems.append(payload)
+            elif kind == "non_dicom":
+                non_dicom.append(str(file))
+            else:
+                non_image.append(str(file))
+    return ScanResult(str(root), tuple(frames), tuple(problems), tuple(non_dicom), tuple(non_image))

@@ -1,0 +1,40 @@
+"""The exception tree every trueshape layer raises from.
+
+The CLI maps :class:`TrueshapeError` to exit code 2 and prints its message on one line, so every
+message names the file (or tag) and the problem.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "CoefficientFileError",
+    "DicomInputError",
+    "EstimationError",
+    "GeometryError",
+    "OutputExistsError",
+    "TrueshapeError",
+]
+
+
+class TrueshapeError(Exception):
+    """Base of every error trueshape raises on purpose."""
+
+
+class DicomInputError(TrueshapeError):
+    """A file or folder cannot be read as the DICOM the caller asked for."""
+
+
+class GeometryError(TrueshapeError, ValueError):
+    """Slice geometry is missing, inconsistent, or rejected by the chosen policy."""
+
+
+class CoefficientFileError(TrueshapeError, ValueError):
+    """A gradient coefficient or scanner-model file is malformed (the message names the line)."""
+
+
+class EstimationError(TrueshapeError):
+    """An estimator could not produce a trustworthy result."""
+
+
+class OutputExistsError(TrueshapeError, FileExistsError):
+    """An output file already exists and overwriting was not requested."""

@@ -1,0 +1,47 @@
+"""Frames -> series -> stacks; sorting, spacing, every geometry check; Volume and the acquisition transform."""
+
+from trueshape.geometry._acquisition import AcquisitionTransform
+from trueshape.geometry._affine import apply_affine, lps_from_ijk_matrix, orthonormal_directions, slice_normal
+from trueshape.geometry._distortion import FAR_FROM_ISOCENTRE_RADIUS_MM, anatomical_axis_name
+from trueshape.geometry._field import DisplacementField
+from trueshape.geometry._load import load_stack
+from trueshape.geometry._series import ORIENTATION_GROUP_TOLERANCE, Inspection, Series, Stack, group_series
+from trueshape.geometry._stack import (
+    CORNER_TOLERANCE_MM,
+    POSITION_TOLERANCE,
+    SHEAR_TOLERANCE,
+    SPACING_TOLERANCE,
+    THICKNESS_TOLERANCE,
+    IrregularPolicy,
+    StackLayout,
+    layout_stack,
+)
+from trueshape.geometry._volume import Provenance, Volume, VolumeGeometry
+
+__all__ = [
+    "CORNER_TOLERANCE_MM",
+    "FAR_FROM_ISOCENTRE_RADIUS_MM",
+    "ORIENTATION_GROUP_TOLERANCE",
+    "POSITION_TOLERANCE",
+    "SHEAR_TOLERANCE",
+    "SPACING_TOLERANCE",
+    "THICKNESS_TOLERANCE",
+    "AcquisitionTransform",
+    "DisplacementField",
+    "Inspection",
+    "IrregularPolicy",
+    "Provenance",
+    "Series",
+    "Stack",
+    "StackLayout",
+    "Volume",
+    "VolumeGeometry",
+    "anatomical_axis_name",
+    "apply_affine",
+    "group_series",
+    "layout_stack",
+    "load_stack",
+    "lps_from_ijk_matrix",
+    "orthonormal_directions",
+    "slice_normal",
+]

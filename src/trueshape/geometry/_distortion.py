@@ -1,0 +1,128 @@
+"""Distortion-state and isocentre findings of a stack (headers only; the physics lives in gnl/)."""
+
+from __future__ import annotations
+
+import numpy as np
+from numpy.typing import NDArray
+
+from trueshape.dicom import DistortionState, Frame
+from trueshape.findings import Finding, FindingCode, Severity
+
+__all__ = ["FAR_FROM_ISOCENTRE_RADIUS_MM", "anatomical_axis_name", "distortion_findings"]
+
+#: Beyond this distance from the isocentre, uncorrected gradient non-linearity of whole-body systems
+#: typically reaches several millimetres (~5 mm at 150 mm for the SYN-AS reference coil, DESIGN.md s.4).
+FAR_FROM_ISOCENTRE_RADIUS_MM = 150.0
+
+
+def anatomical_axis_name(direction: NDArray[np.float64]) -> str:
+    """Name the patient axis closest to an LPS direction.
+
+    Examples
+    --------
+    >>> anatomical_axis_name(np.array([0.0, 0.99, 0.1]))
+    'front-to-back (anterior-posterior)'
+    """
+    names = ["left-right", "front-to-back (anterior-posterior)", "head-foot (superior-inferior)"]
+    return names[int(np.argmax(np.abs(direction)))]
+
+
+def distortion_findings(
+    frames: list[Frame],
+    *,
+    corners_lps: NDArray[np.float64],
+    normal: NDArray[np.float64],
+    isocentre_lps: NDArray[np.float64],
+    isocentre_source: str,
+    radius_mm: float = FAR_FROM_ISOCENTRE_RADIUS_MM,
+) -> tuple[DistortionState, str, float, list[Finding]]:
+    """Return the stack's distortion state, its source, the FOV's largest distance from isocentre, findings.
+
+    Parameters
+    ----------
+    frames : list of Frame
+        All frames of the stack (states must agree, else UNKNOWN).
+    corners_lps : ndarray, shape (8, 3)
+        Outer corners of the field of view, mm LPS.
+    normal : ndarray, shape (3,)
+        Slice normal, LPS.
+    isocentre_lps : ndarray, shape (3,)
+        Magnet isocentre in patient coordinates, mm.
+    isocentre_source : str
+        How the isocentre was found (said in messages).
+    radius_mm : float
+        Distance from isocentre beyond which ``FAR_FROM_ISOCENTRE`` is reported.
+    """
+    first = frames[0]
+    states = {f.vendor.distortion_state for f in frames}
+    state = first.vendor.distortion_state if len(states) == 1 else DistortionState.UNKNOWN
+    source = first.vendor.distortion_source if len(states) == 1 else "frames disagree"
+    distance = float(np.max(np.linalg.norm(corners_lps - isocentre_lps, axis=1)))
+    findings: list[Finding] = []
+    where = (first.path,)
+    if first.modality.upper() not in ("MR", ""):
+        return state, source, distance, findings
+    axis = anatomical_axis_name(normal)
+    if state is DistortionState.IN_PLANE_2D:
+        findings.append(
+            Finding(
+                FindingCode.DISTORTION_2D_ONLY,
+                Severity.WARNING,
+                f"The scanner corrected gradient distortion only within each slice ({source} says DIS2D): the "
+                f"through-plane part, along the slice normal ({axis}), is still in the images and grows steeply "
+                f"with distance from the isocentre; this field of view reaches {distance:.0f} mm from it.",
+                measured=distance,
+                unit="mm",
+                where=where,
+                details={"slice_normal_axis": axis},
+            )
+        )
+    elif state is DistortionState.NONE:
+        findings.append(
+            Finding(
+                FindingCode.DISTORTION_NOT_CORRECTED,
+                Severity.WARNING,
+                f"The scanner did not correct gradient distortion ({source} says ND): anatomy is displaced in all "
+                f"three directions, increasingly with distance from the isocentre; this field of view reaches "
+                f"{distance:.0f} mm from it.",
+                measured=distance,
+                unit="mm",
+                where=where,
+            )
+        )
+    elif state is DistortionState.UNKNOWN:
+        findings.append(
+            Finding(
+                FindingCode.DISTORTION_STATE_UNKNOWN,
+                Severity.INFO,
+                "The headers do not say whether gradient distortion was corrected (no ND/DIS2D/DIS3D in ImageType "
+                + ("or the Siemens private tags); " if len(states) == 1 else "and the frames disagree); ")
+                + "treat the geometry far from the isocentre with care.",
+                where=where,
+            )
+        )
+    if distance > radius_mm:
+        findings.append(
+            Finding(
+                FindingCode.FAR_FROM_ISOCENTRE,
+                Severity.INFO if state is DistortionState.FULL_3D else Severity.WARNING,
+                f"The field of view reaches {distance:.0f} mm from the magnet isocentre (beyond {radius_mm:g} mm), "
+                f"where uncorrected gradient non-linearity typically displaces anatomy by several millimetres "
+                f"(isocentre {np.round(isocentre_lps, 1).tolist()} mm LPS: {isocentre_source}).",
+                measured=distance,
+                tolerance=radius_mm,
+                unit="mm",
+                where=where,
+            )
+        )
+    if not first.vendor.table_source and first.manufacturer:
+        findings.append(
+            Finding(
+                FindingCode.ISOCENTRE_ASSUMED,
+                Severity.INFO,
+                "No table position in the headers: the magnet isocentre is assumed at the patient-coordinate origin "
+                "(true for most scans at the landmark position).",
+                where=where,
+            )
+        )
+    return state, source, distance, findings

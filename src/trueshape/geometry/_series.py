@@ -1,0 +1,469 @@
+"""Group frames into series and stacks, and run every check.
+
+Series = SeriesInstanceUID. Within a series, frames are split into stacks by frame of reference,
+orientation (within :data:`ORIENTATION_GROUP_TOLERANCE`), pixel grid, echo, complex component (magnitude /
+phase), multi-frame StackID and localizer type. Localizers never join a volume.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
+
+from trueshape.dicom import DistortionState, FileProblem, Frame, ScanResult
+from trueshape.errors import GeometryError
+from trueshape.findings import Finding, FindingCode, Severity
+from trueshape.geometry._distortion import distortion_findings
+from trueshape.geometry._stack import IrregularPolicy, StackLayout, layout_stack
+from trueshape.geometry._volume import Provenance, VolumeGeometry
+
+__all__ = ["ORIENTATION_GROUP_TOLERANCE", "Inspection", "Series", "Stack", "group_series"]
+
+#: Largest difference of any ImageOrientationPatient component within one stack (dcm2niix uses 1e-4).
+ORIENTATION_GROUP_TOLERANCE = 1e-4
+#: An orientation group this small beside a larger one is treated as a localizer (medio PR #23 case).
+LONE_IMAGE_MAX = 2
+
+
+@dataclass(frozen=True, eq=False)
+class Stack:
+    """A volume-to-be: frames on one grid, with everything the checks found.
+
+    ``index`` is 1-based within its series; ``label`` is what output files are named after.
+    """
+
+    series_instance_uid: str
+    series_number: int | None
+    series_description: str
+    index: int
+    layout: StackLayout
+    findings: tuple[Finding, ...]
+    is_localizer: bool
+    distortion_state: DistortionState
+    distortion_source: str
+    isocentre_lps: NDArray[np.float64]
+    isocentre_source: str
+    max_distance_from_isocentre_mm: float
+    stack_count_in_series: int = 1
+
+    @property
+    def geometry(self) -> VolumeGeometry:
+        """The grid of the volume a user gets."""
+        return self.layout.geometry
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        """Volume shape, with the 4th axis when the stack repeats positions in time/echo."""
+        t = self.layout.volume_count
+        return (*self.geometry.shape, t) if t > 1 else self.geometry.shape
+
+    @property
+    def frames(self) -> list[Frame]:
+        """Every frame, slice-major."""
+        return [f for s in self.layout.slices for f in s]
+
+    @property
+    def label(self) -> str:
+        """A file-name-safe name: ``<SeriesNumber>_<SeriesDescription>[_stack<n>]``."""
+        description = re.sub(r"[^A-Za-z0-9._-]+", "_", self.series_description).strip("_") or "series"
+        number = f"{self.series_number}_" if self.series_number is not None else ""
+        suffix = f"_stack{self.index}" if self.stack_count_in_series > 1 else ""
+        return f"{number}{description}{suffix}" + ("_localizer" if self.is_localizer else "")
+
+    @property
+    def selector(self) -> str:
+        """How to name this stack on the command line: ``<SeriesNumber or SeriesInstanceUID>:<index>``."""
+        series = self.series_number if self.series_number is not None else self.series_instance_uid
+        return f"{series}:{self.index}"
+
+    def provenance(self) -> Provenance:
+        """Provenance record for a Volume built from this stack."""
+        first = self.layout.slices[0][0]
+        return Provenance(
+            series_instance_uid=self.series_instance_uid,
+            series_number=self.series_number,
+            series_description=self.series_description,
+            modality=first.modality,
+            manufacturer=first.manufacturer,
+            study_instance_uid=first.study_instance_uid,
+            frame_of_reference_uid=first.frame_of_reference_uid,
+            slice_sources=tuple(tuple(f.label for f in s) for s in self.layout.slices),
+            distortion_state=self.distortion_state.value,
+            distortion_source=self.distortion_source,
+            isocentre_lps=(float(self.isocentre_lps[0]), float(self.isocentre_lps[1]), float(self.isocentre_lps[2])),
+            isocentre_source=self.isocentre_source,
+            patient_position=first.vendor.patient_position.value if first.vendor.patient_position else None,
+            gradient_coil=first.vendor.gradient_coil,
+            slice_thickness_mm=first.slice_thickness,
+            spacing_between_slices_mm=first.spacing_between_slices,
+            echo_time_ms=first.echo_time,
+        )
+
+    def to_json(self) -> dict[str, Any]:
+        """Machine-readable facts: shape, affine, spacing, distortion state, isocentre, findings."""
+        first = self.layout.slices[0][0]
+        geometry = self.geometry.to_json()
+        return {
+            "series_instance_uid": self.series_instance_uid,
+            "series_number": self.series_number,
+            "series_description": self.series_description,
+            "stack": self.index,
+            "selector": self.selector,
+            "label": self.label,
+            "is_localizer": self.is_localizer,
+            "modality": first.modality,
+            "shape": list(self.shape),
+            "affine_lps": geometry["affine_lps"],
+            "spacing": geometry["spacing"],
+            "origin_lps": geometry["origin_lps"],
+            "direction_lps": geometry["direction_lps"],
+            "slice_count": self.geometry.shape[2],
+            "volume_count": self.layout.volume_count,
+            "resampled": self.layout.resampled,
+            "has_acquisition_transform": self.layout.acquisition is not None,
+            "slice_thickness_mm": first.slice_thickness,
+            "spacing_between_slices_mm": first.spacing_between_slices,
+            "distortion_state": self.distortion_state.value,
+            "distortion_source": self.distortion_source,
+            "patient_position": first.vendor.patient_position.value if first.vendor.patient_position else None,
+            "gradient_coil": first.vendor.gradient_coil,
+            "table_position_mm": list(first.vendor.table_position_mm) if first.vendor.table_position_mm else None,
+            "isocentre_lps": [float(v) for v in self.isocentre_lps],
+            "isocentre_source": self.isocentre_source,
+            "max_distance_from_isocentre_mm": self.max_distance_from_isocentre_mm,
+            "findings": [f.to_json() for f in self.findings],
+            "slice_sources": [
+                [f.path + (f.label[f.label.index("#") :] if "#" in f.label else "") for f in s]
+                for s in self.layout.slices
+            ],
+        }
+
+
+@dataclass(frozen=True, eq=False)
+class Series:
+    """All stacks of one SeriesInstanceUID, plus series-level findings (frames that could not be placed)."""
+
+    series_instance_uid: str
+    series_number: int | None
+    series_description: str
+    modality: str
+    stacks: tuple[Stack, ...]
+    findings: tuple[Finding, ...] = ()
+    problems: tuple[FileProblem, ...] = ()
+
+    def to_json(self) -> dict[str, Any]:
+        """Machine-readable series record."""
+        return {
+            "series_instance_uid": self.series_instance_uid,
+            "series_number": self.series_number,
+            "series_description": self.series_description,
+            "modality": self.modality,
+            "stacks": [s.to_json() for s in self.stacks],
+            "findings": [f.to_json() for f in self.findings],
+            "problems": [{"file": p.path, "message": p.message} for p in self.problems],
+        }
+
+
+@dataclass(frozen=True, eq=False)
+class Inspection:
+    """Everything ``trueshape inspect`` knows about a folder."""
+
+    root: str
+    series: tuple[Series, ...]
+    problems: tuple[FileProblem, ...] = ()
+    skipped_non_dicom: int = 0
+    skipped_non_image: int = 0
+    errors: tuple[str, ...] = field(default_factory=tuple)
+
+    @property
+    def stacks(self) -> list[Stack]:
+        """Every stack of every series."""
+        return [stack for series in self.series for stack in series.stacks]
+
+    def to_json(self) -> dict[str, Any]:
+        """Machine-readable inspection (the ``--json`` output)."""
+        return {
+            "root": self.root,
+            "series": [s.to_json() for s in self.series],
+            "problems": [{"file": p.path, "message": p.message} for p in self.problems],
+            "errors": list(self.errors),
+            "skipped_non_dicom_files": self.skipped_non_dicom,
+            "skipped_non_image_dicom": self.skipped_non_image,
+        }
+
+
+def _where(frame: Frame) -> str:
+    return frame.path + (frame.label[frame.label.index("#") :] if "#" in frame.label else "")
+
+
+def _has_geometry(frame: Frame) -> bool:
+    return (
+        frame.image_position is not None
+        and frame.image_orientation is not None
+        and frame.pixel_spacing is not None
+        and min(frame.pixel_spacing) > 0
+    )
+
+
+def _missing_geometry_tags(frame: Frame) -> str:
+    missing = [
+        name
+        for name, value in (
+            ("ImagePositionPatient (0020,0032)", frame.image_position),
+            ("ImageOrientationPatient (0020,0037)", frame.image_orientation),
+            ("PixelSpacing (0028,0030)", frame.pixel_spacing),
+        )
+        if value is None
+    ]
+    if frame.pixel_spacing is not None and min(frame.pixel_spacing) <= 0:
+        missing.append(f"a positive PixelSpacing (0028,0030) (found {list(frame.pixel_spacing)})")
+    return ", ".join(missing)
+
+
+def _group_key(frame: Frame) -> tuple[Any, ...]:
+    assert frame.pixel_spacing is not None
+    echo = (
+        frame.echo_number
+        if frame.echo_number is not None
+        else (
+            round(frame.echo_time, 3)
+            if frame.echo_time is not None
+            and frame.pixels is not None
+            and frame.pixels.frame_index == 0
+            and not frame.stack_id
+            else None
+        )
+    )
+    return (
+        frame.frame_of_reference_uid,
+        frame.rows,
+        frame.columns,
+        round(frame.pixel_spacing[0], 4),
+        round(frame.pixel_spacing[1], 4),
+        echo,
+        frame.complex_component,
+        frame.stack_id,
+        frame.is_localizer,
+    )
+
+
+def _split_orientations(frames: Sequence[Frame]) -> list[list[Frame]]:
+    groups: list[tuple[NDArray[np.float64], list[Frame]]] = []
+    for frame in frames:
+        orientation = np.asarray(frame.image_orientation, dtype=np.float64)
+        for reference, members in groups:
+            if float(np.max(np.abs(reference - orientation))) <= ORIENTATION_GROUP_TOLERANCE:
+                members.append(frame)
+                break
+        else:
+            groups.append((orientation, [frame]))
+    return [members for _, members in groups]
+
+
+def _orientation_text(frame: Frame) -> str:
+    normal = np.cross(np.asarray(frame.image_orientation[:3]), np.asarray(frame.image_orientation[3:]))  # type: ignore[index]
+    return ["sagittal", "coronal", "axial"][int(np.argmax(np.abs(normal)))]
+
+
+def group_series(scan: ScanResult, *, policy: IrregularPolicy = IrregularPolicy.WARN) -> Inspection:
+    """Group a scan into series and stacks and run every geometry and distortion check.
+
+    Parameters
+    ----------
+    scan : ScanResult
+        Frames from :func:`trueshape.dicom.scan`.
+    policy : IrregularPolicy
+        Irregular-spacing policy (``fail`` turns irregular stacks into per-series errors).
+
+    Returns
+    -------
+    Inspection
+        Series (ordered by SeriesNumber, then UID), stacks, findings, file problems.
+    """
+    # SeriesNumber splits too: copies of a series re-sent under new numbers keep their UID (dcm2niix agrees).
+    by_series: dict[tuple[str, int | None], list[Frame]] = {}
+    for frame in scan.frames:
+        by_series.setdefault((frame.series_instance_uid, frame.series_number), []).append(frame)
+    problems_by_series: dict[str, list[FileProblem]] = {}
+    for problem in scan.problems:
+        problems_by_series.setdefault(problem.series_instance_uid, []).append(problem)
+    series_list: list[Series] = []
+    errors: list[str] = []
+    for (uid, _), frames in by_series.items():
+        try:
+            series_list.append(_build_series(uid, frames, problems_by_series.get(uid, []), policy))
+        except GeometryError as error:
+            errors.append(str(error))
+            first = frames[0]
+            series_list.append(
+                Series(
+                    uid,
+                    first.series_number,
+                    first.series_description,
+                    first.modality,
+                    (),
+                    (Finding(FindingCode.SPACING_IRREGULAR, Severity.ERROR, str(error), where=(first.path,)),),
+                    tuple(problems_by_series.get(uid, [])),
+                )
+            )
+    series_list.sort(key=lambda s: (s.series_number if s.series_number is not None else 1 << 30, s.series_instance_uid))
+    return Inspection(
+        root=scan.root,
+        series=tuple(series_list),
+        problems=scan.problems,
+        skipped_non_dicom=len(scan.skipped_non_dicom),
+        skipped_non_image=len(scan.skipped_non_image),
+        errors=tuple(errors),
+    )
+
+
+def _build_series(uid: str, frames: list[Frame], problems: list[FileProblem], policy: IrregularPolicy) -> Series:
+    first = frames[0]
+    series_findings: list[Finding] = []
+    placed = [f for f in frames if _has_geometry(f)]
+    unplaced = [f for f in frames if not _has_geometry(f)]
+    if unplaced:
+        series_findings.append(
+            Finding(
+                FindingCode.GEOMETRY_MISSING,
+                Severity.ERROR,
+                f"{len(unplaced)} image(s) lack {_missing_geometry_tags(unplaced[0])} and cannot be placed in space "
+                f"(e.g. {_where(unplaced[0])}); they were left out.",
+                measured=float(len(unplaced)),
+                unit="images",
+                where=tuple(_where(f) for f in unplaced),
+            )
+        )
+    if problems:
+        series_findings.append(
+            Finding(
+                FindingCode.FILES_UNREADABLE,
+                Severity.ERROR,
+                f"{len(problems)} file(s) of this series could not be used (e.g. {problems[0].message}).",
+                measured=float(len(problems)),
+                unit="files",
+                where=tuple(p.path for p in problems),
+            )
+        )
+    groups: dict[tuple[Any, ...], list[Frame]] = {}
+    for frame in placed:
+        groups.setdefault(_group_key(frame), []).append(frame)
+    candidates: list[tuple[list[Frame], bool]] = []
+    for key, members in groups.items():
+        for orientation_group in _split_orientations(members):
+            candidates.append((orientation_group, bool(key[-1])))
+    volume_groups = [g for g, localizer in candidates if not localizer]
+    largest = max((len(g) for g in volume_groups), default=0)
+    orientations = {_orientation_key(g[0]) for g in volume_groups}
+    lone: list[list[Frame]] = []
+    if len(orientations) > 1 and largest > LONE_IMAGE_MAX:
+        main_orientations = {_orientation_key(g[0]) for g in volume_groups if len(g) > LONE_IMAGE_MAX}
+        lone = [
+            g for g in volume_groups if len(g) <= LONE_IMAGE_MAX and _orientation_key(g[0]) not in main_orientations
+        ]
+    localizer_groups = [g for g, localizer in candidates if localizer] + lone
+    volume_groups = [g for g in volume_groups if not any(g is lone_group for lone_group in lone)]
+    excluded = [f for g in localizer_groups for f in g]
+    shared: list[Finding] = []
+    if excluded and volume_groups:
+        reason = (
+            "ImageType says LOCALIZER"
+            if any(f.is_localizer for f in excluded)
+            else "a lone image with another orientation, typical of a localizer"
+        )
+        shared.append(
+            Finding(
+                FindingCode.LOCALIZER_EXCLUDED,
+                Severity.INFO,
+                f"{len(excluded)} localizer image(s) in this series ({reason}) were kept out of the volume, so they "
+                f"cannot distort its slice spacing (e.g. {_where(excluded[0])}).",
+                measured=float(len(excluded)),
+                unit="images",
+                where=tuple(_where(f) for f in excluded),
+            )
+        )
+    main_orientations = {_orientation_key(g[0]) for g in volume_groups}
+    if len(main_orientations) > 1:
+        described = sorted({f"{_orientation_text(g[0])} ({len(g)} images)" for g in volume_groups})
+        shared.append(
+            Finding(
+                FindingCode.ORIENTATION_MIXED,
+                Severity.WARNING,
+                f"This series mixes {len(main_orientations)} slice orientations ({', '.join(described)}); each "
+                f"orientation became its own stack.",
+                measured=float(len(main_orientations)),
+                tolerance=ORIENTATION_GROUP_TOLERANCE,
+                unit="orientations",
+                where=tuple(_where(g[0]) for g in volume_groups),
+            )
+        )
+    layouts: list[tuple[StackLayout, bool]] = []
+    for group in volume_groups:
+        layouts.extend((layout, False) for layout in layout_stack(group, policy=policy))
+    for group in localizer_groups:
+        for orientation_group in _split_orientations(group):
+            layouts.extend((layout, True) for layout in layout_stack(orientation_group, policy=IrregularPolicy.WARN))
+    layouts.sort(key=lambda item: (item[1], _layout_order(item[0])))
+    stacks = tuple(
+        _make_stack(uid, layout, index + 1, len(layouts), localizer, [] if localizer else shared)
+        for index, (layout, localizer) in enumerate(layouts)
+    )
+    return Series(
+        uid,
+        first.series_number,
+        first.series_description,
+        first.modality,
+        stacks,
+        tuple(series_findings),
+        tuple(problems),
+    )
+
+
+def _orientation_key(frame: Frame) -> tuple[float, ...]:
+    return tuple(round(v, 3) for v in frame.image_orientation or ())
+
+
+def _layout_order(layout: StackLayout) -> tuple[Any, ...]:
+    first = layout.slices[0][0]
+    return (
+        first.echo_number or 0,
+        first.echo_time or 0.0,
+        first.complex_component,
+        first.stack_id,
+        first.instance_number or 0,
+    )
+
+
+def _make_stack(uid: str, layout: StackLayout, index: int, count: int, localizer: bool, shared: list[Finding]) -> Stack:
+    frames = [f for s in layout.slices for f in s]
+    first = frames[0]
+    isocentre, isocentre_source = first.vendor.isocentre_lps()
+    state, source, distance, findings = distortion_findings(
+        frames,
+        corners_lps=layout.geometry.corner_points(),
+        normal=layout.geometry.direction[:, 2],
+        isocentre_lps=isocentre,
+        isocentre_source=isocentre_source,
+    )
+    if localizer:
+        findings = []
+    return Stack(
+        series_instance_uid=uid,
+        series_number=first.series_number,
+        series_description=first.series_description,
+        index=index,
+        layout=layout,
+        findings=(*shared, *layout.findings, *findings),
+        is_localizer=localizer,
+        distortion_state=state,
+        distortion_source=source,
+        isocentre_lps=isocentre,
+        isocentre_source=isocentre_source,
+        max_distance_from_isocentre_mm=distance,
+        stack_count_in_series=count,
+    )

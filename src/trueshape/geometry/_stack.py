@@ -1,0 +1,602 @@
+"""One stack: frames of one orientation sorted along the slice normal, checked, and placed on a grid.
+
+Checks (each a :class:`~trueshape.findings.Finding`): orthonormal orientation, repeated positions (a time
+or echo axis, or duplicates), spacing measured from ImagePositionPatient (regular, missing slices, zones),
+shear (gantry tilt), SliceThickness and SpacingBetweenSlices against the measured spacing, and finally every
+slice's four corners against the affine (plus the acquisition transform when slices are off-grid).
+"""
+
+from __future__ import annotations
+
+import enum
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
+
+from trueshape.dicom import Frame
+from trueshape.errors import GeometryError
+from trueshape.findings import Finding, FindingCode, Severity, Tolerance
+from trueshape.geometry._acquisition import AcquisitionTransform
+from trueshape.geometry._affine import orthonormal_directions
+from trueshape.geometry._volume import VolumeGeometry
+
+__all__ = [
+    "CORNER_TOLERANCE_MM",
+    "POSITION_TOLERANCE",
+    "SHEAR_TOLERANCE",
+    "SPACING_TOLERANCE",
+    "THICKNESS_TOLERANCE",
+    "IrregularPolicy",
+    "StackLayout",
+    "layout_stack",
+]
+
+#: Two images closer than this along the normal share a position (voxel = smallest pixel spacing).
+POSITION_TOLERANCE = Tolerance(absolute_mm=0.01, fraction_of_voxel=0.01)
+#: A gap may differ from the slice spacing by this much (voxel = slice spacing).
+SPACING_TOLERANCE = Tolerance(absolute_mm=0.01, fraction_of_voxel=0.01)
+#: In-plane drift of a slice off the normal line allowed before it counts as shear (voxel = pixel spacing).
+SHEAR_TOLERANCE = Tolerance(absolute_mm=0.01, fraction_of_voxel=0.01)
+#: SliceThickness and SpacingBetweenSlices may differ from the measured spacing by this much.
+THICKNESS_TOLERANCE = Tolerance(absolute_mm=0.01, fraction_of_voxel=0.01)
+#: Orientation vectors may deviate from orthonormal by this much (|length - 1| or |cos|).
+ORTHONORMAL_TOLERANCE = 1e-4
+#: Largest distance between a slice corner from its header and from the volume's geometry (as Slicer).
+CORNER_TOLERANCE_MM = 1e-3
+
+
+class IrregularPolicy(enum.StrEnum):
+    """What to do with a stack whose slices are not on a regular grid."""
+
+    WARN = "warn"  #: regular grid at the mean spacing (as Slicer/ITK) + acquisition transform + finding
+    RESAMPLE = "resample"  #: interpolate onto a regular grid at the dominant spacing, in true geometry
+    SPLIT = "split"  #: one stack per regularly spaced run
+    FAIL = "fail"  #: raise GeometryError
+
+
+@dataclass(frozen=True, eq=False)
+class StackLayout:
+    """Sorted frames and the grid they are stored on.
+
+    Parameters
+    ----------
+    slices : tuple of tuple of Frame
+        ``slices[k][t]``: the frame of slice k (ascending along the normal) and volume t.
+    source_geometry : VolumeGeometry
+        Regular grid the slices are stored on (slice k of the data = ``slices[k]``).
+    acquisition : AcquisitionTransform or None
+        True slice positions relative to ``source_geometry`` when they are off-grid beyond tolerance.
+    geometry : VolumeGeometry
+        Grid of the volume the user gets (``source_geometry`` unless the stack is resampled).
+    findings : tuple of Finding
+        Everything the checks found.
+    """
+
+    slices: tuple[tuple[Frame, ...], ...]
+    source_geometry: VolumeGeometry
+    acquisition: AcquisitionTransform | None
+    geometry: VolumeGeometry
+    findings: tuple[Finding, ...] = field(default_factory=tuple)
+
+    @property
+    def resampled(self) -> bool:
+        """Whether voxel values are interpolated from the source slices."""
+        return self.geometry is not self.source_geometry
+
+    @property
+    def volume_count(self) -> int:
+        """Size of the 4th (time/echo) axis; 1 for a 3-D stack."""
+        return len(self.slices[0])
+
+
+def _where(frame: Frame) -> str:
+    return frame.path + (frame.label[frame.label.index("#") :] if "#" in frame.label else "")
+
+
+def _cluster_positions(frames: Sequence[Frame], normal: NDArray[np.float64], tolerance_mm: float) -> list[list[Frame]]:
+    """Group frames sharing a position (within tolerance), ascending along the normal."""
+    along = np.array([np.dot(normal, f.image_position) for f in frames])  # type: ignore[arg-type]
+    order = sorted(range(len(frames)), key=lambda n: (along[n], frames[n].temporal_key))
+    clusters: list[list[Frame]] = []
+    anchor = None
+    for n in order:
+        if anchor is None or along[n] - anchor > tolerance_mm:
+            clusters.append([frames[n]])
+            anchor = along[n]
+        else:
+            clusters[-1].append(frames[n])
+    return clusters
+
+
+def _drop_copies(frames: Sequence[Frame]) -> tuple[list[Frame], list[Frame]]:
+    """Remove repeated copies of one image (same SOPInstanceUID and frame)."""
+    seen: set[tuple[str, int, tuple[int, int] | None]] = set()
+    kept: list[Frame] = []
+    copies: list[Frame] = []
+    for frame in frames:
+        key = (
+            frame.sop_instance_uid,
+            frame.pixels.frame_index if frame.pixels else 0,
+            frame.pixels.tile if frame.pixels else None,
+        )
+        if frame.sop_instance_uid and key in seen:
+            copies.append(frame)
+        else:
+            seen.add(key)
+            kept.append(frame)
+    return kept, copies
+
+
+def _time_axis(clusters: list[list[Frame]], copies: list[Frame]) -> tuple[list[list[Frame]], list[Finding]]:
+    """Turn repeated positions into a 4th axis when every position repeats equally, else keep the first."""
+    findings: list[Finding] = []
+    if copies:
+        findings.append(
+            Finding(
+                FindingCode.POSITIONS_DUPLICATED,
+                Severity.WARNING,
+                f"{len(copies)} file(s) are copies of an image already loaded (same SOPInstanceUID); "
+                f"each copy was ignored.",
+                measured=float(len(copies)),
+                tolerance=0.0,
+                unit="images",
+                where=tuple(_where(f) for f in copies),
+            )
+        )
+    counts = [len(c) for c in clusters]
+    ordered = [sorted(c, key=lambda f: f.temporal_key) for c in clusters]
+    if len(set(counts)) <= 1:
+        return ordered, findings
+    extra = [f for c in ordered for f in c[1:]]
+    histogram = Counter(counts)
+    findings.append(
+        Finding(
+            FindingCode.POSITIONS_DUPLICATED,
+            Severity.WARNING,
+            f"{len(extra)} image(s) repeat a slice position without forming a complete time or echo series "
+            f"(positions hold {min(counts)} to {max(counts)} images: "
+            + ", ".join(f"{n} position(s) with {k}" for k, n in sorted(histogram.items()))
+            + "); the first image at each position was kept.",
+            measured=float(len(extra)),
+            tolerance=0.0,
+            unit="images",
+            where=tuple(_where(f) for f in extra),
+            details={"images_per_position": counts},
+        )
+    )
+    return [[c[0]] for c in ordered], findings
+
+
+@dataclass(frozen=True)
+class _Spacing:
+    mean: float
+    dominant: float
+    kind: str  # "regular", "missing", "irregular", "single"
+    findings: tuple[Finding, ...]
+    runs: tuple[tuple[int, int], ...]  # half-open slice ranges with constant spacing
+
+
+def _dominant_gap(gaps: NDArray[np.float64], tolerance_mm: float) -> float:
+    """Return the gap shared by most neighbouring pairs (clusters within tolerance; ties go to the smaller)."""
+    best_count, best_value = -1, float(gaps[0])
+    for gap in np.sort(gaps):
+        members = gaps[np.abs(gaps - gap) <= tolerance_mm]
+        if members.size > best_count:
+            best_count, best_value = members.size, float(np.median(members))
+    return best_value
+
+
+def _runs(gaps: NDArray[np.float64], tolerance_mm: float) -> list[tuple[int, int]]:
+    """Half-open slice ranges with one constant gap; a gap that differs separates two runs.
+
+    Examples
+    --------
+    >>> _runs(np.array([1.0, 1.0, 2.0, 1.0, 1.0]), 0.01)
+    [(0, 3), (3, 6)]
+    """
+    count = gaps.size + 1
+    runs: list[tuple[int, int]] = []
+    start = 0
+    while start < count:
+        if start == count - 1:
+            runs.append((start, count))
+            break
+        reference, stop = gaps[start], start
+        while stop < count - 1 and abs(gaps[stop] - reference) <= tolerance_mm:
+            stop += 1
+        runs.append((start, stop + 1))
+        start = stop + 1
+    return runs
+
+
+def _analyse_spacing(along: NDArray[np.float64], slices: list[list[Frame]]) -> _Spacing:
+    count = along.size
+    if count == 1:
+        return _Spacing(0.0, 0.0, "single", (), ((0, 1),))
+    gaps = np.diff(along)
+    mean = float((along[-1] - along[0]) / (count - 1))
+    tolerance = SPACING_TOLERANCE.mm(voxel_size_mm=float(np.median(gaps)))
+    deviation = np.abs(gaps - mean)
+    if float(np.max(deviation)) <= tolerance:
+        return _Spacing(mean, mean, "regular", (), ((0, count),))
+    dominant = _dominant_gap(gaps, tolerance)
+    tolerance = SPACING_TOLERANCE.mm(voxel_size_mm=dominant)
+    multiples = np.round(gaps / dominant)
+    findings: list[Finding] = []
+    if np.all(multiples >= 1) and np.all(np.abs(gaps - multiples * dominant) <= tolerance):
+        holes: list[dict[str, Any]] = [
+            {
+                "after_slice": int(k),
+                "missing": int(multiples[k] - 1),
+                "gap_mm": round(float(gaps[k]), 4),
+                "between": [_where(slices[k][0]), _where(slices[k + 1][0])],
+            }
+            for k in np.flatnonzero(multiples > 1)
+        ]
+        missing = sum(int(h["missing"]) for h in holes)
+        first = holes[0]
+        findings.append(
+            Finding(
+                FindingCode.SLICES_MISSING,
+                Severity.WARNING,
+                f"{missing} slice(s) missing: slices are {dominant:.3f} mm apart but {len(holes)} gap(s) are "
+                f"whole multiples of that (e.g. {first['gap_mm']:.3f} mm after slice {first['after_slice']}, "
+                f"between {first['between'][0]} and {first['between'][1]}).",
+                measured=float(missing),
+                tolerance=0.0,
+                unit="slices",
+                where=tuple(w for h in holes for w in h["between"]),
+                details={"holes": holes, "spacing_mm": dominant},
+            )
+        )
+        kind = "missing"
+    else:
+        worst = int(np.argmax(np.abs(gaps - dominant)))
+        zones: list[dict[str, Any]] = [
+            {"slices": [start, stop - 1], "spacing_mm": round(float(np.mean(gaps[start : stop - 1])), 4)}
+            for start, stop in _runs(gaps, tolerance)
+            if stop - start >= 2
+        ]
+        zone_text = "; ".join(
+            f"slices {z['slices'][0]}-{z['slices'][1]} {z['spacing_mm']:.3f} mm apart" for z in zones[:3]
+        )
+        findings.append(
+            Finding(
+                FindingCode.SPACING_IRREGULAR,
+                Severity.WARNING,
+                f"Slice spacing is irregular: gaps range from {float(np.min(gaps)):.3f} to "
+                f"{float(np.max(gaps)):.3f} mm (most common {dominant:.3f} mm; largest deviation "
+                f"{float(abs(gaps[worst] - dominant)):.3f} mm between {_where(slices[worst][0])} and "
+                f"{_where(slices[worst + 1][0])})" + (f"; {zone_text}" if zone_text else "") + ".",
+                measured=float(abs(gaps[worst] - dominant)),
+                tolerance=tolerance,
+                unit="mm",
+                where=(_where(slices[worst][0]), _where(slices[worst + 1][0])),
+                details={"zones": zones, "gaps_mm": [round(float(g), 4) for g in gaps]},
+            )
+        )
+        kind = "irregular"
+    runs = tuple(_runs(gaps, tolerance))
+    return _Spacing(mean, dominant, kind, tuple(findings), runs)
+
+
+def _shear(
+    positions: NDArray[np.float64],
+    along: NDArray[np.float64],
+    normal: NDArray[np.float64],
+    pixel_mm: float,
+    slices: list[list[Frame]],
+) -> tuple[NDArray[np.float64], Finding | None]:
+    """In-plane drift of each slice from the line through slice 0 along the normal (LPS mm)."""
+    drift = (positions - positions[0]) - np.outer(along - along[0], normal)
+    largest = float(np.max(np.linalg.norm(drift, axis=1)))
+    tolerance = SHEAR_TOLERANCE.mm(voxel_size_mm=pixel_mm)
+    if largest <= tolerance:
+        return drift, None
+    extent = float(along[-1] - along[0])
+    slope = np.linalg.lstsq((along - along[0])[:, None], drift, rcond=None)[0][0] if extent > 0 else np.zeros(3)
+    angle = float(np.degrees(np.arctan(np.linalg.norm(slope))))
+    tag = slices[0][0].gantry_tilt_deg
+    tag_text = f"; GantryDetectorTilt (0018,1120) says {tag:g} degrees" if tag is not None else ""
+    worst = int(np.argmax(np.linalg.norm(drift, axis=1)))
+    return drift, Finding(
+        FindingCode.GANTRY_TILT,
+        Severity.WARNING,
+        f"Slices are not stacked along their normal: the stack is sheared by {angle:.2f} degrees (gantry tilt), "
+        f"slice {worst} sits {largest:.3f} mm sideways of a straight stack{tag_text}; the volume is stored on "
+        f"an orthogonal grid with an acquisition transform holding the shear.",
+        measured=angle,
+        tolerance=float(np.degrees(np.arctan(tolerance / extent))) if extent > 0 else 0.0,
+        unit="deg",
+        where=(_where(slices[0][0]), _where(slices[worst][0])),
+        details={"max_in_plane_shift_mm": largest, "gantry_detector_tilt_deg": tag},
+    )
+
+
+def _tag_checks(spacing_mm: float, slices: list[list[Frame]], measured_from: str) -> list[Finding]:
+    findings: list[Finding] = []
+    first = slices[0][0]
+    tolerance = THICKNESS_TOLERANCE.mm(voxel_size_mm=spacing_mm)
+    thickness = first.slice_thickness
+    if thickness is not None and thickness > 0 and abs(thickness - spacing_mm) > tolerance:
+        gap = spacing_mm - thickness
+        relation = f"a {gap:.3f} mm gap between slices" if gap > 0 else f"slices overlapping by {-gap:.3f} mm"
+        findings.append(
+            Finding(
+                FindingCode.THICKNESS_NE_SPACING,
+                Severity.INFO,
+                f"Slices are {thickness:.3f} mm thick but {spacing_mm:.3f} mm apart ({relation}); spacing is "
+                f"measured from {measured_from}: a loader that uses SliceThickness would make this volume "
+                f"{100 * abs(thickness - spacing_mm) / spacing_mm:.1f}% too {'short' if gap > 0 else 'long'} "
+                f"along the slice axis.",
+                measured=spacing_mm - thickness,
+                tolerance=tolerance,
+                unit="mm",
+                where=(_where(first),),
+                details={"slice_thickness_mm": thickness, "slice_spacing_mm": spacing_mm},
+            )
+        )
+    tag = first.spacing_between_slices
+    if tag is not None and tag != 0 and abs(abs(tag) - spacing_mm) > tolerance:
+        findings.append(
+            Finding(
+                FindingCode.SPACING_TAG_MISMATCH,
+                Severity.WARNING,
+                f"SpacingBetweenSlices (0018,0088) says {tag:g} mm but the slices are {spacing_mm:.3f} mm apart "
+                f"(measured from {measured_from}); the measured spacing is used.",
+                measured=abs(abs(tag) - spacing_mm),
+                tolerance=tolerance,
+                unit="mm",
+                where=(_where(first),),
+                details={"spacing_between_slices_mm": tag, "slice_spacing_mm": spacing_mm},
+            )
+        )
+    return findings
+
+
+def _corner_error(
+    slices: Sequence[Sequence[Frame]], geometry: VolumeGeometry, acquisition: AcquisitionTransform | None
+) -> tuple[float, float, str]:
+    """Largest corner distance (mm) between each frame's header and the grid, without/with the transform."""
+    columns, rows = geometry.shape[0], geometry.shape[1]
+    corners_ij = np.array([[0, 0], [columns - 1, 0], [0, rows - 1], [columns - 1, rows - 1]], dtype=np.float64)
+    plain, corrected, worst_file = 0.0, 0.0, ""
+    for k, frames_at_k in enumerate(slices):
+        ijk = np.column_stack([corners_ij, np.full(4, float(k))])
+        grid_points = geometry.index_to_lps(ijk)
+        true_grid = acquisition.true_points(ijk) if acquisition is not None else grid_points
+        for frame in frames_at_k:
+            assert frame.image_orientation is not None and frame.pixel_spacing is not None
+            orientation = np.asarray(frame.image_orientation).reshape(2, 3)
+            header = (
+                np.asarray(frame.image_position)
+                + np.outer(corners_ij[:, 0] * frame.pixel_spacing[1], orientation[0])
+                + np.outer(corners_ij[:, 1] * frame.pixel_spacing[0], orientation[1])
+            )
+            error = float(np.max(np.linalg.norm(header - grid_points, axis=1)))
+            error_corrected = float(np.max(np.linalg.norm(header - true_grid, axis=1)))
+            if error_corrected > corrected:
+                worst_file = _where(frame)
+            plain, corrected = max(plain, error), max(corrected, error_corrected)
+    return plain, corrected, worst_file
+
+
+def layout_stack(frames: Sequence[Frame], *, policy: IrregularPolicy = IrregularPolicy.WARN) -> list[StackLayout]:
+    """Sort, check and place one orientation group of frames on a grid.
+
+    Parameters
+    ----------
+    frames : sequence of Frame
+        Frames with geometry, one orientation, one pixel grid (grouping guarantees this).
+    policy : IrregularPolicy
+        What to do when slices are off a regular grid (see :class:`IrregularPolicy`).
+
+    Returns
+    -------
+    list of StackLayout
+        One layout, or several when ``policy`` is SPLIT and the stack has runs of different spacing.
+
+    Raises
+    ------
+    GeometryError
+        When ``policy`` is FAIL and the slices are irregular, missing, duplicated or sheared.
+    """
+    first = frames[0]
+    assert first.image_orientation is not None and first.pixel_spacing is not None
+    findings: list[Finding] = []
+    directions, deviation = orthonormal_directions(first.image_orientation)
+    if deviation > ORTHONORMAL_TOLERANCE:
+        findings.append(
+            Finding(
+                FindingCode.ORIENTATION_NOT_ORTHONORMAL,
+                Severity.WARNING,
+                f"ImageOrientationPatient (0020,0037) {list(first.image_orientation)} is not orthonormal "
+                f"(largest |length - 1| or |cos| {deviation:.2e}); the column direction was made perpendicular "
+                f"to the row direction and both normalised.",
+                measured=deviation,
+                tolerance=ORTHONORMAL_TOLERANCE,
+                unit="",
+                where=(_where(first),),
+            )
+        )
+    normal = directions[:, 2]
+    pixel_mm = float(min(first.pixel_spacing))
+    unique, copies = _drop_copies(frames)
+    clusters = _cluster_positions(unique, normal, POSITION_TOLERANCE.mm(voxel_size_mm=pixel_mm))
+    slices, time_findings = _time_axis(clusters, copies)
+    findings.extend(time_findings)
+    positions = np.array([s[0].image_position for s in slices], dtype=np.float64)
+    along = positions @ normal
+    spacing = _analyse_spacing(along, slices)
+    findings.extend(spacing.findings)
+    measured_from = "ImagePositionPatient (0020,0032)"
+    if first.mosaic_slice_count:
+        measured_from = first.geometry_source.replace("mosaic tiles placed from ", "")
+        severity = Severity.INFO if "Phoenix" in first.geometry_source else Severity.WARNING
+        findings.append(
+            Finding(
+                FindingCode.SPACING_FROM_PROTOCOL,
+                severity,
+                f"A Siemens mosaic carries one position for all {first.mosaic_slice_count} slices; "
+                f"{first.geometry_source}.",
+                unit="",
+                where=(_where(first),),
+            )
+        )
+    if spacing.kind == "single":
+        slice_mm = first.spacing_between_slices or first.slice_thickness or 1.0
+        source = (
+            "SpacingBetweenSlices (0018,0088)"
+            if first.spacing_between_slices
+            else "SliceThickness (0018,0050)"
+            if first.slice_thickness
+            else "a 1 mm default"
+        )
+        findings.append(
+            Finding(
+                FindingCode.SINGLE_SLICE,
+                Severity.INFO,
+                f"A single slice: its thickness along the normal ({abs(slice_mm):g} mm) is taken from {source}.",
+                measured=abs(slice_mm),
+                unit="mm",
+                where=(_where(first),),
+            )
+        )
+        slice_mm = abs(slice_mm)
+    else:
+        slice_mm = spacing.mean
+        if not first.mosaic_slice_count or "Phoenix" in first.geometry_source:
+            findings.extend(_tag_checks(spacing.dominant, slices, measured_from))
+    drift, shear_finding = _shear(positions, along, normal, pixel_mm, slices)
+    if shear_finding is not None:
+        findings.append(shear_finding)
+
+    off_grid = spacing.kind in ("missing", "irregular") or shear_finding is not None
+    problems = [
+        f
+        for f in findings
+        if f.code
+        in (
+            FindingCode.SLICES_MISSING,
+            FindingCode.SPACING_IRREGULAR,
+            FindingCode.GANTRY_TILT,
+            FindingCode.POSITIONS_DUPLICATED,
+        )
+    ]
+    if policy is IrregularPolicy.FAIL and problems:
+        raise GeometryError(f"{_where(first)}: " + " ".join(f.message for f in problems) + " (policy --irregular fail)")
+    if policy is IrregularPolicy.SPLIT and spacing.kind in ("missing", "irregular") and len(spacing.runs) > 1:
+        return _split(frames_runs=[slices[a:b] for a, b in spacing.runs], findings=findings, policy=policy)
+    return [_place(slices, directions, positions, along, drift, slice_mm, spacing, findings, off_grid, policy)]
+
+
+def _place(
+    slices: list[list[Frame]],
+    directions: NDArray[np.float64],
+    positions: NDArray[np.float64],
+    along: NDArray[np.float64],
+    drift: NDArray[np.float64],
+    slice_mm: float,
+    spacing: _Spacing,
+    findings: list[Finding],
+    off_grid: bool,
+    policy: IrregularPolicy,
+) -> StackLayout:
+    first = slices[0][0]
+    assert first.pixel_spacing is not None
+    matrix = np.eye(4)
+    matrix[:3, 0] = directions[:, 0] * first.pixel_spacing[1]
+    matrix[:3, 1] = directions[:, 1] * first.pixel_spacing[0]
+    matrix[:3, 2] = directions[:, 2] * slice_mm
+    matrix[:3, 3] = positions[0]
+    source = VolumeGeometry((first.columns, first.rows, len(slices)), matrix)
+    regular = positions[0] + np.outer(np.arange(len(slices)) * slice_mm, directions[:, 2])
+    offsets = positions - regular
+    acquisition = AcquisitionTransform(source, offsets) if off_grid else None
+    plain, corrected, worst = _corner_error(slices, source, acquisition)
+    if corrected > CORNER_TOLERANCE_MM:
+        findings.append(
+            Finding(
+                FindingCode.CORNERS_MISMATCH,
+                Severity.WARNING,
+                f"Slice corners from the headers differ from the volume geometry by up to {corrected:.4f} mm "
+                f"(at {worst}): slice orientations or pixel spacings vary slightly within the stack.",
+                measured=corrected,
+                tolerance=CORNER_TOLERANCE_MM,
+                unit="mm",
+                where=(worst,),
+            )
+        )
+    if acquisition is not None:
+        findings[:] = [
+            _with_detail(f, "max_corner_error_without_transform_mm", plain)
+            if f.code in (FindingCode.SLICES_MISSING, FindingCode.SPACING_IRREGULAR, FindingCode.GANTRY_TILT)
+            else f
+            for f in findings
+        ]
+    geometry = source
+    if policy is IrregularPolicy.RESAMPLE and acquisition is not None:
+        step = spacing.dominant if spacing.kind in ("missing", "irregular") else slice_mm
+        count = round((along[-1] - along[0]) / step) + 1
+        target_matrix = matrix.copy()
+        target_matrix[:3, 2] = directions[:, 2] * step
+        geometry = VolumeGeometry((first.columns, first.rows, count), target_matrix)
+        findings.append(
+            Finding(
+                FindingCode.STACK_RESAMPLED,
+                Severity.INFO,
+                f"The {len(slices)} slices were interpolated (linear) onto {count} regular slices "
+                f"{step:.3f} mm apart in their true positions (policy 'resample').",
+                measured=step,
+                unit="mm",
+                where=(_where(first),),
+                details={"source_slices": len(slices), "target_slices": count},
+            )
+        )
+    return StackLayout(tuple(tuple(s) for s in slices), source, acquisition, geometry, tuple(findings))
+
+
+def _with_detail(finding: Finding, key: str, value: float) -> Finding:
+    return Finding(
+        finding.code,
+        finding.severity,
+        finding.message,
+        finding.measured,
+        finding.tolerance,
+        finding.unit,
+        finding.where,
+        {**finding.details, key: value},
+    )
+
+
+def _split(
+    *, frames_runs: list[list[list[Frame]]], findings: list[Finding], policy: IrregularPolicy
+) -> list[StackLayout]:
+    layouts: list[StackLayout] = []
+    for index, run in enumerate(frames_runs):
+        flat = [f for position in run for f in position]
+        (layout,) = layout_stack(flat, policy=IrregularPolicy.WARN)
+        note = Finding(
+            FindingCode.STACK_SPLIT,
+            Severity.INFO,
+            f"Part {index + 1} of {len(frames_runs)}: the stack was split where its slice spacing changes "
+            f"(policy 'split'); this part holds {len(run)} slice(s).",
+            measured=float(len(run)),
+            unit="slices",
+            where=(_where(run[0][0]),),
+            details={"part": index + 1, "parts": len(frames_runs)},
+        )
+        layouts.append(
+            StackLayout(
+                layout.slices,
+                layout.source_geometry,
+                layout.acquisition,
+                layout.geometry,
+                (*findings, *layout.findings, note),
+            )
+        )
+    return layouts

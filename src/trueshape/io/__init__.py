@@ -1,0 +1,30 @@
+"""Files trueshape writes and reads: NIfTI, NRRD, ITK transforms, JSON sidecars (RAS lives only here)."""
+
+from trueshape.io._atomic import atomic_path, check_writable
+from trueshape.io._frames import LPS_TO_RAS, lps_to_ras_affine, ras_to_lps_affine
+from trueshape.io._sidecar import to_jsonable, write_json
+from trueshape.io._transforms import (
+    field_to_sitk_image,
+    read_itk_displacement_field,
+    write_field_nifti,
+    write_itk_transform,
+)
+from trueshape.io._volumes import read_volume, write_nifti, write_nrrd, write_volume
+
+__all__ = [
+    "LPS_TO_RAS",
+    "atomic_path",
+    "check_writable",
+    "field_to_sitk_image",
+    "lps_to_ras_affine",
+    "ras_to_lps_affine",
+    "read_itk_displacement_field",
+    "read_volume",
+    "to_jsonable",
+    "write_field_nifti",
+    "write_itk_transform",
+    "write_json",
+    "write_nifti",
+    "write_nrrd",
+    "write_volume",
+]

@@ -1,0 +1,56 @@
+"""Atomic output: write to a temporary file beside the target, then rename over it in one step.
+
+A crash or a full disk never leaves a half-written file under the final name, and an existing file is
+only replaced when the caller asked for it (``force``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+from trueshape.errors import OutputExistsError
+
+__all__ = ["atomic_path", "check_writable"]
+
+
+def check_writable(path: Path, *, force: bool) -> None:
+    """Raise OutputExistsError when ``path`` exists and ``force`` is false."""
+    if path.exists() and not force:
+        raise OutputExistsError(f"{path}: already exists (use --force to overwrite)")
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | os.PathLike[str], *, force: bool = False) -> Iterator[Path]:
+    """Yield a temporary path in the target's folder; rename it to ``path`` when the block succeeds.
+
+    The temporary name keeps the target's suffixes (writers choose formats by them).
+
+    Examples
+    --------
+    >>> import tempfile, pathlib
+    >>> target = pathlib.Path(tempfile.mkdtemp()) / "a.txt"
+    >>> with atomic_path(target) as tmp:
+    ...     _ = tmp.write_text("hello")
+    >>> target.read_text()
+    'hello'
+    """
+    target = Path(path)
+    check_writable(target, force=force)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    suffix = "".join(target.suffixes)
+    stem = target.name[: len(target.name) - len(suffix)] if suffix else target.name
+    handle, name = tempfile.mkstemp(prefix=f".{stem}.", suffix=f".part{suffix}", dir=target.parent)
+    os.close(handle)
+    temporary = Path(name)
+    try:
+        yield temporary
+        if not force and target.exists():
+            raise OutputExistsError(f"{target}: appeared while writing (use --force to overwrite)")
+        os.replace(temporary, target)
+    finally:
+        if temporary.exists():
+            temporary.unlink()

@@ -1,0 +1,76 @@
+"""Displacement fields as ITK transforms (.h5 / .tfm) and as NIfTI vector images.
+
+ITK's DisplacementFieldTransform maps an output point p to the input point p + v(p) (LPS, mm): the
+resampling convention of :class:`~trueshape.geometry.DisplacementField`, so vectors are written unchanged.
+3D Slicer loads the .h5 as a grid transform and ANTs applies it with antsApplyTransforms.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+import SimpleITK as sitk
+
+from trueshape.geometry import DisplacementField, VolumeGeometry
+from trueshape.io._atomic import atomic_path
+from trueshape.io._frames import LPS_TO_RAS, lps_to_ras_affine
+
+__all__ = ["field_to_sitk_image", "read_itk_displacement_field", "write_field_nifti", "write_itk_transform"]
+
+
+def field_to_sitk_image(field: DisplacementField) -> sitk.Image:
+    """Return the field as a SimpleITK vector image (float64, LPS geometry)."""
+    vectors = np.ascontiguousarray(np.transpose(field.vectors, (2, 1, 0, 3)), dtype=np.float64)
+    image = sitk.GetImageFromArray(vectors, isVector=True)
+    image.SetOrigin(tuple(float(v) for v in field.geometry.origin))
+    image.SetSpacing(tuple(float(v) for v in field.geometry.spacing))
+    image.SetDirection(tuple(float(v) for v in field.geometry.direction.ravel()))
+    return image
+
+
+def write_itk_transform(field: DisplacementField, path: str | os.PathLike[str], *, force: bool = False) -> Path:
+    """Write an ITK DisplacementFieldTransform (``.h5`` or ``.tfm``) for Slicer, ANTs and SimpleITK."""
+    target = Path(path)
+    transform = sitk.DisplacementFieldTransform(field_to_sitk_image(field))
+    with atomic_path(target, force=force) as temporary:
+        sitk.WriteTransform(transform, str(temporary))
+    return target
+
+
+def read_itk_displacement_field(path: str | os.PathLike[str]) -> DisplacementField:
+    """Read an ITK displacement-field transform file back into a DisplacementField."""
+    transform = sitk.ReadTransform(str(path))
+    if transform.GetName() == "CompositeTransform":
+        transform = sitk.CompositeTransform(transform).GetNthTransform(0)
+    image = sitk.DisplacementFieldTransform(transform).GetDisplacementField()
+    vectors = np.transpose(sitk.GetArrayFromImage(image), (2, 1, 0, 3)).astype(np.float64)
+    geometry = VolumeGeometry.from_components(
+        shape=image.GetSize(),
+        origin=np.array(image.GetOrigin()),
+        spacing=np.array(image.GetSpacing()),
+        direction=np.array(image.GetDirection()).reshape(3, 3),
+    )
+    return DisplacementField(geometry, vectors)
+
+
+def write_field_nifti(field: DisplacementField, path: str | os.PathLike[str], *, force: bool = False) -> Path:
+    """Write the field as a NIfTI vector image (intent 1006 displacement vector, RAS components, mm).
+
+    Components are converted to RAS with the grid (x and y negated) so that NIfTI viewers show arrows in
+    their own frame.
+    """
+    target = Path(path)
+    vectors = field.vectors @ LPS_TO_RAS[:3, :3].T
+    image = nib.Nifti1Image(
+        vectors[:, :, :, None, :].astype(np.float32), lps_to_ras_affine(field.geometry.lps_from_ijk)
+    )
+    image.header.set_intent("vector", name="displacement_mm")
+    image.header.set_xyzt_units("mm")
+    image.header.set_qform(image.affine, code=1)
+    image.header.set_sform(image.affine, code=1)
+    with atomic_path(target, force=force) as temporary:
+        nib.save(image, temporary)
+    return target

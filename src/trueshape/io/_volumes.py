@@ -1,0 +1,110 @@
+"""Write and read volumes: NIfTI-1 (RAS affine, qform = sform, mm/s units) and NRRD (LPS space)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import nibabel as nib
+import nrrd
+import numpy as np
+
+from trueshape.errors import TrueshapeError
+from trueshape.geometry import Provenance, Volume, VolumeGeometry
+from trueshape.io._atomic import atomic_path
+from trueshape.io._frames import lps_to_ras_affine, ras_to_lps_affine
+
+__all__ = ["read_volume", "write_nifti", "write_nrrd", "write_volume"]
+
+#: NIfTI qform/sform code 1: scanner-based anatomical coordinates (DICOM patient frame, in RAS).
+NIFTI_XFORM_SCANNER_ANAT = 1
+
+
+def write_nifti(
+    volume: Volume, path: str | os.PathLike[str], *, force: bool = False, repetition_time_s: float | None = None
+) -> Path:
+    """Write ``volume`` as NIfTI-1 (``.nii`` or ``.nii.gz``) with stored values and their scaling.
+
+    The affine is the volume's voxel-to-LPS matrix converted to RAS; qform and sform hold the same
+    matrix (code 1, scanner anatomical), units are mm and seconds.
+    """
+    target = Path(path)
+    affine = lps_to_ras_affine(volume.geometry.lps_from_ijk)
+    image = nib.Nifti1Image(volume.array, affine)
+    header = image.header
+    header.set_qform(affine, code=NIFTI_XFORM_SCANNER_ANAT)
+    header.set_sform(affine, code=NIFTI_XFORM_SCANNER_ANAT)
+    header.set_xyzt_units("mm", "sec")
+    header.set_data_dtype(volume.array.dtype)
+    if volume.is_scaled:
+        header.set_slope_inter(volume.rescale_slope, volume.rescale_intercept)
+    zooms = list(volume.geometry.spacing) + ([repetition_time_s or 1.0] if volume.array.ndim == 4 else [])
+    header.set_zooms(zooms)
+    description = f"trueshape {volume.provenance.distortion_state}".encode()[:79]
+    header["descrip"] = description
+    with atomic_path(target, force=force) as temporary:
+        nib.save(image, temporary)
+    return target
+
+
+def write_nrrd(volume: Volume, path: str | os.PathLike[str], *, force: bool = False) -> Path:
+    """Write ``volume`` as NRRD (``.nrrd``, gzip) in LPS space; scaled data are written as float32."""
+    target = Path(path)
+    data = volume.values() if volume.is_scaled else volume.array
+    directions = volume.geometry.lps_from_ijk[:3, :3].T  # one row per axis
+    header: dict[str, Any] = {
+        "space": "left-posterior-superior",
+        "space origin": volume.geometry.origin,
+        "encoding": "gzip",
+        "kinds": ["domain", "domain", "domain"],
+        "space units": ["mm", "mm", "mm"],
+    }
+    if data.ndim == 4:
+        header["kinds"].append("list")
+        header["space directions"] = np.vstack([directions, np.full(3, np.nan)])
+    else:
+        header["space directions"] = directions
+    with atomic_path(target, force=force) as temporary:
+        nrrd.write(str(temporary), np.asarray(data), header, index_order="F")
+    return target
+
+
+def write_volume(volume: Volume, path: str | os.PathLike[str], *, force: bool = False) -> Path:
+    """Write by suffix: ``.nii``/``.nii.gz`` -> NIfTI, ``.nrrd`` -> NRRD."""
+    name = str(path)
+    if name.endswith((".nii", ".nii.gz")):
+        return write_nifti(volume, path, force=force)
+    if name.endswith(".nrrd"):
+        return write_nrrd(volume, path, force=force)
+    raise TrueshapeError(f"{path}: unknown volume format (use .nii, .nii.gz or .nrrd)")
+
+
+def read_volume(path: str | os.PathLike[str]) -> Volume:
+    """Read a NIfTI or NRRD volume back (physical values, float32 when scaled)."""
+    name = str(path)
+    if name.endswith((".nii", ".nii.gz")):
+        image = nib.load(name)
+        assert isinstance(image, nib.Nifti1Image)
+        affine = ras_to_lps_affine(image.affine)
+        proxy: Any = image.dataobj  # nibabel's ArrayProxy (scaling kept apart from stored values)
+        slope, intercept = proxy.slope, proxy.inter
+        array = np.asanyarray(proxy.get_unscaled())
+        scaled = bool(np.isfinite(slope) and np.isfinite(intercept) and (slope != 1 or intercept != 0))
+        return Volume(
+            array,
+            VolumeGeometry(array.shape[:3], affine),
+            Provenance(),
+            float(slope) if scaled else 1.0,
+            float(intercept) if scaled else 0.0,
+        )
+    if name.endswith(".nrrd"):
+        data, header = nrrd.read(name, index_order="F")
+        directions = np.asarray(header["space directions"], dtype=np.float64)[:3]
+        if header.get("space") not in ("left-posterior-superior", "LPS"):
+            raise TrueshapeError(f"{path}: NRRD space {header.get('space')!r} is not LPS")
+        matrix = np.eye(4)
+        matrix[:3, :3] = directions.T
+        matrix[:3, 3] = np.asarray(header["space origin"], dtype=np.float64)
+        return Volume(data, VolumeGeometry(data.shape[:3], matrix), Provenance())
+    raise TrueshapeError(f"{path}: unknown volume format (use .nii, .nii.gz or .nrrd)")
