@@ -17,7 +17,7 @@ from pathlib import Path
 
 from trueshape import __version__
 from trueshape.dicom import scan
-from trueshape.errors import DicomInputError, TrueshapeError
+from trueshape.errors import DicomInputError, GeometryError, TrueshapeError
 from trueshape.findings import Finding
 from trueshape.geometry import Inspection, IrregularPolicy, Stack, Volume, group_series, load_stack
 from trueshape.io import write_itk_transform, write_json, write_volume
@@ -114,6 +114,8 @@ def load(
     path, series_key, stack_index = parse_series_argument(series)
     inspection = inspect(path, irregular=irregular)
     if not inspection.stacks:
+        if inspection.errors:
+            raise GeometryError(inspection.errors[0])
         raise DicomInputError(_nothing_loadable(inspection))
     stacks = select_stacks(inspection, series_key, stack_index)
     if not include_localizers and len(stacks) > 1:
@@ -129,11 +131,11 @@ def load(
 def _nothing_loadable(inspection: Inspection) -> str:
     if inspection.problems:
         return inspection.problems[0].message
+    if inspection.errors:
+        return inspection.errors[0]
     for series in inspection.series:
         for finding in series.findings:
             return f"{finding.where[0] if finding.where else inspection.root}: {finding.message}"
-    if inspection.errors:
-        return inspection.errors[0]
     skipped = inspection.skipped_non_dicom + inspection.skipped_non_image
     return f"{inspection.root}: no DICOM images found" + (f" ({skipped} other file(s) skipped)" if skipped else "")
 

@@ -25,7 +25,14 @@ class DicomInputError(TrueshapeError):
 
 
 class GeometryError(TrueshapeError, ValueError):
-    """Slice geometry is missing, inconsistent, or rejected by the chosen policy."""
+    """Slice geometry is missing, inconsistent, or rejected by the chosen policy.
+
+    ``findings`` holds the findings that caused a policy rejection (empty otherwise).
+    """
+
+    def __init__(self, message: str, *, findings: tuple[object, ...] = ()) -> None:
+        super().__init__(message)
+        self.findings = findings
 
 
 class CoefficientFileError(TrueshapeError, ValueError):

@@ -31,6 +31,14 @@ def _tile(image: NDArray[Any], frame: Frame) -> NDArray[Any]:
     return image[row * frame.rows : (row + 1) * frame.rows, column * frame.columns : (column + 1) * frame.columns]
 
 
+def _one_line(error: BaseException) -> str:
+    """Fold a multi-line decoder message (one line per plugin) into one line."""
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    if len(lines) > 1 and lines[0].endswith(":"):
+        lines = lines[1:]  # pydicom's "raised by all available plugins:" preamble says nothing itself
+    return ("; ".join(lines) or type(error).__name__)[:300]
+
+
 def _read_file_frames(path: str, frames: Sequence[Frame]) -> list[NDArray[Any]]:
     """Return one (rows, columns) plane per frame, all taken from ``path``."""
     locations = [f.pixels for f in frames]
@@ -54,8 +62,7 @@ def _read_file_frames(path: str, frames: Sequence[Frame]) -> list[NDArray[Any]]:
         dataset = pydicom.dcmread(path)
         array = dataset.pixel_array
     except Exception as error:  # pydicom raises many types for corrupt streams; the message names the file
-        text = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        raise DicomInputError(f"{path}: pixel data cannot be decoded ({text[:200]})") from None
+        raise DicomInputError(f"{path}: pixel data cannot be decoded ({_one_line(error)})") from None
     if array.dtype.byteorder == ">":
         array = array.astype(array.dtype.newbyteorder("="))
     planes = []

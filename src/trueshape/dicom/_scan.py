@@ -160,6 +160,16 @@ def _complex_component(image_type: Sequence[str], ds: Dataset | None = None) -> 
     return ""
 
 
+def _pixel_value_offset(ds: Dataset) -> int | None:
+    """Byte offset of the PixelData value: ``value_tell`` when read inline, ``file_tell`` when deferred."""
+    element = ds.get_item(0x7FE00010)
+    for attribute in ("value_tell", "file_tell"):
+        offset = getattr(element, attribute, None)
+        if isinstance(offset, int):
+            return offset
+    return None
+
+
 def _native_location(ds: Dataset, *, frames: int) -> PixelLocation:
     """Choose the fastest faithful way to read this file's pixels."""
     syntax = ds.file_meta.get("TransferSyntaxUID") if hasattr(ds, "file_meta") else None
@@ -167,8 +177,7 @@ def _native_location(ds: Dataset, *, frames: int) -> PixelLocation:
     stored = _int(ds.get("BitsStored"))
     signed = _int(ds.get("PixelRepresentation")) == 1
     rows, columns = int(ds.Rows), int(ds.Columns)
-    element = ds.get_item(0x7FE00010)
-    offset = getattr(element, "file_tell", None)
+    offset = _pixel_value_offset(ds)
     native = (
         syntax in _NATIVE_SYNTAXES
         and bits in (8, 16, 32)
@@ -409,7 +418,7 @@ def _truncation(ds: Dataset, path: Path) -> str:
     if syntax is None or syntax.is_compressed:
         return ""
     element = ds.get_item(0x7FE00010)
-    offset = getattr(element, "file_tell", None)
+    offset = _pixel_value_offset(ds)
     bits = _int(ds.get("BitsAllocated")) or 16
     expected = (
         int(ds.Rows)
@@ -419,9 +428,13 @@ def _truncation(ds: Dataset, path: Path) -> str:
         * bits
         // 8
     )
-    if not isinstance(offset, int):
+    inline = getattr(element, "value", None)
+    if isinstance(inline, bytes):
+        available = len(inline)
+    elif isinstance(offset, int):
+        available = path.stat().st_size - offset
+    else:
         return ""
-    available = path.stat().st_size - offset
     if available < expected:
         return (
             f"{path}: truncated: pixel data (7FE0,0010) should hold {expected} bytes but the file ends after "

@@ -1,6 +1,13 @@
 """Files trueshape writes and reads: NIfTI, NRRD, ITK transforms, JSON sidecars (RAS lives only here)."""
 
 from trueshape.io._atomic import atomic_path, check_writable
+from trueshape.io._dicom_write import (
+    SeriesMetadata,
+    SlicePlane,
+    planes_from_volume,
+    write_dicom_slices,
+    write_enhanced_dicom,
+)
 from trueshape.io._frames import LPS_TO_RAS, lps_to_ras_affine, ras_to_lps_affine
 from trueshape.io._sidecar import to_jsonable, write_json
 from trueshape.io._transforms import (
@@ -13,14 +20,19 @@ from trueshape.io._volumes import read_volume, write_nifti, write_nrrd, write_vo
 
 __all__ = [
     "LPS_TO_RAS",
+    "SeriesMetadata",
+    "SlicePlane",
     "atomic_path",
     "check_writable",
     "field_to_sitk_image",
     "lps_to_ras_affine",
+    "planes_from_volume",
     "ras_to_lps_affine",
     "read_itk_displacement_field",
     "read_volume",
     "to_jsonable",
+    "write_dicom_slices",
+    "write_enhanced_dicom",
     "write_field_nifti",
     "write_itk_transform",
     "write_json",

@@ -1,1 +1,5 @@
-"""Work in progress: see the open issues."""
+"""Synthetic phantoms and acquisitions written as real DICOM (tests, demo, benchmarks)."""
+
+from trueshape.synth._stacks import AXIAL, CORONAL, SAGITTAL, regular_planes, slice_pattern
+
+__all__ = ["AXIAL", "CORONAL", "SAGITTAL", "regular_planes", "slice_pattern"]

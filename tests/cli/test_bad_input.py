@@ -1,0 +1,159 @@
+"""Bad input: one line naming the file and the problem, exit code 2, no traceback; the rest still loads."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pydicom
+import pytest
+from pydicom.uid import RLELossless
+from tests.conftest import tree_digest
+from typer.testing import CliRunner
+
+from trueshape.cli import app
+from trueshape.synth import regular_planes
+
+runner = CliRunner()
+
+
+def run(*args):
+    result = runner.invoke(app, [str(a) for a in args])
+    assert result.exception is None or isinstance(result.exception, SystemExit), result.exception
+    assert "Traceback" not in result.output
+    return result
+
+
+def error_lines(result) -> list[str]:
+    return [line for line in result.output.splitlines() if line.startswith("error:")]
+
+
+@pytest.fixture
+def good_series(write_series, tmp_path):
+    return write_series(regular_planes(slices=6), folder=tmp_path / "input" / "good", series_number=1)
+
+
+def test_empty_folder(tmp_path):
+    (tmp_path / "empty").mkdir()
+    result = run("inspect", tmp_path / "empty")
+    assert result.exit_code == 2
+    assert error_lines(result) == [f"error: {tmp_path / 'empty'}: no DICOM images found"]
+
+
+def test_missing_path(tmp_path):
+    result = run("convert", tmp_path / "nope", "--out", tmp_path / "out")
+    assert result.exit_code == 2
+    assert error_lines(result) == [f"error: {tmp_path / 'nope'}: no such file or folder"]
+
+
+def test_non_dicom_files_only(tmp_path):
+    folder = tmp_path / "notes"
+    folder.mkdir()
+    (folder / "readme.txt").write_text("not an image")
+    (folder / "data.bin").write_bytes(bytes(range(256)) * 4)
+    result = run("inspect", folder)
+    assert result.exit_code == 2
+    assert error_lines(result) == [f"error: {folder}: no DICOM images found (2 other file(s) skipped)"]
+
+
+def test_non_dicom_files_beside_a_series_are_skipped_quietly(good_series):
+    (good_series / "notes.txt").write_text("hello")
+    result = run("inspect", good_series)
+    assert result.exit_code == 0
+    assert "1 non-DICOM file(s)" in result.output
+
+
+def _bad_file_cases(folder, template):
+    """Write one broken file of each kind into ``folder`` (each its own series); return {kind: path}."""
+    folder.mkdir(parents=True)
+    cases = {}
+    truncated = folder / "truncated.dcm"
+    data = template.read_bytes()
+    truncated.write_bytes(data[: len(data) - 50])
+    cases["truncated"] = truncated
+    no_pixels = pydicom.dcmread(template)
+    del no_pixels.PixelData
+    no_pixels.SeriesInstanceUID = pydicom.uid.generate_uid()
+    no_pixels.SeriesNumber = 20
+    no_pixels.save_as(folder / "no_pixels.dcm")
+    cases["no_pixels"] = folder / "no_pixels.dcm"
+    no_geometry = pydicom.dcmread(template)
+    del no_geometry.ImageOrientationPatient
+    no_geometry.SeriesInstanceUID = pydicom.uid.generate_uid()
+    no_geometry.SeriesNumber = 30
+    no_geometry.save_as(folder / "no_geometry.dcm")
+    cases["no_geometry"] = folder / "no_geometry.dcm"
+    corrupt = pydicom.dcmread(template)
+    corrupt.SeriesInstanceUID = pydicom.uid.generate_uid()
+    corrupt.SeriesNumber = 40
+    corrupt.compress(RLELossless)
+    frame = bytearray(corrupt.PixelData)
+    # Point the RLE header's second segment far beyond the end of the fragment.
+    header_at = frame.index(b"\x02\x00\x00\x00")
+    frame[header_at + 8 : header_at + 12] = (0x7FFF).to_bytes(4, "little")
+    corrupt.PixelData = bytes(frame)
+    corrupt.save_as(folder / "corrupt_pixels.dcm")
+    cases["corrupt"] = folder / "corrupt_pixels.dcm"
+    return cases
+
+
+def test_every_bad_file_named_once_and_good_series_still_converts(good_series, tmp_path):
+    root = good_series.parent
+    cases = _bad_file_cases(root / "bad", sorted(good_series.iterdir())[0])
+    before = tree_digest(root)
+    result = run("convert", root, "--out", tmp_path / "out")
+    assert result.exit_code == 2
+    lines = error_lines(result)
+    expected = {
+        "truncated": "truncated: pixel data (7FE0,0010) should hold 160 bytes but the file ends after 110",
+        "no_pixels": "DICOM image header without pixel data (7FE0,0010)",
+        "no_geometry": "lack ImageOrientationPatient (0020,0037)",
+        "corrupt": "pixel data cannot be decoded",
+    }
+    for kind, text in expected.items():
+        matching = [line for line in lines if str(cases[kind]) in line and text in line]
+        assert len(matching) == 1, (kind, lines)
+    assert len(lines) == 4
+    written = sorted(p.name for p in (tmp_path / "out").iterdir())
+    assert written == ["1_synthetic.json", "1_synthetic.nii.gz"]
+    assert tree_digest(root) == before  # inputs never modified
+
+
+def test_inspect_json_keeps_going_past_bad_files(good_series):
+    cases = _bad_file_cases(good_series.parent / "bad", sorted(good_series.iterdir())[0])
+    result = run("inspect", good_series.parent, "--json")
+    assert result.exit_code == 2
+    document = json.loads(result.stdout[: result.stdout.rindex("}") + 1])
+    assert str(cases["truncated"]) in {p["file"] for p in document["problems"]}
+    shapes = [s["shape"] for series in document["series"] for s in series["stacks"]]
+    assert [10, 8, 6] in shapes
+
+
+def test_convert_refuses_to_overwrite(good_series, tmp_path):
+    out = tmp_path / "out"
+    assert run("convert", good_series, "--out", out).exit_code == 0
+    before = tree_digest(out)
+    again = run("convert", good_series, "--out", out)
+    assert again.exit_code == 2
+    assert any("already exists (use --force to overwrite)" in line for line in error_lines(again))
+    assert tree_digest(out) == before
+    assert run("convert", good_series, "--out", out, "--force").exit_code == 0
+    assert not [p for p in out.iterdir() if ".part" in p.name]
+
+
+def test_single_non_dicom_file(tmp_path):
+    text = tmp_path / "a.txt"
+    text.write_text("x")
+    result = run("inspect", text)
+    assert result.exit_code == 2
+    assert "no DICOM images found" in error_lines(result)[0]
+
+
+def test_corrupt_pixels_via_api(good_series, tmp_path):
+    import trueshape
+    from trueshape.errors import DicomInputError
+
+    cases = _bad_file_cases(tmp_path / "only_bad", sorted(good_series.iterdir())[0])
+    with pytest.raises(DicomInputError, match="pixel data cannot be decoded"):
+        trueshape.load(f"{cases['corrupt'].parent}#40")
+    np.testing.assert_equal(trueshape.load(good_series).array.shape, (10, 8, 6))

@@ -1,0 +1,101 @@
+"""Vendor metadata: patient-position rotations, distortion-state parsing, Phoenix protocol text."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from pydicom.dataset import Dataset
+
+from trueshape.dicom import LPS_FROM_MAGNET, DistortionState, PatientPosition, VendorInfo
+from trueshape.dicom._csa import phoenix_slice_positions
+from trueshape.dicom.vendor import _phoenix_distortion_state, distortion_state_from_image_type, read_vendor_info
+
+# Where the magnet's +X axis points in the patient (LPS) for each position: rolling about the bore and turning
+# end for end, derived independently of the table in vendor.py.
+EXPECTED_PATIENT_AXES_OF_MAGNET = {
+    # position: (magnet +X, magnet +Y, magnet +Z) as patient LPS vectors
+    "HFS": ((1, 0, 0), (0, 1, 0), (0, 0, 1)),
+    "HFP": ((-1, 0, 0), (0, -1, 0), (0, 0, 1)),
+    "FFS": ((-1, 0, 0), (0, 1, 0), (0, 0, -1)),
+    "FFP": ((1, 0, 0), (0, -1, 0), (0, 0, -1)),
+    "HFDR": ((0, 1, 0), (-1, 0, 0), (0, 0, 1)),  # right side down: magnet +Y (down) is the patient's right
+    "HFDL": ((0, -1, 0), (1, 0, 0), (0, 0, 1)),  # left side down: magnet +Y is the patient's left
+    "FFDR": ((0, -1, 0), (-1, 0, 0), (0, 0, -1)),
+    "FFDL": ((0, 1, 0), (1, 0, 0), (0, 0, -1)),
+}
+
+
+@pytest.mark.parametrize("position", list(PatientPosition))
+def test_patient_position_rotations(position):
+    rotation = LPS_FROM_MAGNET[position]
+    np.testing.assert_allclose(rotation @ rotation.T, np.eye(3))
+    assert np.linalg.det(rotation) == pytest.approx(1.0)
+    for axis, expected in zip(np.eye(3), EXPECTED_PATIENT_AXES_OF_MAGNET[position.value], strict=True):
+        np.testing.assert_allclose(rotation @ axis, expected)
+
+
+def test_decubitus_right_side_down_puts_patient_right_towards_floor():
+    patient_right_lps = np.array([-1.0, 0.0, 0.0])
+    magnet = LPS_FROM_MAGNET[PatientPosition.HFDR].T @ patient_right_lps
+    np.testing.assert_allclose(magnet, [0, 1, 0])  # +Y: vertical, down (posterior for a supine patient)
+
+
+@pytest.mark.parametrize(
+    ("tokens", "state"),
+    [
+        (["ORIGINAL", "PRIMARY", "M", "ND"], DistortionState.NONE),
+        (["DERIVED", "SECONDARY", "DIS2D"], DistortionState.IN_PLANE_2D),
+        (["ORIGINAL", "PRIMARY", "M", "NORM", "DIS3D"], DistortionState.FULL_3D),
+        (["ORIGINAL", "PRIMARY", "M", "NORM"], None),
+    ],
+)
+def test_image_type_tokens(tokens, state):
+    assert distortion_state_from_image_type(tokens) is state
+
+
+@pytest.mark.parametrize(
+    ("text", "state"),
+    [
+        ("sDistortionCorrFilter.ucMode = 0x1", DistortionState.NONE),
+        ("sDistortionCorrFilter.ucMode\t= 0x2", DistortionState.IN_PLANE_2D),
+        ("sDistortionCorrFilter.ucMode = 4", DistortionState.FULL_3D),
+        ("sGRADSPEC.ucMode = 0x1", None),
+    ],
+)
+def test_phoenix_distortion_mode(text, state):
+    assert _phoenix_distortion_state(text) is state
+
+
+def test_phoenix_slice_positions_fill_omitted_zeros():
+    text = "\n".join(
+        [
+            "sSliceArray.asSlice[0].sPosition.dCor    = -41.5",
+            "sSliceArray.asSlice[0].sPosition.dTra    = -73.9",
+            "sSliceArray.asSlice[1].sPosition.dSag    = 1.25",
+            "sSliceArray.asSlice[1].sPosition.dTra    = -70.3",
+            "sSliceArray.lSize                        = 2",
+        ]
+    )
+    assert phoenix_slice_positions(text) == [(0.0, -41.5, -73.9), (1.25, 0.0, -70.3)]
+
+
+def test_isocentre_from_table_position_is_rotated_by_patient_position():
+    info = VendorInfo(patient_position=PatientPosition.HFDL, table_position_mm=(0.0, 0.0, 30.0), table_source="test")
+    np.testing.assert_allclose(info.isocentre_lps()[0], [0.0, 0.0, 30.0])  # Z is shared by head-first positions
+    info = VendorInfo(patient_position=PatientPosition.FFP, table_position_mm=(10.0, 0.0, 30.0), table_source="t")
+    np.testing.assert_allclose(info.isocentre_lps()[0], [10.0, 0.0, -30.0])
+
+
+def test_unknown_patient_position_is_stated():
+    ds = Dataset()
+    ds.PatientPosition = "SITTING"
+    info = read_vendor_info(ds)
+    assert info.patient_position is None
+    assert "HFS assumed" not in info.isocentre_lps()[1]  # no table: nothing is rotated
+    ds2 = Dataset()
+    ds2.PatientPosition = ""
+    ds2.private_block(0x0019, "SIEMENS MR HEADER", create=True).add_new(0x14, "IS", [0, 0, 5])
+    info2 = read_vendor_info(ds2)
+    vector, assumption = info2.isocentre_lps()
+    np.testing.assert_allclose(vector, [0, 0, 5])
+    assert "HFS assumed" in assumption

@@ -1,0 +1,269 @@
+"""Every geometry finding on synthetic series written by trueshape: code, measured number, chosen geometry."""
+
+from __future__ import annotations
+
+import math
+import shutil
+from dataclasses import replace
+
+import numpy as np
+import pytest
+
+import trueshape
+from trueshape.errors import GeometryError
+from trueshape.findings import FindingCode, Severity
+from trueshape.geometry import Stack
+from trueshape.synth import AXIAL, CORONAL, SAGITTAL, regular_planes
+
+
+def only_stack(path, **kwargs) -> Stack:
+    stacks = [s for s in trueshape.inspect(path, **kwargs).stacks if not s.is_localizer]
+    assert len(stacks) == 1, [s.label for s in stacks]
+    return stacks[0]
+
+
+def finding(stack: Stack, code: FindingCode):
+    matches = [f for f in stack.findings if f.code is code]
+    assert len(matches) == 1, [f.code for f in stack.findings]
+    return matches[0]
+
+
+def codes(stack: Stack) -> set[FindingCode]:
+    return {f.code for f in stack.findings}
+
+
+GEOMETRY_CODES = {
+    FindingCode.SPACING_IRREGULAR,
+    FindingCode.SLICES_MISSING,
+    FindingCode.POSITIONS_DUPLICATED,
+    FindingCode.GANTRY_TILT,
+    FindingCode.CORNERS_MISMATCH,
+}
+
+
+def test_regular_stack_sorted_by_position_not_instance_number(write_series):
+    planes = regular_planes(slices=12, origin=(-5.0, 3.0, 40.0), slice_spacing=2.5, pixel_spacing=(0.8, 0.6))
+    reversed_numbers = [replace(p, overrides={"InstanceNumber": 100 - k}) for k, p in enumerate(planes)]
+    rng = np.random.default_rng(7)
+    shuffled = [reversed_numbers[i] for i in rng.permutation(len(planes))]
+    stack = only_stack(write_series(shuffled, slice_thickness_mm=2.5))
+    assert stack.shape == (10, 8, 12)
+    np.testing.assert_allclose(stack.geometry.spacing, [0.6, 0.8, 2.5], atol=1e-6)
+    np.testing.assert_allclose(stack.geometry.origin, [-5.0, 3.0, 40.0], atol=1e-6)
+    np.testing.assert_allclose(stack.geometry.lps_from_ijk[:3, 2], [0, 0, 2.5], atol=1e-6)
+    assert not codes(stack) & GEOMETRY_CODES
+    volume = trueshape.load(stack.layout.slices[0][0].path.rsplit("/", 1)[0])
+    # slice_pattern encodes index * 1000 + row * 100 + column: voxel [i=3, j=2, k=5] holds 5203
+    assert volume.array[3, 2, 5] == 5203
+
+
+def test_missing_slice_is_named_with_count_and_files(write_series):
+    planes = regular_planes(slices=20, slice_spacing=2.0)
+    del planes[7]
+    stack = only_stack(write_series(planes))
+    found = finding(stack, FindingCode.SLICES_MISSING)
+    assert found.measured == 1.0
+    assert found.severity is Severity.WARNING
+    assert found.details["holes"][0]["after_slice"] == 6
+    assert found.details["holes"][0]["gap_mm"] == pytest.approx(4.0, abs=1e-4)
+    assert len(found.where) == 2
+    # warn policy: regular grid at the mean spacing (first and last slice exact), acquisition transform exact
+    assert stack.shape == (10, 8, 19)
+    assert stack.geometry.spacing[2] == pytest.approx(38.0 / 18.0, abs=1e-6)
+    acquisition = stack.layout.acquisition
+    assert acquisition is not None
+    true_z = np.array([p.image_position[2] for p in planes])
+    ijk = np.column_stack([np.zeros(19), np.zeros(19), np.arange(19.0)])
+    np.testing.assert_allclose(acquisition.true_points(ijk)[:, 2], true_z, atol=1e-6)
+    expected_offset = np.max(np.abs(true_z - np.arange(19) * 38.0 / 18.0))
+    assert expected_offset == pytest.approx(16.0 - 7 * 38.0 / 18.0)  # slice 7 is the one after the hole
+    assert acquisition.max_offset_mm == pytest.approx(expected_offset, abs=1e-6)
+    assert found.details["max_corner_error_without_transform_mm"] == pytest.approx(acquisition.max_offset_mm, abs=1e-4)
+
+
+def test_missing_slice_policies_resample_split_fail(write_series):
+    planes = regular_planes(slices=20, slice_spacing=2.0)
+    del planes[7]
+    folder = write_series(planes)
+    resampled = only_stack(folder, irregular="resample")
+    assert resampled.shape == (10, 8, 20)
+    assert resampled.geometry.spacing[2] == pytest.approx(2.0, abs=1e-6)
+    assert FindingCode.STACK_RESAMPLED in codes(resampled)
+    volume = trueshape.load(folder, irregular="resample")
+    # the missing slice 7 is interpolated halfway between slices 6 and 8 (pattern values 6000.. and 8000..)
+    np.testing.assert_allclose(volume.array[:, :, 7], (volume.array[:, :, 6] + volume.array[:, :, 8]) / 2)
+    np.testing.assert_allclose(volume.array[:, :, 8] - volume.array[:, :, 6], 2000.0)
+    parts = [s for s in trueshape.inspect(folder, irregular="split").stacks]
+    assert [s.shape[2] for s in parts] == [7, 12]
+    assert all(s.geometry.spacing[2] == pytest.approx(2.0, abs=1e-6) for s in parts)
+    assert all(s.layout.acquisition is None for s in parts)
+    np.testing.assert_allclose(parts[1].geometry.origin, [0, 0, 16.0], atol=1e-6)
+    with pytest.raises(GeometryError, match="missing"):
+        trueshape.load(folder, irregular="fail")
+
+
+def test_spacing_zones(write_series):
+    planes = regular_planes(slices=10, slice_spacing=1.0) + regular_planes(
+        slices=10, slice_spacing=2.0, origin=(0, 0, 11.0)
+    )
+    stack = only_stack(write_series(planes))
+    found = finding(stack, FindingCode.SPACING_IRREGULAR)
+    assert found.measured == pytest.approx(1.0, abs=1e-4)  # the 2 mm gap at the seam vs the 1 mm dominant gap
+    zones = found.details["zones"]
+    assert zones[0] == {"slices": [0, 9], "spacing_mm": 1.0}
+    assert zones[-1] == {"slices": [10, 19], "spacing_mm": 2.0}
+    assert stack.geometry.spacing[2] == pytest.approx(29.0 / 19.0, abs=1e-6)
+
+
+def test_duplicated_position_without_time_axis(write_series):
+    planes = regular_planes(slices=10)
+    stack = only_stack(write_series([*planes, replace(planes[4], overrides={"InstanceNumber": 50})]))
+    found = finding(stack, FindingCode.POSITIONS_DUPLICATED)
+    assert found.measured == 1.0
+    assert stack.shape == (10, 8, 10)
+    assert found.details["images_per_position"].count(2) == 1
+
+
+def test_copied_file_is_a_duplicate(write_series, tmp_path):
+    folder = write_series(regular_planes(slices=6))
+    first = sorted(folder.iterdir())[0]
+    shutil.copy(first, folder / "copy_of_first.dcm")
+    stack = only_stack(folder)
+    assert finding(stack, FindingCode.POSITIONS_DUPLICATED).measured == 1.0
+    assert stack.shape == (10, 8, 6)
+
+
+def test_repeated_positions_form_a_time_axis(write_series):
+    planes = [
+        replace(p, overrides={"AcquisitionNumber": t + 1, "InstanceNumber": t * 10 + k + 1})
+        for t in range(3)
+        for k, p in enumerate(regular_planes(slices=5))
+    ]
+    stack = only_stack(write_series(planes))
+    assert stack.shape == (10, 8, 5, 3)
+    assert not codes(stack) & GEOMETRY_CODES
+    times = [[f.acquisition_number for f in slice_frames] for slice_frames in stack.layout.slices]
+    assert times == [[1, 2, 3]] * 5
+
+
+@pytest.mark.parametrize("tilt_deg", [12.0, -20.0])
+def test_gantry_tilt_measured_from_positions(write_series, tilt_deg):
+    spacing = 3.0
+    shift = math.tan(math.radians(tilt_deg)) * spacing
+    planes = [
+        replace(
+            p,
+            image_position=(p.image_position[0], p.image_position[1] + k * shift, p.image_position[2]),
+            overrides={"GantryDetectorTilt": tilt_deg},
+        )
+        for k, p in enumerate(regular_planes(slices=15, slice_spacing=spacing))
+    ]
+    stack = only_stack(write_series(planes, modality="CT"))
+    found = finding(stack, FindingCode.GANTRY_TILT)
+    assert found.measured == pytest.approx(abs(tilt_deg), abs=1e-3)
+    assert found.details["max_in_plane_shift_mm"] == pytest.approx(abs(14 * shift), abs=1e-3)
+    # stored on an orthogonal grid along the normal; the shear lives in the acquisition transform
+    np.testing.assert_allclose(stack.geometry.lps_from_ijk[:3, 2], [0, 0, spacing], atol=1e-6)
+    assert stack.layout.acquisition is not None
+    ijk = np.array([[0.0, 0.0, 14.0]])
+    np.testing.assert_allclose(stack.layout.acquisition.true_points(ijk), [[0.0, 14 * shift, 14 * spacing]], atol=1e-4)
+
+
+def test_mixed_orientations_become_stacks(write_series):
+    axial = regular_planes(slices=8, orientation=AXIAL)
+    coronal = regular_planes(slices=6, orientation=CORONAL, origin=(0.0, -10.0, 20.0))
+    inspection = trueshape.inspect(write_series(axial + coronal))
+    stacks = inspection.stacks
+    assert sorted(s.shape[2] for s in stacks) == [6, 8]
+    for stack in stacks:
+        found = finding(stack, FindingCode.ORIENTATION_MIXED)
+        assert found.measured == 2.0
+        assert not stack.is_localizer
+    coronal_stack = next(s for s in stacks if s.shape[2] == 6)
+    np.testing.assert_allclose(coronal_stack.geometry.direction[:, 2], [0, 1, 0], atol=1e-9)  # row x column
+    np.testing.assert_allclose(coronal_stack.geometry.origin, [0.0, -10.0, 20.0], atol=1e-6)
+
+
+@pytest.mark.parametrize("tagged", [True, False])
+def test_localizer_never_inflates_the_stack(write_series, tagged):
+    axial = regular_planes(slices=20, slice_spacing=0.7)
+    overrides = {"ImageType": ["ORIGINAL", "PRIMARY", "LOCALIZER"]} if tagged else {}
+    localizer = replace(regular_planes(slices=1, orientation=SAGITTAL, origin=(5.0, -50, 50))[0], overrides=overrides)
+    inspection = trueshape.inspect(write_series([*axial, localizer]))
+    main = [s for s in inspection.stacks if not s.is_localizer]
+    assert len(main) == 1 and len(inspection.stacks) == 2
+    assert main[0].geometry.spacing[2] == pytest.approx(0.7, abs=1e-6)
+    assert main[0].shape == (10, 8, 20)
+    assert finding(main[0], FindingCode.LOCALIZER_EXCLUDED).measured == 1.0
+    assert FindingCode.ORIENTATION_MIXED not in codes(main[0])
+
+
+def test_orientation_not_orthonormal(write_series):
+    skewed = (1.0, 0.0, 0.0, 0.01, 1.0, 0.0)  # row . column = 0.01
+    stack = only_stack(write_series(regular_planes(slices=4, orientation=skewed)))
+    found = finding(stack, FindingCode.ORIENTATION_NOT_ORTHONORMAL)
+    assert found.measured == pytest.approx(0.01, abs=1e-6)
+    assert abs(stack.geometry.direction[:, 0] @ stack.geometry.direction[:, 1]) < 1e-12
+
+
+@pytest.mark.parametrize(("thickness", "measured"), [(4.0, 0.8), (6.0, -1.2)])
+def test_thickness_differs_from_spacing(write_series, thickness, measured):
+    stack = only_stack(write_series(regular_planes(slices=6, slice_spacing=4.8), slice_thickness_mm=thickness))
+    found = finding(stack, FindingCode.THICKNESS_NE_SPACING)
+    assert found.measured == pytest.approx(measured, abs=1e-6)
+    assert found.severity is Severity.INFO
+    assert stack.geometry.spacing[2] == pytest.approx(4.8, abs=1e-6)
+    assert ("gap" in found.message) == (measured > 0)
+
+
+def test_spacing_tag_mismatch(write_series):
+    stack = only_stack(write_series(regular_planes(slices=6, slice_spacing=4.8), spacing_between_slices_mm=4.0))
+    found = finding(stack, FindingCode.SPACING_TAG_MISMATCH)
+    assert found.measured == pytest.approx(0.8, abs=1e-6)
+    assert stack.geometry.spacing[2] == pytest.approx(4.8, abs=1e-6)
+
+
+def test_missing_geometry_is_reported_and_the_rest_loads(write_series):
+    planes = regular_planes(slices=6)
+    folder = write_series(planes)
+    import pydicom
+
+    victim = sorted(folder.iterdir())[2]
+    ds = pydicom.dcmread(victim)
+    del ds.ImagePositionPatient
+    ds.save_as(victim)
+    inspection = trueshape.inspect(folder)
+    (series,) = inspection.series
+    (missing,) = [f for f in series.findings if f.code is FindingCode.GEOMETRY_MISSING]
+    assert missing.measured == 1.0 and missing.severity is Severity.ERROR
+    assert "ImagePositionPatient (0020,0032)" in missing.message
+    assert str(victim) in missing.where
+    stack = only_stack(folder)
+    assert stack.shape[2] == 5
+    assert FindingCode.SLICES_MISSING in codes(stack)
+
+
+def test_corner_check_catches_pixel_spacing_drift(write_series):
+    planes = regular_planes(slices=6, rows=64, columns=64)
+    planes[3] = replace(planes[3], pixel_spacing=(1.0, 1.00004))  # same group (rounded), corners 2.5 um apart
+    stack = only_stack(write_series(planes))
+    found = finding(stack, FindingCode.CORNERS_MISMATCH)
+    assert found.measured == pytest.approx(63 * 0.00004, rel=1e-3)
+    assert found.tolerance == 1e-3
+
+
+def test_single_slice_spacing_from_tag(write_series):
+    stack = only_stack(write_series(regular_planes(slices=1), slice_thickness_mm=5.0))
+    assert finding(stack, FindingCode.SINGLE_SLICE).measured == 5.0
+    assert stack.geometry.spacing[2] == 5.0
+
+
+def test_oblique_stack_geometry_and_corners(write_series):
+    angle = math.radians(17.0)
+    oblique = (1.0, 0.0, 0.0, 0.0, math.cos(angle), -math.sin(angle))
+    stack = only_stack(
+        write_series(regular_planes(slices=9, orientation=oblique, slice_spacing=3.3, origin=(1.0, 2.0, 3.0)))
+    )
+    normal = np.cross(oblique[:3], oblique[3:])
+    np.testing.assert_allclose(stack.geometry.lps_from_ijk[:3, 2], 3.3 * normal, atol=1e-6)
+    assert not codes(stack) & GEOMETRY_CODES
