@@ -28,13 +28,14 @@ __all__ = ["ConvertResult", "OutputFormat", "convert", "inspect", "load", "parse
 class OutputFormat(enum.StrEnum):
     """Volume file formats ``convert`` writes."""
 
-    NIFTI = "nifti"
-    NRRD = "nrrd"
+    NIFTI = "nifti"  #: gzip-compressed NIfTI-1 (.nii.gz)
+    NII = "nii"  #: uncompressed NIfTI-1 (.nii)
+    NRRD = "nrrd"  #: gzip-encoded NRRD in LPS space
 
     @property
     def suffix(self) -> str:
         """File suffix of the format."""
-        return ".nii.gz" if self is OutputFormat.NIFTI else ".nrrd"
+        return {OutputFormat.NIFTI: ".nii.gz", OutputFormat.NII: ".nii", OutputFormat.NRRD: ".nrrd"}[self]
 
 
 def parse_series_argument(argument: str | os.PathLike[str]) -> tuple[Path, str | None, int | None]:

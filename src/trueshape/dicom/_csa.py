@@ -11,15 +11,16 @@ from typing import Any
 
 from pydicom.dataset import Dataset
 
-with warnings.catch_warnings():
-    # nibabel.nicom warns on import that its *readers* are experimental; we use only the CSA parser.
-    warnings.simplefilter("ignore")
-    from nibabel.nicom import csareader
-
 __all__ = ["phoenix_protocol", "phoenix_slice_positions", "siemens_csa_image_tags", "siemens_csa_series_tags"]
 
 
 def _csa_tags(ds: Dataset, kind: str) -> dict[str, list[Any]]:
+    if (0x0029, 0x0010) not in ds and (0x0029, 0x0011) not in ds:
+        return {}  # no private group 0029: not a Siemens CSA header (skip importing the parser)
+    with warnings.catch_warnings():
+        # nibabel.nicom warns on import that its *readers* are experimental; we use only the CSA parser.
+        warnings.simplefilter("ignore")
+        from nibabel.nicom import csareader
     try:
         header = csareader.get_csa_header(ds, kind)
     except Exception:  # a malformed private header must not stop loading: treat as absent

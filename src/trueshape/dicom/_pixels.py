@@ -73,6 +73,19 @@ def _read_file_frames(path: str, frames: Sequence[Frame]) -> list[NDArray[Any]]:
     return planes
 
 
+def _native_into(out: NDArray[Any], frames: Sequence[Frame], indices: Sequence[int]) -> None:
+    """Read whole native frames straight into their rows of ``out`` (no temporary arrays)."""
+    for index in indices:
+        frame = frames[index]
+        assert frame.pixels is not None
+        target = memoryview(out[index]).cast("B")
+        with open(frame.path, "rb") as handle:
+            handle.seek(frame.pixels.offset)
+            count = handle.readinto(target)
+        if count != len(target):
+            raise DicomInputError(f"{frame.path}: truncated pixel data: expected {len(target)} bytes, found {count}")
+
+
 def read_pixels(frames: Sequence[Frame], *, workers: int | None = None) -> NDArray[Any]:
     """Read the stored pixel values of ``frames`` in order.
 
@@ -95,11 +108,21 @@ def read_pixels(frames: Sequence[Frame], *, workers: int | None = None) -> NDArr
     """
     if not frames:
         raise ValueError("no frames to read")
+    workers = workers or min(8, (os.cpu_count() or 1) + 2)
+    locations = [f.pixels for f in frames]
+    if all(loc is not None and loc.mode is PixelReadMode.NATIVE and loc.tile is None
+           and loc.stored_rows == frames[0].rows and loc.stored_columns == frames[0].columns for loc in locations):
+        dtypes = {loc.dtype for loc in locations if loc is not None}
+        if len(dtypes) == 1:
+            out = np.empty((len(frames), frames[0].rows, frames[0].columns), dtype=dtypes.pop())
+            chunks = [range(start, len(frames), workers) for start in range(workers)]
+            with ThreadPoolExecutor(max_workers=workers) as pool:
+                list(pool.map(lambda chunk: _native_into(out, frames, chunk), chunks))
+            return out
     by_path: dict[str, list[int]] = {}
     for index, frame in enumerate(frames):
         by_path.setdefault(frame.path, []).append(index)
     paths = list(by_path)
-    workers = workers or min(8, (os.cpu_count() or 1) + 2)
     with ThreadPoolExecutor(max_workers=workers) as pool:
         results = list(pool.map(lambda p: _read_file_frames(p, [frames[i] for i in by_path[p]]), paths))
     dtype = np.result_type(*[planes[0].dtype for planes in results])
@@ -107,9 +130,7 @@ def read_pixels(frames: Sequence[Frame], *, workers: int | None = None) -> NDArr
     for path, planes in zip(paths, results, strict=True):
         for index, plane in zip(by_path[path], planes, strict=True):
             if plane.shape != out.shape[1:]:
-                raise DicomInputError(
-                    f"{path}: image is {plane.shape[1]}x{plane.shape[0]} pixels but the stack is "
-                    f"{out.shape[2]}x{out.shape[1]}"
-                )
+                raise DicomInputError(f"{path}: image is {plane.shape[1]}x{plane.shape[0]} pixels but the stack is "
+                                      f"{out.shape[2]}x{out.shape[1]}")
             out[index] = plane
     return out

@@ -8,9 +8,10 @@ same Frame records, so grouping and geometry never care where a plane came from.
 from __future__ import annotations
 
 import math
+import multiprocessing
 import os
-from collections.abc import Iterable, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Sequence
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -32,6 +33,8 @@ __all__ = ["FileProblem", "ScanResult", "scan"]
 _DEFER_SIZE = 64 * 1024
 _NATIVE_SYNTAXES = {ImplicitVRLittleEndian, ExplicitVRLittleEndian}
 _LOCALIZER_TOKENS = {"LOCALIZER", "SCOUT", "LOCALISER"}
+#: Folders with at least this many files are scanned by one process per core.
+_PROCESS_THRESHOLD = 64
 
 
 @dataclass(frozen=True)
@@ -162,7 +165,7 @@ def _complex_component(image_type: Sequence[str], ds: Dataset | None = None) -> 
 
 def _pixel_value_offset(ds: Dataset) -> int | None:
     """Byte offset of the PixelData value: ``value_tell`` when read inline, ``file_tell`` when deferred."""
-    element = ds.get_item(0x7FE00010)
+    element = ds.get_item(0x7FE00010, keep_deferred=True)
     for attribute in ("value_tell", "file_tell"):
         offset = getattr(element, attribute, None)
         if isinstance(offset, int):
@@ -417,7 +420,7 @@ def _truncation(ds: Dataset, path: Path) -> str:
     syntax = ds.file_meta.get("TransferSyntaxUID") if hasattr(ds, "file_meta") else None
     if syntax is None or syntax.is_compressed:
         return ""
-    element = ds.get_item(0x7FE00010)
+    element = ds.get_item(0x7FE00010, keep_deferred=True)
     offset = _pixel_value_offset(ds)
     bits = _int(ds.get("BitsAllocated")) or 16
     expected = (
@@ -448,6 +451,15 @@ def _short(error: BaseException) -> str:
     return text[:200]
 
 
+def _parallel_workers(file_count: int, workers: int | None) -> int:
+    """Return how many processes parse headers (CPU-bound Python: threads would only contend for the GIL)."""
+    if workers is not None:
+        return max(1, workers)
+    if file_count < _PROCESS_THRESHOLD or multiprocessing.current_process().daemon:
+        return 1  # small folders: starting processes costs more than it saves; daemons cannot have children
+    return max(1, min(os.cpu_count() or 1, 8))
+
+
 def scan(path: str | os.PathLike[str], *, workers: int | None = None) -> ScanResult:
     """Scan a file or folder (recursively) into header-only Frame records.
 
@@ -456,7 +468,8 @@ def scan(path: str | os.PathLike[str], *, workers: int | None = None) -> ScanRes
     path : str or PathLike
         A DICOM file or a folder; hidden files and folders are ignored.
     workers : int, optional
-        Threads for the header pass (default: ``min(8, os.cpu_count() + 2)``).
+        Processes for the header pass (default: one per core for folders of at least
+        :data:`_PROCESS_THRESHOLD` files, else 1).
 
     Returns
     -------
@@ -467,31 +480,31 @@ def scan(path: str | os.PathLike[str], *, workers: int | None = None) -> ScanRes
     ------
     DicomInputError
         When ``path`` does not exist.
-
-    Examples
-    --------
-    >>> result = scan("/nonexistent/folder")  # doctest: +SKIP
     """
     root = Path(path)
     if not root.exists():
         raise DicomInputError(f"{root}: no such file or folder")
     files = _list_files(root)
-    workers = workers or min(8, (os.cpu_count() or 1) + 2)
+    processes = _parallel_workers(len(files), workers)
+    if processes > 1:
+        context = multiprocessing.get_context("fork")
+        with ProcessPoolExecutor(max_workers=processes, mp_context=context) as pool:
+            results = list(pool.map(_read_file, files, chunksize=max(1, len(files) // (4 * processes))))
+    else:
+        results = [_read_file(file) for file in files]
     frames: list[Frame] = []
     problems: list[FileProblem] = []
     non_dicom: list[str] = []
     non_image: list[str] = []
-    with ThreadPoolExecutor(max_workers=workers) as pool:
-        results: Iterable[tuple[str, list[Frame] | FileProblem | None]] = pool.map(_read_file, files)
-        for file, (kind, payload) in zip(files, results, strict=True):
-            if kind == "frames":
-                assert isinstance(payload, list)
-                frames.extend(payload)
-            elif kind == "problem":
-                assert isinstance(payload, FileProblem)
-                problems.append(payload)
-            elif kind == "non_dicom":
-                non_dicom.append(str(file))
-            else:
-                non_image.append(str(file))
+    for file, (kind, payload) in zip(files, results, strict=True):
+        if kind == "frames":
+            assert isinstance(payload, list)
+            frames.extend(payload)
+        elif kind == "problem":
+            assert isinstance(payload, FileProblem)
+            problems.append(payload)
+        elif kind == "non_dicom":
+            non_dicom.append(str(file))
+        else:
+            non_image.append(str(file))
     return ScanResult(str(root), tuple(frames), tuple(problems), tuple(non_dicom), tuple(non_image))

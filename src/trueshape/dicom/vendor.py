@@ -172,14 +172,21 @@ def _as_float_list(value: Any) -> list[float] | None:
 
 
 def _private_value(ds: Dataset, group: int, creator: str, element: int) -> Any:
-    """Return a private element's value by creator name, or None when absent."""
-    try:
-        block = ds.private_block(group, creator)
-    except KeyError:
-        return None
-    if element not in block:
-        return None
-    return block[element].value
+    """Return a private element's value by creator name, or None when absent.
+
+    Creators are found by walking the data set's own tags (a dict) instead of ``Dataset.private_block``,
+    which slices the whole data set on every call and dominated the header pass of large series.
+    """
+    for tag in ds.keys():
+        if tag >> 16 != group or not 0x10 <= (tag & 0xFFFF) <= 0xFF:
+            continue
+        value = ds[tag].value
+        if isinstance(value, bytes):
+            value = value.decode("latin-1")
+        if str(value).strip() == creator:
+            element_tag = (group << 16) | ((tag & 0xFF) << 8) | element
+            return ds[element_tag].value if element_tag in ds else None
+    return None
 
 
 def _private_item(ds: Dataset, group: int, creator: str, element: int) -> Dataset | None:

@@ -12,7 +12,6 @@ from dataclasses import dataclass
 
 import numpy as np
 from numpy.typing import NDArray
-from scipy import ndimage
 
 from trueshape.geometry._volume import VolumeGeometry
 
@@ -50,6 +49,8 @@ class DisplacementField:
 
     def displacement_at(self, points: NDArray[np.float64]) -> NDArray[np.float64]:
         """Trilinear displacement at LPS points, shape (..., 3) (zero outside the grid, as in ITK)."""
+        from scipy import ndimage  # deferred: scipy.ndimage adds 0.2 s to every start-up
+
         index = self.geometry.lps_to_index(points)
         flat = index.reshape(-1, 3).T
         inside = np.all((flat >= -1e-9) & (flat <= np.array(self.geometry.shape)[:, None] - 1 + 1e-9), axis=0)

@@ -46,6 +46,9 @@ def atomic_path(path: str | os.PathLike[str], *, force: bool = False) -> Iterato
     handle, name = tempfile.mkstemp(prefix=f".{stem}.", suffix=f".part{suffix}", dir=target.parent)
     os.close(handle)
     temporary = Path(name)
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(temporary, 0o666 & ~umask)  # mkstemp makes 0600; outputs get the user's usual permissions
     try:
         yield temporary
         if not force and target.exists():

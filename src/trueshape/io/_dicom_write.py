@@ -39,6 +39,7 @@ class SeriesMetadata:
     """Patient, study and series attributes shared by every file of a written series.
 
     ``table_position_mm`` is written as Siemens ImaRelTablePosition (0019,1014) (magnet axes, mm).
+    ``acquired_at`` is the one date and time written to every file of the series.
     ``extra`` holds further top-level attributes by DICOM keyword.
     """
 
@@ -59,6 +60,7 @@ class SeriesMetadata:
     table_position_mm: tuple[float, float, float] | None = None
     rescale_slope: float = 1.0
     rescale_intercept: float = 0.0
+    acquired_at: datetime.datetime = field(default_factory=lambda: datetime.datetime.now().replace(microsecond=0))
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -104,11 +106,12 @@ def _base_dataset(metadata: SeriesMetadata, sop_class: UID) -> tuple[Dataset, Fi
     meta.ImplementationVersionName = f"TRUESHAPE_{__version__}"[:16]
     ds = Dataset()
     ds.file_meta = meta
-    now = datetime.datetime.now()
+    # One timestamp per series: tools split series whose files disagree on their times.
+    when = metadata.acquired_at
     ds.SpecificCharacterSet = "ISO_IR 100"
     ds.SOPClassUID = sop_class
-    ds.StudyDate = ds.SeriesDate = ds.ContentDate = now.strftime("%Y%m%d")
-    ds.StudyTime = ds.SeriesTime = now.strftime("%H%M%S")
+    ds.StudyDate = ds.SeriesDate = ds.AcquisitionDate = ds.ContentDate = when.strftime("%Y%m%d")
+    ds.StudyTime = ds.SeriesTime = ds.AcquisitionTime = ds.ContentTime = when.strftime("%H%M%S")
     ds.Modality = metadata.modality
     ds.Manufacturer = metadata.manufacturer
     ds.PatientName = metadata.patient_name

@@ -9,20 +9,24 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import nibabel as nib
 import numpy as np
-import SimpleITK as sitk
 
 from trueshape.geometry import DisplacementField, VolumeGeometry
 from trueshape.io._atomic import atomic_path
 from trueshape.io._frames import LPS_TO_RAS, lps_to_ras_affine
+
+if TYPE_CHECKING:
+    import SimpleITK as sitk
 
 __all__ = ["field_to_sitk_image", "read_itk_displacement_field", "write_field_nifti", "write_itk_transform"]
 
 
 def field_to_sitk_image(field: DisplacementField) -> sitk.Image:
     """Return the field as a SimpleITK vector image (float64, LPS geometry)."""
+    import SimpleITK as sitk  # deferred: only transform output needs ITK
     vectors = np.ascontiguousarray(np.transpose(field.vectors, (2, 1, 0, 3)), dtype=np.float64)
     image = sitk.GetImageFromArray(vectors, isVector=True)
     image.SetOrigin(tuple(float(v) for v in field.geometry.origin))
@@ -33,6 +37,8 @@ def field_to_sitk_image(field: DisplacementField) -> sitk.Image:
 
 def write_itk_transform(field: DisplacementField, path: str | os.PathLike[str], *, force: bool = False) -> Path:
     """Write an ITK DisplacementFieldTransform (``.h5`` or ``.tfm``) for Slicer, ANTs and SimpleITK."""
+    import SimpleITK as sitk
+
     target = Path(path)
     transform = sitk.DisplacementFieldTransform(field_to_sitk_image(field))
     with atomic_path(target, force=force) as temporary:
@@ -42,6 +48,8 @@ def write_itk_transform(field: DisplacementField, path: str | os.PathLike[str], 
 
 def read_itk_displacement_field(path: str | os.PathLike[str]) -> DisplacementField:
     """Read an ITK displacement-field transform file back into a DisplacementField."""
+    import SimpleITK as sitk
+
     transform = sitk.ReadTransform(str(path))
     if transform.GetName() == "CompositeTransform":
         transform = sitk.CompositeTransform(transform).GetNthTransform(0)

@@ -7,13 +7,14 @@ from pathlib import Path
 from typing import Any
 
 import nibabel as nib
-import nrrd
 import numpy as np
+from nibabel.fileholders import FileHolder
 
 from trueshape.errors import TrueshapeError
 from trueshape.geometry import Provenance, Volume, VolumeGeometry
 from trueshape.io._atomic import atomic_path
 from trueshape.io._frames import lps_to_ras_affine, ras_to_lps_affine
+from trueshape.io._gzip import ParallelGzipWriter
 
 __all__ = ["read_volume", "write_nifti", "write_nrrd", "write_volume"]
 
@@ -44,12 +45,18 @@ def write_nifti(
     description = f"trueshape {volume.provenance.distortion_state}".encode()[:79]
     header["descrip"] = description
     with atomic_path(target, force=force) as temporary:
-        nib.save(image, temporary)
+        if target.name.endswith(".gz"):
+            with temporary.open("wb") as raw, ParallelGzipWriter(raw) as compressed:
+                image.to_file_map({"image": FileHolder(fileobj=compressed)})
+        else:
+            nib.save(image, temporary)
     return target
 
 
 def write_nrrd(volume: Volume, path: str | os.PathLike[str], *, force: bool = False) -> Path:
     """Write ``volume`` as NRRD (``.nrrd``, gzip) in LPS space; scaled data are written as float32."""
+    import nrrd  # deferred: only NRRD output needs it
+
     target = Path(path)
     data = volume.values() if volume.is_scaled else volume.array
     directions = volume.geometry.lps_from_ijk[:3, :3].T  # one row per axis
@@ -99,6 +106,8 @@ def read_volume(path: str | os.PathLike[str]) -> Volume:
             float(intercept) if scaled else 0.0,
         )
     if name.endswith(".nrrd"):
+        import nrrd
+
         data, header = nrrd.read(name, index_order="F")
         directions = np.asarray(header["space directions"], dtype=np.float64)[:3]
         if header.get("space") not in ("left-posterior-superior", "LPS"):

@@ -1,0 +1,72 @@
+"""Parallel gzip output is one standard gzip member; NIfTI/NRRD round trips keep geometry and values."""
+
+from __future__ import annotations
+
+import gzip
+import io
+import itertools
+import zlib
+
+import nibabel as nib
+import numpy as np
+import pytest
+
+from trueshape.geometry import Provenance, Volume, VolumeGeometry
+from trueshape.io import lps_to_ras_affine, read_volume, write_nifti, write_nrrd
+from trueshape.io._gzip import _CHUNK_BYTES, ParallelGzipWriter
+
+
+def test_parallel_gzip_single_member_any_write_sizes():
+    rng = np.random.default_rng(3)
+    payload = rng.integers(0, 40, 3 * _CHUNK_BYTES + 12345, dtype=np.uint8).tobytes()
+    raw = io.BytesIO()
+    with ParallelGzipWriter(raw, threads=2) as writer:
+        cuts = [0, 1, 17, _CHUNK_BYTES - 3, _CHUNK_BYTES + 5, 2 * _CHUNK_BYTES + 999, len(payload)]
+        for start, stop in itertools.pairwise(cuts):
+            assert writer.write(payload[start:stop]) == stop - start
+        assert writer.tell() == len(payload)
+        writer.seek(len(payload) + 10)  # forward seek pads with zeros, as NIfTI writers expect
+    data = raw.getvalue()
+    assert gzip.decompress(data) == payload + bytes(10)
+    decompressor = zlib.decompressobj(16 + zlib.MAX_WBITS)
+    assert decompressor.decompress(data) == payload + bytes(10)
+    assert decompressor.eof and decompressor.unused_data == b""  # exactly one gzip member
+
+
+def test_backward_seek_is_refused():
+    with ParallelGzipWriter(io.BytesIO()) as writer:
+        writer.write(b"abcd")
+        with pytest.raises(OSError, match="backwards"):
+            writer.seek(1)
+
+
+def _volume(shape=(7, 5, 4), time_points=0):
+    rng = np.random.default_rng(1)
+    full = shape + ((time_points,) if time_points else ())
+    array = rng.integers(0, 4000, full).astype(np.uint16)
+    direction = np.array([[0.0, 0.0, 1.0], [1.0, 0.0, 0.0], [0.0, -1.0, 0.0]])  # coronal-like, det +1
+    geometry = VolumeGeometry.from_components(shape=shape, origin=(10.0, -20.0, 30.0), spacing=(0.7, 0.9, 3.1),
+                                              direction=direction)
+    return Volume(array, geometry, Provenance(), 2.0, -4096.0)
+
+
+@pytest.mark.parametrize("suffix", [".nii", ".nii.gz"])
+@pytest.mark.parametrize("time_points", [0, 3])
+def test_nifti_round_trip(tmp_path, suffix, time_points):
+    volume = _volume(time_points=time_points)
+    path = write_nifti(volume, tmp_path / f"v{suffix}")
+    image = nib.load(path)
+    np.testing.assert_allclose(image.affine, lps_to_ras_affine(volume.geometry.lps_from_ijk), atol=1e-6)
+    assert image.header.get_qform(coded=True)[1] == 1 and image.header.get_sform(coded=True)[1] == 1
+    assert image.header.get_xyzt_units() == ("mm", "sec")
+    np.testing.assert_array_equal(image.get_fdata(), volume.values(np.float64))
+    back = read_volume(path)
+    np.testing.assert_allclose(back.geometry.lps_from_ijk, volume.geometry.lps_from_ijk, atol=1e-6)
+    np.testing.assert_array_equal(back.values(np.float64), volume.values(np.float64))
+
+
+def test_nrrd_round_trip_lps(tmp_path):
+    volume = _volume()
+    back = read_volume(write_nrrd(volume, tmp_path / "v.nrrd"))
+    np.testing.assert_allclose(back.geometry.lps_from_ijk, volume.geometry.lps_from_ijk, atol=1e-9)
+    np.testing.assert_array_equal(back.values(np.float64), volume.values(np.float64))
