@@ -1,0 +1,416 @@
+"""Coefficient files: Siemens ``.grad`` and ``.coef`` (read as-is, never modified) and trueshape's model JSON.
+
+Siemens ``.grad`` rows look like ``  101 A( 3, 1)   -0.055   x`` (number, A or B, (n, m), value, axis) and
+the header states the reference radius, e.g. ``0.25 m = R0`` (gradunwarp's pattern) or ``R0 = 0.25 m``.
+
+The older ``.coef`` layout, as gradunwarp reads it (``core/coeffs.py``), has one term per line,
+``alpha_y 3 1 -0.055;`` (name, n, m, value), ``#`` comment lines, and no R0: gradunwarp guesses R0 from
+the file-name prefix (``sonata``/``avanto``/... 0.25 m, ``allegra`` 0.14 m), which fails for any other
+name and for paths (``UnboundLocalError``). trueshape takes R0 from the caller, or from an ``R0 = ... m``
+statement in the file (a comment will do), and otherwise refuses. Term names map to axes exactly as
+gradunwarp maps them (:data:`GRADUNWARP_COEF_NAMES`), so a ``.coef`` file gives the same field in both.
+
+The scanner-model JSON (:data:`MODEL_FORMAT`) holds R0 in mm, the coil id, the per-axis A/B tables as one
+object per term, the coefficient frame, provenance and fit quality. Every malformed file raises
+:class:`~trueshape.errors.CoefficientFileError` naming the file and the line.
+"""
+
+from __future__ import annotations
+
+import bisect
+import json
+import math
+import os
+import re
+import tempfile
+from collections.abc import Callable
+from json import decoder as json_decoder
+from json import scanner as json_scanner
+from pathlib import Path
+from typing import Any
+
+from trueshape.errors import CoefficientFileError, OutputExistsError
+from trueshape.gnl._coefficients import AXIS_NAMES, GradientCoefficients, TermKind
+from trueshape.gnl._frames import CoefficientFrame
+from trueshape.gnl._harmonics import MAX_HARMONIC_ORDER
+
+__all__ = [
+    "GRADUNWARP_COEF_NAMES",
+    "MODEL_FORMAT",
+    "MODEL_FORMAT_VERSION",
+    "format_siemens_grad",
+    "read_coefficients",
+    "read_scanner_model",
+    "read_siemens_coef",
+    "read_siemens_grad",
+    "scanner_model_json",
+    "write_scanner_model",
+]
+
+#: ``format`` value of trueshape's scanner-model JSON.
+MODEL_FORMAT = "trueshape-gradient-model"
+#: Version of the scanner-model JSON layout this module writes and reads.
+MODEL_FORMAT_VERSION = 1
+#: Normalisation name stored in model files (the only one trueshape evaluates).
+SIEMENS_NORMALISATION = "siemens"
+
+#: ``.coef`` term name -> (kind, axis) as gradunwarp's ``get_siemens_coef`` assigns them to its x, y, z
+#: fields (``Coeffs(alpha_y, alpha_z, alpha_x, beta_y, beta_x, beta_z)``); unverified against vendor documents.
+GRADUNWARP_COEF_NAMES: dict[str, tuple[TermKind, str]] = {
+    "alpha_y": (TermKind.A, "x"),
+    "alpha_z": (TermKind.A, "y"),
+    "alpha_x": (TermKind.A, "z"),
+    "beta_y": (TermKind.B, "x"),
+    "beta_x": (TermKind.B, "y"),
+    "beta_z": (TermKind.B, "z"),
+}
+
+_NUMBER = r"[-+]?(?:\d+\.?\d*|\.\d+)(?:[eEdD][-+]?\d+)?"
+_GRAD_ROW = re.compile(
+    rf"^\s*(?P<no>\d+)\s+(?P<kind>[AB])\s*\(\s*(?P<n>\d+)\s*,\s*(?P<m>\d+)\s*\)\s+(?P<value>{_NUMBER})\s+"
+    r"(?P<axis>[xyzXYZ])\s*$"
+)
+_GRAD_ROW_START = re.compile(r"^\s*\d+\s+[AB]\s*\(")
+_R0_AFTER = re.compile(rf"\bR0\s*=\s*(?P<value>{_NUMBER})\s*(?P<unit>mm|m)\b", re.IGNORECASE)
+_R0_BEFORE = re.compile(rf"(?P<value>{_NUMBER})\s*(?P<unit>mm|m)\s*=\s*R0\b", re.IGNORECASE)
+_R0_ASSIGNMENT = re.compile(r"\bR0\s*=|=\s*R0\b", re.IGNORECASE)
+
+_TermKey = tuple[str, str, int, int]
+
+
+def _fail(path: Path, line: int | None, problem: str) -> CoefficientFileError:
+    where = f"{path}, line {line}" if line is not None else str(path)
+    return CoefficientFileError(f"{where}: {problem}")
+
+
+def _read_lines(path: Path) -> list[str]:
+    try:
+        return path.read_text(encoding="latin-1").splitlines()
+    except OSError as error:
+        raise CoefficientFileError(f"{path}: cannot read the coefficient file ({error.strerror})") from error
+
+
+def _parse_float(text: str) -> float:
+    return float(text.replace("d", "e").replace("D", "e"))
+
+
+def _r0_mm_from_line(path: Path, number: int, line: str) -> float | None:
+    """Return R0 in mm if the line states it; raise if it tries to and fails."""
+    match = _R0_AFTER.search(line) or _R0_BEFORE.search(line)
+    if match is None:
+        if _R0_ASSIGNMENT.search(line):
+            raise _fail(path, number, f"cannot read R0 from {line.strip()!r} (expected e.g. 'R0 = 0.25 m')")
+        return None
+    value = _parse_float(match.group("value"))
+    r0_mm = value * (1000.0 if match.group("unit").lower() == "m" else 1.0)
+    if not (math.isfinite(r0_mm) and r0_mm > 0.0):
+        raise _fail(path, number, f"R0 must be a positive length, got {line.strip()!r}")
+    return r0_mm
+
+
+def _store(
+    terms: dict[_TermKey, float],
+    lines_of: dict[_TermKey, int],
+    path: Path,
+    number: int,
+    key: _TermKey,
+    value: float,
+) -> None:
+    axis, kind, n, m = key
+    if not 0 <= m <= n:
+        raise _fail(path, number, f"term {kind}({n},{m}) needs 0 <= m <= n")
+    if n > MAX_HARMONIC_ORDER:
+        raise _fail(path, number, f"term {kind}({n},{m}) exceeds the highest supported order {MAX_HARMONIC_ORDER}")
+    if not math.isfinite(value):
+        raise _fail(path, number, f"term {kind}({n},{m}) of axis {axis} is not a finite number")
+    if key in terms:
+        raise _fail(path, number, f"term {kind}({n},{m}) of axis {axis} repeats line {lines_of[key]}")
+    terms[key] = value
+    lines_of[key] = number
+
+
+def read_siemens_grad(path: str | os.PathLike[str]) -> GradientCoefficients:
+    """Read a Siemens ``.grad`` coefficient file.
+
+    Parameters
+    ----------
+    path : path-like
+        The ``.grad`` file (read only).
+
+    Returns
+    -------
+    GradientCoefficients
+        R0 in mm, LAI frame (gradunwarp's convention for Siemens coefficients).
+
+    Raises
+    ------
+    CoefficientFileError
+        A term row that does not parse, a repeated term, m > n, or no R0 statement; the message names the
+        file and the line.
+    """
+    source = Path(path)
+    lines = _read_lines(source)
+    terms: dict[_TermKey, float] = {}
+    lines_of: dict[_TermKey, int] = {}
+    r0_mm: float | None = None
+    for number, line in enumerate(lines, start=1):
+        row = _GRAD_ROW.match(line)
+        if row is None:
+            if _GRAD_ROW_START.match(line):
+                raise _fail(
+                    source,
+                    number,
+                    f"malformed coefficient row {line.strip()!r} (expected e.g. '101 A( 3, 1) -0.055 x')",
+                )
+            stated = _r0_mm_from_line(source, number, line)
+            if stated is not None:
+                r0_mm = stated
+            continue
+        key = (row.group("axis").lower(), row.group("kind"), int(row.group("n")), int(row.group("m")))
+        _store(terms, lines_of, source, number, key, _parse_float(row.group("value")))
+    if r0_mm is None:
+        raise _fail(
+            source, None, f"no line states R0 (expected e.g. '0.25 m = R0' or 'R0 = 0.25 m'; {len(lines)} lines read)"
+        )
+    if not terms:
+        raise _fail(source, None, "no coefficient rows (expected e.g. '101 A( 3, 1) -0.055 x')")
+    return GradientCoefficients.from_terms(r0_mm, terms, frame=CoefficientFrame.LAI, source=f"{source} (Siemens .grad)")
+
+
+def read_siemens_coef(path: str | os.PathLike[str], *, r0_mm: float | None = None) -> GradientCoefficients:
+    """Read an older Siemens ``.coef`` file (layout and axis names as gradunwarp reads them).
+
+    Parameters
+    ----------
+    path : path-like
+        The ``.coef`` file (read only).
+    r0_mm : float, optional
+        Reference radius, mm. When omitted the file must state it (``R0 = 0.25 m``, a comment is fine);
+        trueshape never guesses it from the file name.
+
+    Returns
+    -------
+    GradientCoefficients
+        LAI frame; axes assigned by :data:`GRADUNWARP_COEF_NAMES`.
+    """
+    source = Path(path)
+    lines = _read_lines(source)
+    terms: dict[_TermKey, float] = {}
+    lines_of: dict[_TermKey, int] = {}
+    stated_r0: float | None = None
+    for number, line in enumerate(lines, start=1):
+        stated = _r0_mm_from_line(source, number, line)
+        if stated is not None:
+            stated_r0 = stated
+            continue
+        body = line.split("#", 1)[0].strip().rstrip(";").strip()
+        if not body:
+            continue
+        fields = body.split()
+        if len(fields) != 4 or fields[0] not in GRADUNWARP_COEF_NAMES:
+            raise _fail(source, number, f"malformed term {line.strip()!r} (expected e.g. 'alpha_y 3 1 -0.055;')")
+        try:
+            n, m, value = int(fields[1]), int(fields[2]), _parse_float(fields[3])
+        except ValueError:
+            raise _fail(source, number, f"malformed numbers in {line.strip()!r}") from None
+        kind, axis = GRADUNWARP_COEF_NAMES[fields[0]]
+        _store(terms, lines_of, source, number, (axis, kind.value, n, m), value)
+    radius = r0_mm if r0_mm is not None else stated_r0
+    if radius is None:
+        raise _fail(
+            source,
+            None,
+            "the file does not state R0: pass r0_mm (gradunwarp guesses it from the file-name prefix, "
+            "which trueshape does not do)",
+        )
+    if not terms:
+        raise _fail(source, None, "no coefficient lines (expected e.g. 'alpha_y 3 1 -0.055;')")
+    return GradientCoefficients.from_terms(
+        radius, terms, frame=CoefficientFrame.LAI, source=f"{source} (Siemens .coef)"
+    )
+
+
+def format_siemens_grad(coefficients: GradientCoefficients, *, title: str = "") -> str:
+    """Return the coefficients as ``.grad`` text that both trueshape and gradunwarp read.
+
+    Rows are numbered as in vendor files (z from 1, x from 101, y from 201); values are written with nine
+    decimals (gradunwarp's parser takes no exponents). Only LAI-frame coefficients can be written (the frame
+    ``.grad`` files are read in).
+    """
+    if coefficients.frame is not CoefficientFrame.LAI:
+        raise ValueError(f".grad files hold LAI-frame coefficients, got frame {coefficients.frame.value}")
+    r0_m = coefficients.r0_mm / 1000.0
+    lines = [
+        f"#*] {title or coefficients.coil_id or 'gradient coil'} (written by trueshape)",
+        f" {r0_m:.6g} m = R0, lnorm = 4? A(1,0) = B(1,1) = A(1,1) = 0",
+        " NO.  TYPE       SPECTRUM    AXIS",
+    ]
+    first_number = {"z": 1, "x": 101, "y": 201}
+    for axis in ("z", "x", "y"):
+        number = first_number[axis]
+        for term in coefficients.terms():
+            if term.axis != axis:
+                continue
+            lines.append(f" {number:4d} {term.kind.value}({term.n:2d},{term.m:2d})  {term.value: .9f}  {axis}")
+            number += 1
+    return "\n".join(lines) + "\n"
+
+
+def scanner_model_json(coefficients: GradientCoefficients) -> str:
+    """Return the scanner-model JSON text (one term per line, so errors can name it)."""
+    header = {
+        "format": MODEL_FORMAT,
+        "format_version": MODEL_FORMAT_VERSION,
+        "coil_id": coefficients.coil_id,
+        "r0_mm": coefficients.r0_mm,
+        "frame": coefficients.frame.value,
+        "normalisation": SIEMENS_NORMALISATION,
+        "source": coefficients.source,
+    }
+    parts = [f"  {json.dumps(key)}: {json.dumps(value)}" for key, value in header.items()]
+    axes = []
+    for axis in AXIS_NAMES:
+        rows = [
+            "      " + json.dumps({"type": t.kind.value, "n": t.n, "m": t.m, "value": t.value})
+            for t in coefficients.terms()
+            if t.axis == axis
+        ]
+        body = ("[\n" + ",\n".join(rows) + "\n    ]") if rows else "[]"
+        axes.append(f"    {json.dumps(axis)}: {body}")
+    parts.append('  "coefficients": {\n' + ",\n".join(axes) + "\n  }")
+    parts.append(f'  "provenance": {json.dumps(dict(coefficients.provenance), sort_keys=True, default=str)}')
+    parts.append(f'  "fit_quality": {json.dumps(dict(coefficients.fit_quality), sort_keys=True, default=str)}')
+    return "{\n" + ",\n".join(parts) + "\n}\n"
+
+
+def write_scanner_model(
+    coefficients: GradientCoefficients, path: str | os.PathLike[str], *, force: bool = False
+) -> Path:
+    """Write the scanner-model JSON atomically; refuse to overwrite unless ``force``."""
+    target = Path(path)
+    if target.exists() and not force:
+        raise OutputExistsError(f"{target} exists (pass force=True to overwrite)")
+    handle, temporary = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent or Path("."))
+    try:
+        with os.fdopen(handle, "w", encoding="utf-8") as stream:
+            stream.write(scanner_model_json(coefficients))
+        os.replace(temporary, target)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
+    return target
+
+
+class _Located(dict[str, Any]):
+    """A JSON object that remembers the line its ``{`` is on."""
+
+    line: int = 0
+
+
+def _located_loads(text: str) -> Any:
+    """``json.loads`` whose objects are :class:`_Located` (pure-Python scanner, fine for small files)."""
+    line_starts = [0] + [index + 1 for index, char in enumerate(text) if char == "\n"]
+    decoder = json.JSONDecoder()
+    base: Callable[..., tuple[dict[str, Any], int]] = json_decoder.JSONObject  # type: ignore[attr-defined]
+
+    def parse_object(s_and_end: tuple[str, int], *args: Any, **kwargs: Any) -> tuple[_Located, int]:
+        _, end = s_and_end
+        values, new_end = base(s_and_end, *args, **kwargs)
+        located = _Located(values)
+        located.line = bisect.bisect_right(line_starts, end - 1)
+        return located, new_end
+
+    decoder.parse_object = parse_object  # type: ignore[attr-defined]
+    decoder.scan_once = json_scanner.py_make_scanner(decoder)  # type: ignore[attr-defined]
+    return decoder.decode(text)
+
+
+def read_scanner_model(path: str | os.PathLike[str]) -> GradientCoefficients:
+    """Read trueshape's scanner-model JSON.
+
+    Raises
+    ------
+    CoefficientFileError
+        Invalid JSON, a missing or mistyped field, an unknown frame, a bad term; the message names the
+        file and the line of the offending object.
+    """
+    source = Path(path)
+    try:
+        text = source.read_text(encoding="utf-8")
+    except OSError as error:
+        raise CoefficientFileError(f"{source}: cannot read the scanner model ({error.strerror})") from error
+    except UnicodeDecodeError as error:
+        raise CoefficientFileError(f"{source}: not UTF-8 text ({error.reason})") from error
+    try:
+        document = _located_loads(text)
+    except json.JSONDecodeError as error:
+        raise _fail(source, error.lineno, f"invalid JSON: {error.msg} (column {error.colno})") from None
+    if not isinstance(document, _Located):
+        raise _fail(source, 1, "the scanner model must be a JSON object")
+
+    def need(obj: _Located, key: str, kinds: type | tuple[type, ...], what: str) -> Any:
+        if key not in obj:
+            raise _fail(source, obj.line, f"{what} lacks the field {key!r}")
+        value = obj[key]
+        if isinstance(value, bool) or not isinstance(value, kinds):
+            raise _fail(source, obj.line, f"{what} field {key!r} has the wrong type ({type(value).__name__})")
+        return value
+
+    if document.get("format") != MODEL_FORMAT:
+        raise _fail(source, document.line, f"'format' must be {MODEL_FORMAT!r}, got {document.get('format')!r}")
+    version = need(document, "format_version", int, "the model")
+    if version > MODEL_FORMAT_VERSION:
+        raise _fail(source, document.line, f"format_version {version} is newer than {MODEL_FORMAT_VERSION}")
+    r0_mm = float(need(document, "r0_mm", (int, float), "the model"))
+    frame_name = need(document, "frame", str, "the model")
+    try:
+        frame = CoefficientFrame(frame_name)
+    except ValueError:
+        known = ", ".join(f.value for f in CoefficientFrame)
+        raise _fail(source, document.line, f"unknown frame {frame_name!r} (known: {known})") from None
+    normalisation = document.get("normalisation", SIEMENS_NORMALISATION)
+    if normalisation != SIEMENS_NORMALISATION:
+        raise _fail(source, document.line, f"unsupported normalisation {normalisation!r}")
+    tables = need(document, "coefficients", _Located, "the model")
+    terms: dict[_TermKey, float] = {}
+    lines_of: dict[_TermKey, int] = {}
+    for axis, entries in tables.items():
+        if axis not in AXIS_NAMES:
+            raise _fail(source, tables.line, f"unknown axis {axis!r} in 'coefficients' (expected x, y, z)")
+        if not isinstance(entries, list):
+            raise _fail(source, tables.line, f"coefficients of axis {axis!r} must be a list of terms")
+        for entry in entries:
+            if not isinstance(entry, _Located):
+                raise _fail(source, tables.line, f"a term of axis {axis!r} is not an object")
+            kind = need(entry, "type", str, "the term")
+            if kind not in ("A", "B"):
+                raise _fail(source, entry.line, f"term type must be 'A' or 'B', got {kind!r}")
+            n = need(entry, "n", int, "the term")
+            m = need(entry, "m", int, "the term")
+            value = float(need(entry, "value", (int, float), "the term"))
+            _store(terms, lines_of, source, entry.line, (axis, kind, n, m), value)
+    try:
+        return GradientCoefficients.from_terms(
+            r0_mm,
+            terms,
+            frame=frame,
+            coil_id=str(document.get("coil_id", "")),
+            source=str(document.get("source", "")) or f"{source} (trueshape model)",
+            provenance=dict(document.get("provenance") or {}),
+            fit_quality=dict(document.get("fit_quality") or {}),
+        )
+    except ValueError as error:
+        raise _fail(source, document.line, str(error)) from None
+
+
+def read_coefficients(path: str | os.PathLike[str], *, r0_mm: float | None = None) -> GradientCoefficients:
+    """Read ``.grad``, ``.coef`` or trueshape model ``.json`` by suffix (``r0_mm`` only for ``.coef``)."""
+    source = Path(path)
+    suffix = source.suffix.lower()
+    if suffix == ".grad":
+        return read_siemens_grad(source)
+    if suffix == ".coef":
+        return read_siemens_coef(source, r0_mm=r0_mm)
+    if suffix == ".json":
+        return read_scanner_model(source)
+    raise CoefficientFileError(f"{source}: unknown coefficient file type {suffix!r} (expected .grad, .coef, .json)")
