@@ -15,14 +15,26 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from trueshape import __version__
+from trueshape._version import __version__
 from trueshape.dicom import scan
 from trueshape.errors import DicomInputError, GeometryError, TrueshapeError
-from trueshape.findings import Finding
+from trueshape.findings import Finding, FindingCode, Severity
 from trueshape.geometry import Inspection, IrregularPolicy, Stack, Volume, group_series, load_stack
 from trueshape.io import write_itk_transform, write_json, write_volume
+from trueshape.settings import ValidationMode, settings, warn_and_log
 
-__all__ = ["ConvertResult", "OutputFormat", "convert", "inspect", "load", "parse_series_argument", "select_stacks"]
+__all__ = [
+    "GEOMETRY_WARNING_CODES",
+    "ConvertResult",
+    "CorrectOutput",
+    "OutputFormat",
+    "convert",
+    "correct",
+    "inspect",
+    "load",
+    "parse_series_argument",
+    "select_stacks",
+]
 
 
 class OutputFormat(enum.StrEnum):
@@ -99,18 +111,49 @@ def select_stacks(inspection: Inspection, series: str | None, stack: int | None)
     return stacks
 
 
+#: Findings that mean the voxel grid departs from where the slices really were.
+GEOMETRY_WARNING_CODES = frozenset({
+    FindingCode.SPACING_IRREGULAR, FindingCode.SLICES_MISSING, FindingCode.POSITIONS_DUPLICATED,
+    FindingCode.GANTRY_TILT, FindingCode.ORIENTATION_NOT_ORTHONORMAL, FindingCode.CORNERS_MISMATCH,
+    FindingCode.SPACING_TAG_MISMATCH, FindingCode.ORIENTATION_MIXED,
+})
+
+
+def _validate(stack: Stack, validation: ValidationMode | str | None) -> None:
+    """Apply the strictness policy to a stack's geometry findings (warn, ignore or raise)."""
+    mode = ValidationMode(validation) if validation is not None else settings.validation_mode
+    on_grid = stack.layout.resampled or stack.layout.acquisition is None  # resampled or split: grid is true
+    off_grid_codes = {FindingCode.SLICES_MISSING, FindingCode.SPACING_IRREGULAR, FindingCode.GANTRY_TILT}
+    problems = [f for f in stack.findings if f.code in GEOMETRY_WARNING_CODES and f.severity is not Severity.INFO
+                and not (on_grid and f.code in off_grid_codes)]
+    if not problems or mode is ValidationMode.IGNORE:
+        return
+    if mode is ValidationMode.RAISE:
+        raise GeometryError(f"{stack.frames[0].path}: " + " ".join(f"{f.code.value}: {f.message}" for f in problems)
+                            + " (validation mode raise)", findings=tuple(problems))
+    for finding in problems:
+        warn_and_log(f"{stack.label}: {finding.code.value}: {finding.message}", stacklevel=3)
+
+
 def load(
     series: str | os.PathLike[str],
     *,
     irregular: IrregularPolicy | str = IrregularPolicy.WARN,
     include_localizers: bool = False,
+    validation: ValidationMode | str | None = None,
 ) -> Volume:
     """Load one stack as a Volume: ``FOLDER``, ``FILE`` or ``FOLDER#<UID or number>[:stack]``.
+
+    Geometry findings of the stack (missing slices, uneven spacing, tilt, ...) are emitted as
+    :class:`~trueshape.settings.TrueshapeWarning` (``validation="warn"``, the default of
+    :data:`trueshape.settings.settings`), ignored (``"ignore"``) or raised as GeometryError (``"raise"``).
 
     Raises
     ------
     DicomInputError
         When the argument names no stack, or several (the message lists selectors to choose from).
+    GeometryError
+        When the geometry is rejected by ``irregular="fail"`` or ``validation="raise"``.
     """
     path, series_key, stack_index = parse_series_argument(series)
     inspection = inspect(path, irregular=irregular)
@@ -126,6 +169,7 @@ def load(
             f"{path}: {len(stacks)} stacks match; name one as {path}#<series>[:stack] "
             f"(choices: {', '.join(s.selector for s in stacks)})"
         )
+    _validate(stacks[0], validation)
     return load_stack(stacks[0])
 
 
@@ -163,11 +207,13 @@ def convert(
     irregular: IrregularPolicy | str = IrregularPolicy.WARN,
     force: bool = False,
     include_localizers: bool = True,
+    validation: ValidationMode | str | None = None,
 ) -> ConvertResult:
     """Write one volume per stack, plus a JSON sidecar (and an acquisition transform when slices are off-grid).
 
     A stack that fails (corrupt pixels, rejected geometry) is reported in ``errors``; the others are
-    still written. Existing outputs are never overwritten unless ``force``.
+    still written. Existing outputs are never overwritten unless ``force``. With ``validation="raise"`` a
+    stack with geometry warnings is not written but reported in ``errors``.
     """
     output_format = OutputFormat(fmt)
     source, series_key, stack_index = parse_series_argument(path)
@@ -177,7 +223,7 @@ def convert(
     result.errors.extend(inspection.errors)
     for series in inspection.series:
         for finding in series.findings:
-            if finding.severity.value == "error" and finding.code.value == "GEOMETRY_MISSING":
+            if finding.severity is Severity.ERROR and finding.code is FindingCode.GEOMETRY_MISSING:
                 result.errors.append(f"{finding.where[0]}: {finding.message}")
     if not inspection.stacks:
         if not result.errors:
@@ -185,10 +231,13 @@ def convert(
         return result
     stacks = select_stacks(inspection, series_key, stack_index)
     out_dir = Path(out)
+    mode = ValidationMode(validation) if validation is not None else settings.validation_mode
     for stack in stacks:
         if stack.is_localizer and not include_localizers:
             continue
         try:
+            # warn: the findings go into each sidecar (and the CLI prints them); raise: refuse the stack
+            _validate(stack, ValidationMode.IGNORE if mode is ValidationMode.WARN else mode)
             result.written.extend(_write_stack(stack, out_dir, output_format, force=force))
         except TrueshapeError as error:
             result.errors.append(str(error))
@@ -225,3 +274,72 @@ def findings_of(inspection: Inspection) -> list[Finding]:
         for stack in series.stacks:
             found.extend(stack.findings)
     return found
+
+
+@dataclass
+class CorrectOutput:
+    """What ``correct`` produced: files, diagnostics and the corrected volume."""
+
+    volume: Volume
+    written: list[Path]
+    diagnostics: dict[str, object]
+
+
+def correct(
+    series: str | os.PathLike[str],
+    out: str | os.PathLike[str],
+    *,
+    coefficients: str | os.PathLike[str] | None = None,
+    model: str | os.PathLike[str] | None = None,
+    mode: str = "auto",
+    intensity_correction: bool = True,
+    distortion_state: str | None = None,
+    patient_position: str | None = None,
+    r0_mm: float | None = None,
+    irregular: IrregularPolicy | str = IrregularPolicy.WARN,
+    fmt: OutputFormat | str = OutputFormat.NIFTI,
+    force: bool = False,
+) -> CorrectOutput:
+    """Remove gradient-nonlinearity distortion from one series with a coil's coefficients or a scanner model.
+
+    Writes ``<label>_corrected`` (volume), ``<label>_residual_field.nii.gz`` (the field as a vector image),
+    ``<label>_residual.h5`` (ITK displacement-field transform: apply it to the original volume in Slicer or
+    ANTs to get the same correction) and ``<label>_corrected.json`` (diagnostics, assumptions, provenance).
+    """
+    from trueshape.correct import correct_volume
+    from trueshape.gnl import ResidualField, read_coefficients
+    from trueshape.io import write_field_nifti
+
+    if (coefficients is None) == (model is None):
+        raise TrueshapeError("give exactly one of --coef (vendor .grad/.coef) or --model (trueshape .json)")
+    coil = read_coefficients(coefficients or model, r0_mm=r0_mm)  # type: ignore[arg-type]
+    path, series_key, stack_index = parse_series_argument(series)
+    inspection = inspect(path, irregular=irregular)
+    stacks = [s for s in select_stacks(inspection, series_key, stack_index) if not s.is_localizer]
+    if len(stacks) != 1:
+        raise DicomInputError(f"{path}: {len(stacks)} stacks match; name one as {path}#<series>[:stack] "
+                              f"(choices: {', '.join(s.selector for s in stacks)})")
+    stack = stacks[0]
+    volume = load_stack(stack)
+    residual = ResidualField.from_volume(coil, volume, distortion_state=distortion_state,
+                                         patient_position=patient_position)
+    result = correct_volume(volume, residual, mode=mode, intensity_correction=intensity_correction)
+    output_format = OutputFormat(fmt)
+    base = Path(out) / stack.label
+    written = [
+        write_volume(result.volume, base.with_name(base.name + "_corrected" + output_format.suffix), force=force),
+        write_field_nifti(result.field, base.with_name(base.name + "_residual_field.nii.gz"), force=force),
+        write_itk_transform(result.field, base.with_name(base.name + "_residual.h5"), force=force),
+    ]
+    diagnostics = result.diagnostics.to_json()
+    sidecar = {
+        "source": stack.to_json(),
+        "coefficients": str(coefficients or model),
+        "coil": coil.coil_id or Path(str(coefficients or model)).stem,
+        "correction": diagnostics,
+        "transform_convention": "ITK resampling: output (true) point p -> input (distorted) point p + d(p), "
+                                "LPS mm",
+        "software": {"name": "trueshape", "version": __version__},
+    }
+    written.append(write_json(sidecar, base.with_name(base.name + "_corrected.json"), force=force))
+    return CorrectOutput(result.volume, written, diagnostics)

@@ -157,3 +157,16 @@ def test_corrupt_pixels_via_api(good_series, tmp_path):
     with pytest.raises(DicomInputError, match="pixel data cannot be decoded"):
         trueshape.load(f"{cases['corrupt'].parent}#40")
     np.testing.assert_equal(trueshape.load(good_series).array.shape, (10, 8, 6))
+
+
+def test_convert_prints_geometry_warnings_and_raise_mode_refuses(write_series, tmp_path):
+    planes = regular_planes(slices=8)
+    del planes[2]
+    folder = write_series(planes)
+    shown = run("convert", folder, "--out", tmp_path / "a")
+    assert shown.exit_code == 0
+    assert "SLICES_MISSING" in shown.output and "wrote" in shown.output
+    refused = run("convert", folder, "--out", tmp_path / "b", "--validation", "raise")
+    assert refused.exit_code == 2
+    assert any("SLICES_MISSING" in line for line in error_lines(refused))
+    assert not (tmp_path / "b").exists()

@@ -86,3 +86,31 @@ def test_mosaic_slices_placed_from_the_protocol():
     assert FindingCode.SPACING_FROM_PROTOCOL in {f.code for f in stack.findings}
     assert stack.geometry.spacing[2] == pytest.approx(3.6, abs=1e-3)
     assert stack.layout.slices[0][0].vendor.gradient_coil == "AS092"
+
+
+def _object_area_per_slice(volume) -> np.ndarray:
+    """Fraction of each slice inside the phantom: phase varies smoothly there and randomly in air."""
+    from scipy import ndimage
+
+    phase = volume.values(np.float64)
+    roughness = np.abs(np.diff(phase, axis=0))[:, :-1] + np.abs(np.diff(phase, axis=1))[:-1, :]
+    roughness = ndimage.uniform_filter(roughness, size=(5, 5, 1))
+    return (roughness < np.percentile(roughness, 50)).mean(axis=(0, 1))
+
+
+def test_table_move_keeps_the_phantom_and_moves_the_field_of_view():
+    """The evidence for reading ImaRelTablePosition as the isocentre offset (not its negative)."""
+    baseline = trueshape.load(CORPUS / "siemens-table-baseline" / "dicom")
+    moved = trueshape.load(CORPUS / "siemens-table-moved-h20" / "dicom")
+    shift_mm = moved.geometry.origin[2] - baseline.geometry.origin[2]
+    assert shift_mm == pytest.approx(20.0, abs=1e-4)  # the field of view moved 20 mm superior
+    a, b = _object_area_per_slice(baseline), _object_area_per_slice(moved)
+
+    def agreement(offset: int) -> float:  # moved slice k against baseline slice k + offset
+        first, last = max(0, -offset), min(b.size, a.size - offset)
+        return float(np.corrcoef(a[first + offset:last + offset], b[first:last])[0, 1])
+
+    best = max(range(-10, 11), key=agreement)
+    expected = shift_mm / baseline.geometry.spacing[2]  # 6.67 slices if the phantom stayed put
+    assert abs(best - expected) < 1.0
+    assert agreement(best) > agreement(0) + 0.05

@@ -99,3 +99,24 @@ def test_unknown_patient_position_is_stated():
     vector, assumption = info2.isocentre_lps()
     np.testing.assert_allclose(vector, [0, 0, 5])
     assert "HFS assumed" in assumption
+
+
+def test_ge_table_position_follows_bids_sign():
+    ds = Dataset()
+    ds.PatientPosition = "HFS"
+    ds.private_block(0x0043, "GEMS_PARM_01", create=True).add_new(0xB2, "LO", "956.1\\320.1\\-17.3125\\0")
+    ds.private_block(0x0019, "GEMS_ACQU_01", create=True).add_new(0x7F, "DS", "-40.0")
+    info = read_vendor_info(ds)
+    # BIDS TablePosition = -17.3125 - (-40) = 22.6875 (table 22.7 mm further into the bore); isocentre = minus it
+    np.testing.assert_allclose(info.isocentre_lps()[0], [0.0, 0.0, -22.6875])
+    assert "(0043,10B2)" in info.table_source
+
+
+def test_philips_table_position_is_minus_bids():
+    ds = Dataset()
+    ds.PatientPosition = "FFS"
+    ds.private_block(0x2005, "Philips MR Imaging DD 005", create=True).add_new(0x3C, "FL", -60.3)
+    info = read_vendor_info(ds)
+    # raw -60.3 = BIDS TablePosition +60.3 (moved into the bore); HFS isocentre would be z = -60.3, FFS flips z
+    np.testing.assert_allclose(info.isocentre_lps()[0], [0.0, 0.0, 60.3], atol=1e-5)
+    assert "MRStackTablePosLong" in info.table_source

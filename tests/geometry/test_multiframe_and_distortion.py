@@ -11,6 +11,7 @@ import trueshape
 from trueshape.dicom import DistortionState
 from trueshape.findings import FindingCode, Severity
 from trueshape.io import SeriesMetadata, write_enhanced_dicom
+from trueshape.settings import TrueshapeWarning
 from trueshape.synth import CORONAL, regular_planes
 
 
@@ -22,7 +23,8 @@ def test_enhanced_multiframe_missing_slice_is_found(tmp_path):
     found = next(f for f in stack.findings if f.code is FindingCode.SLICES_MISSING)
     assert found.measured == 1.0
     assert found.where[0].endswith("mf.dcm#frame4")
-    volume = trueshape.load(tmp_path)
+    with pytest.warns(TrueshapeWarning, match="SLICES_MISSING"):
+        volume = trueshape.load(tmp_path)
     assert volume.array.shape == (10, 8, 9)
     assert volume.array[0, 0, 4] == 5000  # slice_pattern of original slice 5
 

@@ -267,3 +267,18 @@ def test_oblique_stack_geometry_and_corners(write_series):
     normal = np.cross(oblique[:3], oblique[3:])
     np.testing.assert_allclose(stack.geometry.lps_from_ijk[:3, 2], 3.3 * normal, atol=1e-6)
     assert not codes(stack) & GEOMETRY_CODES
+
+
+def test_load_warns_ignores_or_raises_on_geometry_findings(write_series):
+    from trueshape.settings import TrueshapeWarning
+
+    planes = regular_planes(slices=10)
+    del planes[3]
+    folder = write_series(planes)
+    with pytest.warns(TrueshapeWarning, match="SLICES_MISSING: 1 slice"):
+        trueshape.load(folder)
+    assert trueshape.load(folder, validation="ignore").array.shape == (10, 8, 9)
+    with pytest.raises(GeometryError, match="SLICES_MISSING"):
+        trueshape.load(folder, validation="raise")
+    result = trueshape.convert(folder, folder.parent / "out", validation="raise")
+    assert not result.written and "SLICES_MISSING" in result.errors[0]

@@ -94,6 +94,11 @@ class Frame:
     mosaic_slice_count: int = 0
 
     @property
+    def where(self) -> str:
+        """The file, with ``#frameN`` or ``#tileN`` for a plane inside it (how findings name places)."""
+        return self.path + (self.label[self.label.index("#"):] if "#" in self.label else "")
+
+    @property
     def temporal_key(self) -> tuple[float, ...]:
         """Sort key for repeated positions (time/echo order), most reliable tags first."""
         return (

@@ -82,6 +82,7 @@ SIEMENS_XA_SDS = "SIEMENS MR SDS 01"  # shared functional group private sequence
 SIEMENS_XA_SDI = "SIEMENS MR SDI 02"  # per-frame private sequence (0021,11FE)
 GE_PRIVATE_ACQU = "GEMS_ACQU_01"
 GE_PRIVATE_PARM = "GEMS_PARM_01"
+PHILIPS_IMAGING = "Philips MR Imaging DD 005"
 
 _STATE_TOKENS = {"ND": DistortionState.NONE, "DIS2D": DistortionState.IN_PLANE_2D, "DIS3D": DistortionState.FULL_3D}
 #: Phoenix sDistortionCorrFilter.ucMode values (research/vendor-gnl.md).
@@ -279,7 +280,12 @@ def _shared_item(ds: Dataset) -> Dataset | None:
 
 
 def _table_position(ds: Dataset) -> tuple[tuple[float, float, float] | None, str]:
-    """Return the table offset from the landmark (magnet axes, mm) and its tag."""
+    """Return the isocentre's offset from the landmark in magnet axes (mm) and the tag it came from.
+
+    Siemens ImaRelTablePosition is used as is: in the real pair siemens-table-baseline / -moved-h20
+    (ImaRelTablePosition 0 and +20) the phantom stays at the same patient coordinates while the field of view
+    moves 20 mm superior with the isocentre (tests/corpus/test_real_corpus.py).
+    """
     rel = _as_float_list(_private_value(ds, 0x0019, SIEMENS_MR_HEADER, 0x14))
     if rel is not None and len(rel) == 3:
         return (rel[0], rel[1], rel[2]), "ImaRelTablePosition (0019,1014)"
@@ -299,11 +305,16 @@ def _table_position(ds: Dataset) -> tuple[tuple[float, float, float] | None, str
         values = _as_float_list(csa_rel)
         if values is not None:
             return (values[0], values[1], values[2]), "CSA series RelTablePosition"
-    # GE: table position relative to the landmark is (0043,10B2)[2] - (0019,107F) (dcm2niix PR #850).
+    # GE and Philips follow BIDS TablePosition (3rd value grows as the table moves into the bore; the isocentre
+    # in HFS patient coordinates is its negative). GE: TablePosition = (0043,10B2)[2] - (0019,107F)
+    # (dcm2niix PR #850). Philips MRStackTablePosLong (2005,143C) holds minus TablePosition (dcm2niix #726).
     ge_position = _as_float_list(_private_value(ds, 0x0043, GE_PRIVATE_PARM, 0xB2))
     ge_landmark = _as_float_list(_private_value(ds, 0x0019, GE_PRIVATE_ACQU, 0x7F))
     if ge_position and len(ge_position) >= 3 and ge_landmark:
-        return (0.0, 0.0, ge_position[2] - ge_landmark[0]), "GE (0043,10B2)[2] - (0019,107F)"
+        return (0.0, 0.0, -(ge_position[2] - ge_landmark[0])), "GE TablePosition -((0043,10B2)[2] - (0019,107F))"
+    philips_long = _as_float_list(_private_value(ds, 0x2005, PHILIPS_IMAGING, 0x3C))
+    if philips_long:
+        return (0.0, 0.0, philips_long[0]), "Philips MRStackTablePosLong (2005,143C)"
     return None, ""
 
 

@@ -197,10 +197,6 @@ class Inspection:
         }
 
 
-def _where(frame: Frame) -> str:
-    return frame.path + (frame.label[frame.label.index("#") :] if "#" in frame.label else "")
-
-
 def _has_geometry(frame: Frame) -> bool:
     return (
         frame.image_position is not None
@@ -333,10 +329,10 @@ def _build_series(uid: str, frames: list[Frame], problems: list[FileProblem], po
                 FindingCode.GEOMETRY_MISSING,
                 Severity.ERROR,
                 f"{len(unplaced)} image(s) lack {_missing_geometry_tags(unplaced[0])} and cannot be placed in space "
-                f"(e.g. {_where(unplaced[0])}); they were left out.",
+                f"(e.g. {unplaced[0].where}); they were left out.",
                 measured=float(len(unplaced)),
                 unit="images",
-                where=tuple(_where(f) for f in unplaced),
+                where=tuple(f.where for f in unplaced),
             )
         )
     if problems:
@@ -381,10 +377,10 @@ def _build_series(uid: str, frames: list[Frame], problems: list[FileProblem], po
                 FindingCode.LOCALIZER_EXCLUDED,
                 Severity.INFO,
                 f"{len(excluded)} localizer image(s) in this series ({reason}) were kept out of the volume, so they "
-                f"cannot distort its slice spacing (e.g. {_where(excluded[0])}).",
+                f"cannot distort its slice spacing (e.g. {excluded[0].where}).",
                 measured=float(len(excluded)),
                 unit="images",
-                where=tuple(_where(f) for f in excluded),
+                where=tuple(f.where for f in excluded),
             )
         )
     main_orientations = {_orientation_key(g[0]) for g in volume_groups}
@@ -399,7 +395,7 @@ def _build_series(uid: str, frames: list[Frame], problems: list[FileProblem], po
                 measured=float(len(main_orientations)),
                 tolerance=ORIENTATION_GROUP_TOLERANCE,
                 unit="orientations",
-                where=tuple(_where(g[0]) for g in volume_groups),
+                where=tuple(g[0].where for g in volume_groups),
             )
         )
     layouts: list[tuple[StackLayout, bool]] = []

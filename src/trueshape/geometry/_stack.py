@@ -93,10 +93,6 @@ class StackLayout:
         return len(self.slices[0])
 
 
-def _where(frame: Frame) -> str:
-    return frame.path + (frame.label[frame.label.index("#") :] if "#" in frame.label else "")
-
-
 def _cluster_positions(frames: Sequence[Frame], normal: NDArray[np.float64], tolerance_mm: float) -> list[list[Frame]]:
     """Group frames sharing a position (within tolerance), ascending along the normal."""
     along = np.array([np.dot(normal, f.image_position) for f in frames])  # type: ignore[arg-type]
@@ -144,7 +140,7 @@ def _time_axis(clusters: list[list[Frame]], copies: list[Frame]) -> tuple[list[l
                 measured=float(len(copies)),
                 tolerance=0.0,
                 unit="images",
-                where=tuple(_where(f) for f in copies),
+                where=tuple(f.where for f in copies),
             )
         )
     counts = [len(c) for c in clusters]
@@ -164,7 +160,7 @@ def _time_axis(clusters: list[list[Frame]], copies: list[Frame]) -> tuple[list[l
             measured=float(len(extra)),
             tolerance=0.0,
             unit="images",
-            where=tuple(_where(f) for f in extra),
+            where=tuple(f.where for f in extra),
             details={"images_per_position": counts},
         )
     )
@@ -233,7 +229,7 @@ def _analyse_spacing(along: NDArray[np.float64], slices: list[list[Frame]]) -> _
                 "after_slice": int(k),
                 "missing": int(multiples[k] - 1),
                 "gap_mm": round(float(gaps[k]), 4),
-                "between": [_where(slices[k][0]), _where(slices[k + 1][0])],
+                "between": [slices[k][0].where, slices[k + 1][0].where],
             }
             for k in np.flatnonzero(multiples > 1)
         ]
@@ -270,12 +266,12 @@ def _analyse_spacing(along: NDArray[np.float64], slices: list[list[Frame]]) -> _
                 Severity.WARNING,
                 f"Slice spacing is irregular: gaps range from {float(np.min(gaps)):.3f} to "
                 f"{float(np.max(gaps)):.3f} mm (most common {dominant:.3f} mm; largest deviation "
-                f"{float(abs(gaps[worst] - dominant)):.3f} mm between {_where(slices[worst][0])} and "
-                f"{_where(slices[worst + 1][0])})" + (f"; {zone_text}" if zone_text else "") + ".",
+                f"{float(abs(gaps[worst] - dominant)):.3f} mm between {slices[worst][0].where} and "
+                f"{slices[worst + 1][0].where})" + (f"; {zone_text}" if zone_text else "") + ".",
                 measured=float(abs(gaps[worst] - dominant)),
                 tolerance=tolerance,
                 unit="mm",
-                where=(_where(slices[worst][0]), _where(slices[worst + 1][0])),
+                where=(slices[worst][0].where, slices[worst + 1][0].where),
                 details={"zones": zones, "gaps_mm": [round(float(g), 4) for g in gaps]},
             )
         )
@@ -312,7 +308,7 @@ def _shear(
         measured=angle,
         tolerance=float(np.degrees(np.arctan(tolerance / extent))) if extent > 0 else 0.0,
         unit="deg",
-        where=(_where(slices[0][0]), _where(slices[worst][0])),
+        where=(slices[0][0].where, slices[worst][0].where),
         details={"max_in_plane_shift_mm": largest, "gantry_detector_tilt_deg": tag},
     )
 
@@ -336,7 +332,7 @@ def _tag_checks(spacing_mm: float, slices: list[list[Frame]], measured_from: str
                 measured=spacing_mm - thickness,
                 tolerance=tolerance,
                 unit="mm",
-                where=(_where(first),),
+                where=(first.where,),
                 details={"slice_thickness_mm": thickness, "slice_spacing_mm": spacing_mm},
             )
         )
@@ -351,7 +347,7 @@ def _tag_checks(spacing_mm: float, slices: list[list[Frame]], measured_from: str
                 measured=abs(abs(tag) - spacing_mm),
                 tolerance=tolerance,
                 unit="mm",
-                where=(_where(first),),
+                where=(first.where,),
                 details={"spacing_between_slices_mm": tag, "slice_spacing_mm": spacing_mm},
             )
         )
@@ -380,7 +376,7 @@ def _corner_error(
             error = float(np.max(np.linalg.norm(header - grid_points, axis=1)))
             error_corrected = float(np.max(np.linalg.norm(header - true_grid, axis=1)))
             if error_corrected > corrected:
-                worst_file = _where(frame)
+                worst_file = frame.where
             plain, corrected = max(plain, error), max(corrected, error_corrected)
     return plain, corrected, worst_file
 
@@ -420,7 +416,7 @@ def layout_stack(frames: Sequence[Frame], *, policy: IrregularPolicy = Irregular
                 measured=deviation,
                 tolerance=ORTHONORMAL_TOLERANCE,
                 unit="",
-                where=(_where(first),),
+                where=(first.where,),
             )
         )
     normal = directions[:, 2]
@@ -444,7 +440,7 @@ def layout_stack(frames: Sequence[Frame], *, policy: IrregularPolicy = Irregular
                 f"A Siemens mosaic carries one position for all {first.mosaic_slice_count} slices; "
                 f"{first.geometry_source}.",
                 unit="",
-                where=(_where(first),),
+                where=(first.where,),
             )
         )
     if spacing.kind == "single":
@@ -463,7 +459,7 @@ def layout_stack(frames: Sequence[Frame], *, policy: IrregularPolicy = Irregular
                 f"A single slice: its thickness along the normal ({abs(slice_mm):g} mm) is taken from {source}.",
                 measured=abs(slice_mm),
                 unit="mm",
-                where=(_where(first),),
+                where=(first.where,),
             )
         )
         slice_mm = abs(slice_mm)
@@ -488,7 +484,7 @@ def layout_stack(frames: Sequence[Frame], *, policy: IrregularPolicy = Irregular
         )
     ]
     if policy is IrregularPolicy.FAIL and problems:
-        raise GeometryError(f"{_where(first)}: " + " ".join(f.message for f in problems) + " (policy --irregular fail)")
+        raise GeometryError(f"{first.where}: " + " ".join(f.message for f in problems) + " (policy --irregular fail)")
     if policy is IrregularPolicy.SPLIT and spacing.kind in ("missing", "irregular") and len(spacing.runs) > 1:
         return _split(frames_runs=[slices[a:b] for a, b in spacing.runs], findings=findings, policy=policy)
     return [_place(slices, directions, positions, along, drift, slice_mm, spacing, findings, off_grid, policy)]
@@ -553,7 +549,7 @@ def _place(
                 f"{step:.3f} mm apart in their true positions (policy 'resample').",
                 measured=step,
                 unit="mm",
-                where=(_where(first),),
+                where=(first.where,),
                 details={"source_slices": len(slices), "target_slices": count},
             )
         )
@@ -587,7 +583,7 @@ def _split(
             f"(policy 'split'); this part holds {len(run)} slice(s).",
             measured=float(len(run)),
             unit="slices",
-            where=(_where(run[0][0]),),
+            where=(run[0][0].where,),
             details={"part": index + 1, "parts": len(frames_runs)},
         )
         layouts.append(

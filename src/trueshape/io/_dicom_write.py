@@ -22,7 +22,7 @@ from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.sequence import Sequence as DicomSequence
 from pydicom.uid import UID, ExplicitVRLittleEndian, generate_uid
 
-from trueshape import __version__
+from trueshape._version import __version__
 from trueshape.geometry import Volume
 from trueshape.io._atomic import atomic_path
 

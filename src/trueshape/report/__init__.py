@@ -1,1 +1,5 @@
-"""Work in progress: see the open issues."""
+"""Figures, numbers and reports that show before/after geometry."""
+
+from trueshape.report._metrics import SphereMeasurement, measure_bright_sphere
+
+__all__ = ["SphereMeasurement", "measure_bright_sphere"]

@@ -1,5 +1,36 @@
 """Synthetic phantoms and acquisitions written as real DICOM (tests, demo, benchmarks)."""
 
+from trueshape.synth._acquire import Acquisition, DisplacementFunction, Plane, SyntheticScan, acquire, inverse_map
+from trueshape.synth._phantom import Contrast, FemurPhantom, Tissue
+from trueshape.synth._session import (
+    Session,
+    SessionSeries,
+    demo_acquisitions,
+    read_session_manifest,
+    residual_for,
+    write_session,
+)
 from trueshape.synth._stacks import AXIAL, CORONAL, SAGITTAL, regular_planes, slice_pattern
 
-__all__ = ["AXIAL", "CORONAL", "SAGITTAL", "regular_planes", "slice_pattern"]
+__all__ = [
+    "AXIAL",
+    "CORONAL",
+    "SAGITTAL",
+    "Acquisition",
+    "Contrast",
+    "DisplacementFunction",
+    "FemurPhantom",
+    "Plane",
+    "Session",
+    "SessionSeries",
+    "SyntheticScan",
+    "Tissue",
+    "acquire",
+    "demo_acquisitions",
+    "inverse_map",
+    "read_session_manifest",
+    "regular_planes",
+    "residual_for",
+    "slice_pattern",
+    "write_session",
+]

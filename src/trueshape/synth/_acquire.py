@@ -1,0 +1,236 @@
+"""Synthetic acquisitions: what a scanner with a given residual distortion records of a phantom.
+
+An image voxel centred at r shows the tissue at the true position x with x + d(x) = r (d: the residual
+displacement the scanner left, DESIGN.md section 3). The inverse map x(r) is found by fixed-point
+iteration with the exact d on a coarse grid (the field is smooth) and interpolated (cubic) to every
+sample. Each voxel averages in-plane sub-samples and, across its slice profile, samples through the slice
+thickness; the signal is scaled by det(dx/dr) (signal piles up where distortion compresses tissue).
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+from numpy.typing import NDArray
+
+from trueshape.dicom import LPS_FROM_MAGNET, DistortionState, PatientPosition
+from trueshape.geometry import DisplacementField, Volume, VolumeGeometry
+from trueshape.synth._phantom import Contrast, FemurPhantom
+
+__all__ = ["Acquisition", "DisplacementFunction", "Plane", "SyntheticScan", "acquire", "inverse_map"]
+
+#: Residual displacement (mm, LPS) at true points (..., 3) (mm, LPS).
+DisplacementFunction = Callable[[NDArray[np.float64]], NDArray[np.float64]]
+
+#: Spacing of the grid on which the inverse map is solved exactly before cubic interpolation (mm).
+INVERSE_GRID_MM = 6.0
+_FIXED_POINT_ITERATIONS = 30
+_FIXED_POINT_TOLERANCE_MM = 1e-6
+
+
+class Plane(enum.StrEnum):
+    """Slice orientation of an acquisition (ImageOrientationPatient as scanners write them)."""
+
+    AXIAL = "axial"
+    CORONAL = "coronal"
+    SAGITTAL = "sagittal"
+
+    @property
+    def directions(self) -> NDArray[np.float64]:
+        """Row direction, column direction and slice normal (row x column) as columns, LPS."""
+        row, column = {
+            Plane.AXIAL: ((1.0, 0.0, 0.0), (0.0, 1.0, 0.0)),
+            Plane.CORONAL: ((1.0, 0.0, 0.0), (0.0, 0.0, -1.0)),
+            Plane.SAGITTAL: ((0.0, 1.0, 0.0), (0.0, 0.0, -1.0)),
+        }[self]
+        return np.column_stack([row, column, np.cross(row, column)])
+
+
+@dataclass(frozen=True)
+class Acquisition:
+    """One series of a synthetic session.
+
+    Parameters
+    ----------
+    plane : Plane
+        Slice orientation.
+    fov_mm : tuple of 2 float
+        Field of view along the row and column directions, mm.
+    matrix : tuple of 2 int
+        Columns and rows.
+    slices : int
+        Number of slices.
+    slice_thickness_mm, slice_gap_mm : float
+        Slice profile width and gap; spacing = thickness + gap.
+    centre_lps : tuple of 3 float
+        Centre of the field of view, mm LPS.
+    isocentre_lps : tuple of 3 float
+        Magnet isocentre in patient coordinates for this series (set by the table position), mm.
+    patient_position : PatientPosition
+        How the patient lies in the magnet.
+    distortion_state : DistortionState
+        What the emulated scanner corrected (sets the residual and the ImageType token).
+    contrast : Contrast
+        Tissue signal table.
+    noise_sd : float
+        Standard deviation of Gaussian noise (signal units).
+    in_plane_samples, slice_samples : int
+        Sub-samples per voxel per in-plane axis, and across the slice profile.
+    series_number : int
+        DICOM SeriesNumber.
+    description : str
+        DICOM SeriesDescription.
+    """
+
+    plane: Plane = Plane.CORONAL
+    fov_mm: tuple[float, float] = (440.0, 440.0)
+    matrix: tuple[int, int] = (256, 256)
+    slices: int = 24
+    slice_thickness_mm: float = 4.0
+    slice_gap_mm: float = 0.0
+    centre_lps: tuple[float, float, float] = (0.0, 0.0, 0.0)
+    isocentre_lps: tuple[float, float, float] = (0.0, 0.0, 0.0)
+    patient_position: PatientPosition = PatientPosition.HFS
+    distortion_state: DistortionState = DistortionState.IN_PLANE_2D
+    contrast: Contrast = Contrast.T1
+    noise_sd: float = 0.0
+    in_plane_samples: int = 2
+    slice_samples: int = 4
+    series_number: int = 1
+    description: str = "synthetic"
+    seed: int = 0
+    extra: dict[str, object] = field(default_factory=dict)
+
+    @property
+    def slice_spacing_mm(self) -> float:
+        """Distance between slice centres, mm."""
+        return self.slice_thickness_mm + self.slice_gap_mm
+
+    @property
+    def table_position_mm(self) -> NDArray[np.float64]:
+        """Table offset in magnet axes that puts the isocentre at ``isocentre_lps`` (mm)."""
+        return np.asarray(LPS_FROM_MAGNET[self.patient_position].T @ np.asarray(self.isocentre_lps), dtype=float)
+
+    @property
+    def psf_variance_mm2(self) -> NDArray[np.float64]:
+        """Variance of each voxel's sampling profile along i, j, k (mm^2).
+
+        The average of ``s`` equally spaced sub-samples across a width ``w`` has variance
+        ``w^2 / 12 * (1 - 1 / s^2)`` (a continuous box as ``s`` grows); measurements subtract it.
+        """
+        spacing = self.geometry().spacing
+        widths = np.array([spacing[0], spacing[1], self.slice_thickness_mm])
+        samples = np.array([self.in_plane_samples, self.in_plane_samples, self.slice_samples], dtype=np.float64)
+        return np.asarray(widths**2 / 12.0 * (1.0 - 1.0 / samples**2), dtype=np.float64)
+
+    def geometry(self) -> VolumeGeometry:
+        """Return the image grid (voxel centres), centred on ``centre_lps``."""
+        directions = self.plane.directions
+        spacing = np.array([self.fov_mm[0] / self.matrix[0], self.fov_mm[1] / self.matrix[1],
+                            self.slice_spacing_mm])
+        shape = (self.matrix[0], self.matrix[1], self.slices)
+        origin = np.asarray(self.centre_lps) - directions @ (spacing * (np.array(shape) - 1) / 2)
+        return VolumeGeometry.from_components(shape=shape, origin=origin, spacing=spacing, direction=directions)
+
+
+@dataclass(frozen=True, eq=False)
+class SyntheticScan:
+    """A simulated series and its ground truth.
+
+    ``truth`` is the residual displacement d at the image's voxel centres (resampling convention: the
+    corrected image at r is the recorded image at r + d(r)), mm LPS.
+    """
+
+    acquisition: Acquisition
+    volume: Volume
+    truth: DisplacementField
+
+
+def inverse_map(displacement: DisplacementFunction, points: NDArray[np.float64]) -> NDArray[np.float64]:
+    """Solve x + d(x) = r for x at each recorded point r (fixed point; d must be a contraction's step).
+
+    Examples
+    --------
+    >>> shrink = lambda p: -0.1 * p
+    >>> inverse_map(shrink, np.array([[9.0, 0.0, 0.0]]))
+    array([[10.,  0.,  0.]])
+    """
+    recorded = np.asarray(points, dtype=np.float64)
+    true = recorded - displacement(recorded)
+    for _ in range(_FIXED_POINT_ITERATIONS):
+        updated = recorded - displacement(true)
+        change = float(np.max(np.abs(updated - true))) if updated.size else 0.0
+        true = updated
+        if change < _FIXED_POINT_TOLERANCE_MM:
+            break
+    return true
+
+
+def _coarse_inverse(displacement: DisplacementFunction, geometry: VolumeGeometry, margin_mm: float
+                    ) -> tuple[VolumeGeometry, NDArray[np.float64]]:
+    """Solve the inverse offset x(r) - r exactly on a coarse grid covering the image (plus a margin)."""
+    extent = (np.array(geometry.shape) - 1) * geometry.spacing + 2 * margin_mm
+    counts = np.maximum(np.ceil(extent / INVERSE_GRID_MM).astype(int) + 1, 4)
+    step = extent / (counts - 1)
+    origin = geometry.origin - geometry.direction @ np.full(3, margin_mm)
+    shape = (int(counts[0]), int(counts[1]), int(counts[2]))
+    coarse = VolumeGeometry.from_components(shape=shape, origin=origin, spacing=step, direction=geometry.direction)
+    nodes = coarse.voxel_centres()
+    offsets = inverse_map(displacement, nodes.reshape(-1, 3)).reshape(nodes.shape) - nodes
+    return coarse, offsets
+
+
+def acquire(phantom: FemurPhantom, acquisition: Acquisition,
+            displacement: DisplacementFunction | None = None) -> SyntheticScan:
+    """Simulate one series of ``phantom`` with residual ``displacement`` (None: no distortion).
+
+    Returns the volume (float32 signal) on ``acquisition.geometry()`` and the true residual field at its
+    voxel centres.
+    """
+    from scipy import ndimage
+
+    geometry = acquisition.geometry()
+    residual = displacement or (lambda p: np.zeros_like(p))
+    margin = 3 * max(acquisition.slice_thickness_mm, INVERSE_GRID_MM)
+    coarse, inverse_offsets = _coarse_inverse(residual, geometry, margin)
+    # det(dx/dr) of the inverse map: how much tissue one recorded voxel holds (signal pile-up)
+    coarse_spacing = [float(v) for v in coarse.spacing]
+    gradients = np.stack([np.stack(list(np.gradient(inverse_offsets[..., c], *coarse_spacing)), axis=-1)
+                          for c in range(3)], axis=-2)  # [..., component, grid axis]
+    # chain rule to patient axes: du_c/dr_b = sum_a du_c/da * direction[b, a]
+    jacobian_grid = np.linalg.det(np.eye(3) + np.einsum("...ca,ba->...cb", gradients, coarse.direction))
+    prefiltered = [ndimage.spline_filter(inverse_offsets[..., c], order=3) for c in range(3)]
+    jacobian_prefiltered = ndimage.spline_filter(jacobian_grid, order=3)
+
+    s, t = acquisition.in_plane_samples, acquisition.slice_samples
+    in_plane = (np.arange(s) + 0.5) / s - 0.5  # sub-sample offsets in voxels
+    through = ((np.arange(t) + 0.5) / t - 0.5) * acquisition.slice_thickness_mm / geometry.spacing[2]
+    columns, rows = geometry.shape[0], geometry.shape[1]
+    i, j = np.meshgrid(np.arange(columns, dtype=np.float64), np.arange(rows, dtype=np.float64), indexing="ij")
+    out = np.zeros(geometry.shape, dtype=np.float32)
+    rng = np.random.default_rng(acquisition.seed)
+    to_coarse = coarse.ijk_from_lps
+    for k in range(geometry.shape[2]):
+        total = np.zeros((columns, rows), dtype=np.float64)
+        for di in in_plane:
+            for dj in in_plane:
+                for dk in through:
+                    ijk = np.stack([i + di, j + dj, np.full_like(i, k + dk)], axis=-1)
+                    recorded = geometry.index_to_lps(ijk)
+                    coords = (recorded @ to_coarse[:3, :3].T + to_coarse[:3, 3]).reshape(-1, 3).T
+                    offset = np.stack([ndimage.map_coordinates(p, coords, order=3, mode="nearest", prefilter=False)
+                                       for p in prefiltered], axis=-1)
+                    weight = ndimage.map_coordinates(jacobian_prefiltered, coords, order=3, mode="nearest",
+                                                     prefilter=False)
+                    true = recorded.reshape(-1, 3) + offset
+                    total += (phantom.signal(true, acquisition.contrast) * weight).reshape(columns, rows)
+        out[:, :, k] = total / (s * s * t)
+    if acquisition.noise_sd > 0:
+        out += rng.normal(0.0, acquisition.noise_sd, size=out.shape).astype(np.float32)
+    np.clip(out, 0.0, None, out=out)
+    truth = DisplacementField(geometry, residual(geometry.voxel_centres()),
+                              f"residual displacement of series {acquisition.series_number} (true)")
+    return SyntheticScan(acquisition, Volume(out, geometry), truth)

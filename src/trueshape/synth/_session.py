@@ -1,0 +1,165 @@
+"""A synthetic session written to disk: DICOM series, their true residual fields, and a manifest.
+
+All series of a session share one study and frame of reference (the patient did not move), each with its
+own table position, patient position and distortion-correction state, exactly as a scanner writes them.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from pydicom.uid import generate_uid
+
+from trueshape.dicom import DistortionState
+from trueshape.gnl import GradientCoefficients, MagnetFrame, ResidualField
+from trueshape.io import (
+    SeriesMetadata,
+    planes_from_volume,
+    to_jsonable,
+    write_dicom_slices,
+    write_field_nifti,
+    write_itk_transform,
+    write_json,
+)
+from trueshape.synth._acquire import Acquisition, Plane, SyntheticScan, acquire
+from trueshape.synth._phantom import Contrast, FemurPhantom
+
+__all__ = ["Session", "SessionSeries", "demo_acquisitions", "read_session_manifest", "residual_for", "write_session"]
+
+_IMAGE_TYPE_TOKEN = {DistortionState.NONE: "ND", DistortionState.IN_PLANE_2D: "DIS2D",
+                     DistortionState.FULL_3D: "DIS3D"}
+
+
+@dataclass(frozen=True)
+class SessionSeries:
+    """One written series: its acquisition, its DICOM folder and its ground-truth files."""
+
+    acquisition: Acquisition
+    dicom_folder: Path
+    truth_nifti: Path
+    truth_transform: Path
+    max_residual_mm: float
+
+
+@dataclass(frozen=True)
+class Session:
+    """A synthetic session on disk."""
+
+    folder: Path
+    phantom: FemurPhantom
+    coil_id: str
+    series: tuple[SessionSeries, ...]
+
+    def to_json(self) -> dict[str, Any]:
+        """Return the manifest written as ``session.json``."""
+        return {
+            "phantom": asdict(self.phantom),
+            "femoral_heads": [{"centre_lps": c.tolist(), "radius_mm": r,
+                               "marrow_radius_mm": self.phantom.head_marrow_radius_mm()}
+                              for c, r in self.phantom.femoral_heads()],
+            "coil": self.coil_id,
+            "series": [{"acquisition": to_jsonable(asdict(s.acquisition)),
+                        "dicom_folder": str(s.dicom_folder.relative_to(self.folder)),
+                        "truth_nifti": str(s.truth_nifti.relative_to(self.folder)),
+                        "truth_transform": str(s.truth_transform.relative_to(self.folder)),
+                        "max_residual_mm": s.max_residual_mm} for s in self.series],
+        }
+
+
+def residual_for(coil: GradientCoefficients, acquisition: Acquisition) -> ResidualField:
+    """Return the residual field the emulated scanner leaves in ``acquisition``."""
+    return ResidualField(coil, MagnetFrame(acquisition.patient_position, np.asarray(acquisition.isocentre_lps)),
+                         acquisition.distortion_state, acquisition.plane.directions[:, 2])
+
+
+def demo_acquisitions(phantom: FemurPhantom, *, quick: bool = False) -> tuple[Acquisition, Acquisition]:
+    """Return the story's two series: a reference axial centred on the hips (DIS3D), a wide coronal (DIS2D).
+
+    The coronal field of view is centred 150 mm below the hips with the table moved to put its centre at
+    the isocentre, so the femoral heads sit 150 mm from it, near the top of the image. ``quick`` uses
+    coarser voxels (tests).
+    """
+    hips = np.asarray(phantom.hip_centre_lps)
+    pixel = 3.0 if quick else 1.5
+    slice_mm = 4.0 if quick else 2.0
+    reference = Acquisition(
+        plane=Plane.AXIAL, fov_mm=(400.0, 280.0), matrix=(round(400 / pixel), round(280 / pixel)),
+        slices=round(80 / slice_mm), slice_thickness_mm=slice_mm, centre_lps=tuple(hips),
+        isocentre_lps=tuple(hips), distortion_state=DistortionState.FULL_3D, contrast=Contrast.PD,
+        noise_sd=4.0, in_plane_samples=1, slice_samples=3, series_number=2, description="ax_pd_reference_dis3d",
+        seed=2,
+    )
+    coronal_centre = hips + np.array([0.0, 0.0, -150.0 * phantom.scale])
+    coronal = Acquisition(
+        plane=Plane.CORONAL, fov_mm=(440.0, 440.0), matrix=(round(440 / pixel), round(440 / pixel)),
+        slices=round(120 / slice_mm), slice_thickness_mm=slice_mm, centre_lps=tuple(coronal_centre),
+        isocentre_lps=tuple(coronal_centre), distortion_state=DistortionState.IN_PLANE_2D,
+        contrast=Contrast.T1, noise_sd=4.0, in_plane_samples=1, slice_samples=3, series_number=3,
+        description="cor_t1_widefov_dis2d", seed=3,
+    )
+    return reference, coronal
+
+
+def _metadata(acquisition: Acquisition, study_uid: str, frame_uid: str, patient_id: str) -> SeriesMetadata:
+    state = acquisition.distortion_state
+    table = acquisition.table_position_mm
+    token = _IMAGE_TYPE_TOKEN.get(state)
+    image_type = ("ORIGINAL", "PRIMARY", "M", "NORM", token) if token else ("ORIGINAL", "PRIMARY", "M", "NORM")
+    three_d = acquisition.slice_gap_mm == 0 and acquisition.plane is not Plane.CORONAL
+    return SeriesMetadata(
+        patient_id=patient_id,
+        study_instance_uid=study_uid,
+        frame_of_reference_uid=frame_uid,
+        series_number=acquisition.series_number,
+        series_description=acquisition.description,
+        image_type=image_type,
+        patient_position=acquisition.patient_position.value,
+        slice_thickness_mm=acquisition.slice_thickness_mm,
+        spacing_between_slices_mm=acquisition.slice_spacing_mm,
+        table_position_mm=(float(table[0]), float(table[1]), float(table[2])),
+        extra={"MagneticFieldStrength": 3.0, "MRAcquisitionType": "3D" if three_d else "2D",
+               "BodyPartExamined": "HIP"},
+    )
+
+
+def write_session(
+    folder: str | os.PathLike[str],
+    phantom: FemurPhantom,
+    coil: GradientCoefficients,
+    acquisitions: tuple[Acquisition, ...],
+    *,
+    patient_id: str = "SYNFEMUR01",
+    force: bool = False,
+) -> Session:
+    """Acquire every series of ``phantom`` with ``coil`` and write DICOM, truth fields and session.json."""
+    root = Path(folder)
+    root.mkdir(parents=True, exist_ok=True)
+    study_uid, frame_uid = generate_uid(), generate_uid()
+    written: list[SessionSeries] = []
+    for acquisition in acquisitions:
+        residual = residual_for(coil, acquisition)
+        scan: SyntheticScan = acquire(phantom, acquisition, None if residual.is_zero else residual.displacement_lps)
+        stored = np.clip(np.round(scan.volume.array), 0, 65535).astype(np.uint16)
+        volume = scan.volume.with_array(stored)
+        name = f"{acquisition.series_number:02d}_{acquisition.description}"
+        dicom_folder = root / "dicom" / name
+        write_dicom_slices(dicom_folder, planes_from_volume(volume),
+                           _metadata(acquisition, study_uid, frame_uid, patient_id), file_prefix="IM", force=force)
+        truth_nifti = write_field_nifti(scan.truth, root / "truth" / f"{name}_residual_field.nii.gz", force=force)
+        truth_transform = write_itk_transform(scan.truth, root / "truth" / f"{name}_residual.h5", force=force)
+        written.append(SessionSeries(acquisition, dicom_folder, truth_nifti, truth_transform,
+                                     scan.truth.max_norm_mm()))
+    session = Session(root, phantom, coil.coil_id, tuple(written))
+    write_json(session.to_json(), root / "session.json", force=force)
+    return session
+
+
+def read_session_manifest(folder: str | os.PathLike[str]) -> dict[str, Any]:
+    """Load a session's ``session.json``."""
+    loaded: dict[str, Any] = json.loads((Path(folder) / "session.json").read_text())
+    return loaded
