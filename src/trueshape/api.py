@@ -18,7 +18,7 @@ from pathlib import Path
 from trueshape._version import __version__
 from trueshape.dicom import scan
 from trueshape.errors import DicomInputError, GeometryError, TrueshapeError
-from trueshape.findings import Finding, FindingCode, Severity
+from trueshape.findings import FindingCode, Severity
 from trueshape.geometry import Inspection, IrregularPolicy, Stack, Volume, group_series, load_stack
 from trueshape.io import write_itk_transform, write_json, write_volume
 from trueshape.settings import ValidationMode, settings, warn_and_log
@@ -265,15 +265,6 @@ def _write_stack(stack: Stack, out_dir: Path, output_format: OutputFormat, *, fo
     written.append(write_json(sidecar, base.with_name(base.name + ".json"), force=force))
     return written
 
-
-def findings_of(inspection: Inspection) -> list[Finding]:
-    """Every finding of every series and stack (series-level first)."""
-    found: list[Finding] = []
-    for series in inspection.series:
-        found.extend(series.findings)
-        for stack in series.stacks:
-            found.extend(stack.findings)
-    return found
 
 
 @dataclass

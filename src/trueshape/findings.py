@@ -15,7 +15,6 @@ Examples
 from __future__ import annotations
 
 import enum
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -161,10 +160,3 @@ class Finding:
             "details": self.details,
         }
 
-
-def worst_severity(findings: Sequence[Finding]) -> Severity | None:
-    """Return the most severe severity among ``findings`` (None when empty)."""
-    order = [Severity.INFO, Severity.WARNING, Severity.ERROR]
-    if not findings:
-        return None
-    return max((f.severity for f in findings), key=order.index)

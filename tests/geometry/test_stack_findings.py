@@ -282,3 +282,18 @@ def test_load_warns_ignores_or_raises_on_geometry_findings(write_series):
         trueshape.load(folder, validation="raise")
     result = trueshape.convert(folder, folder.parent / "out", validation="raise")
     assert not result.written and "SLICES_MISSING" in result.errors[0]
+
+
+def test_resampling_a_tilted_stack_moves_each_slice_in_plane(write_series):
+    spacing, shift = 3.0, 0.4  # each slice sits 0.4 mm further along +y (the column direction)
+    planes = [replace(p, image_position=(p.image_position[0], p.image_position[1] + k * shift, p.image_position[2]))
+              for k, p in enumerate(regular_planes(rows=12, columns=6, slices=6, slice_spacing=spacing))]
+    folder = write_series(planes, modality="CT")
+    stack = only_stack(folder, irregular="resample")
+    assert FindingCode.STACK_RESAMPLED in codes(stack)
+    volume = trueshape.load(folder, irregular="resample")
+    # true slice k holds k*1000 + row*100 + column with row = y - k*shift: linear, so interpolation is exact
+    i, j, k = np.meshgrid(np.arange(6), np.arange(12), np.arange(6), indexing="ij")
+    expected = k * 1000 + (j - k * shift) * 100 + i
+    inside = (j - k * shift) >= 0  # rows pulled from beyond the first row are clamped at the border
+    np.testing.assert_allclose(volume.array[inside], expected[inside], atol=1e-3)

@@ -21,7 +21,7 @@ from trueshape.dicom import Frame
 from trueshape.errors import GeometryError
 from trueshape.findings import Finding, FindingCode, Severity, Tolerance
 from trueshape.geometry._acquisition import AcquisitionTransform
-from trueshape.geometry._affine import orthonormal_directions
+from trueshape.geometry._affine import lps_from_ijk_matrix, orthonormal_directions
 from trueshape.geometry._volume import VolumeGeometry
 
 __all__ = [
@@ -503,12 +503,9 @@ def _place(
     policy: IrregularPolicy,
 ) -> StackLayout:
     first = slices[0][0]
-    assert first.pixel_spacing is not None
-    matrix = np.eye(4)
-    matrix[:3, 0] = directions[:, 0] * first.pixel_spacing[1]
-    matrix[:3, 1] = directions[:, 1] * first.pixel_spacing[0]
-    matrix[:3, 2] = directions[:, 2] * slice_mm
-    matrix[:3, 3] = positions[0]
+    assert first.pixel_spacing is not None and first.image_orientation is not None
+    matrix = lps_from_ijk_matrix(image_position=positions[0], image_orientation=first.image_orientation,
+                                 pixel_spacing=first.pixel_spacing, slice_spacing=slice_mm)
     source = VolumeGeometry((first.columns, first.rows, len(slices)), matrix)
     regular = positions[0] + np.outer(np.arange(len(slices)) * slice_mm, directions[:, 2])
     offsets = positions - regular

@@ -32,11 +32,6 @@ class SphereMeasurement:
         """Front-to-back over left-to-right diameter (1.0 for a true sphere)."""
         return float(self.diameters_mm[1] / self.diameters_mm[0])
 
-    @property
-    def si_lr_ratio(self) -> float:
-        """Head-to-foot over left-to-right diameter."""
-        return float(self.diameters_mm[2] / self.diameters_mm[0])
-
 
 def measure_bright_sphere(
     volume: Volume,

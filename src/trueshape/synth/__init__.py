@@ -6,7 +6,6 @@ from trueshape.synth._session import (
     Session,
     SessionSeries,
     demo_acquisitions,
-    read_session_manifest,
     residual_for,
     write_session,
 )
@@ -28,7 +27,6 @@ __all__ = [
     "acquire",
     "demo_acquisitions",
     "inverse_map",
-    "read_session_manifest",
     "regular_planes",
     "residual_for",
     "slice_pattern",

@@ -6,7 +6,6 @@ own table position, patient position and distortion-correction state, exactly as
 
 from __future__ import annotations
 
-import json
 import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -29,7 +28,7 @@ from trueshape.io import (
 from trueshape.synth._acquire import Acquisition, Plane, SyntheticScan, acquire
 from trueshape.synth._phantom import Contrast, FemurPhantom
 
-__all__ = ["Session", "SessionSeries", "demo_acquisitions", "read_session_manifest", "residual_for", "write_session"]
+__all__ = ["Session", "SessionSeries", "demo_acquisitions", "residual_for", "write_session"]
 
 _IMAGE_TYPE_TOKEN = {DistortionState.NONE: "ND", DistortionState.IN_PLANE_2D: "DIS2D",
                      DistortionState.FULL_3D: "DIS3D"}
@@ -158,8 +157,3 @@ def write_session(
     write_json(session.to_json(), root / "session.json", force=force)
     return session
 
-
-def read_session_manifest(folder: str | os.PathLike[str]) -> dict[str, Any]:
-    """Load a session's ``session.json``."""
-    loaded: dict[str, Any] = json.loads((Path(folder) / "session.json").read_text())
-    return loaded
