@@ -98,6 +98,8 @@ def main() -> None:
     args = parser.parse_args()
     dcm2niix = ensure_dcm2niix()
     print(f"machine: {os.cpu_count()} cores; timings are medians of {args.repeats} interleaved runs")
+    startup = statistics.median(timed([str(PYTHON), "-c", "import trueshape.cli"])[0] for _ in range(5))
+    print(f"trueshape start-up (python -c 'import trueshape.cli', median of 5): {startup:.3f} s")
     if not args.skip_large:
         run(large_classic_series(), "synthetic classic 512x512x400 (uint16, 400 files)", args.repeats, dcm2niix)
     if CORPUS.is_dir():

@@ -14,13 +14,17 @@ import enum
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from trueshape._version import __version__
 from trueshape.dicom import scan
 from trueshape.errors import DicomInputError, GeometryError, TrueshapeError
 from trueshape.findings import FindingCode, Severity
 from trueshape.geometry import Inspection, IrregularPolicy, Stack, Volume, group_series, load_stack
-from trueshape.io import write_itk_transform, write_json, write_volume
+from trueshape.io import check_writable, write_itk_transform, write_json, write_volume
+
+if TYPE_CHECKING:
+    from trueshape.gnl import GradientCoefficients
 from trueshape.settings import ValidationMode, settings, warn_and_log
 
 __all__ = [
@@ -30,6 +34,8 @@ __all__ = [
     "OutputFormat",
     "convert",
     "correct",
+    "correct_stack",
+    "describe_empty",
     "inspect",
     "load",
     "parse_series_argument",
@@ -156,11 +162,19 @@ def load(
         When the geometry is rejected by ``irregular="fail"`` or ``validation="raise"``.
     """
     path, series_key, stack_index = parse_series_argument(series)
-    inspection = inspect(path, irregular=irregular)
+    stack = _one_stack(inspect(path, irregular=irregular), path, series_key, stack_index,
+                       include_localizers=include_localizers)
+    _validate(stack, validation)
+    return load_stack(stack)
+
+
+def _one_stack(inspection: Inspection, path: Path, series_key: str | None, stack_index: int | None, *,
+               include_localizers: bool = False) -> Stack:
+    """Resolve a SERIES argument to exactly one stack, or say why not (and what to type instead)."""
     if not inspection.stacks:
         if inspection.errors:
             raise GeometryError(inspection.errors[0])
-        raise DicomInputError(_nothing_loadable(inspection))
+        raise DicomInputError(describe_empty(inspection))
     stacks = select_stacks(inspection, series_key, stack_index)
     if not include_localizers and len(stacks) > 1:
         stacks = [s for s in stacks if not s.is_localizer] or stacks
@@ -169,11 +183,11 @@ def load(
             f"{path}: {len(stacks)} stacks match; name one as {path}#<series>[:stack] "
             f"(choices: {', '.join(s.selector for s in stacks)})"
         )
-    _validate(stacks[0], validation)
-    return load_stack(stacks[0])
+    return stacks[0]
 
 
-def _nothing_loadable(inspection: Inspection) -> str:
+def describe_empty(inspection: Inspection) -> str:
+    """Say in one line why a path gave no loadable stack (the first problem, or that nothing was found)."""
     if inspection.problems:
         return inspection.problems[0].message
     if inspection.errors:
@@ -190,6 +204,7 @@ class ConvertResult:
     """What ``convert`` wrote and what it could not."""
 
     inspection: Inspection
+    stacks: list[Stack] = field(default_factory=list)  #: the stacks this call selected
     written: list[Path] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
 
@@ -227,7 +242,7 @@ def convert(
                 result.errors.append(f"{finding.where[0]}: {finding.message}")
     if not inspection.stacks:
         if not result.errors:
-            result.errors.append(_nothing_loadable(inspection))
+            result.errors.append(describe_empty(inspection))
         return result
     stacks = select_stacks(inspection, series_key, stack_index)
     out_dir = Path(out)
@@ -235,6 +250,7 @@ def convert(
     for stack in stacks:
         if stack.is_localizer and not include_localizers:
             continue
+        result.stacks.append(stack)
         try:
             # warn: the findings go into each sidecar (and the CLI prints them); raise: refuse the stack
             _validate(stack, ValidationMode.IGNORE if mode is ValidationMode.WARN else mode)
@@ -244,16 +260,25 @@ def convert(
     return result
 
 
+def _check_all_writable(paths: list[Path], *, force: bool) -> None:
+    """Refuse before writing anything, so a run never leaves a mix of new and old files."""
+    for path in paths:
+        check_writable(path, force=force)
+
+
 def _write_stack(stack: Stack, out_dir: Path, output_format: OutputFormat, *, force: bool) -> list[Path]:
-    volume = load_stack(stack)
     base = out_dir / stack.label
-    written = [write_volume(volume, base.with_name(base.name + output_format.suffix), force=force)]
+    volume_path = base.with_name(base.name + output_format.suffix)
+    sidecar_path = base.with_name(base.name + ".json")
+    transform_path = base.with_name(base.name + "_acquisition.h5")
+    off_grid = stack.layout.acquisition is not None and not stack.layout.resampled
+    _check_all_writable([volume_path, sidecar_path] + ([transform_path] if off_grid else []), force=force)
+    written = [write_volume(load_stack(stack), volume_path, force=force)]
     sidecar = stack.to_json()
-    sidecar["volume_file"] = written[0].name
-    if stack.layout.acquisition is not None and not stack.layout.resampled:
-        transform_path = base.with_name(base.name + "_acquisition.h5")
-        field = stack.layout.acquisition.resampling_field()
-        written.append(write_itk_transform(field, transform_path, force=force))
+    sidecar["volume_file"] = volume_path.name
+    if off_grid:
+        assert stack.layout.acquisition is not None
+        written.append(write_itk_transform(stack.layout.acquisition.resampling_field(), transform_path, force=force))
         sidecar["acquisition_transform_file"] = transform_path.name
         sidecar["acquisition_transform"] = {
             "convention": "ITK resampling (true slice position -> regular grid position), LPS mm",
@@ -262,9 +287,8 @@ def _write_stack(stack: Stack, out_dir: Path, output_format: OutputFormat, *, fo
             "run trueshape convert --irregular resample.",
         }
     sidecar["software"] = {"name": "trueshape", "version": __version__}
-    written.append(write_json(sidecar, base.with_name(base.name + ".json"), force=force))
+    written.append(write_json(sidecar, sidecar_path, force=force))
     return written
-
 
 
 @dataclass
@@ -274,6 +298,84 @@ class CorrectOutput:
     volume: Volume
     written: list[Path]
     diagnostics: dict[str, object]
+
+
+def _choice(enum_type: type[enum.Enum], value: object, option: str) -> Any:
+    """Convert a user's value to an enum member, or say which values exist."""
+    if value is None or isinstance(value, enum_type):
+        return value
+    text = str(value).strip()
+    for candidate in (text, text.upper(), text.lower()):
+        try:
+            return enum_type(candidate)
+        except ValueError:
+            continue
+    choices = ", ".join(str(member.value) for member in enum_type)
+    raise TrueshapeError(f"{option} {value!r} is not one of: {choices}")
+
+
+def correct_stack(
+    stack: Stack,
+    coil: GradientCoefficients,
+    out: str | os.PathLike[str],
+    *,
+    coefficient_file: str | os.PathLike[str] | None = None,
+    mode: str = "auto",
+    intensity_correction: bool = True,
+    distortion_state: str | None = None,
+    patient_position: str | None = None,
+    fmt: OutputFormat | str = OutputFormat.NIFTI,
+    force: bool = False,
+    volume: Volume | None = None,
+) -> CorrectOutput:
+    """Correct one already-inspected stack with ``coil`` and write the outputs (see :func:`correct`).
+
+    ``volume`` is the stack's loaded Volume when the caller already has it (saves reading it again).
+
+    Raises
+    ------
+    GeometryError
+        When the stack's slices are off a regular grid and were not resampled: correcting on the wrong grid
+        would put anatomy in the wrong place (use ``irregular="resample"``).
+    """
+    from trueshape.correct import CorrectionMode, correct_volume
+    from trueshape.dicom import DistortionState, PatientPosition
+    from trueshape.gnl import ResidualField
+    from trueshape.io import write_field_nifti
+
+    correction_mode = _choice(CorrectionMode, mode, "--mode")
+    state = _choice(DistortionState, distortion_state, "--state")
+    position = _choice(PatientPosition, patient_position, "--patient-position")
+    if stack.layout.acquisition is not None and not stack.layout.resampled:
+        raise GeometryError(
+            f"{stack.frames[0].path}: the slices of {stack.label} are off a regular grid by up to "
+            f"{stack.layout.acquisition.max_offset_mm:.2f} mm; resample them first (--irregular resample)"
+        )
+    output_format = OutputFormat(fmt)
+    base = Path(out) / stack.label
+    targets = [base.with_name(base.name + suffix) for suffix in
+               ("_corrected" + output_format.suffix, "_residual_field.nii.gz", "_residual.h5", "_corrected.json")]
+    _check_all_writable(targets, force=force)
+    volume = volume if volume is not None else load_stack(stack)
+    residual = ResidualField.from_volume(coil, volume, distortion_state=state, patient_position=position)
+    result = correct_volume(volume, residual, mode=correction_mode, intensity_correction=intensity_correction)
+    written = [
+        write_volume(result.volume, targets[0], force=force),
+        write_field_nifti(result.field, targets[1], force=force),
+        write_itk_transform(result.field, targets[2], force=force),
+    ]
+    diagnostics = result.diagnostics.to_json()
+    sidecar = {
+        "source": stack.to_json(),
+        "coefficients": str(coefficient_file) if coefficient_file else None,
+        "coil": coil.coil_id or (Path(coefficient_file).stem if coefficient_file else ""),
+        "correction": diagnostics,
+        "transform_convention": "ITK resampling: output (true) point p -> input (distorted) point p + d(p), "
+                                "LPS mm",
+        "software": {"name": "trueshape", "version": __version__},
+    }
+    written.append(write_json(sidecar, targets[3], force=force))
+    return CorrectOutput(result.volume, written, diagnostics)
 
 
 def correct(
@@ -287,7 +389,7 @@ def correct(
     distortion_state: str | None = None,
     patient_position: str | None = None,
     r0_mm: float | None = None,
-    irregular: IrregularPolicy | str = IrregularPolicy.WARN,
+    irregular: IrregularPolicy | str = IrregularPolicy.RESAMPLE,
     fmt: OutputFormat | str = OutputFormat.NIFTI,
     force: bool = False,
 ) -> CorrectOutput:
@@ -296,41 +398,18 @@ def correct(
     Writes ``<label>_corrected`` (volume), ``<label>_residual_field.nii.gz`` (the field as a vector image),
     ``<label>_residual.h5`` (ITK displacement-field transform: apply it to the original volume in Slicer or
     ANTs to get the same correction) and ``<label>_corrected.json`` (diagnostics, assumptions, provenance).
+    Stacks with missing or uneven slices are resampled onto their true geometry first (``irregular``).
+    Nothing is written unless every output can be.
     """
-    from trueshape.correct import correct_volume
-    from trueshape.gnl import ResidualField, read_coefficients
-    from trueshape.io import write_field_nifti
+    from trueshape.gnl import read_coefficients
 
     if (coefficients is None) == (model is None):
         raise TrueshapeError("give exactly one of --coef (vendor .grad/.coef) or --model (trueshape .json)")
-    coil = read_coefficients(coefficients or model, r0_mm=r0_mm)  # type: ignore[arg-type]
+    coefficient_file = coefficients if coefficients is not None else model
+    assert coefficient_file is not None
+    coil = read_coefficients(coefficient_file, r0_mm=r0_mm)
     path, series_key, stack_index = parse_series_argument(series)
-    inspection = inspect(path, irregular=irregular)
-    stacks = [s for s in select_stacks(inspection, series_key, stack_index) if not s.is_localizer]
-    if len(stacks) != 1:
-        raise DicomInputError(f"{path}: {len(stacks)} stacks match; name one as {path}#<series>[:stack] "
-                              f"(choices: {', '.join(s.selector for s in stacks)})")
-    stack = stacks[0]
-    volume = load_stack(stack)
-    residual = ResidualField.from_volume(coil, volume, distortion_state=distortion_state,
-                                         patient_position=patient_position)
-    result = correct_volume(volume, residual, mode=mode, intensity_correction=intensity_correction)
-    output_format = OutputFormat(fmt)
-    base = Path(out) / stack.label
-    written = [
-        write_volume(result.volume, base.with_name(base.name + "_corrected" + output_format.suffix), force=force),
-        write_field_nifti(result.field, base.with_name(base.name + "_residual_field.nii.gz"), force=force),
-        write_itk_transform(result.field, base.with_name(base.name + "_residual.h5"), force=force),
-    ]
-    diagnostics = result.diagnostics.to_json()
-    sidecar = {
-        "source": stack.to_json(),
-        "coefficients": str(coefficients or model),
-        "coil": coil.coil_id or Path(str(coefficients or model)).stem,
-        "correction": diagnostics,
-        "transform_convention": "ITK resampling: output (true) point p -> input (distorted) point p + d(p), "
-                                "LPS mm",
-        "software": {"name": "trueshape", "version": __version__},
-    }
-    written.append(write_json(sidecar, base.with_name(base.name + "_corrected.json"), force=force))
-    return CorrectOutput(result.volume, written, diagnostics)
+    stack = _one_stack(inspect(path, irregular=irregular), path, series_key, stack_index)
+    return correct_stack(stack, coil, out, coefficient_file=coefficient_file, mode=mode,
+                         intensity_correction=intensity_correction, distortion_state=distortion_state,
+                         patient_position=patient_position, fmt=fmt, force=force)

@@ -12,13 +12,14 @@ from rich.console import Console
 from rich.table import Table
 
 from trueshape import api
+from trueshape.correct import CorrectionMode
+from trueshape.dicom import DistortionState, PatientPosition
 from trueshape.errors import TrueshapeError
 from trueshape.findings import Severity
 from trueshape.geometry import Inspection, IrregularPolicy
 from trueshape.io import to_jsonable
 from trueshape.settings import ValidationMode
 
-EXIT_OK = 0
 EXIT_INPUT_ERROR = 2
 
 app = typer.Typer(
@@ -101,7 +102,7 @@ def inspect(
         _render_inspection(inspection)
     messages = [p.message for p in inspection.problems] + list(inspection.errors)
     if not inspection.series and not messages:
-        messages.append(api._nothing_loadable(inspection))
+        messages.append(api.describe_empty(inspection))
     for message in messages:
         _fail(message)
     if messages:
@@ -123,7 +124,7 @@ def convert(
     except TrueshapeError as error:
         _fail(str(error))
         raise typer.Exit(EXIT_INPUT_ERROR) from None
-    for stack in result.inspection.stacks:
+    for stack in result.stacks:
         for finding in stack.findings:
             if finding.severity is not Severity.INFO:
                 console.print(f"[{_SEVERITY_STYLE[finding.severity]}]{finding.code.value}[/] {stack.label}: "
@@ -142,10 +143,14 @@ def correct(
     out: Annotated[Path, typer.Option("--out", "-o", help="Output folder.")],
     coef: Annotated[Path | None, typer.Option("--coef", help="Vendor coefficients (.grad or .coef).")] = None,
     model: Annotated[Path | None, typer.Option("--model", help="trueshape scanner model (.json).")] = None,
-    mode: Annotated[str, typer.Option("--mode", help="auto, full or through-plane.")] = "auto",
-    state: Annotated[str | None, typer.Option("--state", help="Override the distortion state: ND, DIS2D, DIS3D.")]
-    = None,
-    patient_position: Annotated[str | None, typer.Option("--patient-position", help="Override, e.g. HFS.")] = None,
+    mode: Annotated[CorrectionMode, typer.Option("--mode", case_sensitive=False)] = CorrectionMode.AUTO,
+    state: Annotated[DistortionState | None, typer.Option("--state", case_sensitive=False,
+                                                          help="Override the distortion state.")] = None,
+    patient_position: Annotated[PatientPosition | None, typer.Option("--patient-position", case_sensitive=False,
+                                                                     help="Override PatientPosition.")] = None,
+    irregular: Annotated[IrregularPolicy, typer.Option("--irregular", case_sensitive=False,
+                         help="Slices off a regular grid: resample them first (default) or fail.")]
+    = IrregularPolicy.RESAMPLE,
     r0_mm: Annotated[float | None, typer.Option("--r0-mm", help="Reference radius for .coef files (mm).")] = None,
     no_intensity: Annotated[bool, typer.Option("--no-intensity", help="Skip Jacobian intensity correction.")]
     = False,
@@ -155,7 +160,7 @@ def correct(
     """Remove gradient-nonlinearity distortion with coil coefficients or a scanner model."""
     try:
         result = api.correct(series, out, coefficients=coef, model=model, mode=mode, distortion_state=state,
-                             patient_position=patient_position, r0_mm=r0_mm,
+                             patient_position=patient_position, r0_mm=r0_mm, irregular=irregular,
                              intensity_correction=not no_intensity, fmt=fmt, force=force)
     except TrueshapeError as error:
         _fail(str(error))

@@ -33,7 +33,8 @@ from trueshape.gnl import (
     GradientCoefficients,
     GridInterpolant,
     ResidualField,
-    probe_lattices,
+    coarse_nodes,
+    max_probe_error,
 )
 
 __all__ = [
@@ -191,15 +192,9 @@ def residual_displacement_field(
     cover them; :func:`correct_volume` pads it accordingly).
     """
     geometry = interpolant.geometry
-    positions = []
-    steps = []
-    for size, spacing in zip(geometry.shape, geometry.spacing, strict=True):
-        step = max(field_spacing_mm / float(spacing), 1e-6)
-        pad = FIELD_PADDING_NODES * step
-        count = int(np.ceil(((size - 1) + 2 * pad) / step - 1e-9)) + 1
-        nodes = np.linspace(-pad, size - 1 + pad, max(count, 2))
-        positions.append(nodes)
-        steps.append(float(nodes[1] - nodes[0]))
+    positions = [coarse_nodes(size, float(spacing), field_spacing_mm, padding_mm=FIELD_PADDING_NODES * field_spacing_mm)
+                 for size, spacing in zip(geometry.shape, geometry.spacing, strict=True)]
+    steps = [float(nodes[1] - nodes[0]) for nodes in positions]
     vectors = interpolant.on_lattice((positions[0], positions[1], positions[2]))[..., :3]
     index_from_node = np.eye(4)
     index_from_node[:3, :3] = np.diag(steps)
@@ -222,13 +217,8 @@ def _trilinear_field_error(field: DisplacementField, residual: ResidualField, ge
         volume_from_field[axis, axis] * np.arange(field.geometry.shape[axis]) + volume_from_field[axis, 3]
         for axis in range(3)
     )
-    worst = 0.0
-    for positions in probe_lattices((nodes[0], nodes[1], nodes[2]), geometry.shape):
-        grids = np.meshgrid(*positions, indexing="ij")
-        points = geometry.index_to_lps(np.stack(grids, axis=-1).reshape(-1, 3))
-        error = np.linalg.norm(field.displacement_at(points) - residual.displacement_lps(points), axis=1)
-        worst = max(worst, float(error.max()) if error.size else 0.0)
-    return worst
+    return max_probe_error(geometry, (nodes[0], nodes[1], nodes[2]),
+                           lambda _positions, points: field.displacement_at(points), residual.displacement_lps)
 
 
 @dataclass

@@ -1,8 +1,8 @@
 """The whole story on synthetic data: why the femoral head looks flattened, and the fix.
 
 1. Write a synthetic session (SYN-FEMUR phantom, SYN-AS coil): a reference axial centred on the hips
-   (3-D corrected) and a wide coronal series whose femoral heads sit 150 mm from the isocentre (2-D
-   corrected: DIS2D).
+   (3-D corrected) and a wide coronal series whose femoral heads sit 150 mm from the isocentre along the
+   bore, 178 mm away in all (2-D corrected: DIS2D).
 2. Inspect it: the coronal series is flagged DISTORTION_2D_ONLY and FAR_FROM_ISOCENTRE.
 3. Predict, from the headers and the coil alone, the through-plane displacement at each femoral head.
 4. Correct the coronal series with the coil's coefficients (through-plane mode).
@@ -19,10 +19,12 @@ from pathlib import Path
 import numpy as np
 from numpy.typing import NDArray
 
-from trueshape.api import CorrectOutput, correct, inspect
+from trueshape.api import GEOMETRY_WARNING_CODES, CorrectOutput, correct_stack, inspect
+from trueshape.dicom import DistortionState
 from trueshape.findings import FindingCode
-from trueshape.geometry import Inspection, load_stack
+from trueshape.geometry import Inspection, Volume, load_stack
 from trueshape.gnl import SYN_AS, ResidualField, format_siemens_grad
+from trueshape.io import atomic_path
 from trueshape.report import SphereMeasurement, measure_bright_sphere
 from trueshape.synth import Contrast, FemurPhantom, Tissue, demo_acquisitions, write_session
 
@@ -42,11 +44,7 @@ class HeadPrediction:
 
 
 #: Findings that would mean the loader, not the scanner, distorts the anatomy.
-LOADER_CODES = frozenset({
-    FindingCode.SPACING_IRREGULAR, FindingCode.SLICES_MISSING, FindingCode.POSITIONS_DUPLICATED,
-    FindingCode.GANTRY_TILT, FindingCode.ORIENTATION_NOT_ORTHONORMAL, FindingCode.CORNERS_MISMATCH,
-    FindingCode.GEOMETRY_MISSING,
-})
+LOADER_CODES = GEOMETRY_WARNING_CODES | {FindingCode.GEOMETRY_MISSING}
 
 
 @dataclass
@@ -65,8 +63,8 @@ class DemoResult:
     def diagnosis(self) -> str:
         """Which of the three causes the findings point to, in one sentence."""
         loader = sorted({f.code.value for s in self.inspection.stacks for f in s.findings if f.code in LOADER_CODES})
-        coronal_codes = {f.code for s in self.inspection.stacks if s.distortion_state.value == "DIS2D"
-                         for f in s.findings}
+        coronal_codes = {f.code for s in self.inspection.stacks
+                         if s.distortion_state is DistortionState.IN_PLANE_2D for f in s.findings}
         if loader:
             return f"Cause 1, the geometry: {', '.join(loader)} - fix the loading before anything else."
         if FindingCode.DISTORTION_2D_ONLY in coronal_codes:
@@ -77,12 +75,9 @@ class DemoResult:
         return "Cause 3: residual gradient non-linearity (no DIS2D flag, no geometry findings)."
 
 
-def _measure(volume_values: object, phantom: FemurPhantom, contrast: Contrast) -> list[SphereMeasurement]:
-    from trueshape.geometry import Volume
-
-    assert isinstance(volume_values, Volume)
+def _measure(volume: Volume, phantom: FemurPhantom, contrast: Contrast) -> list[SphereMeasurement]:
     return [
-        measure_bright_sphere(volume_values, centre, phantom.head_marrow_radius_mm(),
+        measure_bright_sphere(volume, centre, phantom.head_marrow_radius_mm(),
                               inside_level=phantom.signal_of(Tissue.MARROW, contrast),
                               outside_level=phantom.signal_of(Tissue.CORTEX, contrast),
                               surround_level=phantom.signal_of(Tissue.MUSCLE, contrast))
@@ -98,8 +93,8 @@ def run_demo(folder: str | os.PathLike[str] | None = None, *, quick: bool = Fals
     session = write_session(root / "session", phantom, SYN_AS, (reference_acquisition, coronal_acquisition),
                             force=force)
     coil_file = root / "SYN-AS.grad"
-    if force or not coil_file.exists():
-        coil_file.write_text(format_siemens_grad(SYN_AS))
+    with atomic_path(coil_file, force=force) as temporary:
+        temporary.write_text(format_siemens_grad(SYN_AS))
     inspection = inspect(root / "session" / "dicom")
     reference_stack, coronal_stack = (next(s for s in inspection.stacks if s.series_number == a.series_number)
                                       for a in (reference_acquisition, coronal_acquisition))
@@ -115,8 +110,8 @@ def run_demo(folder: str | os.PathLike[str] | None = None, *, quick: bool = Fals
             centre, float(np.linalg.norm(residual.magnet_frame.magnet_from_lps(centre))),
             float(shifts[0]), float(shifts[1]), 2 * marrow, 2 * marrow + float(shifts[0] - shifts[1]),
         ))
-    correction = correct(f"{root / 'session' / 'dicom'}#{coronal_acquisition.series_number}", root / "corrected",
-                         coefficients=coil_file, force=force)
+    correction = correct_stack(coronal_stack, SYN_AS, root / "corrected", coefficient_file=coil_file, force=force,
+                               volume=coronal)
     measurements = {
         "reference axial (DIS3D)": _measure(load_stack(reference_stack), phantom, reference_acquisition.contrast),
         "coronal as acquired (DIS2D)": _measure(coronal, phantom, coronal_acquisition.contrast),

@@ -11,6 +11,7 @@ __all__ = [
     "DicomInputError",
     "EstimationError",
     "GeometryError",
+    "OutputError",
     "OutputExistsError",
     "TrueshapeError",
 ]
@@ -45,3 +46,7 @@ class EstimationError(TrueshapeError):
 
 class OutputExistsError(TrueshapeError, FileExistsError):
     """An output file already exists and overwriting was not requested."""
+
+
+class OutputError(TrueshapeError, OSError):
+    """An output file or folder cannot be written (the message names the path and the reason)."""

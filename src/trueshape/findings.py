@@ -104,15 +104,6 @@ class Tolerance:
         """Return the tolerance in mm for a given voxel size (mm)."""
         return self.absolute_mm + self.fraction_of_voxel * abs(voxel_size_mm)
 
-    def describe(self, *, voxel_size_mm: float) -> str:
-        """Say how the tolerance was built, e.g. ``'0.058 mm (0.01 mm + 1% of 4.8 mm)'``."""
-        if self.fraction_of_voxel == 0:
-            return f"{self.absolute_mm:g} mm"
-        return (
-            f"{self.mm(voxel_size_mm=voxel_size_mm):.3g} mm ({self.absolute_mm:g} mm + "
-            f"{100 * self.fraction_of_voxel:g}% of {voxel_size_mm:.4g} mm)"
-        )
-
 
 @dataclass(frozen=True)
 class Finding:

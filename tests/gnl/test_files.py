@@ -20,8 +20,8 @@ from trueshape.gnl import (
     read_siemens_coef,
     read_siemens_grad,
     scanner_model_json,
-    write_scanner_model,
 )
+from trueshape.io import write_scanner_model
 
 VENDOR_STYLE_GRAD = """\
 #*[ Script ****************************************************************************

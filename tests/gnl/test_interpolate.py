@@ -75,12 +75,21 @@ def test_lattice_matches_scattered_evaluation() -> None:
 
 
 def test_probe_lattices_skip_nodes_only() -> None:
-    nodes = (np.arange(-2.0, 13.0, 3.0),) * 3
+    nodes = (np.arange(-2.0, 13.0, 3.0),) * 3  # nodes -2, 1, 4, 7, 10; midpoints -0.5, 2.5, 5.5, 8.5, 11.5
     lattices = probe_lattices(nodes, (10, 10, 10))
     assert len(lattices) == 7
+    kinds = set()
     for lattice in lattices:
+        kind = []
         for axis_positions in lattice:
             assert axis_positions.min() >= 0.0 and axis_positions.max() <= 9.0
+            on_nodes = bool(np.all(np.isin(axis_positions, nodes[0])))
+            on_midpoints = bool(np.all(np.isin(axis_positions, 0.5 * (nodes[0][1:] + nodes[0][:-1]))))
+            assert on_nodes != on_midpoints  # each axis is all nodes or all midpoints
+            kind.append(on_nodes)
+        kinds.add(tuple(kind))
+    assert (True, True, True) not in kinds  # nodes on all three axes are exact: never probed
+    assert len(kinds) == 7  # every other combination is
 
 
 def test_interpolant_validates_shapes() -> None:

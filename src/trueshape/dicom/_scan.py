@@ -173,7 +173,7 @@ def _pixel_value_offset(ds: Dataset) -> int | None:
     return None
 
 
-def _native_location(ds: Dataset, *, frames: int) -> PixelLocation:
+def _native_location(ds: Dataset) -> PixelLocation:
     """Choose the fastest faithful way to read this file's pixels."""
     syntax = ds.file_meta.get("TransferSyntaxUID") if hasattr(ds, "file_meta") else None
     bits = _int(ds.get("BitsAllocated"))
@@ -236,7 +236,7 @@ def _classic_frames(ds: Dataset, path: Path) -> list[Frame]:
         complex_component=_complex_component(common["image_type"], ds),
         rescale_slope=_float(ds.get("RescaleSlope")) or 1.0,
         rescale_intercept=_float(ds.get("RescaleIntercept")) or 0.0,
-        pixels=_native_location(ds, frames=1),
+        pixels=_native_location(ds),
         vendor=read_vendor_info(ds),
         **common,
     )
@@ -319,7 +319,7 @@ def _enhanced_frames(ds: Dataset, path: Path) -> list[Frame]:
             f"{path}: NumberOfFrames (0028,0008) is {frame_count} but the per-frame functional "
             f"groups sequence (5200,9230) has {len(per_frame)} items"
         )
-    base_location = _native_location(ds, frames=frame_count)
+    base_location = _native_location(ds)
     frame_bytes = 0
     if base_location.mode is PixelReadMode.NATIVE:
         frame_bytes = int(ds.Rows) * int(ds.Columns) * np.dtype(base_location.dtype).itemsize

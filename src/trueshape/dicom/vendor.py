@@ -243,7 +243,7 @@ def read_distortion_state(ds: Dataset, *, per_frame_item: Dataset | None = None)
     state = distortion_state_from_image_type(_as_text_list(ds.get("ImageType")))
     if state is not None:
         return state, "ImageType (0008,0008)"
-    private_type = _private_value(ds, 0x0051, "SIEMENS MR HEADER", 0x16)
+    private_type = _private_value(ds, 0x0051, SIEMENS_MR_HEADER, 0x16)
     state = distortion_state_from_image_type(
         [t for chunk in _as_text_list(private_type) for t in re.split(r"[/\s]", chunk)]
     )

@@ -50,13 +50,13 @@ def apply_affine(matrix: NDArray[np.float64], points: ArrayLike) -> NDArray[np.f
     return pts @ matrix[:3, :3].T + matrix[:3, 3]
 
 
-def check_affine(matrix: NDArray[np.float64], *, require_orthogonal: bool = True) -> NDArray[np.float64]:
+def check_affine(matrix: NDArray[np.float64]) -> NDArray[np.float64]:
     """Return ``matrix`` as float64 after checking it is a valid voxel-to-patient affine.
 
     Raises
     ------
     GeometryError
-        Wrong shape, bad last row, non-finite or singular, or (when required) non-orthogonal columns.
+        Wrong shape, bad last row, non-finite or singular, or non-orthogonal columns.
     """
     affine = np.asarray(matrix, dtype=np.float64)
     if affine.shape != (4, 4):
@@ -68,15 +68,14 @@ def check_affine(matrix: NDArray[np.float64], *, require_orthogonal: bool = True
     spacing = np.linalg.norm(affine[:3, :3], axis=0)
     if np.any(spacing <= 0):
         raise GeometryError(f"affine has a zero-length axis (spacings {spacing.tolist()})")
-    if require_orthogonal:
-        directions = affine[:3, :3] / spacing
-        gram = directions.T @ directions
-        deviation = float(np.max(np.abs(gram - np.eye(3))))
-        if deviation > ORTHOGONALITY_TOLERANCE:
-            raise GeometryError(
-                f"affine direction columns are not orthogonal (largest |cos| or length error {deviation:.2e} > "
-                f"{ORTHOGONALITY_TOLERANCE:g})"
-            )
+    directions = affine[:3, :3] / spacing
+    gram = directions.T @ directions
+    deviation = float(np.max(np.abs(gram - np.eye(3))))
+    if deviation > ORTHOGONALITY_TOLERANCE:
+        raise GeometryError(
+            f"affine direction columns are not orthogonal (largest |cos| or length error {deviation:.2e} > "
+            f"{ORTHOGONALITY_TOLERANCE:g})"
+        )
     return affine
 
 

@@ -41,9 +41,9 @@ def load_stack(stack: Stack) -> Volume:
     array = stored.reshape(volumes, len(layout.slices), rows, columns).transpose(3, 2, 1, 0)
     if volumes == 1:
         array = array[..., 0]
-    volume = Volume(array, layout.source_geometry, stack.provenance(), slope, intercept)
+    provenance = stack.provenance()
+    volume = Volume(array, layout.source_geometry, provenance, slope, intercept)
     if layout.resampled:
         assert layout.acquisition is not None
-        resampled = layout.acquisition.resample_to(volume.values(), layout.geometry)
-        volume = Volume(resampled, layout.geometry, stack.provenance())
+        volume = Volume(layout.acquisition.resample_to(volume.values(), layout.geometry), layout.geometry, provenance)
     return volume

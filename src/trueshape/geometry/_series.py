@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -50,6 +50,8 @@ class Stack:
     isocentre_source: str
     max_distance_from_isocentre_mm: float
     stack_count_in_series: int = 1
+    #: Appended to the label (and the series part of the selector) when another series would share it.
+    disambiguator: str = ""
 
     @property
     def geometry(self) -> VolumeGeometry:
@@ -73,12 +75,14 @@ class Stack:
         description = re.sub(r"[^A-Za-z0-9._-]+", "_", self.series_description).strip("_") or "series"
         number = f"{self.series_number}_" if self.series_number is not None else ""
         suffix = f"_stack{self.index}" if self.stack_count_in_series > 1 else ""
-        return f"{number}{description}{suffix}" + ("_localizer" if self.is_localizer else "")
+        unique = f"_{self.disambiguator}" if self.disambiguator else ""
+        return f"{number}{description}{suffix}{unique}" + ("_localizer" if self.is_localizer else "")
 
     @property
     def selector(self) -> str:
         """How to name this stack on the command line: ``<SeriesNumber or SeriesInstanceUID>:<index>``."""
-        series = self.series_number if self.series_number is not None else self.series_instance_uid
+        numbered = self.series_number is not None and not self.disambiguator
+        series = self.series_number if numbered else self.series_instance_uid
         return f"{series}:{self.index}"
 
     def provenance(self) -> Provenance:
@@ -197,10 +201,19 @@ class Inspection:
         }
 
 
+def _orientation_usable(orientation: tuple[float, ...] | None) -> bool:
+    """Row and column vectors non-zero and not parallel (else the frame cannot be placed at all)."""
+    if orientation is None:
+        return False
+    row, column = np.asarray(orientation[:3]), np.asarray(orientation[3:])
+    return bool(np.linalg.norm(row) > 1e-6 and np.linalg.norm(column) > 1e-6
+                and np.linalg.norm(np.cross(row, column)) > 1e-3 * np.linalg.norm(row) * np.linalg.norm(column))
+
+
 def _has_geometry(frame: Frame) -> bool:
     return (
         frame.image_position is not None
-        and frame.image_orientation is not None
+        and _orientation_usable(frame.image_orientation)
         and frame.pixel_spacing is not None
         and min(frame.pixel_spacing) > 0
     )
@@ -218,6 +231,9 @@ def _missing_geometry_tags(frame: Frame) -> str:
     ]
     if frame.pixel_spacing is not None and min(frame.pixel_spacing) <= 0:
         missing.append(f"a positive PixelSpacing (0028,0030) (found {list(frame.pixel_spacing)})")
+    if frame.image_orientation is not None and not _orientation_usable(frame.image_orientation):
+        missing.append(f"a usable ImageOrientationPatient (0020,0037) (found {list(frame.image_orientation)}: "
+                       f"a zero or parallel row/column vector)")
     return ", ".join(missing)
 
 
@@ -296,17 +312,11 @@ def group_series(scan: ScanResult, *, policy: IrregularPolicy = IrregularPolicy.
         except GeometryError as error:
             errors.append(str(error))
             first = frames[0]
-            series_list.append(
-                Series(
-                    uid,
-                    first.series_number,
-                    first.series_description,
-                    first.modality,
-                    (),
-                    (Finding(FindingCode.SPACING_IRREGULAR, Severity.ERROR, str(error), where=(first.path,)),),
-                    tuple(problems_by_series.get(uid, [])),
-                )
-            )
+            # the findings that made the policy refuse the series, as errors (a bare error gets no code)
+            rejected = tuple(replace(f, severity=Severity.ERROR) for f in error.findings if isinstance(f, Finding))
+            series_list.append(Series(uid, first.series_number, first.series_description, first.modality, (),
+                                      rejected, tuple(problems_by_series.get(uid, []))))
+    series_list = _disambiguate(series_list)
     series_list.sort(key=lambda s: (s.series_number if s.series_number is not None else 1 << 30, s.series_instance_uid))
     return Inspection(
         root=scan.root,
@@ -316,6 +326,26 @@ def group_series(scan: ScanResult, *, policy: IrregularPolicy = IrregularPolicy.
         skipped_non_image=len(scan.skipped_non_image),
         errors=tuple(errors),
     )
+
+
+def _disambiguate(series_list: list[Series]) -> list[Series]:
+    """Give series that share a SeriesNumber and description distinct labels (UID tail) and UID selectors.
+
+    Two series can share both (copies re-sent with a new UID, or two scanners' number 5); their output
+    files would otherwise overwrite each other.
+    """
+    names: dict[tuple[int | None, str], list[Series]] = {}
+    for series in series_list:
+        names.setdefault((series.series_number, series.series_description), []).append(series)
+    result = []
+    for series in series_list:
+        if len(names[(series.series_number, series.series_description)]) == 1:
+            result.append(series)
+            continue
+        tail = re.sub(r"[^0-9]", "", series.series_instance_uid)[-8:] or "x"
+        stacks = tuple(replace(stack, disambiguator=tail) for stack in series.stacks)
+        result.append(replace(series, stacks=stacks))
+    return result
 
 
 def _build_series(uid: str, frames: list[Frame], problems: list[FileProblem], policy: IrregularPolicy) -> Series:

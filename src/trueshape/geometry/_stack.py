@@ -11,7 +11,7 @@ from __future__ import annotations
 import enum
 from collections import Counter
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -21,7 +21,7 @@ from trueshape.dicom import Frame
 from trueshape.errors import GeometryError
 from trueshape.findings import Finding, FindingCode, Severity, Tolerance
 from trueshape.geometry._acquisition import AcquisitionTransform
-from trueshape.geometry._affine import lps_from_ijk_matrix, orthonormal_directions
+from trueshape.geometry._affine import ORTHOGONALITY_TOLERANCE, lps_from_ijk_matrix, orthonormal_directions
 from trueshape.geometry._volume import VolumeGeometry
 
 __all__ = [
@@ -43,8 +43,6 @@ SPACING_TOLERANCE = Tolerance(absolute_mm=0.01, fraction_of_voxel=0.01)
 SHEAR_TOLERANCE = Tolerance(absolute_mm=0.01, fraction_of_voxel=0.01)
 #: SliceThickness and SpacingBetweenSlices may differ from the measured spacing by this much.
 THICKNESS_TOLERANCE = Tolerance(absolute_mm=0.01, fraction_of_voxel=0.01)
-#: Orientation vectors may deviate from orthonormal by this much (|length - 1| or |cos|).
-ORTHONORMAL_TOLERANCE = 1e-4
 #: Largest distance between a slice corner from its header and from the volume's geometry (as Slicer).
 CORNER_TOLERANCE_MM = 1e-3
 
@@ -405,7 +403,7 @@ def layout_stack(frames: Sequence[Frame], *, policy: IrregularPolicy = Irregular
     assert first.image_orientation is not None and first.pixel_spacing is not None
     findings: list[Finding] = []
     directions, deviation = orthonormal_directions(first.image_orientation)
-    if deviation > ORTHONORMAL_TOLERANCE:
+    if deviation > ORTHOGONALITY_TOLERANCE:
         findings.append(
             Finding(
                 FindingCode.ORIENTATION_NOT_ORTHONORMAL,
@@ -414,7 +412,7 @@ def layout_stack(frames: Sequence[Frame], *, policy: IrregularPolicy = Irregular
                 f"(largest |length - 1| or |cos| {deviation:.2e}); the column direction was made perpendicular "
                 f"to the row direction and both normalised.",
                 measured=deviation,
-                tolerance=ORTHONORMAL_TOLERANCE,
+                tolerance=ORTHOGONALITY_TOLERANCE,
                 unit="",
                 where=(first.where,),
             )
@@ -484,9 +482,12 @@ def layout_stack(frames: Sequence[Frame], *, policy: IrregularPolicy = Irregular
         )
     ]
     if policy is IrregularPolicy.FAIL and problems:
-        raise GeometryError(f"{first.where}: " + " ".join(f.message for f in problems) + " (policy --irregular fail)")
+        raise GeometryError(
+            f"{first.where}: " + " ".join(f.message for f in problems) + " (policy --irregular fail)",
+            findings=tuple(replace(f, severity=Severity.ERROR) for f in problems),
+        )
     if policy is IrregularPolicy.SPLIT and spacing.kind in ("missing", "irregular") and len(spacing.runs) > 1:
-        return _split(frames_runs=[slices[a:b] for a, b in spacing.runs], findings=findings, policy=policy)
+        return _split(frames_runs=[slices[a:b] for a, b in spacing.runs], findings=findings)
     return [_place(slices, directions, positions, along, drift, slice_mm, spacing, findings, off_grid, policy)]
 
 
@@ -526,7 +527,7 @@ def _place(
         )
     if acquisition is not None:
         findings[:] = [
-            _with_detail(f, "max_corner_error_without_transform_mm", plain)
+            replace(f, details={**f.details, "max_corner_error_without_transform_mm": plain})
             if f.code in (FindingCode.SLICES_MISSING, FindingCode.SPACING_IRREGULAR, FindingCode.GANTRY_TILT)
             else f
             for f in findings
@@ -553,21 +554,8 @@ def _place(
     return StackLayout(tuple(tuple(s) for s in slices), source, acquisition, geometry, tuple(findings))
 
 
-def _with_detail(finding: Finding, key: str, value: float) -> Finding:
-    return Finding(
-        finding.code,
-        finding.severity,
-        finding.message,
-        finding.measured,
-        finding.tolerance,
-        finding.unit,
-        finding.where,
-        {**finding.details, key: value},
-    )
-
-
 def _split(
-    *, frames_runs: list[list[list[Frame]]], findings: list[Finding], policy: IrregularPolicy
+    *, frames_runs: list[list[list[Frame]]], findings: list[Finding]
 ) -> list[StackLayout]:
     layouts: list[StackLayout] = []
     for index, run in enumerate(frames_runs):

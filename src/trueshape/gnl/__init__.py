@@ -12,7 +12,6 @@ from trueshape.gnl._files import (
     read_siemens_coef,
     read_siemens_grad,
     scanner_model_json,
-    write_scanner_model,
 )
 from trueshape.gnl._frames import COEFFICIENT_FROM_MAGNET, CoefficientFrame, MagnetFrame
 from trueshape.gnl._harmonics import MAX_HARMONIC_ORDER, harmonic_displacement, siemens_normalisation
@@ -24,6 +23,7 @@ from trueshape.gnl._interpolate import (
     SlabUpsampler,
     coarse_nodes,
     cubic_interpolation_matrix,
+    max_probe_error,
     probe_lattices,
 )
 from trueshape.gnl._residual import SLICE_NORMAL_TOLERANCE, ResidualField, residual_projector
@@ -53,6 +53,7 @@ __all__ = [
     "cubic_interpolation_matrix",
     "format_siemens_grad",
     "harmonic_displacement",
+    "max_probe_error",
     "probe_lattices",
     "read_coefficients",
     "read_scanner_model",
@@ -61,5 +62,4 @@ __all__ = [
     "residual_projector",
     "scanner_model_json",
     "siemens_normalisation",
-    "write_scanner_model",
 ]

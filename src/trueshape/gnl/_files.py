@@ -22,14 +22,13 @@ import json
 import math
 import os
 import re
-import tempfile
 from collections.abc import Callable
 from json import decoder as json_decoder
 from json import scanner as json_scanner
 from pathlib import Path
 from typing import Any
 
-from trueshape.errors import CoefficientFileError, OutputExistsError
+from trueshape.errors import CoefficientFileError
 from trueshape.gnl._coefficients import AXIS_NAMES, GradientCoefficients, TermKind
 from trueshape.gnl._frames import CoefficientFrame
 from trueshape.gnl._harmonics import MAX_HARMONIC_ORDER
@@ -44,7 +43,6 @@ __all__ = [
     "read_siemens_coef",
     "read_siemens_grad",
     "scanner_model_json",
-    "write_scanner_model",
 ]
 
 #: ``format`` value of trueshape's scanner-model JSON.
@@ -281,24 +279,6 @@ def scanner_model_json(coefficients: GradientCoefficients) -> str:
     parts.append(f'  "provenance": {json.dumps(dict(coefficients.provenance), sort_keys=True, default=str)}')
     parts.append(f'  "fit_quality": {json.dumps(dict(coefficients.fit_quality), sort_keys=True, default=str)}')
     return "{\n" + ",\n".join(parts) + "\n}\n"
-
-
-def write_scanner_model(
-    coefficients: GradientCoefficients, path: str | os.PathLike[str], *, force: bool = False
-) -> Path:
-    """Write the scanner-model JSON atomically; refuse to overwrite unless ``force``."""
-    target = Path(path)
-    if target.exists() and not force:
-        raise OutputExistsError(f"{target} exists (pass force=True to overwrite)")
-    handle, temporary = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent or Path("."))
-    try:
-        with os.fdopen(handle, "w", encoding="utf-8") as stream:
-            stream.write(scanner_model_json(coefficients))
-        os.replace(temporary, target)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
-    return target
 
 
 class _Located(dict[str, Any]):

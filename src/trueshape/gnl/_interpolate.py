@@ -40,6 +40,7 @@ __all__ = [
     "SlabUpsampler",
     "coarse_nodes",
     "cubic_interpolation_matrix",
+    "max_probe_error",
     "probe_lattices",
 ]
 
@@ -254,18 +255,11 @@ class GridInterpolant:
         others), see :func:`probe_lattices`. ``inside`` (LPS points (P, 3) -> bool (P,)) restricts the
         check further, e.g. to a sphere.
         """
-        worst = 0.0
-        for positions in probe_lattices(self.nodes, self.geometry.shape, max_per_axis=max_per_axis):
-            approx = self.on_lattice(positions).reshape(-1, self.components)
-            grids = np.meshgrid(*positions, indexing="ij")
-            points = self.geometry.index_to_lps(np.stack(grids, axis=-1).reshape(-1, 3))
-            exact = np.asarray(function(points), dtype=np.float64).reshape(approx.shape)
-            error = np.linalg.norm(approx - exact, axis=1)
-            if inside is not None:
-                error = error[inside(points)]
-            if error.size:
-                worst = max(worst, float(error.max()))
-        return worst
+        return max_probe_error(
+            self.geometry, self.nodes,
+            lambda positions, _points: self.on_lattice(positions).reshape(-1, self.components),
+            function, inside=inside, max_per_axis=max_per_axis,
+        )
 
 
 @dataclass(frozen=True, eq=False)
@@ -342,6 +336,36 @@ def _spread(values: NDArray[np.float64], limit: int) -> NDArray[np.float64]:
     if values.size <= limit:
         return values
     return values[np.unique(np.linspace(0, values.size - 1, limit).round().astype(int))]
+
+
+_Lattice = tuple[NDArray[np.float64], NDArray[np.float64], NDArray[np.float64]]
+
+
+def max_probe_error(
+    geometry: VolumeGeometry,
+    nodes: tuple[NDArray[np.float64], NDArray[np.float64], NDArray[np.float64]],
+    approximate: Callable[[_Lattice, NDArray[np.float64]], NDArray[np.float64]],
+    exact: Callable[[NDArray[np.float64]], NDArray[np.float64]],
+    *,
+    inside: Callable[[NDArray[np.float64]], NDArray[np.bool_]] | None = None,
+    max_per_axis: int = PROBE_POSITIONS_PER_AXIS,
+) -> float:
+    """Largest vector error of ``approximate`` against ``exact`` on the :func:`probe_lattices` of ``nodes``.
+
+    ``approximate(positions, points)`` gets the lattice (index positions per axis) and its LPS points
+    (P, 3) and returns (P, C); ``exact(points)`` returns the true values. ``inside`` restricts the check.
+    """
+    worst = 0.0
+    for positions in probe_lattices(nodes, geometry.shape, max_per_axis=max_per_axis):
+        grids = np.meshgrid(*positions, indexing="ij")
+        points = geometry.index_to_lps(np.stack(grids, axis=-1).reshape(-1, 3))
+        approx = np.asarray(approximate(positions, points), dtype=np.float64)
+        error = np.linalg.norm(approx - np.asarray(exact(points), dtype=np.float64).reshape(approx.shape), axis=1)
+        if inside is not None:
+            error = error[inside(points)]
+        if error.size:
+            worst = max(worst, float(error.max()))
+    return worst
 
 
 def probe_lattices(

@@ -9,9 +9,9 @@ from trueshape.io._dicom_write import (
     write_enhanced_dicom,
 )
 from trueshape.io._frames import LPS_TO_RAS, lps_to_ras_affine, ras_to_lps_affine
+from trueshape.io._models import write_scanner_model
 from trueshape.io._sidecar import to_jsonable, write_json
 from trueshape.io._transforms import (
-    field_to_sitk_image,
     read_itk_displacement_field,
     write_field_nifti,
     write_itk_transform,
@@ -24,7 +24,6 @@ __all__ = [
     "SlicePlane",
     "atomic_path",
     "check_writable",
-    "field_to_sitk_image",
     "lps_to_ras_affine",
     "planes_from_volume",
     "ras_to_lps_affine",
@@ -38,5 +37,6 @@ __all__ = [
     "write_json",
     "write_nifti",
     "write_nrrd",
+    "write_scanner_model",
     "write_volume",
 ]

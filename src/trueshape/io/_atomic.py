@@ -12,7 +12,7 @@ import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
-from trueshape.errors import OutputExistsError
+from trueshape.errors import OutputError, OutputExistsError
 
 __all__ = ["atomic_path", "check_writable"]
 
@@ -40,17 +40,25 @@ def atomic_path(path: str | os.PathLike[str], *, force: bool = False) -> Iterato
     """
     target = Path(path)
     check_writable(target, force=force)
-    target.parent.mkdir(parents=True, exist_ok=True)
     suffix = "".join(target.suffixes)
     stem = target.name[: len(target.name) - len(suffix)] if suffix else target.name
-    handle, name = tempfile.mkstemp(prefix=f".{stem}.", suffix=f".part{suffix}", dir=target.parent)
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        handle, name = tempfile.mkstemp(prefix=f".{stem}.", suffix=f".part{suffix}", dir=target.parent)
+    except OSError as error:
+        raise OutputError(f"{target}: cannot write here ({error.strerror or error})") from None
     os.close(handle)
     temporary = Path(name)
     umask = os.umask(0)
     os.umask(umask)
     os.chmod(temporary, 0o666 & ~umask)  # mkstemp makes 0600; outputs get the user's usual permissions
     try:
-        yield temporary
+        try:
+            yield temporary
+        except OutputExistsError:
+            raise
+        except OSError as error:  # disk full, permissions, ... while writing: name the file the user asked for
+            raise OutputError(f"{target}: writing failed ({error.strerror or error})") from None
         if not force and target.exists():
             raise OutputExistsError(f"{target}: appeared while writing (use --force to overwrite)")
         os.replace(temporary, target)

@@ -23,6 +23,7 @@ from pydicom.sequence import Sequence as DicomSequence
 from pydicom.uid import UID, ExplicitVRLittleEndian, generate_uid
 
 from trueshape._version import __version__
+from trueshape.dicom.vendor import SIEMENS_MR_HEADER
 from trueshape.geometry import Volume
 from trueshape.io._atomic import atomic_path
 
@@ -31,7 +32,6 @@ __all__ = ["SeriesMetadata", "SlicePlane", "planes_from_volume", "write_dicom_sl
 MR_IMAGE_STORAGE = UID("1.2.840.10008.5.1.4.1.1.4")
 ENHANCED_MR_IMAGE_STORAGE = UID("1.2.840.10008.5.1.4.1.1.4.1")
 CT_IMAGE_STORAGE = UID("1.2.840.10008.5.1.4.1.1.2")
-SIEMENS_MR_HEADER = "SIEMENS MR HEADER"
 
 
 @dataclass(frozen=True)

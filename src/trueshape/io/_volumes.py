@@ -23,7 +23,7 @@ NIFTI_XFORM_SCANNER_ANAT = 1
 
 
 def write_nifti(
-    volume: Volume, path: str | os.PathLike[str], *, force: bool = False, repetition_time_s: float | None = None
+    volume: Volume, path: str | os.PathLike[str], *, force: bool = False
 ) -> Path:
     """Write ``volume`` as NIfTI-1 (``.nii`` or ``.nii.gz``) with stored values and their scaling.
 
@@ -40,7 +40,7 @@ def write_nifti(
     header.set_data_dtype(volume.array.dtype)
     if volume.is_scaled:
         header.set_slope_inter(volume.rescale_slope, volume.rescale_intercept)
-    zooms = list(volume.geometry.spacing) + ([repetition_time_s or 1.0] if volume.array.ndim == 4 else [])
+    zooms = list(volume.geometry.spacing) + ([1.0] if volume.array.ndim == 4 else [])  # 4th axis: index units
     header.set_zooms(zooms)
     description = f"trueshape {volume.provenance.distortion_state}".encode()[:79]
     header["descrip"] = description

@@ -19,6 +19,7 @@ from numpy.typing import NDArray
 from trueshape.dicom import LPS_FROM_MAGNET, DistortionState, PatientPosition
 from trueshape.geometry import DisplacementField, Volume, VolumeGeometry
 from trueshape.synth._phantom import Contrast, FemurPhantom
+from trueshape.synth._stacks import AXIAL, CORONAL, SAGITTAL
 
 __all__ = ["Acquisition", "DisplacementFunction", "Plane", "SyntheticScan", "acquire", "inverse_map"]
 
@@ -27,6 +28,8 @@ DisplacementFunction = Callable[[NDArray[np.float64]], NDArray[np.float64]]
 
 #: Spacing of the grid on which the inverse map is solved exactly before cubic interpolation (mm).
 INVERSE_GRID_MM = 6.0
+#: Node spacing of the ground-truth field written beside a synthetic series (mm).
+TRUTH_GRID_MM = 4.0
 _FIXED_POINT_ITERATIONS = 30
 _FIXED_POINT_TOLERANCE_MM = 1e-6
 
@@ -41,11 +44,8 @@ class Plane(enum.StrEnum):
     @property
     def directions(self) -> NDArray[np.float64]:
         """Row direction, column direction and slice normal (row x column) as columns, LPS."""
-        row, column = {
-            Plane.AXIAL: ((1.0, 0.0, 0.0), (0.0, 1.0, 0.0)),
-            Plane.CORONAL: ((1.0, 0.0, 0.0), (0.0, 0.0, -1.0)),
-            Plane.SAGITTAL: ((0.0, 1.0, 0.0), (0.0, 0.0, -1.0)),
-        }[self]
+        orientation = np.asarray({Plane.AXIAL: AXIAL, Plane.CORONAL: CORONAL, Plane.SAGITTAL: SAGITTAL}[self])
+        row, column = orientation[:3], orientation[3:]
         return np.column_stack([row, column, np.cross(row, column)])
 
 
@@ -140,8 +140,8 @@ class Acquisition:
 class SyntheticScan:
     """A simulated series and its ground truth.
 
-    ``truth`` is the residual displacement d at the image's voxel centres (resampling convention: the
-    corrected image at r is the recorded image at r + d(r)), mm LPS.
+    ``truth`` is the residual displacement d (resampling convention: the corrected image at r is the recorded
+    image at r + d(r)), mm LPS, exact at the nodes of a :data:`TRUTH_GRID_MM` grid covering the image.
     """
 
     acquisition: Acquisition
@@ -231,6 +231,21 @@ def acquire(phantom: FemurPhantom, acquisition: Acquisition,
     if acquisition.noise_sd > 0:
         out += rng.normal(0.0, acquisition.noise_sd, size=out.shape).astype(np.float32)
     np.clip(out, 0.0, None, out=out)
-    truth = DisplacementField(geometry, residual(geometry.voxel_centres()),
-                              f"residual displacement of series {acquisition.series_number} (true)")
-    return SyntheticScan(acquisition, Volume(out, geometry), truth)
+    return SyntheticScan(acquisition, Volume(out, geometry), _truth_field(residual, geometry, acquisition))
+
+
+def _truth_field(residual: DisplacementFunction, geometry: VolumeGeometry, acquisition: Acquisition
+                 ) -> DisplacementField:
+    """Evaluate the exact residual on a ~:data:`TRUTH_GRID_MM` grid aligned with the image, one node beyond it.
+
+    The field is smooth: trilinear interpolation between these nodes is what ITK does with the .h5 anyway,
+    and a full-resolution float64 field would be ten times the size of the image.
+    """
+    extent = (np.array(geometry.shape) - 1) * geometry.spacing
+    counts = np.maximum(np.ceil(extent / TRUTH_GRID_MM).astype(int), 1) + 3
+    step = np.where(extent > 0, extent / (counts - 3), TRUTH_GRID_MM)  # a single slice has no extent along k
+    origin = geometry.origin - geometry.direction @ step
+    grid = VolumeGeometry.from_components(shape=(int(counts[0]), int(counts[1]), int(counts[2])), origin=origin,
+                                          spacing=step, direction=geometry.direction)
+    return DisplacementField(grid, residual(grid.voxel_centres()),
+                             f"true residual displacement of series {acquisition.series_number}")

@@ -7,14 +7,14 @@ own table position, patient position and distortion-correction state, exactly as
 from __future__ import annotations
 
 import os
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 from pydicom.uid import generate_uid
 
-from trueshape.dicom import DistortionState
+from trueshape.dicom import LPS_FROM_MAGNET, DistortionState
 from trueshape.gnl import GradientCoefficients, MagnetFrame, ResidualField
 from trueshape.io import (
     SeriesMetadata,
@@ -30,8 +30,6 @@ from trueshape.synth._phantom import Contrast, FemurPhantom
 
 __all__ = ["Session", "SessionSeries", "demo_acquisitions", "residual_for", "write_session"]
 
-_IMAGE_TYPE_TOKEN = {DistortionState.NONE: "ND", DistortionState.IN_PLANE_2D: "DIS2D",
-                     DistortionState.FULL_3D: "DIS3D"}
 
 
 @dataclass(frozen=True)
@@ -107,8 +105,9 @@ def demo_acquisitions(phantom: FemurPhantom, *, quick: bool = False) -> tuple[Ac
 def _metadata(acquisition: Acquisition, study_uid: str, frame_uid: str, patient_id: str) -> SeriesMetadata:
     state = acquisition.distortion_state
     table = acquisition.table_position_mm
-    token = _IMAGE_TYPE_TOKEN.get(state)
-    image_type = ("ORIGINAL", "PRIMARY", "M", "NORM", token) if token else ("ORIGINAL", "PRIMARY", "M", "NORM")
+    image_type: tuple[str, ...] = ("ORIGINAL", "PRIMARY", "M", "NORM")
+    if state is not DistortionState.UNKNOWN:
+        image_type += (state.value,)  # ND, DIS2D or DIS3D, as Siemens writes them
     three_d = acquisition.slice_gap_mm == 0 and acquisition.plane is not Plane.CORONAL
     return SeriesMetadata(
         patient_id=patient_id,
@@ -126,6 +125,17 @@ def _metadata(acquisition: Acquisition, study_uid: str, frame_uid: str, patient_
     )
 
 
+def _on_whole_table_millimetres(acquisition: Acquisition) -> Acquisition:
+    """Move the isocentre to the nearest table offset ImaRelTablePosition (IS: whole mm) can record.
+
+    Headers and ground truth must agree: a scan simulated at an isocentre the header cannot carry would be
+    read back 0.5 mm away.
+    """
+    table = np.round(acquisition.table_position_mm)
+    isocentre = LPS_FROM_MAGNET[acquisition.patient_position] @ table
+    return replace(acquisition, isocentre_lps=(float(isocentre[0]), float(isocentre[1]), float(isocentre[2])))
+
+
 def write_session(
     folder: str | os.PathLike[str],
     phantom: FemurPhantom,
@@ -140,7 +150,8 @@ def write_session(
     root.mkdir(parents=True, exist_ok=True)
     study_uid, frame_uid = generate_uid(), generate_uid()
     written: list[SessionSeries] = []
-    for acquisition in acquisitions:
+    for requested in acquisitions:
+        acquisition = _on_whole_table_millimetres(requested)
         residual = residual_for(coil, acquisition)
         scan: SyntheticScan = acquire(phantom, acquisition, None if residual.is_zero else residual.displacement_lps)
         stored = np.clip(np.round(scan.volume.array), 0, 65535).astype(np.uint16)

@@ -1,0 +1,112 @@
+"""Failure paths a user can hit: each ends in one line naming the problem, exit code 2, nothing half-written."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import replace
+
+import pytest
+from tests.conftest import tree_digest
+from typer.testing import CliRunner
+
+import trueshape
+from trueshape.cli import app
+from trueshape.errors import TrueshapeError
+from trueshape.findings import FindingCode
+from trueshape.gnl import SYN_AS, format_siemens_grad
+from trueshape.synth import regular_planes
+
+runner = CliRunner()
+
+
+def run(*args):
+    result = runner.invoke(app, [str(a) for a in args])
+    assert result.exception is None or isinstance(result.exception, SystemExit), repr(result.exception)
+    assert "Traceback" not in result.output
+    return result
+
+
+@pytest.fixture
+def coil(tmp_path):
+    path = tmp_path / "SYN-AS.grad"
+    path.write_text(format_siemens_grad(SYN_AS))
+    return path
+
+
+def test_bad_choices_are_refused_with_the_valid_ones(write_series, coil, tmp_path):
+    folder = write_series(regular_planes(slices=4), image_type=("ORIGINAL", "PRIMARY", "M", "ND"))
+    for option, value in (("--mode", "sideways"), ("--state", "DIS4D"), ("--patient-position", "SITTING")):
+        result = run("correct", folder, "--coef", coil, "--out", tmp_path / "o", option, value)
+        assert result.exit_code == 2, option
+        assert "Invalid value" in result.output and value in result.output
+    assert run("correct", folder, "--coef", coil, "--out", tmp_path / "o", "--state", "dis2d").exit_code == 0
+    with pytest.raises(TrueshapeError, match="--mode 'sideways' is not one of: auto, full, through-plane"):
+        trueshape.api.correct(folder, tmp_path / "o2", coefficients=coil, mode="sideways")
+
+
+def test_unwritable_output_is_one_line(write_series, tmp_path):
+    folder = write_series(regular_planes(slices=3))
+    blocker = tmp_path / "a_file"
+    blocker.write_text("not a folder")
+    result = run("convert", folder, "--out", blocker)
+    assert result.exit_code == 2
+    assert f"error: {blocker}/" in result.output and "cannot write here" in result.output
+
+
+def test_series_sharing_number_and_description_get_distinct_outputs(write_series, tmp_path):
+    first = write_series(regular_planes(slices=3), folder=tmp_path / "in" / "a", series_number=5)
+    write_series(regular_planes(slices=4), folder=tmp_path / "in" / "b", series_number=5)
+    result = trueshape.convert(first.parent, tmp_path / "out")
+    assert result.ok, result.errors
+    volumes = sorted(p.name for p in result.written if p.name.endswith(".nii.gz"))
+    assert len(volumes) == 2 and len(set(volumes)) == 2
+    assert all(name.startswith("5_synthetic_") for name in volumes)
+    selectors = {s.selector for s in result.stacks}
+    assert len(selectors) == 2 and all(":" in s and not s.startswith("5:") for s in selectors)
+    assert trueshape.load(f"{first.parent}#{result.stacks[0].selector}").array.shape[2] in (3, 4)
+
+
+def test_no_output_is_written_unless_all_can_be(write_series, tmp_path):
+    folder = write_series(regular_planes(slices=3))
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "1_synthetic.json").write_text("{}")  # an earlier sidecar without its volume
+    result = trueshape.convert(folder, out)
+    assert not result.ok and "1_synthetic.json: already exists" in result.errors[0]
+    assert sorted(p.name for p in out.iterdir()) == ["1_synthetic.json"]
+
+
+def test_correct_refuses_off_grid_slices_unless_resampled(write_series, coil, tmp_path):
+    planes = regular_planes(slices=8, slice_spacing=3.0)
+    del planes[3]
+    folder = write_series(planes, image_type=("ORIGINAL", "PRIMARY", "M", "ND"))
+    before = tree_digest(folder)
+    refused = run("correct", folder, "--coef", coil, "--out", tmp_path / "a", "--irregular", "warn")
+    assert refused.exit_code == 2
+    assert "off a regular grid by up to" in refused.output and "--irregular resample" in refused.output
+    assert not (tmp_path / "a").exists()
+    resampled = run("correct", folder, "--coef", coil, "--out", tmp_path / "b")
+    assert resampled.exit_code == 0, resampled.output
+    assert tree_digest(folder) == before
+
+
+def test_policy_failure_keeps_the_real_code(write_series):
+    shift = math.tan(math.radians(10)) * 2.0
+    planes = [replace(p, image_position=(p.image_position[0], p.image_position[1] + k * shift, p.image_position[2]))
+              for k, p in enumerate(regular_planes(slices=6))]
+    inspection = trueshape.inspect(write_series(planes, modality="CT"), irregular="fail")
+    (series,) = inspection.series
+    assert [f.code for f in series.findings] == [FindingCode.GANTRY_TILT]
+    assert series.findings[0].severity.value == "error"
+    assert inspection.errors and "GantryDetectorTilt" not in inspection.errors[0]
+
+
+def test_parallel_orientation_vectors_are_missing_geometry_not_a_crash(write_series):
+    planes = regular_planes(slices=5)
+    planes[2] = replace(planes[2], image_orientation=(1.0, 0.0, 0.0, 1.0, 0.0, 0.0))
+    inspection = trueshape.inspect(write_series(planes))
+    (series,) = inspection.series
+    (missing,) = series.findings
+    assert missing.code is FindingCode.GEOMETRY_MISSING
+    assert "a zero or parallel row/column vector" in missing.message and missing.where[0].endswith("00003.dcm")
+    assert [s.shape[2] for s in series.stacks] == [4]
