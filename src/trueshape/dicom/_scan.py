@@ -24,7 +24,7 @@ from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian
 
 from trueshape.dicom._csa import phoenix_protocol, phoenix_slice_positions, siemens_csa_image_tags
 from trueshape.dicom._frame import Frame, PixelLocation, PixelReadMode
-from trueshape.dicom.vendor import read_distortion_state, read_vendor_info
+from trueshape.dicom.vendor import read_per_frame_distortion_state, read_vendor_info
 from trueshape.errors import DicomInputError
 
 __all__ = ["FileProblem", "ScanResult", "scan"]
@@ -340,7 +340,9 @@ def _enhanced_frames(ds: Dataset, path: Path) -> list[Frame]:
         image_type = common["image_type"]
         if frame_type is not None and frame_type.get("FrameType"):
             image_type = tuple(str(t).strip().upper() for t in frame_type.FrameType)
-        state, state_source = read_distortion_state(ds, per_frame_item=item)
+        # file-level fallbacks (ImageType, private tags, Phoenix text) were read once into file_vendor
+        state, state_source = read_per_frame_distortion_state(item) or (
+            file_vendor.distortion_state, file_vendor.distortion_source)
         frames.append(
             Frame(
                 label=f"{path.name}#frame{index + 1}",

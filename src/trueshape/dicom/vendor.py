@@ -226,6 +226,21 @@ def _phoenix_distortion_state(protocol: str | None) -> DistortionState | None:
     return _PHOENIX_MODES.get(int(match.group(1), 0))
 
 
+def read_per_frame_distortion_state(per_frame_item: Dataset) -> tuple[DistortionState, str] | None:
+    """Read the state a Siemens XA per-frame item carries (ImageTypeText (0021,1175)), or None.
+
+    Only this can differ between frames of one file; everything else :func:`read_distortion_state` reads
+    is file-level.
+    """
+    sdi = _private_item(per_frame_item, 0x0021, SIEMENS_XA_SDI, 0xFE)
+    if sdi is None:
+        return None
+    state = distortion_state_from_image_type(_as_text_list(_private_value(sdi, 0x0021, SIEMENS_XA_SDI, 0x75)))
+    if state is None:
+        return None
+    return state, "ImageTypeText (0021,1175) in the Siemens per-frame sequence (0021,11FE)"
+
+
 def read_distortion_state(ds: Dataset, *, per_frame_item: Dataset | None = None) -> tuple[DistortionState, str]:
     """Read the gradient-distortion correction state and the tag it came from.
 
@@ -234,12 +249,9 @@ def read_distortion_state(ds: Dataset, *, per_frame_item: Dataset | None = None)
     UNKNOWN.
     """
     if per_frame_item is not None:
-        sdi = _private_item(per_frame_item, 0x0021, SIEMENS_XA_SDI, 0xFE)
-        if sdi is not None:
-            tokens = _as_text_list(_private_value(sdi, 0x0021, SIEMENS_XA_SDI, 0x75))
-            state = distortion_state_from_image_type(tokens)
-            if state is not None:
-                return state, "ImageTypeText (0021,1175) in the Siemens per-frame sequence (0021,11FE)"
+        per_frame = read_per_frame_distortion_state(per_frame_item)
+        if per_frame is not None:
+            return per_frame
     state = distortion_state_from_image_type(_as_text_list(ds.get("ImageType")))
     if state is not None:
         return state, "ImageType (0008,0008)"

@@ -1,7 +1,7 @@
 """Frames -> series -> stacks; sorting, spacing, every geometry check; Volume and the acquisition transform."""
 
 from trueshape.geometry._acquisition import AcquisitionTransform
-from trueshape.geometry._affine import apply_affine, lps_from_ijk_matrix, orthonormal_directions, slice_normal
+from trueshape.geometry._affine import apply_affine, lps_from_ijk_matrix, orthonormal_directions
 from trueshape.geometry._distortion import FAR_FROM_ISOCENTRE_RADIUS_MM, anatomical_axis_name
 from trueshape.geometry._field import DisplacementField
 from trueshape.geometry._load import load_stack
@@ -43,5 +43,4 @@ __all__ = [
     "load_stack",
     "lps_from_ijk_matrix",
     "orthonormal_directions",
-    "slice_normal",
 ]

@@ -30,7 +30,6 @@ __all__ = [
     "check_affine",
     "lps_from_ijk_matrix",
     "orthonormal_directions",
-    "slice_normal",
 ]
 
 AFFINE_LAST_ROW = np.array([0.0, 0.0, 0.0, 1.0])
@@ -99,17 +98,6 @@ def orthonormal_directions(image_orientation: Sequence[float]) -> tuple[NDArray[
         )
     column_unit = column_orth / np.linalg.norm(column_orth)
     return np.column_stack([row_unit, column_unit, np.cross(row_unit, column_unit)]), deviation
-
-
-def slice_normal(image_orientation: Sequence[float]) -> NDArray[np.float64]:
-    """Return the unit slice normal, row x column (LPS).
-
-    Examples
-    --------
-    >>> slice_normal((1, 0, 0, 0, 1, 0))
-    array([0., 0., 1.])
-    """
-    return orthonormal_directions(image_orientation)[0][:, 2]
 
 
 def lps_from_ijk_matrix(

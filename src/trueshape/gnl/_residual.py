@@ -224,10 +224,6 @@ class ResidualField:
         _, jacobian = self.displacement_and_jacobian_lps(points_lps)
         return np.asarray(np.linalg.det(np.eye(3) + jacobian), dtype=np.float64)
 
-    def displacement_on_grid(self, geometry: VolumeGeometry) -> NDArray[np.float64]:
-        """Exact residual at every voxel centre of ``geometry``, shape (I, J, K, 3), mm, LPS (small grids)."""
-        return self.displacement_lps(geometry.voxel_centres())
-
     def interpolant(
         self,
         geometry: VolumeGeometry,
