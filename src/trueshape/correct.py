@@ -3,15 +3,12 @@
 ``corrected(r) = distorted(r + d_res(r))``, optionally times ``det(I + grad d_res)`` (DESIGN.md section 3),
 with ``d_res`` the residual field of the series (:class:`~trueshape.gnl.ResidualField`). The field is
 evaluated exactly on a coarse grid aligned with the output grid and upsampled by separable cubic splines
-slab by slab (BLAS matrix products); the image is sampled by trilinear (or cubic B-spline) interpolation.
-When the residual is through-plane only (DIS2D) and the slice normal is the grid's k axis, sampling is
-1-D along k.
+(j and k once, i row by row); the image is sampled by trilinear (or cubic B-spline) interpolation. When the
+residual is through-plane only (DIS2D) and the slice normal is the grid's k axis, sampling is 1-D along k.
 
-Measured with ``.venv/bin/python benchmarks/gnl_correct.py`` on the 2-core development machine (1-minute
-load 1.3-1.6 from other work; SYN-AS, 512 mm field of view): the call took 0.66-0.91 s for 256^3 float32 and
-2.0-2.9 s for 512x512x200; the whole command (read, correct, write volume and ITK transform) took a median
-1.87 s and 3.43 s with peak RSS 521 MB and 842 MB, against 15.3 s and 47.9 s for gradunwarp 1.2.3 on the
-same data.
+Trilinear sampling runs in the compiled kernel ``trueshape._warp`` (upsampling, sampling and intensity
+factor in one pass per voxel) when it was built, else in numpy and scipy with the same results
+(tests/test_warp_kernel.py). ``benchmarks/gnl_correct.py`` measures both against gradunwarp.
 """
 
 from __future__ import annotations
@@ -36,6 +33,11 @@ from trueshape.gnl import (
     coarse_nodes,
     max_probe_error,
 )
+
+try:  # compiled at install by setup.py; optional, so a machine without a C compiler still installs trueshape
+    import trueshape._warp as _KERNEL
+except ImportError:  # pragma: no cover - exercised by tests that disable the kernel
+    _KERNEL = None
 
 __all__ = [
     "DEFAULT_FIELD_SPACING_MM",
@@ -481,8 +483,6 @@ def _resample(
 
     ``through_axis`` (0 or 2) is the axis of the 1-D path (the slice normal) in these arrays.
     """
-    from scipy import ndimage  # deferred: 0.3 s of start-up (python -X importtime)
-
     size_i, size_j, size_k = geometry_out.shape
     linear_in_from_out = geometry_in.ijk_from_lps @ geometry_out.lps_from_ijk
     index_from_lps = geometry_in.ijk_from_lps[:3, :3]
@@ -507,7 +507,31 @@ def _resample(
     starts = list(range(0, size_i, slab))
     through_size = geometry_in.shape[through_axis]
 
+    kernel = _KERNEL if order == 1 else None
+    row_interval = np.ascontiguousarray(upsampler.row_interval, dtype=np.int64)
+    row_weights = np.ascontiguousarray(upsampler.row_weights, dtype=np.float32)
+
+    def work_compiled(start: int) -> _SlabStats:
+        assert kernel is not None
+        stop = min(start + slab, size_i)
+        # The 1-D path is the same loop with one displacement component; the grids are equal there, so the
+        # base map is the identity exactly and untouched axes sample at whole indices.
+        affine = np.eye(4)[:3] if through_plane else linear_in_from_out[:3]
+        stats = _SlabStats()
+        for number, (source, target) in enumerate(zip(stack, outputs, strict=True)):
+            measured = kernel.pull_back(
+                source, source.shape, upsampler.node_values, upsampler.node_moments, upsampler.node_values.shape[0],
+                row_interval, row_weights, target, target.shape, start, stop,
+                1 if through_plane else 3, through_axis, tuple(float(a) for a in affine.ravel()),
+                tuple(float(s) for s in scale_sq), int(intensity_correction), MAX_JACOBIAN_DETERMINANT,
+            )
+            if number == 0:
+                stats = _SlabStats(*measured)
+        return stats
+
     def work(start: int) -> _SlabStats:
+        if kernel is not None:
+            return work_compiled(start)
         stop = min(start + slab, size_i)
         fine = upsampler.slab(start, stop)
         stats = _SlabStats()
@@ -539,6 +563,8 @@ def _resample(
             inside = None
             if order == 3:
                 inside = np.all((coordinates >= 0.0) & (coordinates <= bounds[:, None, None, None]), axis=0)
+            from scipy import ndimage  # deferred: 0.2 s of start-up, and the compiled kernel needs none
+
             for source, target in zip(stack, outputs, strict=True):
                 destination = target[start:stop]
                 if order == 1:

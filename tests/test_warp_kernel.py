@@ -1,0 +1,159 @@
+"""The compiled pull-back kernel against scipy's trilinear sampling, and against the numpy/scipy path."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from scipy import ndimage
+
+import trueshape.correct as correct_module
+from trueshape.correct import MAX_JACOBIAN_DETERMINANT, correct_volume
+from trueshape.dicom.vendor import DistortionState
+from trueshape.geometry import Provenance, Volume, VolumeGeometry
+from trueshape.gnl import SYN_AS, MagnetFrame, ResidualField
+
+KERNEL = correct_module._KERNEL
+
+
+def test_kernel_is_built() -> None:
+    # setup.py builds it as optional; without it corrections still work, 2-3x slower (benchmarks/gnl_correct.py).
+    assert KERNEL is not None, "trueshape._warp was not compiled: is a C compiler installed?"
+
+
+def _pull_back(source: np.ndarray, shift: np.ndarray, det: np.ndarray | None, affine: np.ndarray,
+               out_shape: tuple[int, int, int], axis: int = 0) -> tuple[np.ndarray, tuple[float, ...]]:
+    """Run the kernel with a field that is the same for every output row: node 0 holds it, weight 1."""
+    components = [shift] if shift.ndim == 2 else list(shift)
+    if det is not None:
+        components.append(det)
+    values = np.zeros((2, len(components), out_shape[1] * out_shape[2]), dtype=np.float32)
+    for c, component in enumerate(components):
+        values[0, c] = component.ravel()
+    moments = np.zeros_like(values)
+    interval = np.zeros(out_shape[0], dtype=np.int64)
+    weights = np.tile(np.array([1.0, 0.0, 0.0, 0.0], dtype=np.float32), (out_shape[0], 1))
+    out = np.full(out_shape, np.nan, dtype=np.float32)
+    stats = KERNEL.pull_back(
+        source, source.shape, values, moments, 2, interval, weights, out, out.shape, 0, out_shape[0],
+        1 if shift.ndim == 2 else 3, axis, tuple(float(a) for a in affine[:3].ravel()), (1.0, 4.0, 9.0),
+        int(det is not None), MAX_JACOBIAN_DETERMINANT,
+    )
+    return out, stats
+
+
+@pytest.mark.skipif(KERNEL is None, reason="trueshape._warp not compiled")
+@pytest.mark.parametrize("source_shape", [(6, 7, 8), (1, 7, 8), (6, 1, 8), (6, 7, 1)])
+def test_kernel_samples_like_scipy(source_shape: tuple[int, int, int]) -> None:
+    rng = np.random.default_rng(3)
+    source = rng.uniform(1.0, 2.0, source_shape).astype(np.float32)
+    out_shape = (5, 6, 7)
+    shift = rng.uniform(-1.5, 1.5, (3, out_shape[1], out_shape[2])).astype(np.float32)
+    # Some samples land exactly on the last index, some just beyond it, some below 0.
+    shift[0, 0, 0] = source_shape[0] - 1.0
+    shift[1, 1, 1] = source_shape[1] - 1.0 + 1e-3
+    shift[2, 2, 2] = -1e-3
+    affine = np.eye(4)
+    affine[:3, :3] = [[0.9, 0.1, 0.0], [0.0, 1.0, 0.05], [0.02, 0.0, 1.1]]
+    affine[:3, 3] = [0.3, -0.2, 0.1]
+    det = rng.uniform(-0.5, 12.0, (out_shape[1], out_shape[2])).astype(np.float32)
+    out, stats = _pull_back(source, shift, det, affine, out_shape)
+
+    index = np.stack(np.meshgrid(*[np.arange(n, dtype=np.float64) for n in out_shape], indexing="ij"))
+    positions = np.einsum("ab,b...->a...", affine[:3, :3], index) + affine[:3, 3, None, None, None]
+    positions = (positions + shift[:, None].astype(np.float64)).astype(np.float32)
+    expected = ndimage.map_coordinates(source, positions, order=1, mode="constant", cval=0.0)
+    expected *= np.clip(det, 0.0, MAX_JACOBIAN_DETERMINANT)[None]
+    np.testing.assert_allclose(out, expected, rtol=1e-5, atol=1e-5)
+    norms = np.sqrt(shift[0] ** 2 + 4.0 * shift[1] ** 2 + 9.0 * shift[2] ** 2)
+    max_norm_sq, sum_norm, det_min, det_max, folded = stats
+    assert max_norm_sq == pytest.approx(float(norms.max()) ** 2, rel=1e-6)
+    assert sum_norm == pytest.approx(out_shape[0] * float(norms.sum()), rel=1e-6)
+    assert (det_min, det_max) == (pytest.approx(float(det.min())), pytest.approx(float(det.max())))
+    assert folded == out_shape[0] * int(np.count_nonzero(det <= 0.0))
+
+
+@pytest.mark.skipif(KERNEL is None, reason="trueshape._warp not compiled")
+@pytest.mark.parametrize("axis", [0, 1, 2])
+def test_kernel_one_component_moves_along_its_axis(axis: int) -> None:
+    rng = np.random.default_rng(4)
+    source = rng.uniform(1.0, 2.0, (5, 6, 7)).astype(np.float32)
+    shift = rng.uniform(-1.2, 1.2, (6, 7)).astype(np.float32)
+    # At (j, k) = (0, 0) the sample of row 0 lands exactly on the last index; at (1, 1) and (2, 2) the
+    # samples of every row but one leave the axis (identity affine: position = index + shift).
+    last = source.shape[axis] - 1
+    shift[0, 0] = last
+    shift[1, 1] = last + 1e-3 - (1 if axis == 1 else 0) - (1 if axis == 2 else 0)
+    shift[2, 2] = -1e-3 - (2 if axis else 0)
+    out, stats = _pull_back(source, shift, None, np.eye(4), source.shape, axis=axis)
+    if axis == 0:
+        assert out[0, 0, 0] == source[last, 0, 0]
+    assert out[0, 1, 1] == 0.0 and out[0, 2, 2] == 0.0
+    positions = np.stack(np.meshgrid(*[np.arange(n, dtype=np.float32) for n in source.shape], indexing="ij"))
+    positions[axis] += shift[None]
+    expected = ndimage.map_coordinates(source, positions, order=1, mode="constant", cval=0.0)
+    np.testing.assert_allclose(out, expected, rtol=1e-6, atol=1e-6)
+    assert stats[0] == pytest.approx(float(np.max(shift**2)) * (1.0, 4.0, 9.0)[axis], rel=1e-6)
+
+
+@pytest.mark.skipif(KERNEL is None, reason="trueshape._warp not compiled")
+def test_kernel_refuses_inconsistent_buffers() -> None:
+    source = np.zeros((4, 4, 4), dtype=np.float32)
+    values = np.zeros((2, 3, 16), dtype=np.float32)
+    interval = np.zeros(4, dtype=np.int64)
+    weights = np.zeros((4, 4), dtype=np.float32)
+    out = np.zeros((4, 4, 4), dtype=np.float32)
+    arguments = [source, (4, 4, 4), values, values, 2, interval, weights, out, (4, 4, 4), 0, 4, 3, 0,
+                 tuple(np.eye(4)[:3].ravel()), (1.0, 1.0, 1.0), 0, 10.0]
+    KERNEL.pull_back(*arguments)
+    for position, bad, message in [
+        (0, np.zeros((4, 4, 3), dtype=np.float32), "source holds"),
+        (2, np.zeros((2, 3, 15), dtype=np.float32), "node_values holds"),
+        (7, np.zeros((4, 4, 4), dtype=np.float64), "out holds"),
+        (10, 5, "rows start:stop"),
+        (11, 2, "3 components"),
+        (15, 1, "node_values holds"),  # a determinant component that the buffers do not have
+    ]:
+        broken = list(arguments)
+        broken[position] = bad
+        with pytest.raises(ValueError, match=message):
+            KERNEL.pull_back(*broken)
+    broken = list(arguments)
+    broken[5] = np.full(4, 1, dtype=np.int64)  # interval 1 of 2 nodes: no node 2 to interpolate towards
+    with pytest.raises(ValueError, match="spline interval"):
+        KERNEL.pull_back(*broken)
+    with pytest.raises((ValueError, BufferError, TypeError)):
+        KERNEL.pull_back(source[:, ::2], *arguments[1:])  # not contiguous
+
+
+def _case(state: DistortionState, fortran: bool) -> tuple[Volume, ResidualField]:
+    angle = np.deg2rad(10.0)
+    direction = np.array([[np.cos(angle), 0.0, np.sin(angle)], [0.0, 1.0, 0.0], [-np.sin(angle), 0.0, np.cos(angle)]])
+    geometry = VolumeGeometry.from_components(
+        shape=(40, 36, 24), origin=(-60.0, -80.0, 90.0), spacing=(4.0, 4.5, 5.0), direction=direction
+    )
+    rng = np.random.default_rng(5)
+    array = ndimage.gaussian_filter(rng.uniform(0.0, 100.0, geometry.shape), 1.5).astype(np.float32)
+    if fortran:
+        array = np.asfortranarray(array)
+    residual = ResidualField(SYN_AS, MagnetFrame(), state, geometry.direction[:, 2])
+    return Volume(array, geometry, Provenance(distortion_state=state.value)), residual
+
+
+@pytest.mark.skipif(KERNEL is None, reason="trueshape._warp not compiled")
+@pytest.mark.parametrize("state", [DistortionState.NONE, DistortionState.IN_PLANE_2D])
+@pytest.mark.parametrize("fortran", [False, True])
+@pytest.mark.parametrize("intensity", [True, False])
+def test_compiled_and_python_paths_agree(
+    monkeypatch: pytest.MonkeyPatch, state: DistortionState, fortran: bool, intensity: bool
+) -> None:
+    volume, residual = _case(state, fortran)
+    compiled = correct_volume(volume, residual, intensity_correction=intensity, threads=2)
+    monkeypatch.setattr(correct_module, "_KERNEL", None)
+    python = correct_volume(volume, residual, intensity_correction=intensity, threads=2)
+    assert compiled.diagnostics.mode is python.diagnostics.mode
+    assert compiled.diagnostics.max_displacement_mm > 1.0
+    scale = float(np.abs(python.volume.array).max())
+    np.testing.assert_allclose(compiled.volume.array, python.volume.array, atol=2e-6 * scale)
+    for name in ("max_displacement_mm", "mean_displacement_mm", "jacobian_min", "jacobian_max"):
+        assert getattr(compiled.diagnostics, name) == pytest.approx(getattr(python.diagnostics, name), rel=1e-5)
+    assert compiled.diagnostics.folded_voxels == python.diagnostics.folded_voxels
