@@ -10,7 +10,11 @@ head-first supine, no table offset: gradunwarp's assumptions). For each tool the
 * the error of its Jacobian intensity factor (gradunwarp: default run / ``-n`` run; trueshape: the factor
   it applied), against the exact ``det(I + grad d)``;
 * the image NRMSE against the true phantom, wall time and peak RSS of the whole command (child process,
-  ``/usr/bin/time -v``), and the ratios.
+  ``/usr/bin/time -v``), and the ratios. trueshape's command is ``trueshape correct distorted.nii --coef
+  syn_as.grad --state ND ...``: it reads the volume, corrects it and writes the corrected volume, the field
+  (NIfTI), the ITK transform (.h5) and the JSON sidecar; gradunwarp's writes the volume and its warp;
+* the correction call alone (``correct_volume`` on a volume in memory), with trueshape's compiled kernel and
+  with its numpy/scipy fallback.
 
 gradunwarp runs from its PyPI wheel in a separate venv (``benchmarks/_work/venv_gu``, created on first
 use); it is never a trueshape dependency. Usage::
@@ -25,7 +29,6 @@ image at ``y`` is ``truth(x) / det(I + grad d)(x)``.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import subprocess
 import sys
@@ -38,7 +41,8 @@ import nibabel as nib
 import numpy as np
 from scipy import ndimage
 
-from trueshape.correct import correct_volume
+import trueshape.correct as correct_module
+from trueshape.correct import correct_volume, correction_interpolant
 from trueshape.dicom.vendor import DistortionState
 from trueshape.geometry import Volume, VolumeGeometry
 from trueshape.gnl import (
@@ -50,7 +54,7 @@ from trueshape.gnl import (
     format_siemens_grad,
     read_siemens_grad,
 )
-from trueshape.io import read_volume, write_itk_transform, write_nifti
+from trueshape.io import read_volume, write_nifti
 
 HERE = Path(__file__).resolve().parent
 WORK = HERE / "_work" / "gnl_correct"
@@ -241,27 +245,33 @@ def ensure_gradunwarp() -> Path:
     return script
 
 
-def trueshape_child(distorted: str, grad: str, out_dir: str) -> None:
-    """The measured trueshape command: read, correct, write volume + ITK transform (+ QA field)."""
-    timings: dict[str, Any] = {}
-    started = time.perf_counter()
+def trueshape_command(distorted: Path, grad: Path, out_dir: Path) -> list[str]:
+    """The measured command: what a user with a NIfTI volume and a .grad file types (gradunwarp's assumptions:
+    nothing corrected by the scanner, head first supine, isocentre at the origin)."""
+    trueshape = Path(sys.executable).with_name("trueshape")
+    return [str(trueshape), "correct", str(distorted), "--coef", str(grad), "--state", "ND",
+            "--patient-position", "HFS", "--isocentre", "0,0,0", "--format", "nii", "--out", str(out_dir),
+            "--force"]
+
+
+def time_correction_call(distorted: Path, grad: Path, repeats: int) -> dict[str, list[float]]:
+    """Seconds of ``correct_volume`` alone (volume in memory), with the compiled kernel and without."""
     volume = read_volume(distorted)
-    coefficients = read_siemens_grad(grad)
-    timings["read_s"] = time.perf_counter() - started
-    started = time.perf_counter()
-    result = correct_volume(volume, ResidualField(coefficients, MagnetFrame(), DistortionState.NONE))
-    timings["correct_s"] = time.perf_counter() - started
-    started = time.perf_counter()
-    target = Path(out_dir)
-    write_nifti(result.volume, target / "corrected.nii", force=True)
-    write_itk_transform(result.field, target / "gnl.h5", force=True)
-    timings["write_s"] = time.perf_counter() - started
-    coarse = result.coarse_field
-    np.savez(
-        target / "coarse_field.npz", n0=coarse.nodes[0], n1=coarse.nodes[1], n2=coarse.nodes[2], values=coarse.values
-    )
-    timings["diagnostics"] = result.diagnostics.to_json()
-    print("TIMINGS " + json.dumps(timings))
+    residual = ResidualField(read_siemens_grad(grad), MagnetFrame(), DistortionState.NONE)
+    times: dict[str, list[float]] = {"compiled": [], "numpy/scipy": []}
+    kernel = correct_module._KERNEL
+    try:
+        for _ in range(repeats):
+            for label, use in (("compiled", kernel), ("numpy/scipy", None)):
+                if label == "compiled" and use is None:
+                    continue
+                correct_module._KERNEL = use
+                started = time.perf_counter()
+                correct_volume(volume, residual)
+                times[label].append(time.perf_counter() - started)
+    finally:
+        correct_module._KERNEL = kernel
+    return times
 
 
 # ------------------------------------------------------------------------------------------- analysis
@@ -313,10 +323,9 @@ def analyse(size_dir: Path, geometry: VolumeGeometry, residual: ResidualField) -
     warp = np.asanyarray(nib.load(size_dir / "gu_jac" / "fullWarp_abs.nii.gz").dataobj)
     gu_jac = np.asanyarray(nib.load(size_dir / "gu_jac" / "corrected.nii").dataobj)
     gu_nojac = np.asanyarray(nib.load(size_dir / "gu_nojac" / "corrected.nii").dataobj)
-    ts_image = np.asanyarray(nib.load(size_dir / "trueshape" / "corrected.nii").dataobj)
-    stored = np.load(size_dir / "trueshape" / "coarse_field.npz")
-    coarse = GridInterpolant(geometry, (stored["n0"], stored["n1"], stored["n2"]), stored["values"])
-    upsampler = coarse.upsampler()
+    ts_image = np.asanyarray(nib.load(size_dir / "trueshape" / "distorted_corrected.nii").dataobj)
+    # The field the command applied: its coarse grid is a pure function of the residual and the grid.
+    upsampler = correction_interpolant(residual, geometry).upsampler()
     results = {"gradunwarp": Errors(), "gradunwarp -n": Errors(), "trueshape": Errors()}
     for start in range(0, geometry.shape[0], SLAB_ROWS):
         stop = min(start + SLAB_ROWS, geometry.shape[0])
@@ -384,23 +393,13 @@ def run_size(name: str, grad: Path, repeats: int, repeats_gradunwarp: int) -> di
         runs[label + "_all"] = measured
     trueshape_runs = []
     for repeat in range(repeats):
-        command = [
-            sys.executable,
-            str(Path(__file__).resolve()),
-            "_trueshape_child",
-            str(distorted),
-            str(grad),
-            str(size_dir / "trueshape"),
-        ]
-        m = run_measured(command, size_dir / "trueshape")
-        timings = json.loads(next(line for line in m.output.splitlines() if line.startswith("TIMINGS "))[8:])
-        trueshape_runs.append(
-            {"wall_s": m.wall_s, "cpu_s": m.cpu_s, "peak_rss_mb": m.peak_rss_mb, "load": m.load, **timings}
-        )
-        log(
-            f"  trueshape run {repeat + 1}: {m.wall_s:.2f} s wall ({timings['correct_s']:.2f} s correction), "
-            f"{m.cpu_s:.1f} s CPU, {m.peak_rss_mb:.0f} MB"
-        )
+        m = run_measured(trueshape_command(distorted, grad, size_dir / "trueshape"), size_dir / "trueshape")
+        trueshape_runs.append({"wall_s": m.wall_s, "cpu_s": m.cpu_s, "peak_rss_mb": m.peak_rss_mb, "load": m.load})
+        log(f"  trueshape correct run {repeat + 1}: {m.wall_s:.2f} s wall, {m.cpu_s:.1f} s CPU, {m.peak_rss_mb:.0f} MB")
+    calls = time_correction_call(distorted, grad, repeats)
+    for label, values in calls.items():
+        log(f"  correction call alone ({label}): " + ", ".join(f"{v:.2f}" for v in values) + " s")
+    runs["calls"] = calls
     runs["trueshape"] = median_run(trueshape_runs)
     runs["trueshape_all"] = trueshape_runs
     log("  analysing ...")
@@ -430,10 +429,12 @@ def print_table(name: str, outcome: dict[str, Any]) -> None:
         ]
         log(f"{label:<15}" + "".join(f"{c:>11}" for c in cells))
     gu, ts, gu_run, ts_run = errors["gradunwarp"], errors["trueshape"], runs["gu_jac"], runs["trueshape"]
+    calls = {label: float(np.median(values)) for label, values in runs["calls"].items() if values}
     log(
         "ratios gradunwarp / trueshape (medians): "
         f"wall {gu_run['wall_s'] / ts_run['wall_s']:.1f}x "
-        f"(against the correction call alone {gu_run['wall_s'] / ts_run['correct_s']:.1f}x), "
+        f"(against the correction call alone: {gu_run['wall_s'] / calls.get('compiled', np.nan):.1f}x compiled, "
+        f"{gu_run['wall_s'] / calls['numpy/scipy']:.1f}x numpy/scipy), "
         f"CPU {gu_run['cpu_s'] / ts_run['cpu_s']:.1f}x, "
         f"peak memory {gu_run['peak_rss_mb'] / ts_run['peak_rss_mb']:.2f}x, "
         f"displacement error max {gu.displacement_max / max(ts.displacement_max, 1e-12):.3g}x, "
@@ -443,16 +444,12 @@ def print_table(name: str, outcome: dict[str, Any]) -> None:
         walls = ", ".join(f"{r['wall_s']:.2f}" for r in runs[key])
         loads = ", ".join(f"{r['load']:.2f}" for r in runs[key])
         log(f"{label} runs: wall {walls} s; 1-minute load average after each: {loads}")
-    corrections = ", ".join(f"{r['correct_s']:.2f}" for r in runs["trueshape_all"])
-    writes = ", ".join(f"{r['write_s']:.2f}" for r in runs["trueshape_all"])
-    log(f"trueshape correction call alone {corrections} s; writing volume + ITK transform {writes} s")
+    log("trueshape correction call alone (medians): "
+        + ", ".join(f"{label} {value:.2f} s" for label, value in calls.items()))
 
 
 def main(argv: list[str] | None = None) -> int:
     arguments = sys.argv[1:] if argv is None else argv
-    if arguments and arguments[0] == "_trueshape_child":
-        trueshape_child(*arguments[1:4])
-        return 0
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--sizes", nargs="+", default=DEFAULT_SIZES, choices=list(SIZES))
     parser.add_argument("--repeats", type=int, default=5, help="trueshape runs per size (median reported)")

@@ -139,7 +139,9 @@ def convert(
 
 @app.command()
 def correct(
-    series: Annotated[str, typer.Argument(help="DICOM folder/file, optionally FOLDER#<series>[:stack].")],
+    series: Annotated[str, typer.Argument(
+        help="DICOM folder/file, optionally FOLDER#<series>[:stack]; or a NIfTI/NRRD volume (its JSON sidecar, "
+             "from trueshape convert or dcm2niix, says what the scanner corrected).")],
     out: Annotated[Path, typer.Option("--out", "-o", help="Output folder.")],
     coef: Annotated[Path | None, typer.Option("--coef", help="Vendor coefficients (.grad or .coef).")] = None,
     model: Annotated[Path | None, typer.Option("--model", help="trueshape scanner model (.json).")] = None,
@@ -148,6 +150,9 @@ def correct(
                                                           help="Override the distortion state.")] = None,
     patient_position: Annotated[PatientPosition | None, typer.Option("--patient-position", case_sensitive=False,
                                                                      help="Override PatientPosition.")] = None,
+    isocentre: Annotated[str | None, typer.Option(
+        "--isocentre", metavar="X,Y,Z",
+        help="Override the isocentre: patient LPS mm (0,0,0 when the table was not moved).")] = None,
     irregular: Annotated[IrregularPolicy, typer.Option("--irregular", case_sensitive=False,
                          help="Slices off a regular grid: resample them first (default) or fail.")]
     = IrregularPolicy.RESAMPLE,
@@ -160,7 +165,8 @@ def correct(
     """Remove gradient-nonlinearity distortion with coil coefficients or a scanner model."""
     try:
         result = api.correct(series, out, coefficients=coef, model=model, mode=mode, distortion_state=state,
-                             patient_position=patient_position, r0_mm=r0_mm, irregular=irregular,
+                             patient_position=patient_position, isocentre_lps=_isocentre(isocentre),
+                             r0_mm=r0_mm, irregular=irregular,
                              intensity_correction=not no_intensity, fmt=fmt, force=force)
     except TrueshapeError as error:
         _fail(str(error))
@@ -173,6 +179,19 @@ def correct(
         console.print(f"  assumed: {assumption}")
     for written in result.written:
         console.print(f"wrote {written}")
+
+
+def _isocentre(text: str | None) -> tuple[float, float, float] | None:
+    """Parse ``X,Y,Z`` (mm); a malformed value ends the command with a one-line error."""
+    if text is None:
+        return None
+    parts = text.replace(" ", "").split(",")
+    try:
+        x, y, z = (float(part) for part in parts)
+    except ValueError:
+        _fail(f"--isocentre needs three numbers X,Y,Z in mm (patient LPS), got {text!r}")
+        raise typer.Exit(EXIT_INPUT_ERROR) from None
+    return (x, y, z)
 
 
 @app.command()

@@ -15,12 +15,14 @@ from __future__ import annotations
 
 import enum
 import os
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
+from threadpoolctl import threadpool_limits
 
 from trueshape.dicom.vendor import DistortionState
 from trueshape.errors import GeometryError
@@ -49,6 +51,7 @@ __all__ = [
     "CorrectionMode",
     "CorrectionResult",
     "correct_volume",
+    "correction_interpolant",
     "residual_displacement_field",
 ]
 
@@ -208,6 +211,35 @@ def residual_displacement_field(
     return DisplacementField(field_geometry, np.ascontiguousarray(vectors, dtype=np.float64), description)
 
 
+def correction_interpolant(
+    residual: ResidualField,
+    geometry: VolumeGeometry,
+    *,
+    coarse_spacing_mm: float = DEFAULT_COARSE_SPACING_MM,
+    field_spacing_mm: float = DEFAULT_FIELD_SPACING_MM,
+    intensity_correction: bool = True,
+) -> GridInterpolant:
+    """Return the exact coarse grid that :func:`correct_volume` upsamples for ``geometry`` (same arguments).
+
+    Components 0-2: residual displacement (mm, LPS); 3: ``det(I + grad d_res)`` when ``intensity_correction``.
+    ``correction_interpolant(...).upsampler()`` reproduces, voxel by voxel, the field a correction applied.
+
+    Examples
+    --------
+    >>> from trueshape.gnl import SYN_AS, MagnetFrame
+    >>> grid = VolumeGeometry.from_components(shape=(8, 8, 8), origin=(-70, -70, -70), spacing=(20, 20, 20))
+    >>> coarse = correction_interpolant(ResidualField(SYN_AS, MagnetFrame(), DistortionState.NONE), grid)
+    >>> coarse.values.shape[-1]
+    4
+    """
+    return residual.interpolant(
+        geometry,
+        coarse_spacing_mm=coarse_spacing_mm,
+        padding_mm=_field_padding_mm(field_spacing_mm),
+        with_jacobian_determinant=intensity_correction,
+    )
+
+
 def _field_padding_mm(field_spacing_mm: float) -> float:
     return (FIELD_PADDING_NODES + 1) * field_spacing_mm
 
@@ -306,6 +338,7 @@ def correct_volume(
     coarse_spacing_mm: float = DEFAULT_COARSE_SPACING_MM,
     field_spacing_mm: float = DEFAULT_FIELD_SPACING_MM,
     threads: int | None = None,
+    on_field: Callable[[DisplacementField], object] | None = None,
 ) -> CorrectionResult:
     """Resample a distorted volume into true geometry.
 
@@ -331,6 +364,9 @@ def correct_volume(
         Node spacing of the exported field, mm.
     threads : int, optional
         Worker threads (default: the CPUs available to the process).
+    on_field : callable, optional
+        Called with the exported field as soon as it exists, before the image is resampled, so that a
+        caller can write it meanwhile (``trueshape correct`` does).
 
     Returns
     -------
@@ -339,17 +375,39 @@ def correct_volume(
     """
     if order not in (1, 3):
         raise ValueError(f"interpolation order must be 1 or 3, got {order}")
+    # The matrix products here are small; BLAS worker threads would then spin and steal the cores from the
+    # resampling threads (measured: 1.33-1.38 s against 1.49-1.76 s for the whole 256^3 command).
+    with threadpool_limits(1, user_api="blas"):
+        return _correct_volume(volume, model, mode=mode, intensity_correction=intensity_correction, order=order,
+                               output_geometry=output_geometry, coarse_spacing_mm=coarse_spacing_mm,
+                               field_spacing_mm=field_spacing_mm, threads=threads, on_field=on_field)
+
+
+def _correct_volume(
+    volume: Volume,
+    model: ResidualField | GradientCoefficients,
+    *,
+    mode: CorrectionMode | str,
+    intensity_correction: bool,
+    order: int,
+    output_geometry: VolumeGeometry | None,
+    coarse_spacing_mm: float,
+    field_spacing_mm: float,
+    threads: int | None,
+    on_field: Callable[[DisplacementField], object] | None,
+) -> CorrectionResult:
     residual = model if isinstance(model, ResidualField) else ResidualField.from_volume(model, volume)
     geometry_in = volume.geometry
     geometry_out = output_geometry or geometry_in
     used = _resolve_mode(CorrectionMode(mode), residual, geometry_in, geometry_out)
     workers = threads or _available_threads()
 
-    interpolant = residual.interpolant(
+    interpolant = correction_interpolant(
+        residual,
         geometry_out,
         coarse_spacing_mm=coarse_spacing_mm,
-        padding_mm=_field_padding_mm(field_spacing_mm),
-        with_jacobian_determinant=intensity_correction,
+        field_spacing_mm=field_spacing_mm,
+        intensity_correction=intensity_correction,
     )
     displacement_only = interpolant.with_values(interpolant.values[..., :3])
     field = residual_displacement_field(
@@ -357,6 +415,8 @@ def correct_volume(
         field_spacing_mm=field_spacing_mm,
         description=f"trueshape GNL residual ({residual.distortion_state.value}), coil {residual.coefficients.coil_id}",
     )
+    if on_field is not None:
+        on_field(field)
     interpolation_error = displacement_only.max_error(residual.displacement_lps)
     field_error = _trilinear_field_error(field, residual, geometry_out)
 

@@ -14,6 +14,7 @@ __all__ = [
     "OutputError",
     "OutputExistsError",
     "TrueshapeError",
+    "VolumeInputError",
 ]
 
 
@@ -23,6 +24,10 @@ class TrueshapeError(Exception):
 
 class DicomInputError(TrueshapeError):
     """A file or folder cannot be read as the DICOM the caller asked for."""
+
+
+class VolumeInputError(TrueshapeError):
+    """A NIfTI or NRRD volume, or the JSON sidecar beside it, cannot be read or does not fit the volume."""
 
 
 class GeometryError(TrueshapeError, ValueError):

@@ -126,7 +126,8 @@ class ResidualField:
     ) -> Self:
         """Build from a volume's provenance; explicit keywords override what the provenance says.
 
-        A missing patient position is taken as HFS and said so in :attr:`assumptions`.
+        A missing patient position is taken as HFS, and an isocentre without a recorded source as the
+        provenance's value (the origin by default); both are said so in :attr:`assumptions`.
         """
         assumptions: list[str] = []
         state = DistortionState(distortion_state if distortion_state is not None else provenance.distortion_state)
@@ -147,6 +148,10 @@ class ResidualField:
             iso = np.asarray(provenance.isocentre_lps, dtype=np.float64)
             if provenance.isocentre_source:
                 assumptions.append(f"isocentre: {provenance.isocentre_source}")
+            else:
+                assumptions.append(
+                    f"isocentre not recorded: assumed at LPS {[round(float(v), 3) for v in iso]} mm (no table offset)"
+                )
         return cls(
             coefficients,
             MagnetFrame(position, iso),

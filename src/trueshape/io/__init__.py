@@ -16,20 +16,34 @@ from trueshape.io._transforms import (
     write_field_nifti,
     write_itk_transform,
 )
+from trueshape.io._volume_input import (
+    UNVERIFIED_TABLE_POSITION,
+    VOLUME_SUFFIXES,
+    is_volume_file,
+    read_volume_file,
+    sidecar_path,
+    volume_stem,
+)
 from trueshape.io._volumes import read_volume, write_nifti, write_nrrd, write_volume
 
 __all__ = [
     "LPS_TO_RAS",
+    "UNVERIFIED_TABLE_POSITION",
+    "VOLUME_SUFFIXES",
     "SeriesMetadata",
     "SlicePlane",
     "atomic_path",
     "check_writable",
+    "is_volume_file",
     "lps_to_ras_affine",
     "planes_from_volume",
     "ras_to_lps_affine",
     "read_itk_displacement_field",
     "read_volume",
+    "read_volume_file",
+    "sidecar_path",
     "to_jsonable",
+    "volume_stem",
     "write_dicom_slices",
     "write_enhanced_dicom",
     "write_field_nifti",

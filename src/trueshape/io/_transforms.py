@@ -17,6 +17,7 @@ import numpy as np
 from trueshape.geometry import DisplacementField, VolumeGeometry
 from trueshape.io._atomic import atomic_path
 from trueshape.io._frames import LPS_TO_RAS, lps_to_ras_affine
+from trueshape.io._volumes import save_nifti_image
 
 if TYPE_CHECKING:
     import SimpleITK as sitk
@@ -80,5 +81,5 @@ def write_field_nifti(field: DisplacementField, path: str | os.PathLike[str], *,
     image.header.set_qform(image.affine, code=1)
     image.header.set_sform(image.affine, code=1)
     with atomic_path(target, force=force) as temporary:
-        nib.save(image, temporary)
+        save_nifti_image(image, temporary, compress=target.name.endswith(".gz"))
     return target

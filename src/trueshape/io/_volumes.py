@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import os
+import zlib
 from pathlib import Path
 from typing import Any
 
 import nibabel as nib
 import numpy as np
+from nibabel.filebasedimages import ImageFileError
 from nibabel.fileholders import FileHolder
 
-from trueshape.errors import TrueshapeError
+from trueshape.errors import TrueshapeError, VolumeInputError
 from trueshape.geometry import Provenance, Volume, VolumeGeometry
 from trueshape.io._atomic import atomic_path
 from trueshape.io._frames import lps_to_ras_affine, ras_to_lps_affine
@@ -45,12 +47,17 @@ def write_nifti(
     description = f"trueshape {volume.provenance.distortion_state}".encode()[:79]
     header["descrip"] = description
     with atomic_path(target, force=force) as temporary:
-        if target.name.endswith(".gz"):
-            with temporary.open("wb") as raw, ParallelGzipWriter(raw) as compressed:
-                image.to_file_map({"image": FileHolder(fileobj=compressed)})
-        else:
-            nib.save(image, temporary)
+        save_nifti_image(image, temporary, compress=target.name.endswith(".gz"))
     return target
+
+
+def save_nifti_image(image: nib.Nifti1Image, path: Path, *, compress: bool) -> None:
+    """Save a nibabel image to ``path``; gzip on all cores at level 1 when ``compress`` (nibabel: 1 core, 6)."""
+    if compress:
+        with path.open("wb") as raw, ParallelGzipWriter(raw) as compressed:
+            image.to_file_map({"image": FileHolder(fileobj=compressed)})
+    else:
+        nib.save(image, path)
 
 
 def write_nrrd(volume: Volume, path: str | os.PathLike[str], *, force: bool = False) -> Path:
@@ -88,11 +95,32 @@ def write_volume(volume: Volume, path: str | os.PathLike[str], *, force: bool = 
 
 
 def read_volume(path: str | os.PathLike[str]) -> Volume:
-    """Read a NIfTI or NRRD volume back (physical values, float32 when scaled)."""
+    """Read a NIfTI or NRRD volume (stored values and their scaling; no sidecar, see ``read_volume_file``).
+
+    Raises
+    ------
+    VolumeInputError
+        The file is missing, truncated, not a 3-D/4-D volume, or not NIfTI/NRRD (the message names it).
+    """
     name = str(path)
-    if name.endswith((".nii", ".nii.gz")):
-        image = nib.load(name)
-        assert isinstance(image, nib.Nifti1Image)
+    try:
+        return _read_volume(name)
+    except TrueshapeError:
+        raise
+    except FileNotFoundError:
+        raise VolumeInputError(f"{path}: no such file") from None
+    except (ImageFileError, OSError, EOFError, ValueError, TypeError, KeyError, IndexError, zlib.error) as error:
+        # How nibabel and pynrrd report damage (pynrrd's NRRDError is an Exception: see _read_volume).
+        raise VolumeInputError(f"{path}: cannot read the volume ({type(error).__name__}: {error})") from None
+
+
+def _read_volume(path: str) -> Volume:
+    if path.lower().endswith((".nii", ".nii.gz")):
+        image = nib.load(path)
+        if not isinstance(image, nib.Nifti1Image | nib.Nifti2Image):
+            raise VolumeInputError(f"{path}: not a NIfTI-1 or NIfTI-2 image")
+        if len(image.shape) not in (3, 4):
+            raise VolumeInputError(f"{path}: a {len(image.shape)}-D image; trueshape reads 3-D and 4-D volumes")
         affine = ras_to_lps_affine(image.affine)
         proxy: Any = image.dataobj  # nibabel's ArrayProxy (scaling kept apart from stored values)
         slope, intercept = proxy.slope, proxy.inter
@@ -105,15 +133,20 @@ def read_volume(path: str | os.PathLike[str]) -> Volume:
             float(slope) if scaled else 1.0,
             float(intercept) if scaled else 0.0,
         )
-    if name.endswith(".nrrd"):
+    if path.lower().endswith(".nrrd"):
         import nrrd
 
-        data, header = nrrd.read(name, index_order="F")
+        try:
+            data, header = nrrd.read(path, index_order="F")
+        except nrrd.NRRDError as error:
+            raise VolumeInputError(f"{path}: cannot read the NRRD volume ({error})") from None
+        if data.ndim not in (3, 4) or "space directions" not in header or "space origin" not in header:
+            raise VolumeInputError(f"{path}: a NRRD volume needs 3 or 4 axes, space directions and space origin")
         directions = np.asarray(header["space directions"], dtype=np.float64)[:3]
         if header.get("space") not in ("left-posterior-superior", "LPS"):
-            raise TrueshapeError(f"{path}: NRRD space {header.get('space')!r} is not LPS")
+            raise VolumeInputError(f"{path}: NRRD space {header.get('space')!r} is not LPS")
         matrix = np.eye(4)
         matrix[:3, :3] = directions.T
         matrix[:3, 3] = np.asarray(header["space origin"], dtype=np.float64)
         return Volume(data, VolumeGeometry(data.shape[:3], matrix), Provenance())
-    raise TrueshapeError(f"{path}: unknown volume format (use .nii, .nii.gz or .nrrd)")
+    raise VolumeInputError(f"{path}: unknown volume format (use .nii, .nii.gz or .nrrd)")

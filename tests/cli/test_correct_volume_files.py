@@ -1,0 +1,179 @@
+"""`trueshape correct` on NIfTI/NRRD volumes: the sidecar's facts, the options that replace them, refusals."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+import pytest
+from tests.conftest import tree_digest
+from typer.testing import CliRunner
+
+from trueshape.cli import app
+from trueshape.dicom import DistortionState, PatientPosition
+from trueshape.gnl import SYN_AS, format_siemens_grad
+from trueshape.synth import Acquisition, FemurPhantom, Plane, write_session
+
+runner = CliRunner()
+TABLE_ISOCENTRE_LPS = (0.0, 0.0, -120.0)
+
+
+@pytest.fixture(scope="module")
+def session(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A DIS2D coronal series (feet first, table moved) as DICOM and as trueshape NIfTI + sidecar."""
+    root = tmp_path_factory.mktemp("volume_files")
+    acquisition = Acquisition(plane=Plane.CORONAL, fov_mm=(120.0, 120.0), matrix=(32, 32), slices=10,
+                              slice_thickness_mm=5.0, centre_lps=(95.0, 0.0, -100.0),
+                              isocentre_lps=TABLE_ISOCENTRE_LPS, patient_position=PatientPosition.FFS,
+                              distortion_state=DistortionState.IN_PLANE_2D, in_plane_samples=1, slice_samples=1,
+                              series_number=4, description="cor")
+    write_session(root / "s", FemurPhantom(), SYN_AS, (acquisition,))
+    (root / "SYN-AS.grad").write_text(format_siemens_grad(SYN_AS))
+    for arguments in (["convert", str(root / "s" / "dicom"), "--out", str(root / "nifti"), "--format", "nii"],
+                      ["correct", f"{root / 's' / 'dicom'}#4", "--coef", str(root / "SYN-AS.grad"),
+                       "--out", str(root / "from_dicom"), "--format", "nii"]):
+        result = runner.invoke(app, arguments)
+        assert result.exit_code == 0, result.output
+    return root
+
+
+def _correct(session: Path, volume: Path, out: str, *options: str) -> tuple[int, str]:
+    result = runner.invoke(app, ["correct", str(volume), "--coef", str(session / "SYN-AS.grad"),
+                                 "--out", str(session / out), "--format", "nii", *options])
+    return result.exit_code, " ".join(result.output.split())
+
+
+def _image(path: Path) -> np.ndarray:
+    return np.asanyarray(nib.load(path).dataobj, dtype=np.float64)
+
+
+def _bare_copy(session: Path, name: str, sidecar: dict[str, object] | None = None) -> Path:
+    folder = session / name
+    folder.mkdir()
+    target = folder / "cor.nii"
+    target.write_bytes((session / "nifti" / "4_cor.nii").read_bytes())
+    if sidecar is not None:
+        (folder / "cor.json").write_text(json.dumps(sidecar))
+    return target
+
+
+def test_trueshape_sidecar_gives_the_dicom_result(session: Path) -> None:
+    code, output = _correct(session, session / "nifti" / "4_cor.nii", "from_nifti")
+    assert code == 0, output
+    assert sorted(p.name for p in (session / "from_nifti").iterdir()) == [
+        "4_cor_corrected.json", "4_cor_corrected.nii", "4_cor_residual.h5", "4_cor_residual_field.nii"]
+    expected = _image(session / "from_dicom" / "4_cor_corrected.nii")
+    got = _image(session / "from_nifti" / "4_cor_corrected.nii")
+    assert np.abs(expected).max() > 100.0
+    np.testing.assert_allclose(got, expected, atol=1e-4 * np.abs(expected).max())
+    sidecar = json.loads((session / "from_nifti" / "4_cor_corrected.json").read_text())
+    assert sidecar["correction"]["mode"] == "through-plane"
+    assert sidecar["source"]["patient_position"] == "FFS"
+    assert sidecar["source"]["isocentre_lps"] == pytest.approx(list(TABLE_ISOCENTRE_LPS), abs=1e-6)
+    assert any("trueshape sidecar 4_cor.json" in a for a in sidecar["correction"]["assumptions"])
+
+
+def test_corrected_volume_is_not_corrected_twice(session: Path) -> None:
+    first = session / "from_dicom" / "4_cor_corrected.nii"
+    code, output = _correct(session, first, "twice")
+    assert code == 0, output
+    assert "corrected (none, DIS3D)" in output
+    np.testing.assert_array_equal(_image(session / "twice" / "4_cor_corrected_corrected.nii"), _image(first))
+
+
+def test_dcm2niix_sidecar_and_isocentre_option(session: Path) -> None:
+    bids = {"ImageType": ["ORIGINAL", "PRIMARY", "M", "DIS2D", "NORM"], "PatientPosition": "FFS",
+            "TablePosition": [0, 0, 120]}
+    volume = _bare_copy(session, "bids", bids)
+    before = tree_digest(volume.parent)
+    code, output = _correct(session, volume, "bids_out")
+    assert code == 2
+    assert "TablePosition [0.0, 0.0, 120.0] is not applied" in output and "--isocentre" in output
+    assert not (session / "bids_out").exists() or not any((session / "bids_out").iterdir())
+    code, output = _correct(session, volume, "bids_out", "--isocentre", ",".join(map(str, TABLE_ISOCENTRE_LPS)))
+    assert code == 0, output
+    expected = _image(session / "from_dicom" / "4_cor_corrected.nii")
+    np.testing.assert_allclose(_image(session / "bids_out" / "cor_corrected.nii"), expected,
+                               atol=1e-4 * np.abs(expected).max())
+    assert tree_digest(volume.parent) == before
+    # The wrong isocentre (the table not moved) gives a different, wrong answer: the option is applied.
+    code, output = _correct(session, volume, "bids_wrong", "--isocentre", "0,0,0")
+    assert code == 0, output
+    wrong = _image(session / "bids_wrong" / "cor_corrected.nii")
+    assert np.abs(wrong - expected).max() > 0.05 * np.abs(expected).max()
+
+
+def test_no_sidecar_needs_the_state(session: Path) -> None:
+    volume = _bare_copy(session, "bare")
+    code, output = _correct(session, volume, "bare_out")
+    assert code == 2 and "Traceback" not in output
+    assert "no sidecar (cor.json) says what the scanner corrected: give --state ND, DIS2D or DIS3D" in output
+    code, output = _correct(session, volume, "bare_out", "--state", "DIS2D", "--patient-position", "FFS",
+                            "--isocentre", ",".join(map(str, TABLE_ISOCENTRE_LPS)))
+    assert code == 0, output
+    expected = _image(session / "from_dicom" / "4_cor_corrected.nii")
+    np.testing.assert_allclose(_image(session / "bare_out" / "cor_corrected.nii"), expected,
+                               atol=1e-4 * np.abs(expected).max())
+    code, output = _correct(session, volume, "bare_assumed", "--state", "DIS2D")
+    assert code == 0, output
+    sidecar = json.loads((session / "bare_assumed" / "cor_corrected.json").read_text())
+    assumptions = " ".join(sidecar["correction"]["assumptions"])
+    assert "HFS assumed" in assumptions and "isocentre not recorded" in assumptions
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        ("{broken", "cannot read the JSON sidecar"),
+        ("[1, 2]", "a sidecar must be a JSON object"),
+        (json.dumps({"PatientPosition": "XYZ"}), "unknown PatientPosition 'XYZ'"),
+    ],
+)
+def test_bad_sidecars_are_named(session: Path, tmp_path: Path, content: str, message: str) -> None:
+    volume = tmp_path / "cor.nii"
+    volume.write_bytes((session / "nifti" / "4_cor.nii").read_bytes())
+    (tmp_path / "cor.json").write_text(content)
+    code, output = _correct(session, volume, f"bad_{abs(hash(content))}", "--state", "ND")
+    assert code == 2 and "Traceback" not in output
+    assert f"{tmp_path / 'cor.json'}: {message}" in output
+
+
+def test_sidecar_of_another_volume_is_refused(session: Path, tmp_path: Path) -> None:
+    volume = tmp_path / "cor.nii"
+    volume.write_bytes((session / "nifti" / "4_cor.nii").read_bytes())
+    sidecar = json.loads((session / "nifti" / "4_cor.json").read_text())
+    sidecar["affine_lps"][0][3] += 2.0
+    (tmp_path / "cor.json").write_text(json.dumps(sidecar))
+    code, output = _correct(session, volume, "other")
+    assert code == 2 and "the sidecar's affine differs from the volume's by 2 mm" in output
+
+
+@pytest.mark.parametrize(
+    ("make", "message"),
+    [
+        (lambda p, good: p.write_bytes(good[:1000]), "cannot read the volume"),
+        (lambda p, good: p.write_bytes(b"not a nifti at all" * 30), "cannot read the volume"),
+        (lambda p, good: None, "no such file"),
+    ],
+)
+def test_damaged_volumes_are_named(session: Path, tmp_path: Path, make, message: str) -> None:
+    volume = tmp_path / "cor.nii"
+    make(volume, (session / "nifti" / "4_cor.nii").read_bytes())
+    code, output = _correct(session, volume, "damaged", "--state", "ND")
+    assert code == 2 and "Traceback" not in output
+    assert f"{volume}: {message}" in output
+
+
+def test_isocentre_option_is_checked(session: Path) -> None:
+    code, output = _correct(session, session / "nifti" / "4_cor.nii", "iso", "--isocentre", "1,2")
+    assert code == 2 and "--isocentre needs three numbers X,Y,Z" in output
+
+
+def test_damaged_nrrd_is_named(session: Path, tmp_path: Path) -> None:
+    volume = tmp_path / "cor.nrrd"
+    volume.write_bytes(b"NRRD0004\ntype: float\ndimension: 3\nsizes: 4 4\n\n")
+    code, output = _correct(session, volume, "damaged_nrrd", "--state", "ND")
+    assert code == 2 and "Traceback" not in output
+    assert f"{volume}: cannot read the NRRD volume" in output
