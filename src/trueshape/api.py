@@ -392,7 +392,8 @@ def correct_volume_file(
     provenance = volume.provenance
     json_path = provenance.extra.get("sidecar")
     if request.state is None and provenance.distortion_state == DistortionState.UNKNOWN.value:
-        reason = (f"its sidecar {Path(json_path).name} does not say" if json_path else
+        known = f" ({provenance.distortion_source})" if provenance.distortion_source else ""
+        reason = (f"its sidecar {Path(json_path).name}{known} does not say" if json_path else
                   f"no sidecar ({sidecar_path(path).name}) says")
         raise VolumeInputError(f"{path}: {reason} what the scanner corrected: give --state ND, DIS2D or DIS3D")
     table = provenance.extra.get(UNVERIFIED_TABLE_POSITION)

@@ -177,3 +177,10 @@ def test_damaged_nrrd_is_named(session: Path, tmp_path: Path) -> None:
     code, output = _correct(session, volume, "damaged_nrrd", "--state", "ND")
     assert code == 2 and "Traceback" not in output
     assert f"{volume}: cannot read the NRRD volume" in output
+
+
+def test_dcm2niix_flag_without_dimension_needs_the_state(session: Path) -> None:
+    volume = _bare_copy(session, "ngc", {"NonlinearGradientCorrection": True, "PatientPosition": "FFS"})
+    code, output = _correct(session, volume, "ngc_out")
+    assert code == 2
+    assert "in 2-D or 3-D is not recorded" in output and "give --state ND, DIS2D or DIS3D" in output

@@ -179,6 +179,8 @@ def _from_bids(data: dict[str, Any], json_path: Path, volume: Volume) -> Provena
     source = f"ImageType in {json_path.name}" if state is not None else ""
     if state is None and data.get("NonlinearGradientCorrection") is False:
         state, source = DistortionState.NONE, f"NonlinearGradientCorrection false in {json_path.name}"
+    elif state is None and data.get("NonlinearGradientCorrection") is True:
+        source = "NonlinearGradientCorrection true: corrected, but in 2-D or 3-D is not recorded"
     position_text = data.get("PatientPosition")
     try:
         position = PatientPosition(str(position_text).strip().upper()).value if position_text else None
