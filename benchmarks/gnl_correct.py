@@ -254,6 +254,16 @@ def trueshape_command(distorted: Path, grad: Path, out_dir: Path) -> list[str]:
             "--force"]
 
 
+def time_start_up(repeats: int) -> list[float]:
+    """Seconds for ``python -c 'import trueshape.cli'``: the part of the command no volume size changes."""
+    times = []
+    for _ in range(repeats):
+        started = time.perf_counter()
+        subprocess.run([sys.executable, "-c", "import trueshape.cli"], check=True)
+        times.append(time.perf_counter() - started)
+    return times
+
+
 def time_correction_call(distorted: Path, grad: Path, repeats: int) -> dict[str, list[float]]:
     """Seconds of ``correct_volume`` alone (volume in memory), with the compiled kernel and without."""
     volume = read_volume(distorted)
@@ -400,6 +410,7 @@ def run_size(name: str, grad: Path, repeats: int, repeats_gradunwarp: int) -> di
     for label, values in calls.items():
         log(f"  correction call alone ({label}): " + ", ".join(f"{v:.2f}" for v in values) + " s")
     runs["calls"] = calls
+    runs["start_up"] = time_start_up(repeats)
     runs["trueshape"] = median_run(trueshape_runs)
     runs["trueshape_all"] = trueshape_runs
     log("  analysing ...")
@@ -445,7 +456,8 @@ def print_table(name: str, outcome: dict[str, Any]) -> None:
         loads = ", ".join(f"{r['load']:.2f}" for r in runs[key])
         log(f"{label} runs: wall {walls} s; 1-minute load average after each: {loads}")
     log("trueshape correction call alone (medians): "
-        + ", ".join(f"{label} {value:.2f} s" for label, value in calls.items()))
+        + ", ".join(f"{label} {value:.2f} s" for label, value in calls.items())
+        + f"; start-up (python -c 'import trueshape.cli') {float(np.median(runs['start_up'])):.2f} s")
 
 
 def main(argv: list[str] | None = None) -> int:

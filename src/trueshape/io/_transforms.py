@@ -72,10 +72,10 @@ def write_field_nifti(field: DisplacementField, path: str | os.PathLike[str], *,
     their own frame.
     """
     target = Path(path)
-    vectors = field.vectors @ LPS_TO_RAS[:3, :3].T
-    image = nib.Nifti1Image(
-        vectors[:, :, :, None, :].astype(np.float32), lps_to_ras_affine(field.geometry.lps_from_ijk)
-    )
+    # LPS -> RAS negates x and y: a scaling, not a matrix product (which would wake BLAS threads).
+    flips = np.diag(LPS_TO_RAS)[:3].astype(np.float32)
+    vectors = field.vectors[:, :, :, None, :].astype(np.float32) * flips
+    image = nib.Nifti1Image(vectors, lps_to_ras_affine(field.geometry.lps_from_ijk))
     image.header.set_intent("vector", name="displacement_mm")
     image.header.set_xyzt_units("mm")
     image.header.set_qform(image.affine, code=1)
