@@ -388,24 +388,30 @@ def run_size(name: str, grad: Path, repeats: int, repeats_gradunwarp: int) -> di
     script = ensure_gradunwarp()
     python = str(GRADUNWARP_VENV / "bin" / "python")
     runs: dict[str, Any] = {}
-    for label, extra, count in (("gu_jac", [], repeats_gradunwarp), ("gu_nojac", ["-n"], 1)):
-        measured = []
-        for repeat in range(count):
-            cwd = size_dir / label
-            command = [python, str(script), str(distorted), str(cwd / "corrected.nii"), "siemens", "-g", str(grad)]
-            m = run_measured([*command, *extra], cwd)
-            measured.append({"wall_s": m.wall_s, "cpu_s": m.cpu_s, "peak_rss_mb": m.peak_rss_mb, "load": m.load})
-            log(
-                f"  gradunwarp {' '.join(extra) or '(Jacobian on)'} run {repeat + 1}: {m.wall_s:.1f} s wall, "
-                f"{m.cpu_s:.1f} s CPU, {m.peak_rss_mb:.0f} MB"
-            )
-        runs[label] = median_run(measured)
-        runs[label + "_all"] = measured
-    trueshape_runs = []
-    for repeat in range(repeats):
+
+    def gradunwarp(label: str, extra: list[str], repeat: int) -> dict[str, float]:
+        cwd = size_dir / label
+        command = [python, str(script), str(distorted), str(cwd / "corrected.nii"), "siemens", "-g", str(grad)]
+        m = run_measured([*command, *extra], cwd)
+        log(f"  gradunwarp {' '.join(extra) or '(Jacobian on)'} run {repeat + 1}: {m.wall_s:.1f} s wall, "
+            f"{m.cpu_s:.1f} s CPU, {m.peak_rss_mb:.0f} MB")
+        return {"wall_s": m.wall_s, "cpu_s": m.cpu_s, "peak_rss_mb": m.peak_rss_mb, "load": m.load}
+
+    def trueshape(repeat: int) -> dict[str, float]:
         m = run_measured(trueshape_command(distorted, grad, size_dir / "trueshape"), size_dir / "trueshape")
-        trueshape_runs.append({"wall_s": m.wall_s, "cpu_s": m.cpu_s, "peak_rss_mb": m.peak_rss_mb, "load": m.load})
         log(f"  trueshape correct run {repeat + 1}: {m.wall_s:.2f} s wall, {m.cpu_s:.1f} s CPU, {m.peak_rss_mb:.0f} MB")
+        return {"wall_s": m.wall_s, "cpu_s": m.cpu_s, "peak_rss_mb": m.peak_rss_mb, "load": m.load}
+
+    # Interleaved, so that both tools see the same machine (a short run is at the mercy of its neighbours).
+    gradunwarp_runs, trueshape_runs = [], []
+    for repeat in range(max(repeats, repeats_gradunwarp)):
+        if repeat < repeats:
+            trueshape_runs.append(trueshape(repeat))
+        if repeat < repeats_gradunwarp:
+            gradunwarp_runs.append(gradunwarp("gu_jac", [], repeat))
+    runs["gu_jac"], runs["gu_jac_all"] = median_run(gradunwarp_runs), gradunwarp_runs
+    no_jacobian = [gradunwarp("gu_nojac", ["-n"], 0)]
+    runs["gu_nojac"], runs["gu_nojac_all"] = median_run(no_jacobian), no_jacobian
     calls = time_correction_call(distorted, grad, repeats)
     for label, values in calls.items():
         log(f"  correction call alone ({label}): " + ", ".join(f"{v:.2f}" for v in values) + " s")
