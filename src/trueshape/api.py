@@ -48,16 +48,18 @@ __all__ = [
 
 
 class OutputFormat(enum.StrEnum):
-    """Volume file formats ``convert`` writes."""
+    """Volume formats: ``convert`` writes the files, ``correct`` also a derived DICOM series."""
 
     NIFTI = "nifti"  #: gzip-compressed NIfTI-1 (.nii.gz)
     NII = "nii"  #: uncompressed NIfTI-1 (.nii)
     NRRD = "nrrd"  #: gzip-encoded NRRD in LPS space
+    DICOM = "dicom"  #: a derived DICOM series (a folder), for corrected DICOM series only
 
     @property
     def suffix(self) -> str:
-        """File suffix of the format."""
-        return {OutputFormat.NIFTI: ".nii.gz", OutputFormat.NII: ".nii", OutputFormat.NRRD: ".nrrd"}[self]
+        """File suffix of the format (a DICOM series is a folder: none)."""
+        return {OutputFormat.NIFTI: ".nii.gz", OutputFormat.NII: ".nii", OutputFormat.NRRD: ".nrrd",
+                OutputFormat.DICOM: ""}[self]
 
 
 def parse_series_argument(argument: str | os.PathLike[str]) -> tuple[Path, str | None, int | None]:
@@ -235,6 +237,9 @@ def convert(
     stack with geometry warnings is not written but reported in ``errors``.
     """
     output_format = OutputFormat(fmt)
+    if output_format is OutputFormat.DICOM:
+        raise TrueshapeError("trueshape convert writes NIfTI or NRRD; DICOM output is for corrected series "
+                             "(trueshape correct --format dicom)")
     source, series_key, stack_index = parse_series_argument(path)
     inspection = inspect(source, irregular=irregular)
     result = ConvertResult(inspection)
@@ -352,7 +357,10 @@ def correct_stack(
                                        patient_position, isocentre_lps, fmt, force)
     targets = request.targets(out, stack.label)
     volume = volume if volume is not None else load_stack(stack)
-    return request.run(volume, stack.to_json(), targets)
+    first = stack.frames[0]
+    template = _DicomTemplate(first.path, first.vendor.table_position_mm,
+                              integer_source=volume.array.dtype.kind in "iu" and not volume.is_scaled)
+    return request.run(volume, stack.to_json(), targets, template=template)
 
 
 def correct_volume_file(
@@ -387,6 +395,9 @@ def correct_volume_file(
 
     request = _CorrectionRequest.build(coil, coefficient_file, mode, intensity_correction, distortion_state,
                                        patient_position, isocentre_lps, fmt, force)
+    if request.output_format is OutputFormat.DICOM:
+        raise TrueshapeError(f"{path}: a derived DICOM series needs a DICOM source (its patient, study and "
+                             "frame of reference): correct the DICOM series, or write NIfTI or NRRD")
     targets = request.targets(out, volume_stem(path))
     volume = read_volume_file(path)
     provenance = volume.provenance
@@ -416,6 +427,15 @@ def correct_volume_file(
         "isocentre_source": provenance.isocentre_source,
     }
     return request.run(volume, source, targets)
+
+
+@dataclass(frozen=True)
+class _DicomTemplate:
+    """The source series' first file and facts a derived DICOM series carries over."""
+
+    path: str
+    table_position_mm: tuple[float, float, float] | None
+    integer_source: bool
 
 
 @dataclass(frozen=True)
@@ -462,11 +482,12 @@ class _CorrectionRequest:
         _check_all_writable(targets, force=self.force)
         return targets
 
-    def run(self, volume: Volume, source: dict[str, Any], targets: list[Path]) -> CorrectOutput:
+    def run(self, volume: Volume, source: dict[str, Any], targets: list[Path], *,
+            template: _DicomTemplate | None = None) -> CorrectOutput:
         """Correct ``volume`` and write the volume, the field (NIfTI and ITK .h5) and the JSON sidecar."""
         from trueshape.correct import correct_volume
         from trueshape.gnl import ResidualField
-        from trueshape.io import write_field_nifti
+        from trueshape.io import write_derived_series, write_field_nifti
 
         residual = ResidualField.from_volume(self.coil, volume, distortion_state=self.state,
                                              patient_position=self.position, isocentre_lps=self.isocentre_lps)
@@ -481,19 +502,41 @@ class _CorrectionRequest:
 
             result = correct_volume(volume, residual, mode=self.mode,
                                     intensity_correction=self.intensity_correction, on_field=write_field)
-            written = [write_volume(result.volume, targets[0], force=self.force)]
+            derived = None
+            coil = self.coil.coil_id or (Path(self.coefficient_file).stem if self.coefficient_file else "")
+            if self.output_format is OutputFormat.DICOM:
+                assert template is not None
+                diagnostics_now = result.diagnostics
+                derivation = (
+                    f"trueshape {__version__} gradient-nonlinearity correction of a "
+                    f"{diagnostics_now.distortion_state} series ({diagnostics_now.mode.value} mode, coil {coil}, "
+                    f"intensity {'corrected' if diagnostics_now.intensity_corrected else 'not corrected'})"
+                )
+                derived = write_derived_series(result.volume, targets[0], template=template.path,
+                                               derivation=derivation, table_position_mm=template.table_position_mm,
+                                               integer_source=template.integer_source, force=self.force)
+                written = [derived.folder]
+            else:
+                written = [write_volume(result.volume, targets[0], force=self.force)]
             written += [future.result() for future in field_writes]
         diagnostics = result.diagnostics.to_json()
         file = self.coefficient_file
         sidecar = {
             "source": source,
             "coefficients": str(file) if file else None,
-            "coil": self.coil.coil_id or (Path(file).stem if file else ""),
+            "coil": coil,
             "correction": diagnostics,
             "transform_convention": "ITK resampling: output (true) point p -> input (distorted) point p + d(p), "
                                     "LPS mm",
             "software": {"name": "trueshape", "version": __version__},
         }
+        if derived is not None:
+            sidecar["dicom"] = {
+                "folder": str(derived.folder), "files": len(derived.files),
+                "series_instance_uid": derived.series_instance_uid, "series_number": derived.series_number,
+                "rescale_slope": derived.rescale_slope, "rescale_intercept": derived.rescale_intercept,
+                "quantization_step": derived.quantization_step,
+            }
         written.append(write_json(sidecar, targets[3], force=self.force))
         return CorrectOutput(result.volume, written, diagnostics)
 

@@ -1,6 +1,7 @@
 """Files trueshape writes and reads: NIfTI, NRRD, ITK transforms, JSON sidecars (RAS lives only here)."""
 
 from trueshape.io._atomic import atomic_path, check_writable
+from trueshape.io._derived import DERIVED_SERIES_NUMBER_OFFSET, DerivedSeries, write_derived_series
 from trueshape.io._dicom_write import (
     SeriesMetadata,
     SlicePlane,
@@ -27,9 +28,11 @@ from trueshape.io._volume_input import (
 from trueshape.io._volumes import read_volume, write_nifti, write_nrrd, write_volume
 
 __all__ = [
+    "DERIVED_SERIES_NUMBER_OFFSET",
     "LPS_TO_RAS",
     "UNVERIFIED_TABLE_POSITION",
     "VOLUME_SUFFIXES",
+    "DerivedSeries",
     "SeriesMetadata",
     "SlicePlane",
     "atomic_path",
@@ -44,6 +47,7 @@ __all__ = [
     "sidecar_path",
     "to_jsonable",
     "volume_stem",
+    "write_derived_series",
     "write_dicom_slices",
     "write_enhanced_dicom",
     "write_field_nifti",

@@ -1,0 +1,130 @@
+"""`trueshape correct --format dicom`: a derived DICOM series that viewers and trueshape read back exactly."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+import pydicom
+import pytest
+from tests.conftest import tree_digest
+from typer.testing import CliRunner
+
+import trueshape
+from trueshape.cli import app
+from trueshape.dicom import DistortionState
+from trueshape.geometry import Volume
+from trueshape.gnl import SYN_AS, format_siemens_grad
+from trueshape.io import DERIVED_SERIES_NUMBER_OFFSET, lps_to_ras_affine, write_derived_series
+from trueshape.io._derived import quantize
+from trueshape.synth import Acquisition, FemurPhantom, Plane, write_session
+
+runner = CliRunner()
+
+
+@pytest.fixture(scope="module")
+def corrected(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A DIS2D coronal series corrected twice: as NIfTI (the reference) and as a derived DICOM series."""
+    root = tmp_path_factory.mktemp("derived")
+    acquisition = Acquisition(plane=Plane.CORONAL, fov_mm=(120.0, 120.0), matrix=(32, 32), slices=10,
+                              slice_thickness_mm=5.0, centre_lps=(95.0, 0.0, -100.0), isocentre_lps=(0.0, 0.0, -120.0),
+                              distortion_state=DistortionState.IN_PLANE_2D, in_plane_samples=1, slice_samples=1,
+                              series_number=4, description="cor")
+    write_session(root / "s", FemurPhantom(), SYN_AS, (acquisition,))
+    (root / "SYN-AS.grad").write_text(format_siemens_grad(SYN_AS))
+    digest = tree_digest(root / "s" / "dicom")
+    for fmt in ("nii", "dicom"):
+        result = runner.invoke(app, ["correct", str(root / "s" / "dicom"), "--coef", str(root / "SYN-AS.grad"),
+                                     "--out", str(root / fmt), "--format", fmt])
+        assert result.exit_code == 0, result.output
+    assert tree_digest(root / "s" / "dicom") == digest
+    return root
+
+
+def test_derived_series_reads_back_as_the_corrected_volume(corrected: Path) -> None:
+    reference = nib.load(corrected / "nii" / "4_cor_corrected.nii")
+    expected = np.asanyarray(reference.dataobj, dtype=np.float64)
+    volume = trueshape.load(corrected / "dicom" / "4_cor_corrected")
+    assert volume.provenance.distortion_state == "DIS3D"
+    np.testing.assert_allclose(lps_to_ras_affine(volume.geometry.lps_from_ijk), reference.affine, atol=1e-3)
+    sidecar = json.loads((corrected / "dicom" / "4_cor_corrected.json").read_text())
+    step = sidecar["dicom"]["quantization_step"]
+    assert sidecar["dicom"]["files"] == 10
+    assert step == 1.0  # the synthetic source stores integers at slope 1, and the corrected range fits
+    values = volume.values(np.float64)
+    assert np.abs(expected).max() > 100.0
+    assert np.abs(values - expected).max() <= 0.5 * step + 1e-3
+
+
+def test_derived_series_keeps_patient_study_and_frame(corrected: Path) -> None:
+    source = pydicom.dcmread(next((corrected / "s" / "dicom").rglob("*.dcm")), stop_before_pixels=True)
+    files = sorted((corrected / "dicom" / "4_cor_corrected").iterdir())
+    assert len(files) == 10 and not any(p.name.startswith(".") for p in (corrected / "dicom").iterdir())
+    derived = pydicom.dcmread(files[0], stop_before_pixels=True)
+    for keyword in ("PatientName", "PatientID", "StudyInstanceUID", "FrameOfReferenceUID", "PatientPosition"):
+        assert derived.data_element(keyword).value == source.data_element(keyword).value, keyword
+    assert derived.SeriesInstanceUID != source.SeriesInstanceUID
+    assert derived.SeriesNumber == source.SeriesNumber + DERIVED_SERIES_NUMBER_OFFSET
+    assert list(derived.ImageType) == ["DERIVED", "SECONDARY", "M", "DIS3D"]
+    assert "trueshape" in derived.DerivationDescription and "DIS2D series" in derived.DerivationDescription
+    assert len({pydicom.dcmread(p, stop_before_pixels=True).SOPInstanceUID for p in files}) == 10
+
+
+def test_derived_series_is_not_corrected_again_and_is_replaced_only_with_force(corrected: Path) -> None:
+    derived = corrected / "dicom" / "4_cor_corrected"
+    again = runner.invoke(app, ["correct", str(derived), "--coef", str(corrected / "SYN-AS.grad"),
+                                "--out", str(corrected / "again"), "--format", "nii"])
+    assert again.exit_code == 0, again.output
+    assert "corrected (none, DIS3D)" in " ".join(again.output.split())
+    arguments = ["correct", str(corrected / "s" / "dicom"), "--coef", str(corrected / "SYN-AS.grad"),
+                 "--out", str(corrected / "dicom"), "--format", "dicom"]
+    refused = runner.invoke(app, arguments)
+    assert refused.exit_code == 2 and "already exists" in refused.output
+    before = {p.name for p in derived.iterdir()}
+    replaced = runner.invoke(app, [*arguments, "--force"])
+    assert replaced.exit_code == 0, replaced.output
+    assert {p.name for p in derived.iterdir()} == before
+    assert not any(p.name.startswith(".") for p in (corrected / "dicom").iterdir())
+
+
+def test_dicom_output_needs_a_dicom_source(corrected: Path) -> None:
+    result = runner.invoke(app, ["correct", str(corrected / "nii" / "4_cor_corrected.nii"), "--coef",
+                                 str(corrected / "SYN-AS.grad"), "--out", str(corrected / "x"), "--format", "dicom"])
+    assert result.exit_code == 2 and "needs a DICOM source" in " ".join(result.output.split())
+    result = runner.invoke(app, ["convert", str(corrected / "s" / "dicom"), "--out", str(corrected / "y"),
+                                 "--format", "dicom"])
+    assert result.exit_code == 2 and "DICOM output is for corrected series" in " ".join(result.output.split())
+
+
+def test_four_dimensional_derived_series(corrected: Path, tmp_path: Path) -> None:
+    base = trueshape.load(corrected / "dicom" / "4_cor_corrected")
+    values = base.values(np.float32)
+    stacked = Volume(np.stack([values, 0.5 * values], axis=-1), base.geometry, base.provenance)
+    template = next((corrected / "s" / "dicom").rglob("*.dcm"))
+    written = write_derived_series(stacked, tmp_path / "four_d", template=template, derivation="test")
+    assert len(written.files) == 20
+    back = trueshape.load(tmp_path / "four_d")
+    assert back.array.shape == (*base.geometry.shape, 2)
+    restored = back.values(np.float64)
+    tolerance = 0.5 * written.quantization_step + 1e-3
+    assert np.abs(restored[..., 0] - values).max() <= tolerance
+    assert np.abs(restored[..., 1] - 0.5 * values).max() <= tolerance
+
+
+@pytest.mark.parametrize(
+    ("values", "integer_source", "dtype", "slope"),
+    [
+        ([0.0, 2.4, 4000.6], True, np.uint16, 1.0),
+        ([-12.0, 2.4, 4000.6], True, np.int16, 1.0),
+        ([0.0, 0.25, 0.5], False, np.uint16, 0.5 / 65535),
+        ([-1.0e6, 0.0, 2.0e6], True, np.int16, 2.0e6 / 32767),
+    ],
+)
+def test_quantize_keeps_the_range(values: list[float], integer_source: bool, dtype: type, slope: float) -> None:
+    array = np.array(values)
+    stored, got_slope, intercept = quantize(array, integer_source=integer_source)
+    assert stored.dtype == dtype and intercept == 0.0
+    assert got_slope == pytest.approx(slope)
+    assert np.abs(stored * got_slope - array).max() <= 0.5 * got_slope + 1e-9
