@@ -83,6 +83,8 @@ class Acquisition:
         DICOM SeriesNumber.
     description : str
         DICOM SeriesDescription.
+    enhanced : bool
+        Write one Enhanced MR multi-frame file (per-frame functional groups) instead of one file per slice.
     """
 
     plane: Plane = Plane.CORONAL
@@ -103,6 +105,7 @@ class Acquisition:
     description: str = "synthetic"
     seed: int = 0
     extra: dict[str, object] = field(default_factory=dict)
+    enhanced: bool = False
 
     @property
     def slice_spacing_mm(self) -> float:

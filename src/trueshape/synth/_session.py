@@ -21,6 +21,7 @@ from trueshape.io import (
     planes_from_volume,
     to_jsonable,
     write_dicom_slices,
+    write_enhanced_dicom,
     write_field_nifti,
     write_itk_transform,
     write_json,
@@ -158,8 +159,11 @@ def write_session(
         volume = scan.volume.with_array(stored)
         name = f"{acquisition.series_number:02d}_{acquisition.description}"
         dicom_folder = root / "dicom" / name
-        write_dicom_slices(dicom_folder, planes_from_volume(volume),
-                           _metadata(acquisition, study_uid, frame_uid, patient_id), file_prefix="IM", force=force)
+        metadata = _metadata(acquisition, study_uid, frame_uid, patient_id)
+        if acquisition.enhanced:
+            write_enhanced_dicom(dicom_folder / "EN00001.dcm", planes_from_volume(volume), metadata, force=force)
+        else:
+            write_dicom_slices(dicom_folder, planes_from_volume(volume), metadata, file_prefix="IM", force=force)
         truth_nifti = write_field_nifti(scan.truth, root / "truth" / f"{name}_residual_field.nii.gz", force=force)
         truth_transform = write_itk_transform(scan.truth, root / "truth" / f"{name}_residual.h5", force=force)
         written.append(SessionSeries(acquisition, dicom_folder, truth_nifti, truth_transform,
