@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pytest
 from scipy import ndimage
@@ -34,9 +36,8 @@ def _pull_back(source: np.ndarray, shift: np.ndarray, det: np.ndarray | None, af
     weights = np.tile(np.array([1.0, 0.0, 0.0, 0.0], dtype=np.float32), (out_shape[0], 1))
     out = np.full(out_shape, np.nan, dtype=np.float32)
     stats = KERNEL.pull_back(
-        source, source.shape, values, moments, 2, interval, weights, out, out.shape, 0, out_shape[0],
-        1 if shift.ndim == 2 else 3, axis, tuple(float(a) for a in affine[:3].ravel()), (1.0, 4.0, 9.0),
-        int(det is not None), MAX_JACOBIAN_DETERMINANT,
+        source, values, moments, interval, weights, out, 0, out_shape[0], axis if shift.ndim == 2 else -1,
+        tuple(float(a) for a in affine[:3].ravel()), (1.0, 4.0, 9.0), det is not None, MAX_JACOBIAN_DETERMINANT,
     )
     return out, stats
 
@@ -97,32 +98,61 @@ def test_kernel_one_component_moves_along_its_axis(axis: int) -> None:
 
 @pytest.mark.skipif(KERNEL is None, reason="trueshape._warp not compiled")
 def test_kernel_refuses_inconsistent_buffers() -> None:
+    # Shapes and item types come from the buffers themselves: nothing stated separately can disagree with
+    # the memory, so no argument reaches outside it (a size product could once overflow).
     source = np.zeros((4, 4, 4), dtype=np.float32)
     values = np.zeros((2, 3, 16), dtype=np.float32)
     interval = np.zeros(4, dtype=np.int64)
     weights = np.zeros((4, 4), dtype=np.float32)
     out = np.zeros((4, 4, 4), dtype=np.float32)
-    arguments = [source, (4, 4, 4), values, values, 2, interval, weights, out, (4, 4, 4), 0, 4, 3, 0,
-                 tuple(np.eye(4)[:3].ravel()), (1.0, 1.0, 1.0), 0, 10.0]
+    arguments = [source, values, values, interval, weights, out, 0, 4, -1, tuple(np.eye(4)[:3].ravel()),
+                 (1.0, 1.0, 1.0), False, 10.0]
     KERNEL.pull_back(*arguments)
+    read_only = np.zeros((4, 4, 4), dtype=np.float32)
+    read_only.flags.writeable = False
     for position, bad, message in [
-        (0, np.zeros((4, 4, 3), dtype=np.float32), "source holds"),
-        (2, np.zeros((2, 3, 15), dtype=np.float32), "node_values holds"),
-        (7, np.zeros((4, 4, 4), dtype=np.float64), "out holds"),
-        (10, 5, "rows start:stop"),
-        (11, 2, "3 components"),
-        (15, 1, "node_values holds"),  # a determinant component that the buffers do not have
+        (0, np.zeros((4, 4, 2), dtype=np.float64), "source must be a 3-D float32 array"),
+        (0, np.zeros((4, 16), dtype=np.float32), "source must be a 3-D float32 array"),
+        (0, np.zeros((4, 4, 8), dtype=np.float32)[:, :, ::2], "source must be a C-contiguous array"),
+        (1, np.zeros((2, 3, 15), dtype=np.float32), "node_values and node_moments must be"),
+        (1, np.zeros((1, 3, 16), dtype=np.float32), "the spline 2 nodes"),
+        (3, np.zeros(4, dtype=np.int32), "row_interval must be a 1-D int64 array"),
+        (3, np.zeros(5, dtype=np.int64), "row_interval must be"),
+        (4, np.zeros((4, 3), dtype=np.float32), "row_weights (4, 4)"),
+        (5, np.zeros((4, 4, 4), dtype=np.float64), "out must be a 3-D float32 array"),
+        (5, read_only, "out must be a C-contiguous, writable array"),
+        (5, np.zeros((5, 4, 4), dtype=np.float32), "row_interval must be (5,)"),
+        (6, -1, "rows start:stop"),
+        (7, 5, "rows start:stop"),
+        (8, 3, "axis is -1"),
+        (8, 0, "node_values and node_moments must be (nodes, 1, 16)"),  # one component expected, three given
+        (11, True, "node_values and node_moments must be (nodes, 4, 16)"),  # a determinant the buffers lack
+        (12, float("nan"), "max_det must be finite"),
+        (12, -1.0, "max_det must be finite"),
     ]:
         broken = list(arguments)
         broken[position] = bad
-        with pytest.raises(ValueError, match=message):
+        with pytest.raises(ValueError, match=re.escape(message)):
             KERNEL.pull_back(*broken)
     broken = list(arguments)
-    broken[5] = np.full(4, 1, dtype=np.int64)  # interval 1 of 2 nodes: no node 2 to interpolate towards
+    broken[3] = np.full(4, 1, dtype=np.int64)  # interval 1 of 2 nodes: no node 2 to interpolate towards
     with pytest.raises(ValueError, match="spline interval"):
         KERNEL.pull_back(*broken)
-    with pytest.raises((ValueError, BufferError, TypeError)):
-        KERNEL.pull_back(source[:, ::2], *arguments[1:])  # not contiguous
+
+
+@pytest.mark.skipif(KERNEL is None, reason="trueshape._warp not compiled")
+def test_kernel_leaves_memory_beyond_out_untouched() -> None:
+    # Rows written are start:stop of a view inside a larger array; the guard rows around it stay put.
+    rng = np.random.default_rng(6)
+    source = rng.uniform(1.0, 2.0, (4, 4, 4)).astype(np.float32)
+    values = rng.uniform(-3.0, 3.0, (2, 3, 16)).astype(np.float32)
+    parent = np.full((8, 4, 4), 7.0, dtype=np.float32)
+    out = parent[2:6]
+    weights = np.tile(np.array([1.0, 0.0, 0.0, 0.0], dtype=np.float32), (4, 1))
+    KERNEL.pull_back(source, values, np.zeros_like(values), np.zeros(4, dtype=np.int64), weights, out, 1, 3, -1,
+                     (1e7, 0, 0, 5e7, 0, 1, 0, 0, 0, 0, 1, 0), (1.0, 1.0, 1.0), False, 10.0)
+    assert np.all(parent[:3] == 7.0) and np.all(parent[5:] == 7.0)
+    assert np.all(parent[3:5] == 0.0)  # every sample lands far outside the source: 0
 
 
 def _case(state: DistortionState, fortran: bool) -> tuple[Volume, ResidualField]:

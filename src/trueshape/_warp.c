@@ -7,14 +7,14 @@
  * ITK's WarpImageFilter needs a full-resolution float64 field (24 bytes per voxel) and takes ~50 ns per
  * voxel per core. Fusing the four-term spline upsampling, the trilinear sample, the intensity factor and the
  * statistics into one loop needs no intermediate arrays and no library does it. The Python fallback in
- * trueshape.correct computes the same values (tests/test_correct.py compares both paths).
+ * trueshape.correct computes the same values (tests/test_warp_kernel.py compares both paths).
  *
  * Conventions (see trueshape.correct._resample):
  *   - source: float32, C-contiguous, shape (SI, SJ, SK).
  *   - node_values, node_moments: float32, shape (N, C, OJ * OK): the field upsampled along j and k at the
  *     coarse nodes along i, with its second derivatives along i (a natural cubic spline per voxel column).
- *     Components 0 .. D-1 are the displacement in input index units (D = 3, or D = 1 along `axis`); when
- *     `has_det` is set, component D is det(I + grad d).
+ *     Components 0 .. D-1 are the displacement in input index units (D = 3 when `axis` is -1, else D = 1
+ *     along input axis `axis`); when `has_det` is set, component D is det(I + grad d).
  *   - row_interval: int64 (OI,), the coarse interval a holding each output row; row_weights: float32 (OI, 4),
  *     the weights of value a, value a+1, moment a and moment a+1.
  *   - affine: 12 doubles, row-major 3x4: input index of output voxel (i, j, k) without displacement.
@@ -24,6 +24,7 @@
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 
+#include <limits.h>
 #include <math.h>
 #include <stdint.h>
 
@@ -35,9 +36,24 @@ typedef struct {
     long long folded;
 } Stats;
 
-static int check_size(Py_buffer *buffer, Py_ssize_t expected, const char *name) {
-    if (buffer->len != expected) {
-        PyErr_Format(PyExc_ValueError, "%s holds %zd bytes, expected %zd", name, buffer->len, expected);
+/* Take a C-contiguous buffer of `ndim` axes whose items are `kind` ('f': float32, 'q': int64): shapes and
+   types come from the buffer itself, so no size the caller states can disagree with the memory. */
+static int get_array(PyObject *object, Py_buffer *view, int ndim, char kind, int writable, const char *name) {
+    int flags = PyBUF_C_CONTIGUOUS | PyBUF_FORMAT | (writable ? PyBUF_WRITABLE : 0);
+    if (PyObject_GetBuffer(object, view, flags) != 0) {
+        PyErr_Clear();
+        PyErr_Format(PyExc_ValueError, "%s must be a C-contiguous%s array", name, writable ? ", writable" : "");
+        return 0;
+    }
+    const char *format = view->format ? view->format : "B";
+    if (*format == '<' || *format == '=' || *format == '@') ++format;  /* native little-endian is what we use */
+    const int itemsize_ok = kind == 'f' ? view->itemsize == 4 : view->itemsize == 8;
+    const int format_ok = kind == 'f' ? (format[0] == 'f' && format[1] == '\0')
+                                      : ((format[0] == 'q' || format[0] == 'l') && format[1] == '\0');
+    if (view->ndim != ndim || !itemsize_ok || !format_ok) {
+        PyErr_Format(PyExc_ValueError, "%s must be a %d-D %s array", name, ndim, kind == 'f' ? "float32" : "int64");
+        PyBuffer_Release(view);
+        view->obj = NULL;
         return 0;
     }
     return 1;
@@ -176,37 +192,53 @@ static int pull_back_rows(const float *source, Py_ssize_t s0, Py_ssize_t s1, Py_
 
 static PyObject *pull_back(PyObject *self, PyObject *args) {
     (void)self;
+    PyObject *objects[6];
     Py_buffer source = {0}, values = {0}, moments = {0}, interval = {0}, weights = {0}, out = {0};
-    Py_ssize_t s0, s1, s2, o0, o1, o2, nodes, start, stop;
-    int displacement_components, axis, has_det;
+    Py_ssize_t start, stop;
+    int axis, has_det;
     double a[12], spacing_sq[3], max_det;
     PyObject *result = NULL;
-    if (!PyArg_ParseTuple(args, "y*(nnn)y*y*ny*y*w*(nnn)nnii(dddddddddddd)(ddd)id:pull_back", &source, &s0, &s1,
-                          &s2, &values, &moments, &nodes, &interval, &weights, &out, &o0, &o1, &o2, &start, &stop,
-                          &displacement_components, &axis, &a[0], &a[1], &a[2], &a[3], &a[4], &a[5], &a[6], &a[7],
-                          &a[8], &a[9], &a[10], &a[11], &spacing_sq[0], &spacing_sq[1], &spacing_sq[2], &has_det,
-                          &max_det)) {
+    if (!PyArg_ParseTuple(args, "OOOOOOnni(dddddddddddd)(ddd)pd:pull_back", &objects[0], &objects[1], &objects[2],
+                          &objects[3], &objects[4], &objects[5], &start, &stop, &axis, &a[0], &a[1], &a[2], &a[3],
+                          &a[4], &a[5], &a[6], &a[7], &a[8], &a[9], &a[10], &a[11], &spacing_sq[0], &spacing_sq[1],
+                          &spacing_sq[2], &has_det, &max_det)) {
         return NULL;
     }
-    const Py_ssize_t components = displacement_components + (has_det ? 1 : 0);
-    if (s0 < 1 || s1 < 1 || s2 < 1 || o0 < 1 || o1 < 1 || o2 < 1 || nodes < 2) {
-        PyErr_SetString(PyExc_ValueError, "shapes must be positive and the spline needs at least 2 nodes");
+    if (!get_array(objects[0], &source, 3, 'f', 0, "source") ||
+        !get_array(objects[1], &values, 3, 'f', 0, "node_values") ||
+        !get_array(objects[2], &moments, 3, 'f', 0, "node_moments") ||
+        !get_array(objects[3], &interval, 1, 'q', 0, "row_interval") ||
+        !get_array(objects[4], &weights, 2, 'f', 0, "row_weights") || !get_array(objects[5], &out, 3, 'f', 1, "out")) {
         goto done;
     }
-    if (!(displacement_components == 3 || (displacement_components == 1 && axis >= 0 && axis <= 2))) {
-        PyErr_SetString(PyExc_ValueError, "the displacement has 3 components, or 1 along axis 0, 1 or 2");
+    const Py_ssize_t s0 = source.shape[0], s1 = source.shape[1], s2 = source.shape[2];
+    const Py_ssize_t o0 = out.shape[0], o1 = out.shape[1], o2 = out.shape[2];
+    const Py_ssize_t nodes = values.shape[0];
+    const int displacement_components = axis < 0 ? 3 : 1;
+    const Py_ssize_t components = displacement_components + (has_det ? 1 : 0);
+    if (s0 < 1 || s1 < 1 || s2 < 1 || o0 < 1 || o1 < 1 || o2 < 1 || nodes < 2 || o2 > INT_MAX) {
+        PyErr_SetString(PyExc_ValueError, "every axis needs a sample (rows below 2^31) and the spline 2 nodes");
+        goto done;
+    }
+    if (axis > 2) {
+        PyErr_SetString(PyExc_ValueError, "axis is -1 (three displacement components) or the one displaced axis");
+        goto done;
+    }
+    if (values.shape[1] != components || values.shape[2] != o1 * o2 || moments.shape[0] != nodes ||
+        moments.shape[1] != components || moments.shape[2] != o1 * o2) {
+        PyErr_Format(PyExc_ValueError, "node_values and node_moments must be (nodes, %zd, %zd)", components, o1 * o2);
+        goto done;
+    }
+    if (interval.shape[0] != o0 || weights.shape[0] != o0 || weights.shape[1] != 4) {
+        PyErr_Format(PyExc_ValueError, "row_interval must be (%zd,) and row_weights (%zd, 4)", o0, o0);
         goto done;
     }
     if (start < 0 || stop > o0 || start > stop) {
         PyErr_SetString(PyExc_ValueError, "rows start:stop must lie inside the output");
         goto done;
     }
-    if (!check_size(&source, s0 * s1 * s2 * (Py_ssize_t)sizeof(float), "source") ||
-        !check_size(&values, nodes * components * o1 * o2 * (Py_ssize_t)sizeof(float), "node_values") ||
-        !check_size(&moments, nodes * components * o1 * o2 * (Py_ssize_t)sizeof(float), "node_moments") ||
-        !check_size(&interval, o0 * (Py_ssize_t)sizeof(int64_t), "row_interval") ||
-        !check_size(&weights, o0 * 4 * (Py_ssize_t)sizeof(float), "row_weights") ||
-        !check_size(&out, o0 * o1 * o2 * (Py_ssize_t)sizeof(float), "out")) {
+    if (!(max_det >= 0.0) || isinf(max_det)) {
+        PyErr_SetString(PyExc_ValueError, "max_det must be finite and not negative");
         goto done;
     }
     const int64_t *rows = (const int64_t *)interval.buf;
@@ -222,7 +254,8 @@ static PyObject *pull_back(PyObject *self, PyObject *args) {
     Py_BEGIN_ALLOW_THREADS
     finished = pull_back_rows((const float *)source.buf, s0, s1, s2, (const float *)values.buf,
                               (const float *)moments.buf, rows, (const float *)weights.buf, (float *)out.buf, o1, o2,
-                              start, stop, displacement_components, axis, has_det, a, spacing_sq, max_det, &stats);
+                              start, stop, displacement_components, axis < 0 ? 0 : axis, has_det, a, spacing_sq,
+                              max_det, &stats);
     Py_END_ALLOW_THREADS
     if (!finished) {
         PyErr_NoMemory();
@@ -230,19 +263,19 @@ static PyObject *pull_back(PyObject *self, PyObject *args) {
     }
     result = Py_BuildValue("(ddddL)", stats.max_norm_sq, stats.sum_norm, stats.det_min, stats.det_max, stats.folded);
 done:
-    PyBuffer_Release(&source);
-    PyBuffer_Release(&values);
-    PyBuffer_Release(&moments);
-    PyBuffer_Release(&interval);
-    PyBuffer_Release(&weights);
-    PyBuffer_Release(&out);
+    if (source.obj) PyBuffer_Release(&source);
+    if (values.obj) PyBuffer_Release(&values);
+    if (moments.obj) PyBuffer_Release(&moments);
+    if (interval.obj) PyBuffer_Release(&interval);
+    if (weights.obj) PyBuffer_Release(&weights);
+    if (out.obj) PyBuffer_Release(&out);
     return result;
 }
 
 static PyMethodDef methods[] = {
     {"pull_back", pull_back, METH_VARARGS,
-     "pull_back(source, source_shape, node_values, node_moments, nodes, row_interval, row_weights, out, out_shape,\n"
-     "          start, stop, displacement_components, axis, affine, spacing_sq, has_det, max_det)\n"
+     "pull_back(source, node_values, node_moments, row_interval, row_weights, out, start, stop, axis, affine,\n"
+     "          spacing_sq, has_det, max_det)\n"
      "-> (max_norm_sq, sum_norm, det_min, det_max, folded)\n\n"
      "Pull rows start:stop of out back from source through the upsampled field (see trueshape.correct)."},
     {NULL, NULL, 0, NULL},

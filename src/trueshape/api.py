@@ -10,8 +10,12 @@ Examples
 
 from __future__ import annotations
 
+import contextlib
 import enum
 import os
+import shutil
+import tempfile
+from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,12 +25,13 @@ import numpy as np
 
 from trueshape._version import __version__
 from trueshape.dicom import scan
-from trueshape.errors import DicomInputError, GeometryError, TrueshapeError, VolumeInputError
+from trueshape.errors import DicomInputError, GeometryError, OutputError, TrueshapeError, VolumeInputError
 from trueshape.findings import FindingCode, Severity
 from trueshape.geometry import DisplacementField, Inspection, IrregularPolicy, Stack, Volume, group_series, load_stack
 from trueshape.io import check_writable, write_itk_transform, write_json, write_volume
 
 if TYPE_CHECKING:
+    from trueshape.correct import CorrectionResult
     from trueshape.gnl import GradientCoefficients
 from trueshape.settings import ValidationMode, settings, warn_and_log
 
@@ -391,7 +396,13 @@ def correct_volume_file(
         supplies it).
     """
     from trueshape.dicom import DistortionState
-    from trueshape.io import UNVERIFIED_TABLE_POSITION, read_volume_file, sidecar_path, volume_stem
+    from trueshape.io import (
+        NIFTI_XFORM_CODE,
+        UNVERIFIED_TABLE_POSITION,
+        read_volume_file,
+        sidecar_path,
+        volume_stem,
+    )
 
     request = _CorrectionRequest.build(coil, coefficient_file, mode, intensity_correction, distortion_state,
                                        patient_position, isocentre_lps, fmt, force)
@@ -401,6 +412,11 @@ def correct_volume_file(
     targets = request.targets(out, volume_stem(path))
     volume = read_volume_file(path)
     provenance = volume.provenance
+    if provenance.extra.get(NIFTI_XFORM_CODE, 1) not in (1, 2):
+        raise VolumeInputError(
+            f"{path}: its affine is in a template space (NIfTI xform code {provenance.extra[NIFTI_XFORM_CODE]}); "
+            "gradient distortion lives in scanner coordinates (code 1, or 2 for aligned)"
+        )
     json_path = provenance.extra.get("sidecar")
     if request.state is None and provenance.distortion_state == DistortionState.UNKNOWN.value:
         known = f" ({provenance.distortion_source})" if provenance.distortion_source else ""
@@ -418,6 +434,7 @@ def correct_volume_file(
         "sidecar": json_path,
         "label": volume_stem(path),
         "shape": list(volume.geometry.shape),
+        "volume_count": volume.array.shape[3] if volume.array.ndim == 4 else 1,
         **volume.geometry.to_json(),
         "distortion_state": provenance.distortion_state,
         "distortion_source": provenance.distortion_source,
@@ -484,61 +501,102 @@ class _CorrectionRequest:
 
     def run(self, volume: Volume, source: dict[str, Any], targets: list[Path], *,
             template: _DicomTemplate | None = None) -> CorrectOutput:
-        """Correct ``volume`` and write the volume, the field (NIfTI and ITK .h5) and the JSON sidecar."""
+        """Correct ``volume`` and write the volume, the field (NIfTI and ITK .h5) and the JSON sidecar.
+
+        Everything is written into a hidden folder beside the targets and moved into place only when all of
+        it succeeded: a failure leaves the output folder as it was.
+        """
+        with _staged(targets, force=self.force) as staged:
+            result = self._write(volume, source, staged, template)
+        return CorrectOutput(result.volume, targets, result.diagnostics.to_json())
+
+    def _write(self, volume: Volume, source: dict[str, Any], staged: list[Path],
+               template: _DicomTemplate | None) -> CorrectionResult:
         from trueshape.correct import correct_volume
         from trueshape.gnl import ResidualField
         from trueshape.io import write_derived_series, write_field_nifti
 
         residual = ResidualField.from_volume(self.coil, volume, distortion_state=self.state,
                                              patient_position=self.position, isocentre_lps=self.isocentre_lps)
+        coil = self.coil.coil_id or (Path(self.coefficient_file).stem if self.coefficient_file else "")
+        derived = None
         # The field is written while the image is resampled; the writers spend their time in zlib, HDF5 and
         # write(), without the GIL.
         with ThreadPoolExecutor(max_workers=2) as pool:
             field_writes: list[Future[Path]] = []
 
             def write_field(field: DisplacementField) -> None:
-                field_writes.append(pool.submit(write_field_nifti, field, targets[1], force=self.force))
-                field_writes.append(pool.submit(write_itk_transform, field, targets[2], force=self.force))
+                field_writes.append(pool.submit(write_field_nifti, field, staged[1]))
+                field_writes.append(pool.submit(write_itk_transform, field, staged[2]))
 
             result = correct_volume(volume, residual, mode=self.mode,
                                     intensity_correction=self.intensity_correction, on_field=write_field)
-            derived = None
-            coil = self.coil.coil_id or (Path(self.coefficient_file).stem if self.coefficient_file else "")
             if self.output_format is OutputFormat.DICOM:
                 assert template is not None
-                diagnostics_now = result.diagnostics
+                done = result.diagnostics
                 derivation = (
-                    f"trueshape {__version__} gradient-nonlinearity correction of a "
-                    f"{diagnostics_now.distortion_state} series ({diagnostics_now.mode.value} mode, coil {coil}, "
-                    f"intensity {'corrected' if diagnostics_now.intensity_corrected else 'not corrected'})"
+                    f"trueshape {__version__} gradient-nonlinearity correction of a {done.distortion_state} series "
+                    f"({done.mode.value} mode, coil {coil}, "
+                    f"intensity {'corrected' if done.intensity_corrected else 'not corrected'})"
                 )
-                derived = write_derived_series(result.volume, targets[0], template=template.path,
+                derived = write_derived_series(result.volume, staged[0], template=template.path,
                                                derivation=derivation, table_position_mm=template.table_position_mm,
-                                               integer_source=template.integer_source, force=self.force)
-                written = [derived.folder]
+                                               integer_source=template.integer_source)
             else:
-                written = [write_volume(result.volume, targets[0], force=self.force)]
-            written += [future.result() for future in field_writes]
-        diagnostics = result.diagnostics.to_json()
+                write_volume(result.volume, staged[0])
+            for future in field_writes:
+                future.result()
         file = self.coefficient_file
         sidecar = {
             "source": source,
             "coefficients": str(file) if file else None,
             "coil": coil,
-            "correction": diagnostics,
+            "correction": result.diagnostics.to_json(),
             "transform_convention": "ITK resampling: output (true) point p -> input (distorted) point p + d(p), "
                                     "LPS mm",
             "software": {"name": "trueshape", "version": __version__},
         }
         if derived is not None:
             sidecar["dicom"] = {
-                "folder": str(derived.folder), "files": len(derived.files),
+                "folder": derived.folder.name, "files": len(derived.files),
                 "series_instance_uid": derived.series_instance_uid, "series_number": derived.series_number,
                 "rescale_slope": derived.rescale_slope, "rescale_intercept": derived.rescale_intercept,
                 "quantization_step": derived.quantization_step,
             }
-        written.append(write_json(sidecar, targets[3], force=self.force))
-        return CorrectOutput(result.volume, written, diagnostics)
+        write_json(sidecar, staged[3])
+        return result
+
+
+@contextlib.contextmanager
+def _staged(targets: list[Path], *, force: bool) -> Iterator[list[Path]]:
+    """Yield paths in a hidden folder beside ``targets`` (same names); move them into place on success.
+
+    A target that exists is replaced only with ``force`` (checked again at the end: another run may have
+    written meanwhile); a replaced folder is moved aside before the new one takes its name.
+    """
+    folder = targets[0].parent
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(prefix=".trueshape-", suffix=".part", dir=folder))
+    except OSError as error:
+        raise OutputError(f"{folder}: cannot write here ({error.strerror or error})") from None
+    try:
+        staged = [staging / target.name for target in targets]
+        try:
+            yield staged
+        except OutputError as error:  # name the file the user asked for, not its staging place
+            message = str(error)
+            for path, target in zip(staged, targets, strict=True):
+                message = message.replace(str(path), str(target))
+            raise OutputError(message) from None
+        for target in targets:
+            check_writable(target, force=force)
+        for path, target in zip(staged, targets, strict=True):
+            if target.is_dir():
+                os.replace(target, staging / f"replaced-{target.name}")
+            os.replace(path, target)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
 
 
 def correct(

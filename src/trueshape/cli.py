@@ -10,6 +10,7 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from trueshape import api
@@ -49,32 +50,39 @@ ValidationOption = Annotated[
 
 
 def _fail(message: str) -> None:
-    error_console.print(f"[bold red]error:[/] {message}", soft_wrap=True)
+    # One line, and no markup from the message: paths such as "sub-01_[run1].nii" are data, not styles.
+    error_console.print(f"[bold red]error:[/] {_e(' '.join(message.split()))}", soft_wrap=True)
+
+
+def _e(value: object) -> str:
+    """``value`` as text that rich prints literally (file names, descriptions and messages are data)."""
+    return escape(str(value))
 
 
 def _render_inspection(inspection: Inspection) -> None:
     for series in inspection.series:
-        console.rule(f"Series {series.series_number} {series.series_description} ({series.modality})")
+        console.rule(_e(f"Series {series.series_number} {series.series_description} ({series.modality})"))
         for finding in series.findings:
-            console.print(f"  [{_SEVERITY_STYLE[finding.severity]}]{finding.code.value}[/] {finding.message}")
+            console.print(f"  [{_SEVERITY_STYLE[finding.severity]}]{finding.code.value}[/] {_e(finding.message)}")
         for stack in series.stacks:
             table = Table(show_header=False, box=None, padding=(0, 1))
-            table.add_row("stack", f"{stack.selector}  ({stack.label})")
+            table.add_row("stack", _e(f"{stack.selector}  ({stack.label})"))
             table.add_row("shape", " x ".join(str(s) for s in stack.shape))
             table.add_row("spacing (mm)", " x ".join(f"{s:.4g}" for s in stack.geometry.spacing))
             table.add_row(
                 "distortion",
-                f"{stack.distortion_state.value}"
-                + (f"  (from {stack.distortion_source})" if stack.distortion_source else ""),
+                _e(f"{stack.distortion_state.value}"
+                   + (f"  (from {stack.distortion_source})" if stack.distortion_source else "")),
             )
             table.add_row(
-                "isocentre (LPS mm)", f"{[round(float(v), 2) for v in stack.isocentre_lps]}  ({stack.isocentre_source})"
+                "isocentre (LPS mm)",
+                _e(f"{[round(float(v), 2) for v in stack.isocentre_lps]}  ({stack.isocentre_source})"),
             )
             table.add_row("farthest FOV point", f"{stack.max_distance_from_isocentre_mm:.0f} mm from isocentre")
             console.print(table)
             for finding in stack.findings:
                 console.print(
-                    f"    [{_SEVERITY_STYLE[finding.severity]}]{finding.code.value}[/] {finding.message}",
+                    f"    [{_SEVERITY_STYLE[finding.severity]}]{finding.code.value}[/] {_e(finding.message)}",
                     soft_wrap=False,
                 )
     skipped = inspection.skipped_non_dicom + inspection.skipped_non_image
@@ -128,10 +136,10 @@ def convert(
     for stack in result.stacks:
         for finding in stack.findings:
             if finding.severity is not Severity.INFO:
-                console.print(f"[{_SEVERITY_STYLE[finding.severity]}]{finding.code.value}[/] {stack.label}: "
-                              f"{finding.message}")
+                console.print(f"[{_SEVERITY_STYLE[finding.severity]}]{finding.code.value}[/] {_e(stack.label)}: "
+                              f"{_e(finding.message)}")
     for written in result.written:
-        console.print(f"wrote {written}")
+        console.print(f"wrote {_e(written)}")
     for message in result.errors:
         _fail(message)
     if not result.ok:
@@ -177,9 +185,9 @@ def correct(
                   f"up to {float(diagnostics['max_displacement_mm']):.2f} mm, mean "  # type: ignore[arg-type]
                   f"{float(diagnostics['mean_displacement_mm']):.2f} mm")  # type: ignore[arg-type]
     for assumption in diagnostics.get("assumptions", []):  # type: ignore[attr-defined]
-        console.print(f"  assumed: {assumption}")
+        console.print(f"  assumed: {_e(assumption)}")
     for written in result.written:
-        console.print(f"wrote {written}")
+        console.print(f"wrote {_e(written)}")
 
 
 def _isocentre(text: str | None) -> tuple[float, float, float] | None:
@@ -213,7 +221,7 @@ def demo(
     except TrueshapeError as error:
         _fail(str(error))
         raise typer.Exit(EXIT_INPUT_ERROR) from None
-    console.print(f"Session in {result.folder}\n")
+    console.print(f"Session in {_e(result.folder)}\n")
     console.print("[bold]1. What the headers say[/] (trueshape inspect):")
     _render_inspection(result.inspection)
     console.print("\n[bold]2. What the coil predicts at the femoral heads[/] (coronal series):")
@@ -224,7 +232,7 @@ def demo(
             f"{prediction.front_shift_mm:+.2f} mm, back edge {prediction.back_shift_mm:+.2f} mm -> "
             f"front-to-back {prediction.true_ap_mm:.1f} mm appears as {prediction.predicted_ap_mm:.1f} mm "
             f"({100 * (prediction.predicted_ap_mm / prediction.true_ap_mm - 1):+.1f}%)")
-    console.print(f"\n[bold]Diagnosis:[/] {result.diagnosis()}")
+    console.print(f"\n[bold]Diagnosis:[/] {_e(result.diagnosis())}")
     diagnostics = result.correction.diagnostics
     console.print(f"\n[bold]3. Correction[/] with the coil coefficients ({diagnostics['mode']} mode, residual up "
                   f"to {float(diagnostics['max_displacement_mm']):.1f} mm in the field of view)")  # type: ignore[arg-type]
@@ -241,7 +249,7 @@ def demo(
         console.print("[dim](--quick uses 4 mm slices: partial volume biases front-back diameters by a few percent; "
                       "run without --quick for the real figures.)[/]")
     for written in result.written:
-        console.print(f"[dim]wrote {written}[/]")
+        console.print(f"[dim]wrote {_e(written)}[/]")
 
 
 def main() -> None:

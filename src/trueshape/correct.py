@@ -375,6 +375,8 @@ def correct_volume(
     """
     if order not in (1, 3):
         raise ValueError(f"interpolation order must be 1 or 3, got {order}")
+    if volume.array.dtype.kind not in "biuf":
+        raise ValueError(f"voxel type {volume.array.dtype} cannot be resampled: real scalar values only")
     # The matrix products here are small; BLAS worker threads would then spin and take the cores from the
     # resampling threads.
     with threadpool_limits(1, user_api="blas"):
@@ -581,10 +583,9 @@ def _resample(
         stats = _SlabStats()
         for number, (source, target) in enumerate(zip(stack, outputs, strict=True)):
             measured = kernel.pull_back(
-                source, source.shape, upsampler.node_values, upsampler.node_moments, upsampler.node_values.shape[0],
-                row_interval, row_weights, target, target.shape, start, stop,
-                1 if through_plane else 3, through_axis, tuple(float(a) for a in affine.ravel()),
-                tuple(float(s) for s in scale_sq), int(intensity_correction), MAX_JACOBIAN_DETERMINANT,
+                source, upsampler.node_values, upsampler.node_moments, row_interval, row_weights, target, start, stop,
+                through_axis if through_plane else -1, tuple(float(a) for a in affine.ravel()),
+                tuple(float(s) for s in scale_sq), intensity_correction, MAX_JACOBIAN_DETERMINANT,
             )
             if number == 0:
                 stats = _SlabStats(*measured)

@@ -184,3 +184,122 @@ def test_dcm2niix_flag_without_dimension_needs_the_state(session: Path) -> None:
     code, output = _correct(session, volume, "ngc_out")
     assert code == 2
     assert "in 2-D or 3-D is not recorded" in output and "give --state ND, DIS2D or DIS3D" in output
+
+
+def _trueshape_sidecar(session: Path, **changes: object) -> dict[str, object]:
+    sidecar = json.loads((session / "nifti" / "4_cor.json").read_text())
+    sidecar.update(changes)
+    return sidecar
+
+
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        ({"affine_lps": [[float("nan")] * 4] * 4}, "each row of affine_lps must be a list of 4 finite numbers"),
+        ({"isocentre_lps": "123"}, "isocentre_lps must be a list of 3 finite numbers"),
+        ({"isocentre_lps": [float("nan"), 0, 0]}, "isocentre_lps must be a list of 3 finite numbers"),
+        ({"shape": None}, "shape must be a list of 3 finite numbers"),
+        ({"shape": [32.4, 32.2, 10.9]}, "the sidecar describes a [32, 32, 10] x 1 grid"),
+        ({"volume_count": 7}, "the sidecar describes a [32, 32, 10] x 7 grid, the volume is [32, 32, 10] x 1"),
+    ],
+)
+def test_malformed_trueshape_sidecars_are_refused(session: Path, tmp_path: Path, changes: dict[str, object],
+                                                  message: str) -> None:
+    volume = tmp_path / "cor.nii"
+    volume.write_bytes((session / "nifti" / "4_cor.nii").read_bytes())
+    (tmp_path / "cor.json").write_text(json.dumps(_trueshape_sidecar(session, **changes)))
+    code, output = _correct(session, volume, "malformed")
+    assert code == 2 and "Traceback" not in output
+    assert f"{tmp_path / 'cor.json'}: {message}" in output
+    assert not (session / "malformed").exists() or not any((session / "malformed").iterdir())
+
+
+def test_sidecar_without_isocentre_says_it_was_assumed(session: Path, tmp_path: Path) -> None:
+    volume = tmp_path / "cor.nii"
+    volume.write_bytes((session / "nifti" / "4_cor.nii").read_bytes())
+    sidecar = _trueshape_sidecar(session)
+    del sidecar["isocentre_lps"]
+    (tmp_path / "cor.json").write_text(json.dumps(sidecar))
+    code, output = _correct(session, volume, "no_isocentre")
+    assert code == 0, output
+    assumptions = json.loads((session / "no_isocentre" / "cor_corrected.json").read_text())["correction"]["assumptions"]
+    assert any(a.startswith("isocentre not recorded: assumed at LPS [0.0, 0.0, 0.0]") for a in assumptions)
+
+
+@pytest.mark.parametrize(
+    ("sidecar", "message"),
+    [
+        ({"ImageType": "DIS2D"}, "ImageType must be a list of strings, got 'DIS2D'"),
+        ({"ImageType": ["DIS2D"], "TablePosition": ["a"]}, "TablePosition must be a list of finite numbers"),
+        ({"ImageType": ["DIS2D"], "TablePosition": "0 0 120"}, "TablePosition must be a list of finite numbers"),
+        ({"ImageType": ["DIS2D"], "ImageOrientationPatientDICOM": [0.6, 0.8, 0, 0, 0, 1]},
+         "ImageOrientationPatientDICOM [0.6, 0.8, 0.0, 0.0, 0.0, 1.0] is not along the volume's axes"),
+    ],
+)
+def test_malformed_dcm2niix_sidecars_are_refused(session: Path, tmp_path: Path, sidecar: dict[str, object],
+                                                 message: str) -> None:
+    volume = tmp_path / "cor.nii"
+    volume.write_bytes((session / "nifti" / "4_cor.nii").read_bytes())
+    (tmp_path / "cor.json").write_text(json.dumps(sidecar))
+    code, output = _correct(session, volume, "bids_bad", "--isocentre", "0,0,0")
+    assert code == 2 and "Traceback" not in output
+    assert f"{tmp_path / 'cor.json'}: {message}" in output
+
+
+def test_dcm2niix_orientation_matching_the_volume_is_accepted(session: Path) -> None:
+    # A coronal series: rows along L-R, columns along S-I (dcm2niix may reverse either axis).
+    bids = {"ImageType": ["DIS2D"], "PatientPosition": "FFS", "ImageOrientationPatientDICOM": [1, 0, 0, 0, 0, -1]}
+    code, output = _correct(session, _bare_copy(session, "bids_iop", bids), "bids_iop_out",
+                            "--isocentre", ",".join(map(str, TABLE_ISOCENTRE_LPS)))
+    assert code == 0, output
+
+
+def _nifti(path: Path, array: np.ndarray, *, codes: tuple[int, int] = (1, 1), affine: np.ndarray | None = None,
+           unit: str = "mm") -> Path:
+    image = nib.Nifti1Image(array, np.diag([2.0, 2.0, 2.0, 1.0]) if affine is None else affine)
+    image.header.set_xyzt_units(unit)
+    nib.save(image, path)
+    # nibabel fills in codes for an affine it is given; set the ones wanted in the bytes (qform 252, sform 254).
+    data = bytearray(path.read_bytes())
+    data[252:256] = np.array(codes[::-1], dtype="<i2").tobytes()
+    path.write_bytes(bytes(data))
+    return path
+
+
+def _zero_axis(path: Path) -> Path:
+    """Zero the sform's third row (srow_z, bytes 312-327): the k axis has no length (nibabel cannot save it)."""
+    data = bytearray(path.read_bytes())
+    data[312:328] = np.zeros(4, dtype="<f4").tobytes()
+    path.write_bytes(bytes(data))
+    return path
+
+
+@pytest.mark.parametrize(
+    ("make", "message"),
+    [
+        (lambda p: _nifti(p, np.zeros((6, 6, 4), np.complex64)), "voxel type complex64 is not a real scalar"),
+        (lambda p: _nifti(p, np.zeros((6, 6, 4), np.float32), codes=(0, 0)), "no scanner coordinates"),
+        (lambda p: _nifti(p, np.zeros((6, 6, 4), np.float32), unit="meter"), "spatial unit 'meter'"),
+        (lambda p: _zero_axis(_nifti(p, np.zeros((6, 6, 4), np.float32), codes=(1, 0))), "zero-length axis"),
+        (lambda p: _nifti(p, np.zeros((6, 6, 4), np.float32), codes=(4, 0)), "template space (NIfTI xform code 4)"),
+    ],
+)
+def test_unusable_niftis_are_refused_with_their_name(session: Path, tmp_path: Path, make, message: str) -> None:
+    volume = make(tmp_path / "odd[1].nii")
+    code, output = _correct(session, volume, f"odd_{tmp_path.name}", "--state", "ND")
+    assert code == 2 and "Traceback" not in output
+    assert f"{volume}: " in output and message in output
+
+
+def test_a_failure_while_writing_leaves_no_outputs(session: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import trueshape.api
+    from trueshape.errors import OutputError
+
+    def broken(_volume: object, path: Path, **_kwargs: object) -> Path:
+        raise OutputError(f"{path}: writing failed (No space left on device)")
+
+    monkeypatch.setattr(trueshape.api, "write_volume", broken)
+    code, output = _correct(session, session / "nifti" / "4_cor.nii", "full_disk")
+    target = session / "full_disk" / "4_cor_corrected.nii"
+    assert code == 2 and f"{target}: writing failed (No space left on device)" in output
+    assert list((session / "full_disk").iterdir()) == []  # no field, transform or staging folder left behind

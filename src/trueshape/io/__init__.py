@@ -25,11 +25,12 @@ from trueshape.io._volume_input import (
     sidecar_path,
     volume_stem,
 )
-from trueshape.io._volumes import read_volume, write_nifti, write_nrrd, write_volume
+from trueshape.io._volumes import NIFTI_XFORM_CODE, read_volume, write_nifti, write_nrrd, write_volume
 
 __all__ = [
     "DERIVED_SERIES_NUMBER_OFFSET",
     "LPS_TO_RAS",
+    "NIFTI_XFORM_CODE",
     "UNVERIFIED_TABLE_POSITION",
     "VOLUME_SUFFIXES",
     "DerivedSeries",

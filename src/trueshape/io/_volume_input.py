@@ -108,7 +108,7 @@ def read_volume_file(path: str | os.PathLike[str], *, sidecar: str | os.PathLike
     if sidecar is None and not json_path.is_file():
         return volume
     try:
-        data = json.loads(json_path.read_text())
+        data = json.loads(json_path.read_text(encoding="utf-8-sig"))
     except FileNotFoundError:
         raise VolumeInputError(f"{json_path}: sidecar not found") from None
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
@@ -133,49 +133,89 @@ def _provenance(data: dict[str, Any], json_path: Path, volume: Volume) -> Proven
     return _from_bids(data, json_path, volume)
 
 
+def _numbers(value: Any, count: int | None, what: str, json_path: Path) -> list[float]:
+    """Return a JSON list of finite numbers (``count`` of them when given), else raise naming the file."""
+    if (not isinstance(value, list) or (count is not None and len(value) != count)
+            or not all(isinstance(v, int | float) and not isinstance(v, bool) for v in value)
+            or not all(np.isfinite(v) for v in value)):
+        size = f"{count} " if count is not None else ""
+        raise VolumeInputError(f"{json_path}: {what} must be a list of {size}finite numbers, got {value!r}")
+    return [float(v) for v in value]
+
+
+def _text(value: Any) -> str | None:
+    return value if isinstance(value, str) and value else None
+
+
 def _from_trueshape(data: dict[str, Any], json_path: Path, volume: Volume) -> Provenance:
-    shape = [int(v) for v in data.get("shape", [])][:3]
-    if shape != list(volume.geometry.shape):
+    shape = _numbers(data.get("shape"), 3, "shape", json_path)
+    volumes = data.get("volume_count", 1)
+    actual_volumes = volume.array.shape[3] if volume.array.ndim == 4 else 1
+    if shape != [float(n) for n in volume.geometry.shape] or volumes != actual_volumes:
         raise VolumeInputError(
-            f"{json_path}: the sidecar describes a {shape} grid, the volume is {list(volume.geometry.shape)}"
+            f"{json_path}: the sidecar describes a {[int(n) for n in shape]} x {volumes} grid, the volume is "
+            f"{list(volume.geometry.shape)} x {actual_volumes}"
         )
-    try:
-        affine = np.asarray(data["affine_lps"], dtype=np.float64)
-        state = DistortionState(str(data["distortion_state"]))
-        position = data.get("patient_position")
-        position = PatientPosition(str(position)).value if position else None
-        isocentre = tuple(float(v) for v in data.get("isocentre_lps", (0.0, 0.0, 0.0)))
-    except (TypeError, ValueError, KeyError) as error:
-        raise VolumeInputError(f"{json_path}: malformed trueshape sidecar ({error})") from None
-    difference = float(np.max(np.abs(affine - volume.geometry.lps_from_ijk))) if affine.shape == (4, 4) else np.inf
-    if difference > SIDECAR_AFFINE_TOLERANCE_MM:
+    rows = data.get("affine_lps")
+    if not isinstance(rows, list) or len(rows) != 4:
+        raise VolumeInputError(f"{json_path}: affine_lps must be 4 rows of 4 finite numbers")
+    affine = np.array([_numbers(row, 4, "each row of affine_lps", json_path) for row in rows])
+    difference = float(np.max(np.abs(affine - volume.geometry.lps_from_ijk)))
+    if not difference <= SIDECAR_AFFINE_TOLERANCE_MM:
         raise VolumeInputError(
             f"{json_path}: the sidecar's affine differs from the volume's by {difference:.3g} mm: "
             "it describes another volume"
         )
-    if len(isocentre) != 3:
-        raise VolumeInputError(f"{json_path}: isocentre_lps must hold 3 numbers")
-    source = str(data.get("distortion_source") or "")
+    try:
+        state = DistortionState(str(data["distortion_state"]))
+        position_text = data.get("patient_position")
+        position = PatientPosition(str(position_text)).value if position_text else None
+    except ValueError as error:
+        raise VolumeInputError(f"{json_path}: malformed trueshape sidecar ({error})") from None
+    if data.get("isocentre_lps") is None:
+        isocentre, isocentre_source = (0.0, 0.0, 0.0), ""  # not recorded: the correction says it assumed this
+    else:
+        x, y, z = _numbers(data["isocentre_lps"], 3, "isocentre_lps", json_path)
+        recorded = _text(data.get("isocentre_source")) or "recorded without its source"
+        isocentre, isocentre_source = (x, y, z), f"{recorded} (trueshape sidecar {json_path.name})"
+    source = _text(data.get("distortion_source"))
+    number = data.get("series_number")
     return replace(
         volume.provenance,
-        series_instance_uid=str(data.get("series_instance_uid") or ""),
-        series_number=data.get("series_number"),
-        series_description=str(data.get("series_description") or ""),
-        modality=str(data.get("modality") or ""),
+        series_instance_uid=_text(data.get("series_instance_uid")) or "",
+        series_number=number if isinstance(number, int) and not isinstance(number, bool) else None,
+        series_description=_text(data.get("series_description")) or "",
+        modality=_text(data.get("modality")) or "",
         distortion_state=state.value,
-        distortion_source=f"{source} (trueshape sidecar {json_path.name})" if source else f"{json_path.name}",
-        isocentre_lps=(isocentre[0], isocentre[1], isocentre[2]),
-        isocentre_source=f"{data.get('isocentre_source') or 'as recorded'} (trueshape sidecar {json_path.name})",
+        distortion_source=f"{source} (trueshape sidecar {json_path.name})" if source else json_path.name,
+        isocentre_lps=isocentre,
+        isocentre_source=isocentre_source,
         patient_position=position,
-        gradient_coil=data.get("gradient_coil"),
+        gradient_coil=_text(data.get("gradient_coil")),
         extra={**volume.provenance.extra, "sidecar": str(json_path)},
     )
 
 
+#: dcm2niix's NIfTI axes follow the DICOM row and column directions, reversed or (``-x``) reordered; both
+#: directions of the sidecar's ImageOrientationPatientDICOM must be volume axes to this (|cosine|).
+BIDS_ORIENTATION_TOLERANCE = 1e-3
+
+
 def _from_bids(data: dict[str, Any], json_path: Path, volume: Volume) -> Provenance:
     image_type = data.get("ImageType")
-    tokens = [str(t) for t in image_type] if isinstance(image_type, list) else []
-    state = distortion_state_from_image_type(tokens)
+    if image_type is not None and not (isinstance(image_type, list) and all(isinstance(t, str) for t in image_type)):
+        raise VolumeInputError(f"{json_path}: ImageType must be a list of strings, got {image_type!r}")
+    orientation = data.get("ImageOrientationPatientDICOM")
+    if orientation is not None:
+        cosines = np.array(_numbers(orientation, 6, "ImageOrientationPatientDICOM", json_path)).reshape(2, 3)
+        unit = cosines / np.maximum(np.linalg.norm(cosines, axis=1, keepdims=True), 1e-12)
+        agreement = np.max(np.abs(unit @ volume.geometry.direction), axis=1)
+        if not np.all(agreement >= 1.0 - BIDS_ORIENTATION_TOLERANCE):
+            raise VolumeInputError(
+                f"{json_path}: ImageOrientationPatientDICOM {[round(float(v), 4) for v in cosines.ravel()]} is not "
+                "along the volume's axes: the sidecar belongs to another volume"
+            )
+    state = distortion_state_from_image_type(image_type or [])
     source = f"ImageType in {json_path.name}" if state is not None else ""
     if state is None and data.get("NonlinearGradientCorrection") is False:
         state, source = DistortionState.NONE, f"NonlinearGradientCorrection false in {json_path.name}"
@@ -187,15 +227,17 @@ def _from_bids(data: dict[str, Any], json_path: Path, volume: Volume) -> Provena
     except ValueError:
         raise VolumeInputError(f"{json_path}: unknown PatientPosition {position_text!r}") from None
     extra: dict[str, Any] = {**volume.provenance.extra, "sidecar": str(json_path)}
-    table = data.get("TablePosition")
-    if isinstance(table, list) and any(float(v) != 0.0 for v in table):
-        extra[UNVERIFIED_TABLE_POSITION] = [float(v) for v in table]
+    if "TablePosition" in data:
+        table = _numbers(data["TablePosition"], None, "TablePosition", json_path)
+        if any(v != 0.0 for v in table):
+            extra[UNVERIFIED_TABLE_POSITION] = table
+    number = data.get("SeriesNumber")
     return replace(
         volume.provenance,
-        series_description=str(data.get("SeriesDescription") or ""),
-        series_number=data.get("SeriesNumber"),
-        manufacturer=str(data.get("Manufacturer") or ""),
-        modality=str(data.get("Modality") or ""),
+        series_description=_text(data.get("SeriesDescription")) or "",
+        series_number=number if isinstance(number, int) and not isinstance(number, bool) else None,
+        manufacturer=_text(data.get("Manufacturer")) or "",
+        modality=_text(data.get("Modality")) or "",
         distortion_state=(state or DistortionState.UNKNOWN).value,
         distortion_source=source,
         patient_position=position,

@@ -18,10 +18,12 @@ from trueshape.io._atomic import atomic_path
 from trueshape.io._frames import lps_to_ras_affine, ras_to_lps_affine
 from trueshape.io._gzip import ParallelGzipWriter
 
-__all__ = ["read_volume", "write_nifti", "write_nrrd", "write_volume"]
+__all__ = ["NIFTI_XFORM_CODE", "read_volume", "write_nifti", "write_nrrd", "write_volume"]
 
 #: NIfTI qform/sform code 1: scanner-based anatomical coordinates (DICOM patient frame, in RAS).
 NIFTI_XFORM_SCANNER_ANAT = 1
+#: Key in :attr:`Provenance.extra` of a NIfTI volume: the xform code of the affine nibabel used.
+NIFTI_XFORM_CODE = "nifti_xform_code"
 
 
 def write_nifti(
@@ -104,14 +106,19 @@ def read_volume(path: str | os.PathLike[str]) -> Volume:
     """
     name = str(path)
     try:
-        return _read_volume(name)
-    except TrueshapeError:
-        raise
+        volume = _read_volume(name)
+    except TrueshapeError as error:
+        if str(error).startswith(name):
+            raise
+        raise VolumeInputError(f"{path}: {error}") from None
     except FileNotFoundError:
         raise VolumeInputError(f"{path}: no such file") from None
     except (ImageFileError, OSError, EOFError, ValueError, TypeError, KeyError, IndexError, zlib.error) as error:
         # How nibabel and pynrrd report damage (pynrrd's NRRDError is an Exception: see _read_volume).
         raise VolumeInputError(f"{path}: cannot read the volume ({type(error).__name__}: {error})") from None
+    if volume.array.dtype.kind not in "iuf":
+        raise VolumeInputError(f"{path}: voxel type {volume.array.dtype} is not a real scalar (integer or float)")
+    return volume
 
 
 def _read_volume(path: str) -> Volume:
@@ -121,6 +128,12 @@ def _read_volume(path: str) -> Volume:
             raise VolumeInputError(f"{path}: not a NIfTI-1 or NIfTI-2 image")
         if len(image.shape) not in (3, 4):
             raise VolumeInputError(f"{path}: a {len(image.shape)}-D image; trueshape reads 3-D and 4-D volumes")
+        header: Any = image.header
+        if int(header["sform_code"]) == 0 and int(header["qform_code"]) == 0:
+            raise VolumeInputError(f"{path}: no scanner coordinates (sform_code and qform_code are 0)")
+        spatial_unit = header.get_xyzt_units()[0]
+        if spatial_unit not in ("mm", "unknown"):
+            raise VolumeInputError(f"{path}: spatial unit {spatial_unit!r}; trueshape reads millimetres")
         affine = ras_to_lps_affine(image.affine)
         proxy: Any = image.dataobj  # nibabel's ArrayProxy (scaling kept apart from stored values)
         slope, intercept = proxy.slope, proxy.inter
@@ -129,7 +142,8 @@ def _read_volume(path: str) -> Volume:
         return Volume(
             array,
             VolumeGeometry(array.shape[:3], affine),
-            Provenance(),
+            # nibabel takes the sform when its code is set, else the qform: keep the code of the one used.
+            Provenance(extra={NIFTI_XFORM_CODE: int(header["sform_code"]) or int(header["qform_code"])}),
             float(slope) if scaled else 1.0,
             float(intercept) if scaled else 0.0,
         )
@@ -142,6 +156,9 @@ def _read_volume(path: str) -> Volume:
             raise VolumeInputError(f"{path}: cannot read the NRRD volume ({error})") from None
         if data.ndim not in (3, 4) or "space directions" not in header or "space origin" not in header:
             raise VolumeInputError(f"{path}: a NRRD volume needs 3 or 4 axes, space directions and space origin")
+        kinds = [str(kind).lower() for kind in header.get("kinds", ["domain"] * data.ndim)]
+        if any(kind not in ("domain", "space") for kind in kinds[:3]):
+            raise VolumeInputError(f"{path}: NRRD axes {kinds}: the first three must be spatial (domain or space)")
         directions = np.asarray(header["space directions"], dtype=np.float64)[:3]
         if header.get("space") not in ("left-posterior-superior", "LPS"):
             raise VolumeInputError(f"{path}: NRRD space {header.get('space')!r} is not LPS")
