@@ -12,7 +12,9 @@ from __future__ import annotations
 
 import contextlib
 import enum
+import fcntl
 import os
+import re
 import shutil
 import tempfile
 from collections.abc import Iterator
@@ -363,7 +365,7 @@ def correct_stack(
     targets = request.targets(out, stack.label)
     volume = volume if volume is not None else load_stack(stack)
     first = stack.frames[0]
-    template = _DicomTemplate(first.path, first.vendor.table_position_mm,
+    template = _DicomTemplate(tuple(frame.path for frame in stack.layout.slices[0]), first.vendor.table_position_mm,
                               integer_source=volume.array.dtype.kind in "iu" and not volume.is_scaled)
     return request.run(volume, stack.to_json(), targets, template=template)
 
@@ -448,9 +450,9 @@ def correct_volume_file(
 
 @dataclass(frozen=True)
 class _DicomTemplate:
-    """The source series' first file and facts a derived DICOM series carries over."""
+    """The source series' first file of each volume and facts a derived DICOM series carries over."""
 
-    path: str
+    paths: tuple[str, ...]
     table_position_mm: tuple[float, float, float] | None
     integer_source: bool
 
@@ -538,8 +540,10 @@ class _CorrectionRequest:
                     f"trueshape {__version__} gradient-nonlinearity correction of a {done.distortion_state} series "
                     f"({done.mode.value} mode, coil {coil}, "
                     f"intensity {'corrected' if done.intensity_corrected else 'not corrected'})"
+                    if done.mode.value != "none" else
+                    f"trueshape {__version__}: copy of a {done.distortion_state} series, nothing left to correct"
                 )
-                derived = write_derived_series(result.volume, staged[0], template=template.path,
+                derived = write_derived_series(result.volume, staged[0], template=template.paths,
                                                derivation=derivation, table_position_mm=template.table_position_mm,
                                                integer_source=template.integer_source)
             else:
@@ -561,7 +565,7 @@ class _CorrectionRequest:
                 "folder": derived.folder.name, "files": len(derived.files),
                 "series_instance_uid": derived.series_instance_uid, "series_number": derived.series_number,
                 "rescale_slope": derived.rescale_slope, "rescale_intercept": derived.rescale_intercept,
-                "quantization_step": derived.quantization_step,
+                "quantization_step": derived.quantization_step, "nonfinite_voxels": derived.nonfinite_voxels,
             }
         write_json(sidecar, staged[3])
         return result
@@ -571,32 +575,82 @@ class _CorrectionRequest:
 def _staged(targets: list[Path], *, force: bool) -> Iterator[list[Path]]:
     """Yield paths in a hidden folder beside ``targets`` (same names); move them into place on success.
 
-    A target that exists is replaced only with ``force`` (checked again at the end: another run may have
-    written meanwhile); a replaced folder is moved aside before the new one takes its name.
+    The move holds a lock on the output folder, so concurrent runs cannot interleave their files. Existing
+    targets are replaced only with ``force``: first every old one is moved aside, then every new one in; if
+    any move fails, those done are undone and the old outputs are back. A folder target (a DICOM series)
+    is replaced only if it holds nothing but files trueshape writes there.
     """
     folder = targets[0].parent
+    created = not folder.exists()
     try:
         folder.mkdir(parents=True, exist_ok=True)
         staging = Path(tempfile.mkdtemp(prefix=".trueshape-", suffix=".part", dir=folder))
     except OSError as error:
         raise OutputError(f"{folder}: cannot write here ({error.strerror or error})") from None
+    staged = [staging / target.name for target in targets]
+    succeeded = False
     try:
-        staged = [staging / target.name for target in targets]
         try:
             yield staged
         except OutputError as error:  # name the file the user asked for, not its staging place
-            message = str(error)
-            for path, target in zip(staged, targets, strict=True):
-                message = message.replace(str(path), str(target))
-            raise OutputError(message) from None
-        for target in targets:
-            check_writable(target, force=force)
-        for path, target in zip(staged, targets, strict=True):
-            if target.is_dir():
-                os.replace(target, staging / f"replaced-{target.name}")
-            os.replace(path, target)
+            raise OutputError(_unstage(str(error), staging, folder)) from None
+        _move_into_place(staged, targets, staging, force=force)
+        succeeded = True
     finally:
         shutil.rmtree(staging, ignore_errors=True)
+        if created and not succeeded:
+            with contextlib.suppress(OSError):
+                folder.rmdir()  # only if still empty: a failed first run leaves no empty folder behind
+
+
+def _unstage(message: str, staging: Path, folder: Path) -> str:
+    """Rewrite paths inside ``staging`` (and writers' own hidden temporaries there) as the final paths."""
+    pattern = re.escape(str(staging)) + r"/\.?([^/]+?)(?:\.[A-Za-z0-9_]+\.part(?:\.[^/]*)?)?(?=/|[\s:)]|$)"
+    return re.sub(pattern, lambda match: str(folder / match.group(1)), message)
+
+
+#: Files trueshape writes into a derived DICOM series folder (a folder holding anything else is not replaced).
+_DERIVED_FILE = re.compile(r"IM\d{5}\.dcm")
+
+
+def _move_into_place(staged: list[Path], targets: list[Path], staging: Path, *, force: bool) -> None:
+    folder_fd = os.open(targets[0].parent, os.O_RDONLY)
+    try:
+        fcntl.flock(folder_fd, fcntl.LOCK_EX)
+        for path, target in zip(staged, targets, strict=True):
+            check_writable(target, force=force)
+            if target.exists() and target.is_dir() != path.is_dir():
+                kind = "a folder" if target.is_dir() else "a file"
+                raise OutputError(f"{target}: is {kind}; trueshape writes {'a folder' if path.is_dir() else 'a file'} "
+                                  "there (move it away or choose another --out)")
+            if target.is_dir():
+                foreign = sorted(p.name for p in target.iterdir() if not _DERIVED_FILE.fullmatch(p.name))
+                if foreign:
+                    raise OutputError(f"{target}: holds files trueshape did not write ({', '.join(foreign[:3])}"
+                                      f"{', ...' if len(foreign) > 3 else ''}); --force replaces the whole folder, "
+                                      "so move them away first")
+        moved_aside: list[tuple[Path, Path]] = []
+        moved_in: list[Path] = []
+        try:
+            for target in targets:
+                if target.exists():
+                    aside = staging / f"replaced-{target.name}"
+                    os.replace(target, aside)
+                    moved_aside.append((aside, target))
+            for path, target in zip(staged, targets, strict=True):
+                os.replace(path, target)
+                moved_in.append(target)
+        except OSError as error:
+            for target in reversed(moved_in):
+                with contextlib.suppress(OSError):
+                    shutil.rmtree(target) if target.is_dir() else target.unlink()
+            for aside, target in reversed(moved_aside):
+                with contextlib.suppress(OSError):
+                    os.replace(aside, target)
+            raise OutputError(f"{targets[0].parent}: moving the outputs into place failed "
+                              f"({error.strerror or error}); the folder is as it was") from None
+    finally:
+        os.close(folder_fd)
 
 
 def correct(

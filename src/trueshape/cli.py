@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gc
 import json
+import signal
 import sys
 from pathlib import Path
 from typing import Annotated
@@ -257,7 +258,13 @@ def main() -> None:
     # Start-up created a few hundred thousand long-lived objects (modules, classes); the cyclic collector
     # need not traverse them again on every collection and at exit.
     gc.freeze()
+    # A scheduler's SIGTERM (or timeout) unwinds like Ctrl-C, so staged outputs are cleaned up.
+    signal.signal(signal.SIGTERM, _terminated)
     app()
+
+
+def _terminated(_signal: int, _frame: object) -> None:
+    raise SystemExit(128 + signal.SIGTERM)
 
 
 if __name__ == "__main__":

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import nibabel as nib
@@ -114,17 +115,133 @@ def test_four_dimensional_derived_series(corrected: Path, tmp_path: Path) -> Non
 
 
 @pytest.mark.parametrize(
-    ("values", "integer_source", "dtype", "slope"),
+    ("values", "integer_source", "dtype", "slope", "intercept"),
     [
-        ([0.0, 2.4, 4000.6], True, np.uint16, 1.0),
-        ([-12.0, 2.4, 4000.6], True, np.int16, 1.0),
-        ([0.0, 0.25, 0.5], False, np.uint16, 0.5 / 65535),
-        ([-1.0e6, 0.0, 2.0e6], True, np.int16, 2.0e6 / 32767),
+        ([0.0, 2.4, 4000.6], True, np.uint16, 1.0, 0.0),
+        ([-12.0, 2.4, 4000.6], True, np.int16, 1.0, 0.0),
+        ([0.0, 0.25, 0.5], False, np.uint16, 0.5 / 65535, 0.0),
+        ([1000.0, 1000.5, 1001.0], False, np.uint16, 1.0 / 65535, 1000.0),  # the range, not 0..max, is spread
+        ([-1.0e6, 0.0, 2.0e6], True, np.uint16, 3.0e6 / 65535, -1.0e6),  # integers that do not fit 16 bits
     ],
 )
-def test_quantize_keeps_the_range(values: list[float], integer_source: bool, dtype: type, slope: float) -> None:
+def test_quantize_keeps_the_range(values: list[float], integer_source: bool, dtype: type, slope: float,
+                                  intercept: float) -> None:
     array = np.array(values)
-    stored, got_slope, intercept = quantize(array, integer_source=integer_source)
-    assert stored.dtype == dtype and intercept == 0.0
-    assert got_slope == pytest.approx(slope)
-    assert np.abs(stored * got_slope - array).max() <= 0.5 * got_slope + 1e-9
+    stored, got_slope, got_intercept = quantize(array, integer_source=integer_source)
+    assert stored.dtype == dtype
+    assert (got_slope, got_intercept) == (pytest.approx(slope), pytest.approx(intercept))
+    assert np.abs(stored * got_slope + got_intercept - array).max() <= 0.5 * got_slope + 1e-9
+
+
+def test_quantize_stores_non_finite_voxels_at_the_intercept() -> None:
+    stored, slope, intercept = quantize(np.array([np.nan, 2.0, np.inf, 4.0]), integer_source=False)
+    assert stored.tolist()[0] == 0 and stored.tolist()[2] == 0
+    assert intercept == 2.0 and stored[3] * slope + intercept == pytest.approx(4.0)
+
+
+def _template(corrected: Path, folder: Path, name: str, **attributes: object) -> Path:
+    source = pydicom.dcmread(next((corrected / "s" / "dicom").rglob("*.dcm")))
+    for keyword, value in attributes.items():
+        setattr(source, keyword, value)
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / name
+    source.save_as(path, enforce_file_format=True)
+    return path
+
+
+def test_derived_series_keeps_non_latin_names_and_required_attributes(corrected: Path, tmp_path: Path) -> None:
+    template = _template(corrected, tmp_path / "t", "cyrillic.dcm", SpecificCharacterSet="ISO_IR 192",
+                         PatientName="Иванов^Иван", InstitutionName="Klinikum Süd")
+    del_keywords = ("PatientBirthDate", "AccessionNumber", "EchoTime", "ScanningSequence")
+    source = pydicom.dcmread(template)
+    for keyword in del_keywords:
+        if keyword in source:
+            delattr(source, keyword)
+    source.save_as(template, enforce_file_format=True)
+    volume = trueshape.load(corrected / "dicom" / "4_cor_corrected")
+    written = write_derived_series(volume, tmp_path / "out", template=template, derivation="test")
+    derived = pydicom.dcmread(written.files[0])
+    assert str(derived.PatientName) == "Иванов^Иван" and derived.InstitutionName == "Klinikum Süd"
+    # Type 2 attributes stay present (empty when unknown); Type 1 ScanningSequence gets the neutral "RM".
+    for keyword in ("PatientBirthDate", "AccessionNumber", "EchoTime", "StudyID", "ReferringPhysicianName",
+                    "PositionReferenceIndicator"):
+        assert keyword in derived, keyword
+    assert derived.ScanningSequence == "RM"
+    umask = os.umask(0)
+    os.umask(umask)
+    assert (tmp_path / "out").stat().st_mode & 0o777 == 0o777 & ~umask
+
+
+def test_four_dimensional_series_takes_each_volume_s_own_timing(corrected: Path, tmp_path: Path) -> None:
+    base = trueshape.load(corrected / "dicom" / "4_cor_corrected")
+    values = base.values(np.float32)
+    stacked = Volume(np.stack([values, values], axis=-1), base.geometry, base.provenance)
+    templates = [_template(corrected, tmp_path / "t", f"ti{ti}.dcm", InversionTime=ti) for ti in (100, 900)]
+    written = write_derived_series(stacked, tmp_path / "out", template=templates, derivation="test")
+    by_volume = {}
+    for path in written.files:
+        ds = pydicom.dcmread(path, stop_before_pixels=True)
+        by_volume.setdefault(int(ds.TemporalPositionIdentifier), set()).add(float(ds.InversionTime))
+    assert by_volume == {1: {100.0}, 2: {900.0}}
+
+
+def _correct_to(corrected: Path, out: Path, *extra: str):
+    return runner.invoke(app, ["correct", str(corrected / "s" / "dicom"), "--coef", str(corrected / "SYN-AS.grad"),
+                               "--out", str(out), "--format", "dicom", *extra])
+
+
+def test_force_does_not_replace_a_folder_holding_user_files(corrected: Path, tmp_path: Path) -> None:
+    out = tmp_path / "o"
+    assert _correct_to(corrected, out).exit_code == 0
+    notes = out / "4_cor_corrected" / "my_annotations.txt"
+    notes.write_text("mine")
+    before = tree_digest(out)
+    result = _correct_to(corrected, out, "--force")
+    assert result.exit_code == 2
+    assert "holds files trueshape did not write (my_annotations.txt)" in " ".join(result.output.split())
+    assert tree_digest(out) == before
+
+
+def test_a_file_where_the_series_folder_goes_is_named(corrected: Path, tmp_path: Path) -> None:
+    out = tmp_path / "o"
+    out.mkdir()
+    (out / "4_cor_corrected").write_text("not a folder")
+    result = _correct_to(corrected, out, "--force")
+    assert result.exit_code == 2 and "is a file; trueshape writes a folder there" in " ".join(result.output.split())
+    assert (out / "4_cor_corrected").read_text() == "not a folder"
+    assert sorted(p.name for p in out.iterdir()) == ["4_cor_corrected"]
+
+
+def test_a_failed_move_puts_the_old_outputs_back(corrected: Path, tmp_path: Path,
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    import trueshape.api
+
+    out = tmp_path / "o"
+    assert _correct_to(corrected, out).exit_code == 0
+    before = tree_digest(out)
+    real_replace = os.replace
+    calls = []
+
+    def failing_replace(source: object, target: object) -> None:
+        destination = Path(str(target))
+        if destination.parent == out or destination.name.startswith("replaced-"):  # the final moves only
+            calls.append(destination)
+            if len(calls) == 7:  # four old outputs moved aside, two new ones moved in, the third fails
+                raise OSError(13, "Permission denied")
+        real_replace(source, target)
+
+    monkeypatch.setattr(trueshape.api.os, "replace", failing_replace)
+    result = _correct_to(corrected, out, "--force")
+    assert result.exit_code == 2
+    assert "moving the outputs into place failed (Permission denied); the folder is as it was" in " ".join(
+        result.output.split())
+    monkeypatch.undo()
+    assert tree_digest(out) == before
+    assert not any(p.name.startswith(".") for p in out.iterdir())
+
+
+def test_a_failed_first_run_leaves_no_folder(corrected: Path, tmp_path: Path) -> None:
+    result = runner.invoke(app, ["correct", str(corrected / "s" / "dicom"), "--coef", str(corrected / "SYN-AS.grad"),
+                                 "--out", str(tmp_path / "new"), "--state", "ND", "--mode", "through-plane"])
+    assert result.exit_code == 2
+    assert not (tmp_path / "new").exists()

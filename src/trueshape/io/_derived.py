@@ -14,7 +14,7 @@ import datetime
 import os
 import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -25,25 +25,39 @@ from numpy.typing import NDArray
 from pydicom.errors import InvalidDicomError
 from pydicom.uid import generate_uid
 
-from trueshape.errors import DicomInputError, OutputError, OutputExistsError
+from trueshape.errors import DicomInputError, OutputError, OutputExistsError, TrueshapeError
 from trueshape.geometry import Volume
 from trueshape.io._atomic import check_writable
-from trueshape.io._dicom_write import SeriesMetadata, planes_from_volume, write_dicom_slices
+from trueshape.io._dicom_write import SeriesMetadata, SlicePlane, planes_from_volume, write_dicom_slices
 
 __all__ = ["COPIED_KEYWORDS", "DERIVED_SERIES_NUMBER_OFFSET", "DerivedSeries", "write_derived_series"]
 
-#: Attributes copied from the source series when present: patient, study, equipment, acquisition.
+#: Attributes copied from the source series, empty values included (Type 2 attributes stay present).
 COPIED_KEYWORDS = (
+    "SpecificCharacterSet",  # first: the names below are encoded in it
     "PatientName", "PatientID", "PatientBirthDate", "PatientSex", "PatientAge", "PatientSize", "PatientWeight",
     "StudyInstanceUID", "StudyID", "StudyDate", "StudyTime", "StudyDescription", "AccessionNumber",
     "ReferringPhysicianName", "FrameOfReferenceUID", "PositionReferenceIndicator", "Manufacturer",
     "ManufacturerModelName", "InstitutionName", "StationName", "DeviceSerialNumber", "MagneticFieldStrength",
-    "BodyPartExamined", "PatientPosition", "ProtocolName", "ScanningSequence", "SequenceVariant", "ScanOptions",
-    "MRAcquisitionType", "SequenceName", "EchoTime", "RepetitionTime", "InversionTime", "FlipAngle",
-    "EchoTrainLength", "ImagingFrequency", "ImagedNucleus", "AcquisitionDate", "AcquisitionTime",
+    "BodyPartExamined", "Laterality", "PatientPosition", "ProtocolName", "ScanningSequence", "SequenceVariant",
+    "ScanOptions", "MRAcquisitionType", "SequenceName", "RepetitionTime", "FlipAngle", "EchoTrainLength",
+    "ImagingFrequency", "ImagedNucleus", "WindowCenter", "WindowWidth",
 )
+#: Attributes that may differ between the volumes of a 4-D series: taken from each volume's own source file.
+PER_VOLUME_KEYWORDS = (
+    "EchoTime", "InversionTime", "TriggerTime", "AcquisitionDate", "AcquisitionTime", "DiffusionBValue",
+    "DiffusionGradientOrientation",
+)
+#: Type 2 attributes of the modules written (present, empty when unknown) and Type 1 ones with a neutral value.
+REQUIRED_DEFAULTS: dict[str, Any] = {
+    "PatientBirthDate": "", "PatientSex": "", "ReferringPhysicianName": "", "StudyID": "", "AccessionNumber": "",
+    "StudyDate": "", "StudyTime": "", "PositionReferenceIndicator": "", "ScanOptions": "", "MRAcquisitionType": "",
+    "EchoTime": "", "EchoTrainLength": "", "ScanningSequence": "RM", "SequenceVariant": "NONE",
+    "AcquisitionDate": "", "AcquisitionTime": "",
+}
 #: The derived series is numbered source + this (how scanners number their own derived series varies).
 DERIVED_SERIES_NUMBER_OFFSET = 1000
+_DESCRIPTION_SUFFIX = " (trueshape corrected)"
 _INT16 = np.iinfo(np.int16)
 _UINT16 = np.iinfo(np.uint16)
 
@@ -58,6 +72,7 @@ class DerivedSeries:
     series_number: int
     rescale_slope: float
     rescale_intercept: float
+    nonfinite_voxels: int = 0
 
     @property
     def quantization_step(self) -> float:
@@ -66,10 +81,10 @@ class DerivedSeries:
 
 
 def quantize(values: NDArray[np.floating[Any]], *, integer_source: bool) -> tuple[NDArray[Any], float, float]:
-    """Return 16-bit stored values, slope and intercept for physical ``values``.
+    """Return 16-bit stored values, slope and intercept for physical ``values`` (non-finite voxels store 0).
 
-    Integer-valued sources (slope 1) stay at slope 1 when their corrected range fits; otherwise the slope
-    spreads the range over the 16-bit integers (unsigned when nothing is negative).
+    Integer-valued sources (slope 1) stay at slope 1 when their corrected range fits; otherwise the range
+    [min, max] is spread over the unsigned 16-bit integers (intercept = min).
 
     Examples
     --------
@@ -77,24 +92,25 @@ def quantize(values: NDArray[np.floating[Any]], *, integer_source: bool) -> tupl
     >>> stored.tolist(), slope, intercept
     ([0, 2, 1000], 1.0, 0.0)
     """
-    finite = np.where(np.isfinite(values), values, 0.0)
-    low, high = (float(finite.min()), float(finite.max())) if finite.size else (0.0, 0.0)
-    signed = low < 0.0
-    info = _INT16 if signed else _UINT16
-    if integer_source and low >= info.min and high <= info.max:
-        slope = 1.0
-    else:
-        largest = max(abs(low), abs(high))
-        slope = largest / info.max if largest > 0.0 else 1.0
-    stored = np.clip(np.rint(finite / slope), info.min, info.max).astype(np.int16 if signed else np.uint16)
-    return stored, slope, 0.0
+    finite = np.isfinite(values)
+    clean = np.where(finite, values, 0.0).astype(np.float64)
+    low, high = (float(clean[finite].min()), float(clean[finite].max())) if finite.any() else (0.0, 0.0)
+    if integer_source:
+        info = _INT16 if low < 0.0 else _UINT16
+        if low >= info.min and high <= info.max:
+            stored = np.clip(np.rint(clean), info.min, info.max).astype(np.int16 if low < 0.0 else np.uint16)
+            return stored, 1.0, 0.0
+    slope = (high - low) / _UINT16.max if high > low else 1.0
+    stored = np.clip(np.rint((clean - low) / slope), 0, _UINT16.max).astype(np.uint16)
+    stored[~finite] = 0
+    return stored, slope, low
 
 
 def write_derived_series(
     volume: Volume,
     folder: str | os.PathLike[str],
     *,
-    template: str | os.PathLike[str],
+    template: str | os.PathLike[str] | Sequence[str | os.PathLike[str]],
     derivation: str,
     series_description: str | None = None,
     series_number: int | None = None,
@@ -110,8 +126,9 @@ def write_derived_series(
         The corrected volume (physical values; 3-D or 4-D).
     folder : str or PathLike
         The series folder; written beside it and renamed into place when every file is written.
-    template : str or PathLike
-        A DICOM file of the source series: patient, study and acquisition attributes come from it.
+    template : str or PathLike, or a sequence of them
+        A DICOM file of the source series: patient, study and acquisition attributes come from it. For a
+        4-D volume, one file per volume: echo, inversion and trigger times and diffusion come from each.
     derivation : str
         DerivationDescription (what was done, by which software and coil).
     series_description, series_number : optional
@@ -138,24 +155,25 @@ def write_derived_series(
     """
     target = Path(folder)
     check_writable(target, force=force)
-    try:
-        source = pydicom.dcmread(template, stop_before_pixels=True)
-    except (InvalidDicomError, OSError, EOFError, ValueError) as error:
-        raise DicomInputError(f"{template}: cannot read the source series' header ({error})") from None
-    values = volume.values(np.float32) if volume.is_scaled else np.asarray(volume.array, dtype=np.float32)
-    stored, slope, intercept = quantize(values, integer_source=integer_source)
-    number = series_number if series_number is not None else int(source.get("SeriesNumber") or 0) + (
+    templates = [template] if isinstance(template, str | os.PathLike) else list(template)
+    sources = [_read_header(path) for path in templates]
+    source = sources[0]
+    values = volume.values(np.float32) if volume.is_scaled else np.asarray(volume.array)
+    with np.errstate(over="ignore", invalid="ignore"):
+        stored, slope, intercept = quantize(values, integer_source=integer_source)
+    number = series_number if series_number is not None else _int(source.get("SeriesNumber")) + (
         DERIVED_SERIES_NUMBER_OFFSET)
-    description = series_description or f"{source.get('SeriesDescription', '')} (trueshape corrected)".strip()
+    number = number if 0 <= number <= 2**31 - 1 else 0
+    original = str(source.get("SeriesDescription", ""))
+    description = series_description or (original[: 64 - len(_DESCRIPTION_SUFFIX)] + _DESCRIPTION_SUFFIX).strip()
     image_type = [str(v) for v in (source.get("ImageType") or [])]
-    now = datetime.datetime.now().replace(microsecond=0)
-    extra: dict[str, Any] = {}
+    extra: dict[str, Any] = dict(REQUIRED_DEFAULTS)
     for keyword in COPIED_KEYWORDS:
-        element = source.data_element(keyword) if keyword in source else None
-        if element is not None and element.value not in (None, ""):
-            extra[keyword] = element.value
+        if keyword in source:
+            extra[keyword] = source.data_element(keyword).value  # type: ignore[union-attr]
     extra["DerivationDescription"] = derivation[:1024]
     spacing_k = float(volume.geometry.spacing[2])
+    thickness = _positive_float(source.get("SliceThickness"))
     metadata = SeriesMetadata(
         patient_name=str(source.get("PatientName", "")),
         patient_id=str(source.get("PatientID", "")),
@@ -169,27 +187,54 @@ def write_derived_series(
         manufacturer=str(source.get("Manufacturer", "")),
         image_type=("DERIVED", "SECONDARY", image_type[2] if len(image_type) > 2 else "M", "DIS3D"),
         patient_position=str(source.get("PatientPosition", "")),
-        slice_thickness_mm=float(source.SliceThickness) if source.get("SliceThickness") else spacing_k,
+        slice_thickness_mm=thickness if thickness is not None else spacing_k,
         spacing_between_slices_mm=spacing_k,
         table_position_mm=table_position_mm,
         rescale_slope=slope,
         rescale_intercept=intercept,
-        acquired_at=now,
+        acquired_at=datetime.datetime.now().replace(microsecond=0),  # series and content: made now
         extra=extra,
     )
     stored_volume = Volume(stored, volume.geometry, volume.provenance)
     count = stored.shape[3] if stored.ndim == 4 else 1
-    planes = []
+    if len(sources) not in (1, count):
+        raise ValueError(f"give one template, or one per volume ({count}); got {len(sources)}")
+    planes: list[SlicePlane] = []
     for t in range(count):
-        for plane in planes_from_volume(stored_volume, time_index=t):
-            overrides = {"AcquisitionNumber": t + 1}
-            if count > 1:
-                overrides |= {"TemporalPositionIdentifier": t + 1, "NumberOfTemporalPositions": count}
-            planes.append(replace(plane, overrides=overrides))
+        own = sources[t] if len(sources) == count else source
+        overrides: dict[str, Any] = {"AcquisitionNumber": t + 1}
+        overrides |= {keyword: own.data_element(keyword).value  # type: ignore[union-attr]
+                      for keyword in PER_VOLUME_KEYWORDS if keyword in own}
+        if count > 1:
+            overrides |= {"TemporalPositionIdentifier": t + 1, "NumberOfTemporalPositions": count}
+        planes.extend(replace(plane, overrides=overrides) for plane in planes_from_volume(stored_volume, time_index=t))
     with _atomic_folder(target, force=force) as temporary:
         written = write_dicom_slices(temporary, planes, metadata)
     files = tuple(target / path.name for path in written)
-    return DerivedSeries(target, files, metadata.series_instance_uid, number, slope, intercept)
+    return DerivedSeries(target, files, metadata.series_instance_uid, number, slope, intercept,
+                         int(np.count_nonzero(~np.isfinite(values))))
+
+
+def _read_header(path: str | os.PathLike[str]) -> pydicom.Dataset:
+    try:
+        return pydicom.dcmread(path, stop_before_pixels=True)
+    except (InvalidDicomError, OSError, EOFError, ValueError) as error:
+        raise DicomInputError(f"{path}: cannot read the source series' header ({error})") from None
+
+
+def _int(value: Any) -> int:
+    try:
+        return int(value or 0)
+    except (TypeError, ValueError):
+        return 0
+
+
+def _positive_float(value: Any) -> float | None:
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return None
+    return number if np.isfinite(number) and number > 0 else None
 
 
 @contextlib.contextmanager
@@ -198,11 +243,16 @@ def _atomic_folder(target: Path, *, force: bool) -> Iterator[Path]:
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
         temporary = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".part", dir=target.parent))
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(temporary, 0o777 & ~umask)  # mkdtemp makes 0700; a series folder gets the usual permissions
     except OSError as error:
         raise OutputError(f"{target}: cannot write here ({error.strerror or error})") from None
     try:
         try:
             yield temporary
+        except TrueshapeError:
+            raise
         except OSError as error:
             raise OutputError(f"{target}: writing failed ({error.strerror or error})") from None
         if target.exists():
