@@ -245,3 +245,20 @@ def test_a_failed_first_run_leaves_no_folder(corrected: Path, tmp_path: Path) ->
                                  "--out", str(tmp_path / "new"), "--state", "ND", "--mode", "through-plane"])
     assert result.exit_code == 2
     assert not (tmp_path / "new").exists()
+
+
+def test_enhanced_source_gives_its_functional_group_values(tmp_path: Path) -> None:
+    # Thickness 3 mm, spacing 4 mm: in an enhanced file SliceThickness lives in the PixelMeasuresSequence.
+    acquisition = Acquisition(plane=Plane.AXIAL, fov_mm=(80.0, 80.0), matrix=(16, 16), slices=6,
+                              slice_thickness_mm=3.0, slice_gap_mm=1.0, centre_lps=(0.0, 0.0, 0.0),
+                              distortion_state=DistortionState.NONE, in_plane_samples=1, slice_samples=1,
+                              series_number=2, description="enh", enhanced=True)
+    write_session(tmp_path / "s", FemurPhantom(), SYN_AS, (acquisition,))
+    (tmp_path / "SYN-AS.grad").write_text(format_siemens_grad(SYN_AS))
+    result = runner.invoke(app, ["correct", str(tmp_path / "s" / "dicom"), "--coef", str(tmp_path / "SYN-AS.grad"),
+                                 "--out", str(tmp_path / "o"), "--format", "dicom"])
+    assert result.exit_code == 0, result.output
+    files = sorted((tmp_path / "o" / "2_enh_corrected").iterdir())
+    assert len(files) == 6
+    derived = pydicom.dcmread(files[0], stop_before_pixels=True)
+    assert float(derived.SliceThickness) == 3.0 and float(derived.SpacingBetweenSlices) == 4.0

@@ -171,9 +171,11 @@ def write_derived_series(
     for keyword in COPIED_KEYWORDS:
         if keyword in source:
             extra[keyword] = source.data_element(keyword).value  # type: ignore[union-attr]
+    grouped = _functional_group_values(source)
+    extra |= {keyword: value for keyword, value in grouped.items() if keyword not in source}
     extra["DerivationDescription"] = derivation[:1024]
     spacing_k = float(volume.geometry.spacing[2])
-    thickness = _positive_float(source.get("SliceThickness"))
+    thickness = _positive_float(source.get("SliceThickness", grouped.get("SliceThickness")))
     metadata = SeriesMetadata(
         patient_name=str(source.get("PatientName", "")),
         patient_id=str(source.get("PatientID", "")),
@@ -213,6 +215,33 @@ def write_derived_series(
     files = tuple(target / path.name for path in written)
     return DerivedSeries(target, files, metadata.series_instance_uid, number, slope, intercept,
                          int(np.count_nonzero(~np.isfinite(values))))
+
+
+#: Where an enhanced (multi-frame) source keeps what a classic one has at the top: macro -> {attribute: keyword}.
+_FUNCTIONAL_GROUP_MACROS = {
+    "MRTimingAndRelatedParametersSequence": {"RepetitionTime": "RepetitionTime", "FlipAngle": "FlipAngle",
+                                             "EchoTrainLength": "EchoTrainLength"},
+    "MREchoSequence": {"EffectiveEchoTime": "EchoTime"},
+    "PixelMeasuresSequence": {"SliceThickness": "SliceThickness"},
+    "FrameVOILUTSequence": {"WindowCenter": "WindowCenter", "WindowWidth": "WindowWidth"},
+}
+
+
+def _functional_group_values(source: pydicom.Dataset) -> dict[str, Any]:
+    """Classic attributes of an enhanced source, from its shared then first per-frame functional groups."""
+    values: dict[str, Any] = {}
+    for groups_keyword in ("SharedFunctionalGroupsSequence", "PerFrameFunctionalGroupsSequence"):
+        groups = source.get(groups_keyword)
+        if not groups:
+            continue
+        for macro, attributes in _FUNCTIONAL_GROUP_MACROS.items():
+            items = groups[0].get(macro)
+            if not items:
+                continue
+            for attribute, keyword in attributes.items():
+                if attribute in items[0] and keyword not in values:
+                    values[keyword] = items[0].data_element(attribute).value
+    return values
 
 
 def _read_header(path: str | os.PathLike[str]) -> pydicom.Dataset:
