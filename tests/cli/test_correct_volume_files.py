@@ -230,8 +230,8 @@ def test_sidecar_without_isocentre_says_it_was_assumed(session: Path, tmp_path: 
     ("sidecar", "message"),
     [
         ({"ImageType": "DIS2D"}, "ImageType must be a list of strings, got 'DIS2D'"),
-        ({"ImageType": ["DIS2D"], "TablePosition": ["a"]}, "TablePosition must be a list of finite numbers"),
-        ({"ImageType": ["DIS2D"], "TablePosition": "0 0 120"}, "TablePosition must be a list of finite numbers"),
+        ({"ImageType": ["DIS2D"], "TablePosition": ["a"]}, "TablePosition must be a list of 3 finite numbers"),
+        ({"ImageType": ["DIS2D"], "TablePosition": "0 0 120"}, "TablePosition must be a list of 3 finite numbers"),
         ({"ImageType": ["DIS2D"], "ImageOrientationPatientDICOM": [0.6, 0.8, 0, 0, 0, 1]},
          "ImageOrientationPatientDICOM [0.6, 0.8, 0.0, 0.0, 0.0, 1.0] is not along the volume's axes"),
     ],
@@ -303,3 +303,43 @@ def test_a_failure_while_writing_leaves_no_outputs(session: Path, monkeypatch: p
     target = session / "full_disk" / "4_cor_corrected.nii"
     assert code == 2 and f"{target}: writing failed (No space left on device)" in output
     assert not (session / "full_disk").exists()  # no field, transform, staging folder, or folder at all
+
+
+@pytest.fixture(scope="module")
+def head_first(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """An ND axial series, head first supine, table moved so that the isocentre is at LPS z = +20 mm."""
+    root = tmp_path_factory.mktemp("head_first")
+    acquisition = Acquisition(plane=Plane.AXIAL, fov_mm=(120.0, 120.0), matrix=(24, 24), slices=8,
+                              slice_thickness_mm=6.0, centre_lps=(95.0, 0.0, 180.0), isocentre_lps=(0.0, 0.0, 20.0),
+                              patient_position=PatientPosition.HFS, distortion_state=DistortionState.NONE,
+                              in_plane_samples=1, slice_samples=1, series_number=2, description="ax")
+    write_session(root / "s", FemurPhantom(), SYN_AS, (acquisition,))
+    (root / "SYN-AS.grad").write_text(format_siemens_grad(SYN_AS))
+    for arguments in (["convert", str(root / "s" / "dicom"), "--out", str(root / "nifti"), "--format", "nii"],
+                      ["correct", str(root / "s" / "dicom"), "--coef", str(root / "SYN-AS.grad"),
+                       "--out", str(root / "from_dicom"), "--format", "nii"]):
+        result = runner.invoke(app, arguments)
+        assert result.exit_code == 0, result.output
+    return root
+
+
+@pytest.mark.parametrize(("table_z", "matches"), [(-20.0, True), (20.0, False)])
+def test_dcm2niix_table_position_of_a_head_first_series(head_first: Path, table_z: float, matches: bool) -> None:
+    # dcm2niix writes minus the table offset: on the real pair siemens-table-baseline / -moved-h20
+    # (ImaRelTablePosition +20) it wrote TablePosition [0, 0, -20] (see trueshape/io/_volume_input.py).
+    folder = head_first / f"bids_{table_z:+.0f}"
+    folder.mkdir()
+    (folder / "ax.nii").write_bytes((head_first / "nifti" / "2_ax.nii").read_bytes())
+    (folder / "ax.json").write_text(json.dumps({"ImageType": ["ORIGINAL", "PRIMARY", "M", "ND"],
+                                                "PatientPosition": "HFS", "TablePosition": [0, 0, table_z]}))
+    out = head_first / f"out_{table_z:+.0f}"
+    result = runner.invoke(app, ["correct", str(folder / "ax.nii"), "--coef", str(head_first / "SYN-AS.grad"),
+                                 "--out", str(out), "--format", "nii"])
+    assert result.exit_code == 0, result.output
+    sidecar = json.loads((out / "ax_corrected.json").read_text())
+    assert sidecar["source"]["isocentre_lps"] == pytest.approx([0.0, 0.0, -table_z])
+    expected = _image(head_first / "from_dicom" / "2_ax_corrected.nii")
+    got = _image(out / "ax_corrected.nii")
+    assert sidecar["correction"]["max_displacement_mm"] > 1.0
+    difference = np.abs(got - expected).max() / np.abs(expected).max()
+    assert bool(difference < 1e-4) is matches

@@ -6,8 +6,11 @@ beside the file, which may be
 
 * trueshape's own (``trueshape convert``): every fact, checked against the volume's grid;
 * trueshape's correction sidecar (``<label>_corrected.json``): the volume is already corrected (DIS3D);
-* dcm2niix's BIDS sidecar: ``ImageType`` and ``PatientPosition``. Its ``TablePosition`` is kept aside
-  (:data:`UNVERIFIED_TABLE_POSITION`), not used: no sample here pins its sign convention.
+* dcm2niix's BIDS sidecar: ``ImageType``, ``PatientPosition`` and, for head-first supine series,
+  ``TablePosition``: dcm2niix writes minus the table offset (the corpus pair siemens-table-baseline /
+  -moved-h20, ImaRelTablePosition 0 and +20, gets TablePosition 0 and -20 from dcm2niix v1.0.20260724), so
+  the isocentre is ``LPS_FROM_MAGNET[HFS] @ -TablePosition``. For other positions no sample pins how
+  dcm2niix normalises it, so it is kept aside (:data:`UNVERIFIED_TABLE_POSITION`) and not used.
 
 Without a sidecar every fact is unknown, and the caller must state what correction needs.
 """
@@ -22,7 +25,12 @@ from typing import Any
 
 import numpy as np
 
-from trueshape.dicom.vendor import DistortionState, PatientPosition, distortion_state_from_image_type
+from trueshape.dicom.vendor import (
+    LPS_FROM_MAGNET,
+    DistortionState,
+    PatientPosition,
+    distortion_state_from_image_type,
+)
 from trueshape.errors import VolumeInputError
 from trueshape.geometry import Provenance, Volume
 from trueshape.io._volumes import read_volume
@@ -227,9 +235,14 @@ def _from_bids(data: dict[str, Any], json_path: Path, volume: Volume) -> Provena
     except ValueError:
         raise VolumeInputError(f"{json_path}: unknown PatientPosition {position_text!r}") from None
     extra: dict[str, Any] = {**volume.provenance.extra, "sidecar": str(json_path)}
+    isocentre, isocentre_source = volume.provenance.isocentre_lps, volume.provenance.isocentre_source
     if "TablePosition" in data:
-        table = _numbers(data["TablePosition"], None, "TablePosition", json_path)
-        if any(v != 0.0 for v in table):
+        table = _numbers(data["TablePosition"], 3, "TablePosition", json_path)
+        if position == PatientPosition.HFS.value or not any(table):
+            offset = LPS_FROM_MAGNET[PatientPosition.HFS] @ -np.asarray(table)
+            isocentre = (float(offset[0]), float(offset[1]), float(offset[2]))
+            isocentre_source = f"TablePosition {table} in {json_path.name} (dcm2niix: minus the table offset)"
+        else:
             extra[UNVERIFIED_TABLE_POSITION] = table
     number = data.get("SeriesNumber")
     return replace(
@@ -241,5 +254,7 @@ def _from_bids(data: dict[str, Any], json_path: Path, volume: Volume) -> Provena
         distortion_state=(state or DistortionState.UNKNOWN).value,
         distortion_source=source,
         patient_position=position,
+        isocentre_lps=isocentre,
+        isocentre_source=isocentre_source,
         extra=extra,
     )
