@@ -41,6 +41,7 @@ __all__ = [
     "GEOMETRY_WARNING_CODES",
     "ConvertResult",
     "CorrectOutput",
+    "CorrectionRequest",
     "OutputFormat",
     "convert",
     "correct",
@@ -332,22 +333,19 @@ def _choice(enum_type: type[enum.Enum], value: object, option: str) -> Any:
 
 def correct_stack(
     stack: Stack,
-    coil: GradientCoefficients,
+    request: CorrectionRequest,
     out: str | os.PathLike[str],
     *,
-    coefficient_file: str | os.PathLike[str] | None = None,
-    mode: str = "auto",
-    intensity_correction: bool = True,
-    distortion_state: str | None = None,
-    patient_position: str | None = None,
-    isocentre_lps: tuple[float, float, float] | None = None,
-    fmt: OutputFormat | str = OutputFormat.NIFTI,
-    force: bool = False,
     volume: Volume | None = None,
 ) -> CorrectOutput:
-    """Correct one already-inspected stack with ``coil`` and write the outputs (see :func:`correct`).
+    """Correct one already-inspected stack as ``request`` says and write the outputs (see :func:`correct`).
 
     ``volume`` is the stack's loaded Volume when the caller already has it (saves reading it again).
+
+    Examples
+    --------
+    >>> request = CorrectionRequest.build(SYN_AS, coefficient_file="SYN-AS.grad")  # doctest: +SKIP
+    >>> correct_stack(inspect("session").stacks[1], request, "out")                # doctest: +SKIP
 
     Raises
     ------
@@ -360,8 +358,6 @@ def correct_stack(
             f"{stack.frames[0].path}: the slices of {stack.label} are off a regular grid by up to "
             f"{stack.layout.acquisition.max_offset_mm:.2f} mm; resample them first (--irregular resample)"
         )
-    request = _CorrectionRequest.build(coil, coefficient_file, mode, intensity_correction, distortion_state,
-                                       patient_position, isocentre_lps, fmt, force)
     targets = request.targets(out, stack.label)
     volume = volume if volume is not None else load_stack(stack)
     first = stack.frames[0]
@@ -372,17 +368,8 @@ def correct_stack(
 
 def correct_volume_file(
     path: str | os.PathLike[str],
-    coil: GradientCoefficients,
+    request: CorrectionRequest,
     out: str | os.PathLike[str],
-    *,
-    coefficient_file: str | os.PathLike[str] | None = None,
-    mode: str = "auto",
-    intensity_correction: bool = True,
-    distortion_state: str | None = None,
-    patient_position: str | None = None,
-    isocentre_lps: tuple[float, float, float] | None = None,
-    fmt: OutputFormat | str = OutputFormat.NIFTI,
-    force: bool = False,
 ) -> CorrectOutput:
     """Correct a NIfTI or NRRD volume, with the facts of its JSON sidecar (see :func:`correct`).
 
@@ -406,8 +393,6 @@ def correct_volume_file(
         volume_stem,
     )
 
-    request = _CorrectionRequest.build(coil, coefficient_file, mode, intensity_correction, distortion_state,
-                                       patient_position, isocentre_lps, fmt, force)
     if request.output_format is OutputFormat.DICOM:
         raise TrueshapeError(f"{path}: a derived DICOM series needs a DICOM source (its patient, study and "
                              "frame of reference): correct the DICOM series, or write NIfTI or NRRD")
@@ -458,8 +443,8 @@ class _DicomTemplate:
 
 
 @dataclass(frozen=True)
-class _CorrectionRequest:
-    """What the user asked of a correction, validated once for either kind of input."""
+class CorrectionRequest:
+    """What the user asked of a correction, validated once for either kind of input (see :func:`correct`)."""
 
     coil: GradientCoefficients
     coefficient_file: str | os.PathLike[str] | None
@@ -472,10 +457,11 @@ class _CorrectionRequest:
     force: bool
 
     @classmethod
-    def build(cls, coil: GradientCoefficients, coefficient_file: str | os.PathLike[str] | None, mode: str,
-              intensity_correction: bool, distortion_state: str | None, patient_position: str | None,
-              isocentre_lps: tuple[float, float, float] | None, fmt: OutputFormat | str,
-              force: bool) -> _CorrectionRequest:
+    def build(cls, coil: GradientCoefficients, *, coefficient_file: str | os.PathLike[str] | None = None,
+              mode: str = "auto", intensity_correction: bool = True, distortion_state: str | None = None,
+              patient_position: str | None = None, isocentre_lps: tuple[float, float, float] | None = None,
+              fmt: OutputFormat | str = OutputFormat.NIFTI, force: bool = False) -> CorrectionRequest:
+        """Check the user's choices (enum names, a finite isocentre) and keep them with the coil."""
         from trueshape.correct import CorrectionMode
         from trueshape.dicom import DistortionState, PatientPosition
 
@@ -693,13 +679,13 @@ def correct(
     coefficient_file = coefficients if coefficients is not None else model
     assert coefficient_file is not None
     coil = read_coefficients(coefficient_file, r0_mm=r0_mm)
-    options: dict[str, Any] = {
-        "coefficient_file": coefficient_file, "mode": mode, "intensity_correction": intensity_correction,
-        "distortion_state": distortion_state, "patient_position": patient_position,
-        "isocentre_lps": isocentre_lps, "fmt": fmt, "force": force,
-    }
+    request = CorrectionRequest.build(
+        coil, coefficient_file=coefficient_file, mode=mode, intensity_correction=intensity_correction,
+        distortion_state=distortion_state, patient_position=patient_position, isocentre_lps=isocentre_lps,
+        fmt=fmt, force=force,
+    )
     if is_volume_file(series):
-        return correct_volume_file(series, coil, out, **options)
+        return correct_volume_file(series, request, out)
     path, series_key, stack_index = parse_series_argument(series)
     stack = _one_stack(inspect(path, irregular=irregular), path, series_key, stack_index)
-    return correct_stack(stack, coil, out, **options)
+    return correct_stack(stack, request, out)

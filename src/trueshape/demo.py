@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 from numpy.typing import NDArray
 
-from trueshape.api import GEOMETRY_WARNING_CODES, CorrectOutput, correct_stack, inspect
+from trueshape.api import GEOMETRY_WARNING_CODES, CorrectionRequest, CorrectOutput, correct_stack, inspect
 from trueshape.dicom import DistortionState
 from trueshape.findings import FindingCode
 from trueshape.geometry import Inspection, Volume, load_stack
@@ -110,8 +110,8 @@ def run_demo(folder: str | os.PathLike[str] | None = None, *, quick: bool = Fals
             centre, float(np.linalg.norm(residual.magnet_frame.magnet_from_lps(centre))),
             float(shifts[0]), float(shifts[1]), 2 * marrow, 2 * marrow + float(shifts[0] - shifts[1]),
         ))
-    correction = correct_stack(coronal_stack, SYN_AS, root / "corrected", coefficient_file=coil_file, force=force,
-                               volume=coronal)
+    request = CorrectionRequest.build(SYN_AS, coefficient_file=coil_file, force=force)
+    correction = correct_stack(coronal_stack, request, root / "corrected", volume=coronal)
     measurements = {
         "reference axial (DIS3D)": _measure(load_stack(reference_stack), phantom, reference_acquisition.contrast),
         "coronal as acquired (DIS2D)": _measure(coronal, phantom, coronal_acquisition.contrast),
