@@ -8,9 +8,10 @@ beside the file, which may be
 * trueshape's correction sidecar (``<label>_corrected.json``): the volume is already corrected (DIS3D);
 * dcm2niix's BIDS sidecar: ``ImageType``, ``PatientPosition`` and, for head-first supine series,
   ``TablePosition``: dcm2niix writes minus the table offset (the corpus pair siemens-table-baseline /
-  -moved-h20, ImaRelTablePosition 0 and +20, gets TablePosition 0 and -20 from dcm2niix v1.0.20260724), so
-  the isocentre is ``LPS_FROM_MAGNET[HFS] @ -TablePosition``. For other positions no sample pins how
-  dcm2niix normalises it, so it is kept aside (:data:`UNVERIFIED_TABLE_POSITION`) and not used.
+  -moved-h20, ImaRelTablePosition 0 and +20, gets TablePosition 0 and -20 from dcm2niix v1.0.20260724:
+  ``benchmarks/dcm2niix_sidecars.py`` prints it), so the isocentre is
+  ``LPS_FROM_MAGNET[HFS] @ -TablePosition``. For other positions no sample pins how dcm2niix normalises
+  it, so it is kept aside (:data:`UNVERIFIED_TABLE_POSITION`) and not used.
 
 Without a sidecar every fact is unknown, and the caller must state what correction needs.
 """
