@@ -29,7 +29,16 @@ from trueshape._version import __version__
 from trueshape.dicom import scan
 from trueshape.errors import DicomInputError, GeometryError, OutputError, TrueshapeError, VolumeInputError
 from trueshape.findings import FindingCode, Severity
-from trueshape.geometry import DisplacementField, Inspection, IrregularPolicy, Stack, Volume, group_series, load_stack
+from trueshape.geometry import (
+    DisplacementField,
+    Inspection,
+    IrregularPolicy,
+    Stack,
+    Volume,
+    VolumeGeometry,
+    group_series,
+    load_stack,
+)
 from trueshape.io import check_writable, write_itk_transform, write_json, write_volume
 
 if TYPE_CHECKING:
@@ -433,6 +442,16 @@ def correct_volume_file(
     return request.run(volume, source, targets)
 
 
+def _grid_of(like: str | os.PathLike[str]) -> VolumeGeometry:
+    """Return the 3-D grid of a volume file or of one DICOM stack (``FOLDER#<series>[:stack]``), no pixels."""
+    from trueshape.io import is_volume_file, read_volume
+
+    if is_volume_file(like):
+        return read_volume(like).geometry
+    path, series_key, stack_index = parse_series_argument(like)
+    return _one_stack(inspect(path), path, series_key, stack_index).geometry
+
+
 @dataclass(frozen=True)
 class _DicomTemplate:
     """The source series' first file of each volume and facts a derived DICOM series carries over."""
@@ -455,13 +474,19 @@ class CorrectionRequest:
     isocentre_lps: tuple[float, float, float] | None
     output_format: OutputFormat
     force: bool
+    output_geometry: VolumeGeometry | None = None
+    like: str | None = None
 
     @classmethod
     def build(cls, coil: GradientCoefficients, *, coefficient_file: str | os.PathLike[str] | None = None,
               mode: str = "auto", intensity_correction: bool = True, distortion_state: str | None = None,
               patient_position: str | None = None, isocentre_lps: tuple[float, float, float] | None = None,
-              fmt: OutputFormat | str = OutputFormat.NIFTI, force: bool = False) -> CorrectionRequest:
-        """Check the user's choices (enum names, a finite isocentre) and keep them with the coil."""
+              fmt: OutputFormat | str = OutputFormat.NIFTI, force: bool = False,
+              like: str | os.PathLike[str] | None = None) -> CorrectionRequest:
+        """Check the user's choices (enum names, a finite isocentre) and keep them with the coil.
+
+        ``like`` names a volume file or DICOM series whose grid the corrected volume is written on.
+        """
         from trueshape.correct import CorrectionMode
         from trueshape.dicom import DistortionState, PatientPosition
 
@@ -474,7 +499,7 @@ class CorrectionRequest:
         return cls(coil, coefficient_file, _choice(CorrectionMode, mode, "--mode"), intensity_correction,
                    _choice(DistortionState, distortion_state, "--state"),
                    _choice(PatientPosition, patient_position, "--patient-position"), isocentre, OutputFormat(fmt),
-                   force)
+                   force, None if like is None else _grid_of(like), None if like is None else str(like))
 
     def targets(self, out: str | os.PathLike[str], label: str) -> list[Path]:
         """Output paths for ``label``, checked writable before any work is done."""
@@ -517,8 +542,8 @@ class CorrectionRequest:
                 field_writes.append(pool.submit(write_field_nifti, field, staged[1]))
                 field_writes.append(pool.submit(write_itk_transform, field, staged[2]))
 
-            result = correct_volume(volume, residual, mode=self.mode,
-                                    intensity_correction=self.intensity_correction, on_field=write_field)
+            result = correct_volume(volume, residual, mode=self.mode, intensity_correction=self.intensity_correction,
+                                    output_geometry=self.output_geometry, on_field=write_field)
             if self.output_format is OutputFormat.DICOM:
                 assert template is not None
                 done = result.diagnostics
@@ -544,6 +569,7 @@ class CorrectionRequest:
             "correction": result.diagnostics.to_json(),
             "transform_convention": "ITK resampling: output (true) point p -> input (distorted) point p + d(p), "
                                     "LPS mm",
+            "output_grid": None if self.like is None else {"like": self.like, **result.volume.geometry.to_json()},
             "software": {"name": "trueshape", "version": __version__},
         }
         if derived is not None:
@@ -654,6 +680,7 @@ def correct(
     irregular: IrregularPolicy | str = IrregularPolicy.RESAMPLE,
     fmt: OutputFormat | str = OutputFormat.NIFTI,
     force: bool = False,
+    like: str | os.PathLike[str] | None = None,
 ) -> CorrectOutput:
     """Remove gradient-nonlinearity distortion from one series with a coil's coefficients or a scanner model.
 
@@ -664,7 +691,9 @@ def correct(
     displacement-field transform: apply it to the original volume in Slicer or ANTs to get the same
     correction) and ``<label>_corrected.json``
     (diagnostics, assumptions, provenance). Stacks with missing or uneven slices are resampled onto their
-    true geometry first (``irregular``). Nothing is written unless every output can be.
+    true geometry first (``irregular``). ``like`` (a volume file or DICOM series) puts the corrected
+    volume on that series' grid instead of its own, e.g. the reference series of the session. Nothing is
+    written unless every output can be.
 
     Examples
     --------
@@ -682,7 +711,7 @@ def correct(
     request = CorrectionRequest.build(
         coil, coefficient_file=coefficient_file, mode=mode, intensity_correction=intensity_correction,
         distortion_state=distortion_state, patient_position=patient_position, isocentre_lps=isocentre_lps,
-        fmt=fmt, force=force,
+        fmt=fmt, force=force, like=like,
     )
     if is_volume_file(series):
         return correct_volume_file(series, request, out)

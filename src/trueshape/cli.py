@@ -170,6 +170,10 @@ def correct(
     no_intensity: Annotated[bool, typer.Option("--no-intensity", help="Skip Jacobian intensity correction.")]
     = False,
     fmt: Annotated[api.OutputFormat, typer.Option("--format", case_sensitive=False)] = api.OutputFormat.NIFTI,
+    like: Annotated[str | None, typer.Option(
+        "--like", metavar="VOLUME_OR_SERIES",
+        help="Write the corrected volume on the grid of this volume file or DICOM series (default: its own).")]
+    = None,
     force: Annotated[bool, typer.Option("--force", help="Overwrite existing outputs.")] = False,
 ) -> None:
     """Remove gradient-nonlinearity distortion with coil coefficients or a scanner model."""
@@ -177,7 +181,7 @@ def correct(
         result = api.correct(series, out, coefficients=coef, model=model, mode=mode, distortion_state=state,
                              patient_position=patient_position, isocentre_lps=_isocentre(isocentre),
                              r0_mm=r0_mm, irregular=irregular,
-                             intensity_correction=not no_intensity, fmt=fmt, force=force)
+                             intensity_correction=not no_intensity, fmt=fmt, force=force, like=like)
     except TrueshapeError as error:
         _fail(str(error))
         raise typer.Exit(EXIT_INPUT_ERROR) from None

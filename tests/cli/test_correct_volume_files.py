@@ -24,24 +24,56 @@ TABLE_ISOCENTRE_LPS = (0.0, 0.0, -120.0)
 def session(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A DIS2D coronal series (feet first, table moved) as DICOM and as trueshape NIfTI + sidecar."""
     root = tmp_path_factory.mktemp("volume_files")
-    acquisition = Acquisition(plane=Plane.CORONAL, fov_mm=(120.0, 120.0), matrix=(32, 32), slices=10,
-                              slice_thickness_mm=5.0, centre_lps=(95.0, 0.0, -100.0),
-                              isocentre_lps=TABLE_ISOCENTRE_LPS, patient_position=PatientPosition.FFS,
-                              distortion_state=DistortionState.IN_PLANE_2D, in_plane_samples=1, slice_samples=1,
-                              series_number=4, description="cor")
+    acquisition = Acquisition(
+        plane=Plane.CORONAL,
+        fov_mm=(120.0, 120.0),
+        matrix=(32, 32),
+        slices=10,
+        slice_thickness_mm=5.0,
+        centre_lps=(95.0, 0.0, -100.0),
+        isocentre_lps=TABLE_ISOCENTRE_LPS,
+        patient_position=PatientPosition.FFS,
+        distortion_state=DistortionState.IN_PLANE_2D,
+        in_plane_samples=1,
+        slice_samples=1,
+        series_number=4,
+        description="cor",
+    )
     write_session(root / "s", FemurPhantom(), SYN_AS, (acquisition,))
     (root / "SYN-AS.grad").write_text(format_siemens_grad(SYN_AS))
-    for arguments in (["convert", str(root / "s" / "dicom"), "--out", str(root / "nifti"), "--format", "nii"],
-                      ["correct", f"{root / 's' / 'dicom'}#4", "--coef", str(root / "SYN-AS.grad"),
-                       "--out", str(root / "from_dicom"), "--format", "nii"]):
+    for arguments in (
+        ["convert", str(root / "s" / "dicom"), "--out", str(root / "nifti"), "--format", "nii"],
+        [
+            "correct",
+            f"{root / 's' / 'dicom'}#4",
+            "--coef",
+            str(root / "SYN-AS.grad"),
+            "--out",
+            str(root / "from_dicom"),
+            "--format",
+            "nii",
+        ],
+    ):
         result = runner.invoke(app, arguments)
         assert result.exit_code == 0, result.output
     return root
 
 
 def _correct(session: Path, volume: Path, out: str, *options: str) -> tuple[int, str]:
-    result = runner.invoke(app, ["correct", str(volume), "--coef", str(session / "SYN-AS.grad"),
-                                 "--out", str(session / out), "--format", "nii", *options])
+    result = runner.invoke(
+        app,
+        [
+            "correct",
+            str(volume),
+            "--coef",
+            str(session / "SYN-AS.grad"),
+            "--out",
+            str(session / out),
+            "--format",
+            "nii",
+            *options,
+        ],
+    )
     return result.exit_code, " ".join(result.output.split())
 
 
@@ -63,7 +95,11 @@ def test_trueshape_sidecar_gives_the_dicom_result(session: Path) -> None:
     code, output = _correct(session, session / "nifti" / "4_cor.nii", "from_nifti")
     assert code == 0, output
     assert sorted(p.name for p in (session / "from_nifti").iterdir()) == [
-        "4_cor_corrected.json", "4_cor_corrected.nii", "4_cor_residual.h5", "4_cor_residual_field.nii"]
+        "4_cor_corrected.json",
+        "4_cor_corrected.nii",
+        "4_cor_residual.h5",
+        "4_cor_residual_field.nii",
+    ]
     expected = _image(session / "from_dicom" / "4_cor_corrected.nii")
     got = _image(session / "from_nifti" / "4_cor_corrected.nii")
     assert np.abs(expected).max() > 100.0
@@ -84,8 +120,11 @@ def test_corrected_volume_is_not_corrected_twice(session: Path) -> None:
 
 
 def test_dcm2niix_sidecar_and_isocentre_option(session: Path) -> None:
-    bids = {"ImageType": ["ORIGINAL", "PRIMARY", "M", "DIS2D", "NORM"], "PatientPosition": "FFS",
-            "TablePosition": [0, 0, 120]}
+    bids = {
+        "ImageType": ["ORIGINAL", "PRIMARY", "M", "DIS2D", "NORM"],
+        "PatientPosition": "FFS",
+        "TablePosition": [0, 0, 120],
+    }
     volume = _bare_copy(session, "bids", bids)
     before = tree_digest(volume.parent)
     code, output = _correct(session, volume, "bids_out")
@@ -95,8 +134,9 @@ def test_dcm2niix_sidecar_and_isocentre_option(session: Path) -> None:
     code, output = _correct(session, volume, "bids_out", "--isocentre", ",".join(map(str, TABLE_ISOCENTRE_LPS)))
     assert code == 0, output
     expected = _image(session / "from_dicom" / "4_cor_corrected.nii")
-    np.testing.assert_allclose(_image(session / "bids_out" / "cor_corrected.nii"), expected,
-                               atol=1e-4 * np.abs(expected).max())
+    np.testing.assert_allclose(
+        _image(session / "bids_out" / "cor_corrected.nii"), expected, atol=1e-4 * np.abs(expected).max()
+    )
     assert tree_digest(volume.parent) == before
     # The wrong isocentre (the table not moved) gives a different, wrong answer: the option is applied.
     code, output = _correct(session, volume, "bids_wrong", "--isocentre", "0,0,0")
@@ -110,12 +150,22 @@ def test_no_sidecar_needs_the_state(session: Path) -> None:
     code, output = _correct(session, volume, "bare_out")
     assert code == 2 and "Traceback" not in output
     assert "no sidecar (cor.json) says what the scanner corrected: give --state ND, DIS2D or DIS3D" in output
-    code, output = _correct(session, volume, "bare_out", "--state", "DIS2D", "--patient-position", "FFS",
-                            "--isocentre", ",".join(map(str, TABLE_ISOCENTRE_LPS)))
+    code, output = _correct(
+        session,
+        volume,
+        "bare_out",
+        "--state",
+        "DIS2D",
+        "--patient-position",
+        "FFS",
+        "--isocentre",
+        ",".join(map(str, TABLE_ISOCENTRE_LPS)),
+    )
     assert code == 0, output
     expected = _image(session / "from_dicom" / "4_cor_corrected.nii")
-    np.testing.assert_allclose(_image(session / "bare_out" / "cor_corrected.nii"), expected,
-                               atol=1e-4 * np.abs(expected).max())
+    np.testing.assert_allclose(
+        _image(session / "bare_out" / "cor_corrected.nii"), expected, atol=1e-4 * np.abs(expected).max()
+    )
     code, output = _correct(session, volume, "bare_assumed", "--state", "DIS2D")
     assert code == 0, output
     sidecar = json.loads((session / "bare_assumed" / "cor_corrected.json").read_text())
@@ -203,8 +253,9 @@ def _trueshape_sidecar(session: Path, **changes: object) -> dict[str, object]:
         ({"volume_count": 7}, "the sidecar describes a [32, 32, 10] x 7 grid, the volume is [32, 32, 10] x 1"),
     ],
 )
-def test_malformed_trueshape_sidecars_are_refused(session: Path, tmp_path: Path, changes: dict[str, object],
-                                                  message: str) -> None:
+def test_malformed_trueshape_sidecars_are_refused(
+    session: Path, tmp_path: Path, changes: dict[str, object], message: str
+) -> None:
     volume = tmp_path / "cor.nii"
     volume.write_bytes((session / "nifti" / "4_cor.nii").read_bytes())
     (tmp_path / "cor.json").write_text(json.dumps(_trueshape_sidecar(session, **changes)))
@@ -232,12 +283,15 @@ def test_sidecar_without_isocentre_says_it_was_assumed(session: Path, tmp_path: 
         ({"ImageType": "DIS2D"}, "ImageType must be a list of strings, got 'DIS2D'"),
         ({"ImageType": ["DIS2D"], "TablePosition": ["a"]}, "TablePosition must be a list of 3 finite numbers"),
         ({"ImageType": ["DIS2D"], "TablePosition": "0 0 120"}, "TablePosition must be a list of 3 finite numbers"),
-        ({"ImageType": ["DIS2D"], "ImageOrientationPatientDICOM": [0.6, 0.8, 0, 0, 0, 1]},
-         "ImageOrientationPatientDICOM [0.6, 0.8, 0.0, 0.0, 0.0, 1.0] is not along the volume's axes"),
+        (
+            {"ImageType": ["DIS2D"], "ImageOrientationPatientDICOM": [0.6, 0.8, 0, 0, 0, 1]},
+            "ImageOrientationPatientDICOM [0.6, 0.8, 0.0, 0.0, 0.0, 1.0] is not along the volume's axes",
+        ),
     ],
 )
-def test_malformed_dcm2niix_sidecars_are_refused(session: Path, tmp_path: Path, sidecar: dict[str, object],
-                                                 message: str) -> None:
+def test_malformed_dcm2niix_sidecars_are_refused(
+    session: Path, tmp_path: Path, sidecar: dict[str, object], message: str
+) -> None:
     volume = tmp_path / "cor.nii"
     volume.write_bytes((session / "nifti" / "4_cor.nii").read_bytes())
     (tmp_path / "cor.json").write_text(json.dumps(sidecar))
@@ -249,13 +303,24 @@ def test_malformed_dcm2niix_sidecars_are_refused(session: Path, tmp_path: Path, 
 def test_dcm2niix_orientation_matching_the_volume_is_accepted(session: Path) -> None:
     # A coronal series: rows along L-R, columns along S-I (dcm2niix may reverse either axis).
     bids = {"ImageType": ["DIS2D"], "PatientPosition": "FFS", "ImageOrientationPatientDICOM": [1, 0, 0, 0, 0, -1]}
-    code, output = _correct(session, _bare_copy(session, "bids_iop", bids), "bids_iop_out",
-                            "--isocentre", ",".join(map(str, TABLE_ISOCENTRE_LPS)))
+    code, output = _correct(
+        session,
+        _bare_copy(session, "bids_iop", bids),
+        "bids_iop_out",
+        "--isocentre",
+        ",".join(map(str, TABLE_ISOCENTRE_LPS)),
+    )
     assert code == 0, output
 
 
-def _nifti(path: Path, array: np.ndarray, *, codes: tuple[int, int] = (1, 1), affine: np.ndarray | None = None,
-           unit: str = "mm") -> Path:
+def _nifti(
+    path: Path,
+    array: np.ndarray,
+    *,
+    codes: tuple[int, int] = (1, 1),
+    affine: np.ndarray | None = None,
+    unit: str = "mm",
+) -> Path:
     image = nib.Nifti1Image(array, np.diag([2.0, 2.0, 2.0, 1.0]) if affine is None else affine)
     image.header.set_xyzt_units(unit)
     nib.save(image, path)
@@ -309,15 +374,36 @@ def test_a_failure_while_writing_leaves_no_outputs(session: Path, monkeypatch: p
 def head_first(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """An ND axial series, head first supine, table moved so that the isocentre is at LPS z = +20 mm."""
     root = tmp_path_factory.mktemp("head_first")
-    acquisition = Acquisition(plane=Plane.AXIAL, fov_mm=(120.0, 120.0), matrix=(24, 24), slices=8,
-                              slice_thickness_mm=6.0, centre_lps=(95.0, 0.0, 180.0), isocentre_lps=(0.0, 0.0, 20.0),
-                              patient_position=PatientPosition.HFS, distortion_state=DistortionState.NONE,
-                              in_plane_samples=1, slice_samples=1, series_number=2, description="ax")
+    acquisition = Acquisition(
+        plane=Plane.AXIAL,
+        fov_mm=(120.0, 120.0),
+        matrix=(24, 24),
+        slices=8,
+        slice_thickness_mm=6.0,
+        centre_lps=(95.0, 0.0, 180.0),
+        isocentre_lps=(0.0, 0.0, 20.0),
+        patient_position=PatientPosition.HFS,
+        distortion_state=DistortionState.NONE,
+        in_plane_samples=1,
+        slice_samples=1,
+        series_number=2,
+        description="ax",
+    )
     write_session(root / "s", FemurPhantom(), SYN_AS, (acquisition,))
     (root / "SYN-AS.grad").write_text(format_siemens_grad(SYN_AS))
-    for arguments in (["convert", str(root / "s" / "dicom"), "--out", str(root / "nifti"), "--format", "nii"],
-                      ["correct", str(root / "s" / "dicom"), "--coef", str(root / "SYN-AS.grad"),
-                       "--out", str(root / "from_dicom"), "--format", "nii"]):
+    for arguments in (
+        ["convert", str(root / "s" / "dicom"), "--out", str(root / "nifti"), "--format", "nii"],
+        [
+            "correct",
+            str(root / "s" / "dicom"),
+            "--coef",
+            str(root / "SYN-AS.grad"),
+            "--out",
+            str(root / "from_dicom"),
+            "--format",
+            "nii",
+        ],
+    ):
         result = runner.invoke(app, arguments)
         assert result.exit_code == 0, result.output
     return root
@@ -330,11 +416,29 @@ def test_dcm2niix_table_position_of_a_head_first_series(head_first: Path, table_
     folder = head_first / f"bids_{table_z:+.0f}"
     folder.mkdir()
     (folder / "ax.nii").write_bytes((head_first / "nifti" / "2_ax.nii").read_bytes())
-    (folder / "ax.json").write_text(json.dumps({"ImageType": ["ORIGINAL", "PRIMARY", "M", "ND"],
-                                                "PatientPosition": "HFS", "TablePosition": [0, 0, table_z]}))
+    (folder / "ax.json").write_text(
+        json.dumps(
+            {
+                "ImageType": ["ORIGINAL", "PRIMARY", "M", "ND"],
+                "PatientPosition": "HFS",
+                "TablePosition": [0, 0, table_z],
+            }
+        )
+    )
     out = head_first / f"out_{table_z:+.0f}"
-    result = runner.invoke(app, ["correct", str(folder / "ax.nii"), "--coef", str(head_first / "SYN-AS.grad"),
-                                 "--out", str(out), "--format", "nii"])
+    result = runner.invoke(
+        app,
+        [
+            "correct",
+            str(folder / "ax.nii"),
+            "--coef",
+            str(head_first / "SYN-AS.grad"),
+            "--out",
+            str(out),
+            "--format",
+            "nii",
+        ],
+    )
     assert result.exit_code == 0, result.output
     sidecar = json.loads((out / "ax_corrected.json").read_text())
     assert sidecar["source"]["isocentre_lps"] == pytest.approx([0.0, 0.0, -table_z])
@@ -343,3 +447,30 @@ def test_dcm2niix_table_position_of_a_head_first_series(head_first: Path, table_
     assert sidecar["correction"]["max_displacement_mm"] > 1.0
     difference = np.abs(got - expected).max() / np.abs(expected).max()
     assert bool(difference < 1e-4) is matches
+
+
+def test_like_puts_the_corrected_volume_on_another_grid(session: Path) -> None:
+    full = _image(session / "from_dicom" / "4_cor_corrected.nii")
+    crop = nib.load(session / "nifti" / "4_cor.nii").slicer[2:20, 3:25, 1:8]
+    nib.save(crop, session / "crop.nii")
+    code, output = _correct(session, session / "nifti" / "4_cor.nii", "like_crop", "--like", str(session / "crop.nii"))
+    assert code == 0, output
+    on_crop = nib.load(session / "like_crop" / "4_cor_corrected.nii")
+    np.testing.assert_allclose(on_crop.affine, crop.affine, atol=1e-6)
+    np.testing.assert_allclose(np.asanyarray(on_crop.dataobj), full[2:20, 3:25, 1:8], atol=1e-3 * np.abs(full).max())
+    sidecar = json.loads((session / "like_crop" / "4_cor_corrected.json").read_text())
+    assert sidecar["output_grid"]["like"] == str(session / "crop.nii") and sidecar["output_grid"]["shape"] == [
+        18,
+        22,
+        7,
+    ]
+    # A DICOM series names a grid too: its own grid gives the default result.
+    code, output = _correct(
+        session, session / "nifti" / "4_cor.nii", "like_self", "--like", f"{session / 's' / 'dicom'}#4"
+    )
+    assert code == 0, output
+    np.testing.assert_allclose(
+        _image(session / "like_self" / "4_cor_corrected.nii"), full, atol=1e-4 * np.abs(full).max()
+    )
+    code, output = _correct(session, session / "nifti" / "4_cor.nii", "like_bad", "--like", str(session / "nope.nii"))
+    assert code == 2 and "nope.nii: no such file" in output
