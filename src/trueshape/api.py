@@ -444,10 +444,10 @@ def correct_volume_file(
 
 def _grid_of(like: str | os.PathLike[str]) -> VolumeGeometry:
     """Return the 3-D grid of a volume file or of one DICOM stack (``FOLDER#<series>[:stack]``), no pixels."""
-    from trueshape.io import is_volume_file, read_volume
+    from trueshape.io import is_volume_file, read_volume_geometry
 
     if is_volume_file(like):
-        return read_volume(like).geometry
+        return read_volume_geometry(like)
     path, series_key, stack_index = parse_series_argument(like)
     return _one_stack(inspect(path), path, series_key, stack_index).geometry
 
@@ -504,7 +504,7 @@ class CorrectionRequest:
     def targets(self, out: str | os.PathLike[str], label: str) -> list[Path]:
         """Output paths for ``label``, checked writable before any work is done."""
         base = Path(out) / label
-        # Uncompressed output stays uncompressed: deflating a float field is slow and only halves it.
+        # Uncompressed output stays uncompressed: a float field deflates slowly and poorly.
         field_suffix = ".nii" if self.output_format is OutputFormat.NII else ".nii.gz"
         targets = [base.with_name(base.name + suffix) for suffix in
                    ("_corrected" + self.output_format.suffix, "_residual_field" + field_suffix, "_residual.h5",

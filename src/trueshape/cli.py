@@ -259,8 +259,8 @@ def demo(
 
 def main() -> None:
     """Console entry point."""
-    # Start-up created a few hundred thousand long-lived objects (modules, classes); the cyclic collector
-    # need not traverse them again on every collection and at exit.
+    # Start-up created the long-lived objects (modules, classes); the cyclic collector need not traverse
+    # them again on every collection and at exit.
     gc.freeze()
     # A scheduler's SIGTERM (or timeout) unwinds like Ctrl-C, so staged outputs are cleaned up.
     signal.signal(signal.SIGTERM, _terminated)

@@ -327,6 +327,9 @@ def _resolve_mode(
     return mode
 
 
+# The matrix products here are small; BLAS worker threads would then spin and take the cores from the
+# resampling threads.
+@threadpool_limits.wrap(limits=1, user_api="blas")
 def correct_volume(
     volume: Volume,
     model: ResidualField | GradientCoefficients,
@@ -377,27 +380,6 @@ def correct_volume(
         raise ValueError(f"interpolation order must be 1 or 3, got {order}")
     if volume.array.dtype.kind not in "biuf":
         raise ValueError(f"voxel type {volume.array.dtype} cannot be resampled: real scalar values only")
-    # The matrix products here are small; BLAS worker threads would then spin and take the cores from the
-    # resampling threads.
-    with threadpool_limits(1, user_api="blas"):
-        return _correct_volume(volume, model, mode=mode, intensity_correction=intensity_correction, order=order,
-                               output_geometry=output_geometry, coarse_spacing_mm=coarse_spacing_mm,
-                               field_spacing_mm=field_spacing_mm, threads=threads, on_field=on_field)
-
-
-def _correct_volume(
-    volume: Volume,
-    model: ResidualField | GradientCoefficients,
-    *,
-    mode: CorrectionMode | str,
-    intensity_correction: bool,
-    order: int,
-    output_geometry: VolumeGeometry | None,
-    coarse_spacing_mm: float,
-    field_spacing_mm: float,
-    threads: int | None,
-    on_field: Callable[[DisplacementField], object] | None,
-) -> CorrectionResult:
     residual = model if isinstance(model, ResidualField) else ResidualField.from_volume(model, volume)
     geometry_in = volume.geometry
     geometry_out = output_geometry or geometry_in
@@ -573,19 +555,20 @@ def _resample(
     kernel = _KERNEL if order == 1 else None
     row_interval = np.ascontiguousarray(upsampler.row_interval, dtype=np.int64)
     row_weights = np.ascontiguousarray(upsampler.row_weights, dtype=np.float32)
+    # The 1-D path is the same loop with one displacement component; the grids are equal there, so the base
+    # map is the identity exactly and untouched axes sample at whole indices.
+    base_map = tuple(float(a) for a in (np.eye(4)[:3] if through_plane else linear_in_from_out[:3]).ravel())
+    spacing_sq = tuple(float(s) for s in scale_sq)
 
     def work_compiled(start: int) -> _SlabStats:
         assert kernel is not None
         stop = min(start + slab, size_i)
-        # The 1-D path is the same loop with one displacement component; the grids are equal there, so the
-        # base map is the identity exactly and untouched axes sample at whole indices.
-        affine = np.eye(4)[:3] if through_plane else linear_in_from_out[:3]
         stats = _SlabStats()
         for number, (source, target) in enumerate(zip(stack, outputs, strict=True)):
             measured = kernel.pull_back(
                 source, upsampler.node_values, upsampler.node_moments, row_interval, row_weights, target, start, stop,
-                through_axis if through_plane else -1, tuple(float(a) for a in affine.ravel()),
-                tuple(float(s) for s in scale_sq), intensity_correction, MAX_JACOBIAN_DETERMINANT,
+                through_axis if through_plane else -1, base_map, spacing_sq, intensity_correction,
+                MAX_JACOBIAN_DETERMINANT,
             )
             if number == 0:
                 stats = _SlabStats(*measured)

@@ -20,6 +20,30 @@ runner = CliRunner()
 TABLE_ISOCENTRE_LPS = (0.0, 0.0, -120.0)
 
 
+def _session_with_nifti(root: Path, acquisition: Acquisition) -> Path:
+    """Write ``acquisition`` as DICOM, then as trueshape NIfTI + sidecar (``nifti/``) and corrected from the DICOM
+    (``from_dicom/``), with the SYN-AS coil beside them; return ``root``."""
+    write_session(root / "s", FemurPhantom(), SYN_AS, (acquisition,))
+    (root / "SYN-AS.grad").write_text(format_siemens_grad(SYN_AS))
+    dicom = root / "s" / "dicom"
+    for arguments in (
+        ["convert", str(dicom), "--out", str(root / "nifti"), "--format", "nii"],
+        [
+            "correct",
+            str(dicom),
+            "--coef",
+            str(root / "SYN-AS.grad"),
+            "--out",
+            str(root / "from_dicom"),
+            "--format",
+            "nii",
+        ],
+    ):
+        result = runner.invoke(app, arguments)
+        assert result.exit_code == 0, result.output
+    return root
+
+
 @pytest.fixture(scope="module")
 def session(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A DIS2D coronal series (feet first, table moved) as DICOM and as trueshape NIfTI + sidecar."""
@@ -39,24 +63,7 @@ def session(tmp_path_factory: pytest.TempPathFactory) -> Path:
         series_number=4,
         description="cor",
     )
-    write_session(root / "s", FemurPhantom(), SYN_AS, (acquisition,))
-    (root / "SYN-AS.grad").write_text(format_siemens_grad(SYN_AS))
-    for arguments in (
-        ["convert", str(root / "s" / "dicom"), "--out", str(root / "nifti"), "--format", "nii"],
-        [
-            "correct",
-            f"{root / 's' / 'dicom'}#4",
-            "--coef",
-            str(root / "SYN-AS.grad"),
-            "--out",
-            str(root / "from_dicom"),
-            "--format",
-            "nii",
-        ],
-    ):
-        result = runner.invoke(app, arguments)
-        assert result.exit_code == 0, result.output
-    return root
+    return _session_with_nifti(root, acquisition)
 
 
 def _correct(session: Path, volume: Path, out: str, *options: str) -> tuple[int, str]:
@@ -389,24 +396,7 @@ def head_first(tmp_path_factory: pytest.TempPathFactory) -> Path:
         series_number=2,
         description="ax",
     )
-    write_session(root / "s", FemurPhantom(), SYN_AS, (acquisition,))
-    (root / "SYN-AS.grad").write_text(format_siemens_grad(SYN_AS))
-    for arguments in (
-        ["convert", str(root / "s" / "dicom"), "--out", str(root / "nifti"), "--format", "nii"],
-        [
-            "correct",
-            str(root / "s" / "dicom"),
-            "--coef",
-            str(root / "SYN-AS.grad"),
-            "--out",
-            str(root / "from_dicom"),
-            "--format",
-            "nii",
-        ],
-    ):
-        result = runner.invoke(app, arguments)
-        assert result.exit_code == 0, result.output
-    return root
+    return _session_with_nifti(root, acquisition)
 
 
 @pytest.mark.parametrize(("table_z", "matches"), [(-20.0, True), (20.0, False)])

@@ -11,8 +11,9 @@ import nibabel as nib
 import numpy as np
 import pytest
 
+from trueshape.errors import VolumeInputError
 from trueshape.geometry import Provenance, Volume, VolumeGeometry
-from trueshape.io import lps_to_ras_affine, read_volume, write_nifti, write_nrrd
+from trueshape.io import lps_to_ras_affine, read_volume, read_volume_geometry, write_nifti, write_nrrd
 from trueshape.io._gzip import _CHUNK_BYTES, ParallelGzipWriter
 
 
@@ -70,3 +71,19 @@ def test_nrrd_round_trip_lps(tmp_path):
     back = read_volume(write_nrrd(volume, tmp_path / "v.nrrd"))
     np.testing.assert_allclose(back.geometry.lps_from_ijk, volume.geometry.lps_from_ijk, atol=1e-9)
     np.testing.assert_array_equal(back.values(np.float64), volume.values(np.float64))
+
+
+def test_volume_geometry_comes_from_the_header_alone(tmp_path):
+    geometry = VolumeGeometry.from_components(shape=(6, 5, 4), origin=(1.0, -2.0, 3.0), spacing=(1.5, 2.0, 2.5))
+    volume = Volume(np.arange(120, dtype=np.int16).reshape(6, 5, 4), geometry)
+    for name in ("v.nii", "v.nrrd"):
+        path = tmp_path / name
+        (write_nifti if name.endswith(".nii") else write_nrrd)(volume, path)
+        np.testing.assert_allclose(read_volume_geometry(path).lps_from_ijk, geometry.lps_from_ijk, atol=1e-6)
+        assert read_volume_geometry(path).shape == (6, 5, 4)
+    # The voxels are not read: a NIfTI cut short after its header still has a grid, but no volume.
+    truncated = tmp_path / "cut.nii"
+    truncated.write_bytes((tmp_path / "v.nii").read_bytes()[:400])
+    assert read_volume_geometry(truncated).shape == (6, 5, 4)
+    with pytest.raises(VolumeInputError, match=r"cut\.nii: cannot read the volume"):
+        read_volume(truncated)

@@ -25,7 +25,14 @@ from trueshape.io._volume_input import (
     sidecar_path,
     volume_stem,
 )
-from trueshape.io._volumes import NIFTI_XFORM_CODE, read_volume, write_nifti, write_nrrd, write_volume
+from trueshape.io._volumes import (
+    NIFTI_XFORM_CODE,
+    read_volume,
+    read_volume_geometry,
+    write_nifti,
+    write_nrrd,
+    write_volume,
+)
 
 __all__ = [
     "DERIVED_SERIES_NUMBER_OFFSET",
@@ -45,6 +52,7 @@ __all__ = [
     "read_itk_displacement_field",
     "read_volume",
     "read_volume_file",
+    "read_volume_geometry",
     "sidecar_path",
     "to_jsonable",
     "volume_stem",

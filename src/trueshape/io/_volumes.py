@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import os
 import zlib
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import nibabel as nib
 import numpy as np
 from nibabel.filebasedimages import ImageFileError
 from nibabel.fileholders import FileHolder
+from numpy.typing import NDArray
 
 from trueshape.errors import TrueshapeError, VolumeInputError
 from trueshape.geometry import Provenance, Volume, VolumeGeometry
@@ -18,7 +20,9 @@ from trueshape.io._atomic import atomic_path
 from trueshape.io._frames import lps_to_ras_affine, ras_to_lps_affine
 from trueshape.io._gzip import ParallelGzipWriter
 
-__all__ = ["NIFTI_XFORM_CODE", "read_volume", "write_nifti", "write_nrrd", "write_volume"]
+__all__ = ["NIFTI_XFORM_CODE", "read_volume", "read_volume_geometry", "write_nifti", "write_nrrd", "write_volume"]
+
+_T = TypeVar("_T")
 
 #: NIfTI qform/sform code 1: scanner-based anatomical coordinates (DICOM patient frame, in RAS).
 NIFTI_XFORM_SCANNER_ANAT = 1
@@ -104,37 +108,73 @@ def read_volume(path: str | os.PathLike[str]) -> Volume:
     VolumeInputError
         The file is missing, truncated, not a 3-D/4-D volume, or not NIfTI/NRRD (the message names it).
     """
-    name = str(path)
-    try:
-        volume = _read_volume(name)
-    except TrueshapeError as error:
-        if str(error).startswith(name):
-            raise
-        raise VolumeInputError(f"{path}: {error}") from None
-    except FileNotFoundError:
-        raise VolumeInputError(f"{path}: no such file") from None
-    except (ImageFileError, OSError, EOFError, ValueError, TypeError, KeyError, IndexError, zlib.error) as error:
-        # How nibabel and pynrrd report damage (pynrrd's NRRDError is an Exception: see _read_volume).
-        raise VolumeInputError(f"{path}: cannot read the volume ({type(error).__name__}: {error})") from None
+    volume = _guarded(str(path), _read_volume)
     if volume.array.dtype.kind not in "iuf":
         raise VolumeInputError(f"{path}: voxel type {volume.array.dtype} is not a real scalar (integer or float)")
     return volume
 
 
+def read_volume_geometry(path: str | os.PathLike[str]) -> VolumeGeometry:
+    """Return the grid of a NIfTI or NRRD volume from its header alone (the voxels are not read).
+
+    Raises
+    ------
+    VolumeInputError
+        As :func:`read_volume`, for what the header shows.
+    """
+    return _guarded(str(path), _read_geometry)
+
+
+def _guarded(path: str, reader: Callable[[str], _T]) -> _T:
+    """Run ``reader(path)``; what nibabel, pynrrd or the geometry checks raise becomes one error naming the file."""
+    try:
+        return reader(path)
+    except TrueshapeError as error:
+        if str(error).startswith(path):
+            raise
+        raise VolumeInputError(f"{path}: {error}") from None
+    except FileNotFoundError:
+        raise VolumeInputError(f"{path}: no such file") from None
+    except (ImageFileError, OSError, EOFError, ValueError, TypeError, KeyError, IndexError, zlib.error) as error:
+        # How nibabel and pynrrd report damage (pynrrd's NRRDError is an Exception: see _nrrd_header).
+        raise VolumeInputError(f"{path}: cannot read the volume ({type(error).__name__}: {error})") from None
+
+
+def _nifti_image(path: str) -> tuple[Any, NDArray[np.float64], int]:
+    """Load a NIfTI header; return the image, its LPS affine and the xform code nibabel used."""
+    image = nib.load(path)
+    if not isinstance(image, nib.Nifti1Image | nib.Nifti2Image):
+        raise VolumeInputError(f"{path}: not a NIfTI-1 or NIfTI-2 image")
+    if len(image.shape) not in (3, 4):
+        raise VolumeInputError(f"{path}: a {len(image.shape)}-D image; trueshape reads 3-D and 4-D volumes")
+    header: Any = image.header
+    if int(header["sform_code"]) == 0 and int(header["qform_code"]) == 0:
+        raise VolumeInputError(f"{path}: no scanner coordinates (sform_code and qform_code are 0)")
+    spatial_unit = header.get_xyzt_units()[0]
+    if spatial_unit not in ("mm", "unknown"):
+        raise VolumeInputError(f"{path}: spatial unit {spatial_unit!r}; trueshape reads millimetres")
+    # nibabel takes the sform when its code is set, else the qform: keep the code of the one used.
+    return image, ras_to_lps_affine(image.affine), int(header["sform_code"]) or int(header["qform_code"])
+
+
+def _nrrd_matrix(path: str, header: dict[str, Any], ndim: int) -> NDArray[np.float64]:
+    """Check a NRRD header (3 or 4 axes, spatial first, LPS) and return its voxel-to-LPS matrix."""
+    if ndim not in (3, 4) or "space directions" not in header or "space origin" not in header:
+        raise VolumeInputError(f"{path}: a NRRD volume needs 3 or 4 axes, space directions and space origin")
+    kinds = [str(kind).lower() for kind in header.get("kinds", ["domain"] * ndim)]
+    if any(kind not in ("domain", "space") for kind in kinds[:3]):
+        raise VolumeInputError(f"{path}: NRRD axes {kinds}: the first three must be spatial (domain or space)")
+    if header.get("space") not in ("left-posterior-superior", "LPS"):
+        raise VolumeInputError(f"{path}: NRRD space {header.get('space')!r} is not LPS")
+    matrix = np.eye(4)
+    matrix[:3, :3] = np.asarray(header["space directions"], dtype=np.float64)[:3].T
+    matrix[:3, 3] = np.asarray(header["space origin"], dtype=np.float64)
+    return matrix
+
+
 def _read_volume(path: str) -> Volume:
     if path.lower().endswith((".nii", ".nii.gz")):
-        image = nib.load(path)
-        if not isinstance(image, nib.Nifti1Image | nib.Nifti2Image):
-            raise VolumeInputError(f"{path}: not a NIfTI-1 or NIfTI-2 image")
-        if len(image.shape) not in (3, 4):
-            raise VolumeInputError(f"{path}: a {len(image.shape)}-D image; trueshape reads 3-D and 4-D volumes")
-        header: Any = image.header
-        if int(header["sform_code"]) == 0 and int(header["qform_code"]) == 0:
-            raise VolumeInputError(f"{path}: no scanner coordinates (sform_code and qform_code are 0)")
-        spatial_unit = header.get_xyzt_units()[0]
-        if spatial_unit not in ("mm", "unknown"):
-            raise VolumeInputError(f"{path}: spatial unit {spatial_unit!r}; trueshape reads millimetres")
-        affine = ras_to_lps_affine(image.affine)
+        image, affine, code = _nifti_image(path)
         proxy: Any = image.dataobj  # nibabel's ArrayProxy (scaling kept apart from stored values)
         slope, intercept = proxy.slope, proxy.inter
         array = np.asanyarray(proxy.get_unscaled())
@@ -142,8 +182,7 @@ def _read_volume(path: str) -> Volume:
         return Volume(
             array,
             VolumeGeometry(array.shape[:3], affine),
-            # nibabel takes the sform when its code is set, else the qform: keep the code of the one used.
-            Provenance(extra={NIFTI_XFORM_CODE: int(header["sform_code"]) or int(header["qform_code"])}),
+            Provenance(extra={NIFTI_XFORM_CODE: code}),
             float(slope) if scaled else 1.0,
             float(intercept) if scaled else 0.0,
         )
@@ -154,16 +193,22 @@ def _read_volume(path: str) -> Volume:
             data, header = nrrd.read(path, index_order="F")
         except nrrd.NRRDError as error:
             raise VolumeInputError(f"{path}: cannot read the NRRD volume ({error})") from None
-        if data.ndim not in (3, 4) or "space directions" not in header or "space origin" not in header:
-            raise VolumeInputError(f"{path}: a NRRD volume needs 3 or 4 axes, space directions and space origin")
-        kinds = [str(kind).lower() for kind in header.get("kinds", ["domain"] * data.ndim)]
-        if any(kind not in ("domain", "space") for kind in kinds[:3]):
-            raise VolumeInputError(f"{path}: NRRD axes {kinds}: the first three must be spatial (domain or space)")
-        directions = np.asarray(header["space directions"], dtype=np.float64)[:3]
-        if header.get("space") not in ("left-posterior-superior", "LPS"):
-            raise VolumeInputError(f"{path}: NRRD space {header.get('space')!r} is not LPS")
-        matrix = np.eye(4)
-        matrix[:3, :3] = directions.T
-        matrix[:3, 3] = np.asarray(header["space origin"], dtype=np.float64)
-        return Volume(data, VolumeGeometry(data.shape[:3], matrix), Provenance())
+        return Volume(data, VolumeGeometry(data.shape[:3], _nrrd_matrix(path, header, data.ndim)), Provenance())
+    raise VolumeInputError(f"{path}: unknown volume format (use .nii, .nii.gz or .nrrd)")
+
+
+def _read_geometry(path: str) -> VolumeGeometry:
+    if path.lower().endswith((".nii", ".nii.gz")):
+        image, affine, _ = _nifti_image(path)
+        shape = image.shape
+        return VolumeGeometry((int(shape[0]), int(shape[1]), int(shape[2])), affine)
+    if path.lower().endswith(".nrrd"):
+        import nrrd
+
+        try:
+            header = nrrd.read_header(path)
+        except nrrd.NRRDError as error:
+            raise VolumeInputError(f"{path}: cannot read the NRRD header ({error})") from None
+        sizes = [int(n) for n in header["sizes"]]
+        return VolumeGeometry((sizes[0], sizes[1], sizes[2]), _nrrd_matrix(path, header, len(sizes)))
     raise VolumeInputError(f"{path}: unknown volume format (use .nii, .nii.gz or .nrrd)")
