@@ -42,8 +42,12 @@ from trueshape.geometry import (
 from trueshape.io import check_writable, write_itk_transform, write_json, write_volume
 
 if TYPE_CHECKING:
+    from numpy.typing import NDArray
+
     from trueshape.correct import CorrectionResult
+    from trueshape.dicom import Frame
     from trueshape.gnl import GradientCoefficients
+    from trueshape.io import SourceImage
 from trueshape.settings import ValidationMode, settings, warn_and_log
 
 __all__ = [
@@ -370,7 +374,7 @@ def correct_stack(
     targets = request.targets(out, stack.label)
     volume = volume if volume is not None else load_stack(stack)
     first = stack.frames[0]
-    template = _DicomTemplate(tuple(frame.path for frame in stack.layout.slices[0]), first.vendor.table_position_mm,
+    template = _DicomTemplate(stack.layout.slices, first.vendor.table_position_mm,
                               integer_source=volume.array.dtype.kind in "iu" and not volume.is_scaled)
     return request.run(volume, stack.to_json(), targets, template=template)
 
@@ -454,11 +458,46 @@ def _grid_of(like: str | os.PathLike[str]) -> VolumeGeometry:
 
 @dataclass(frozen=True)
 class _DicomTemplate:
-    """The source series' first file of each volume and facts a derived DICOM series carries over."""
+    """The source series' frames (``slices[k][t]``) and facts a derived DICOM series carries over."""
 
-    paths: tuple[str, ...]
+    slices: tuple[tuple[Frame, ...], ...]
     table_position_mm: tuple[float, float, float] | None
     integer_source: bool
+
+    @property
+    def paths(self) -> tuple[str, ...]:
+        """The file of each volume's first slice: where per-volume attributes are read."""
+        return tuple(frame.path for frame in self.slices[0])
+
+    def cited_sources(self, ranges: NDArray[np.float64], geometry: VolumeGeometry) -> list[list[list[SourceImage]]]:
+        """``[t][k]``: the source frames output slice k of volume t was computed from.
+
+        ``ranges`` (K, 2) is what each output slice sampled along ``geometry``'s slice normal (see
+        :func:`trueshape.correct.sampled_normal_range`); interpolation also reaches the slices within one
+        slice gap of it (the larger of the volume's spacing and the source's widest gap, for resampled
+        stacks), which are cited too.
+        """
+        from trueshape.io import SourceImage
+
+        normal = geometry.direction[:, 2]
+        along = np.array([float(np.dot(normal, frames[0].image_position or (0.0, 0.0, 0.0))) for frames in self.slices])
+        gaps = np.diff(along)
+        reach = max(float(geometry.spacing[2]), float(gaps.max()) if gaps.size else 0.0) - _CITE_TOLERANCE_MM
+        cited: list[list[list[SourceImage]]] = [[] for _ in self.slices[0]]
+        for low, high in ranges:
+            within = np.nonzero((along > low - reach) & (along < high + reach))[0]
+            for t, per_volume in enumerate(cited):
+                frames = [self.slices[k][t] for k in within]
+                per_volume.append([
+                    SourceImage(f.sop_class_uid, f.sop_instance_uid,
+                                f.pixels.frame_index + 1 if "#frame" in f.label and f.pixels is not None else None)
+                    for f in frames if f.sop_class_uid and f.sop_instance_uid
+                ])
+        return cited
+
+
+#: Slices exactly one gap beyond what a slice sampled are not read by interpolation (float noise aside), mm.
+_CITE_TOLERANCE_MM = 1e-3
 
 
 @dataclass(frozen=True)
@@ -554,7 +593,11 @@ class CorrectionRequest:
                     if done.mode.value != "none" else
                     f"trueshape {__version__}: copy of a {done.distortion_state} series, nothing left to correct"
                 )
+                from trueshape.correct import sampled_normal_range
+
+                cited = template.cited_sources(sampled_normal_range(result, volume.geometry), volume.geometry)
                 derived = write_derived_series(result.volume, staged[0], template=template.paths,
+                                               source_images=cited,
                                                derivation=derivation, table_position_mm=template.table_position_mm,
                                                integer_source=template.integer_source)
             else:

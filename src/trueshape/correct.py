@@ -53,6 +53,7 @@ __all__ = [
     "correct_volume",
     "correction_interpolant",
     "residual_displacement_field",
+    "sampled_normal_range",
 ]
 
 #: Node spacing of the exported :class:`DisplacementField`, mm. ITK interpolates it trilinearly: for SYN-AS
@@ -238,6 +239,40 @@ def correction_interpolant(
         padding_mm=_field_padding_mm(field_spacing_mm),
         with_jacobian_determinant=intensity_correction,
     )
+
+
+def sampled_normal_range(result: CorrectionResult, geometry_in: VolumeGeometry) -> NDArray[np.float64]:
+    """Per output slice, the lowest and highest position along the input's slice normal that was sampled.
+
+    Returns shape (K, 2), mm along ``geometry_in``'s k direction (LPS dot normal): output slice k was
+    computed from input values between the two, and from the input slices that interpolation reaches from
+    there. A derived DICOM series cites those slices as its source images. The field is smooth, so a
+    lattice of at most 33 x 33 points per slice (its edges included) finds the range to well under 0.01 mm
+    for SYN-AS-sized fields.
+
+    Examples
+    --------
+    >>> from trueshape.gnl import SYN_AS, MagnetFrame
+    >>> grid = VolumeGeometry.from_components(shape=(8, 8, 4), origin=(-35, -35, -15), spacing=(10, 10, 10))
+    >>> residual = ResidualField(SYN_AS, MagnetFrame(), DistortionState.NONE)
+    >>> result = correct_volume(Volume(np.ones((8, 8, 4), np.float32), grid), residual)
+    >>> sampled_normal_range(result, grid).round(1).tolist()[0]
+    [-15.1, -15.0]
+    """
+    geometry_out = result.volume.geometry
+    rows, columns, slices = geometry_out.shape
+    positions = (_spread_indices(rows), _spread_indices(columns), np.arange(slices, dtype=np.float64))
+    displacement = result.coarse_field.on_lattice(positions)[..., :3]
+    lattice = np.stack(np.meshgrid(*positions, indexing="ij"), axis=-1)
+    sampled = geometry_out.index_to_lps(lattice.reshape(-1, 3)).reshape(displacement.shape) + displacement
+    along = np.tensordot(sampled, geometry_in.direction[:, 2], axes=([3], [0]))
+    return np.stack([along.min(axis=(0, 1)), along.max(axis=(0, 1))], axis=1)
+
+
+def _spread_indices(size: int, most: int = 32) -> NDArray[np.float64]:
+    """Index positions 0, s, 2 s, ... and the last one, with the step s that keeps them to about ``most``."""
+    step = max(1, -(-size // most))
+    return np.unique(np.append(np.arange(0, size, step), size - 1)).astype(np.float64)
 
 
 def _field_padding_mm(field_spacing_mm: float) -> float:

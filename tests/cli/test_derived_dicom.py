@@ -17,7 +17,7 @@ import trueshape
 from trueshape.cli import app
 from trueshape.dicom import DistortionState
 from trueshape.geometry import Volume
-from trueshape.gnl import SYN_AS, format_siemens_grad
+from trueshape.gnl import SYN_AS, ResidualField, format_siemens_grad
 from trueshape.io import DERIVED_SERIES_NUMBER_OFFSET, lps_to_ras_affine, write_derived_series
 from trueshape.io._derived import quantize
 from trueshape.synth import Acquisition, FemurPhantom, Plane, write_session
@@ -262,3 +262,65 @@ def test_enhanced_source_gives_its_functional_group_values(tmp_path: Path) -> No
     assert len(files) == 6
     derived = pydicom.dcmread(files[0], stop_before_pixels=True)
     assert float(derived.SliceThickness) == 3.0 and float(derived.SpacingBetweenSlices) == 4.0
+    # Frames of the one enhanced source file are cited by number: the frame at the slice's own position
+    # and those the residual reaches.
+    source = pydicom.dcmread(next((tmp_path / "s" / "dicom").rglob("*.dcm")), stop_before_pixels=True)
+    normal = np.cross(*np.reshape(derived.ImageOrientationPatient, (2, 3)).astype(float))
+    frame_at = {round(float(np.dot(normal, item.PlanePositionSequence[0].ImagePositionPatient)), 3): n + 1
+                for n, item in enumerate(source.PerFrameFunctionalGroupsSequence)}
+    for ds in _by_position(files):
+        cited = _cited(ds)
+        assert {(sop_class, uid) for sop_class, uid, _ in cited} == {(source.SOPClassUID, source.SOPInstanceUID)}
+        numbers = sorted(frame for _, _, frame in cited)
+        assert numbers == list(range(numbers[0], numbers[-1] + 1))
+        assert frame_at[round(float(np.dot(normal, ds.ImagePositionPatient)), 3)] in numbers
+
+
+def _by_position(files: list[Path]) -> list[pydicom.Dataset]:
+    """Headers of a single-frame series, sorted along its slice normal."""
+    headers = [pydicom.dcmread(path, stop_before_pixels=True) for path in files]
+    row, column = np.array(headers[0].ImageOrientationPatient[:3]), np.array(headers[0].ImageOrientationPatient[3:])
+    normal = np.cross(row, column)
+    return sorted(headers, key=lambda ds: float(np.dot(normal, np.array(ds.ImagePositionPatient, float))))
+
+
+def _cited(derived: pydicom.Dataset) -> list[tuple[str, str, int | None]]:
+    items = derived.get("SourceImageSequence") or []
+    for item in items:
+        purpose = item.PurposeOfReferenceCodeSequence[0]
+        assert (purpose.CodeValue, purpose.CodingSchemeDesignator) == ("121322", "DCM")
+    return [(item.ReferencedSOPClassUID, item.ReferencedSOPInstanceUID, item.get("ReferencedFrameNumber"))
+            for item in items]
+
+
+def test_each_derived_slice_cites_the_source_slices_it_was_computed_from(corrected: Path) -> None:
+    sources = _by_position(sorted((corrected / "s" / "dicom").rglob("*.dcm")))
+    index_of = {ds.SOPInstanceUID: k for k, ds in enumerate(sources)}
+    derived = _by_position(sorted((corrected / "dicom" / "4_cor_corrected").iterdir()))
+    # Independently: where the exact residual sends every voxel of each slice, as a source slice index.
+    volume = trueshape.load(corrected / "s" / "dicom")
+    residual = ResidualField.from_volume(SYN_AS, volume)
+    geometry = volume.geometry
+    ijk = np.stack(np.meshgrid(*(np.arange(n, dtype=float) for n in geometry.shape), indexing="ij"), axis=-1)
+    points = geometry.index_to_lps(ijk.reshape(-1, 3))
+    sampled_k = geometry.lps_to_index(points + residual.displacement_lps(points))[:, 2].reshape(geometry.shape)
+    widest = 0
+    for k, ds in enumerate(derived):
+        cited = _cited(ds)
+        assert {sop_class for sop_class, _, _ in cited} == {sources[0].SOPClassUID}
+        assert all(frame is None for _, _, frame in cited)
+        low, high = sampled_k[:, :, k].min(), sampled_k[:, :, k].max()
+        expected = set(range(max(0, int(np.floor(low))), min(len(sources) - 1, int(np.ceil(high))) + 1))
+        assert {index_of[uid] for _, uid, _ in cited} == expected, (k, low, high)
+        widest = max(widest, len(expected))
+    assert widest >= 3  # the through-plane residual reaches beyond the neighbouring slice somewhere
+
+
+def test_a_copy_cites_the_slice_it_copies(corrected: Path, tmp_path: Path) -> None:
+    source_folder = corrected / "dicom" / "4_cor_corrected"
+    result = runner.invoke(app, ["correct", str(source_folder), "--coef", str(corrected / "SYN-AS.grad"),
+                                 "--out", str(tmp_path), "--format", "dicom"])
+    assert result.exit_code == 0, result.output
+    sources = _by_position(sorted(source_folder.iterdir()))
+    copies = _by_position(sorted(next(p for p in tmp_path.iterdir() if p.is_dir()).iterdir()))
+    assert [[uid for _, uid, _ in _cited(ds)] for ds in copies] == [[ds.SOPInstanceUID] for ds in sources]

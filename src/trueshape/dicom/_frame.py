@@ -92,6 +92,7 @@ class Frame:
     vendor: VendorInfo = field(default_factory=VendorInfo)
     geometry_source: str = "ImagePositionPatient (0020,0032)"
     mosaic_slice_count: int = 0
+    sop_class_uid: str = ""  #: what a derived image's SourceImageSequence cites with the instance UID
 
     @property
     def where(self) -> str:

@@ -200,6 +200,8 @@ def _common(ds: Dataset, path: Path) -> dict[str, Any]:
     return {
         "path": str(path),
         "sop_instance_uid": str(ds.get("SOPInstanceUID", "")),
+        "sop_class_uid": str(ds.get("SOPClassUID", "") or (
+            ds.file_meta.get("MediaStorageSOPClassUID", "") if hasattr(ds, "file_meta") else "")),
         "series_instance_uid": str(ds.get("SeriesInstanceUID", "")),
         "study_instance_uid": str(ds.get("StudyInstanceUID", "")),
         "frame_of_reference_uid": str(ds.get("FrameOfReferenceUID", "")),

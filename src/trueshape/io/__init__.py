@@ -1,7 +1,7 @@
 """Files trueshape writes and reads: NIfTI, NRRD, ITK transforms, JSON sidecars (RAS lives only here)."""
 
 from trueshape.io._atomic import atomic_path, check_writable
-from trueshape.io._derived import DERIVED_SERIES_NUMBER_OFFSET, DerivedSeries, write_derived_series
+from trueshape.io._derived import DERIVED_SERIES_NUMBER_OFFSET, DerivedSeries, SourceImage, write_derived_series
 from trueshape.io._dicom_write import (
     SeriesMetadata,
     SlicePlane,
@@ -43,6 +43,7 @@ __all__ = [
     "DerivedSeries",
     "SeriesMetadata",
     "SlicePlane",
+    "SourceImage",
     "atomic_path",
     "check_writable",
     "is_volume_file",

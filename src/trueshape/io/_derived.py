@@ -3,8 +3,9 @@ r"""Derived DICOM series: a corrected volume handed back to PACS and viewers, ne
 The new series keeps the source's patient, study, frame of reference and acquisition attributes, gets new
 Series and SOP Instance UIDs, ImageType ``DERIVED\SECONDARY\...\DIS3D`` (what the scanner writes when it
 corrected in 3-D, so that no tool corrects it again) and a DerivationDescription saying what was done.
-Every slice carries the corrected volume's exact geometry. Values are stored as 16-bit integers with a
-rescale slope chosen to keep the volume's range; the quantisation step is returned so reports can state it.
+Each slice cites the source images it was computed from (SourceImageSequence) when the caller names them,
+and carries the corrected volume's exact geometry. Values are stored as 16-bit integers with a rescale
+slope chosen to keep the volume's range; the quantisation step is returned so reports can state it.
 """
 
 from __future__ import annotations
@@ -22,7 +23,9 @@ from typing import Any
 import numpy as np
 import pydicom
 from numpy.typing import NDArray
+from pydicom.dataset import Dataset
 from pydicom.errors import InvalidDicomError
+from pydicom.sequence import Sequence as DicomSequence
 from pydicom.uid import generate_uid
 
 from trueshape.errors import DicomInputError, OutputError, OutputExistsError, TrueshapeError
@@ -30,7 +33,7 @@ from trueshape.geometry import Volume
 from trueshape.io._atomic import check_writable
 from trueshape.io._dicom_write import SeriesMetadata, SlicePlane, planes_from_volume, write_dicom_slices
 
-__all__ = ["COPIED_KEYWORDS", "DERIVED_SERIES_NUMBER_OFFSET", "DerivedSeries", "write_derived_series"]
+__all__ = ["COPIED_KEYWORDS", "DERIVED_SERIES_NUMBER_OFFSET", "DerivedSeries", "SourceImage", "write_derived_series"]
 
 #: Attributes copied from the source series, empty values included (Type 2 attributes stay present).
 COPIED_KEYWORDS = (
@@ -60,6 +63,42 @@ DERIVED_SERIES_NUMBER_OFFSET = 1000
 _DESCRIPTION_SUFFIX = " (trueshape corrected)"
 _INT16 = np.iinfo(np.int16)
 _UINT16 = np.iinfo(np.uint16)
+
+
+@dataclass(frozen=True)
+class SourceImage:
+    """A source instance (and frame, for multi-frame instances) that a derived slice was computed from."""
+
+    sop_class_uid: str
+    sop_instance_uid: str
+    frame_number: int | None = None  #: 1-based, for a frame of a multi-frame instance
+
+
+#: PurposeOfReferenceCodeSequence of each SourceImageSequence item (DICOM CID 7202).
+_SOURCE_PURPOSE = ("121322", "DCM", "Source image for image processing operation")
+
+
+def source_image_sequence(sources: Sequence[SourceImage]) -> DicomSequence:
+    """SourceImageSequence (0008,2112) items for ``sources``, in order, without repeats.
+
+    Examples
+    --------
+    >>> items = source_image_sequence([SourceImage("1.2.840.10008.5.1.4.1.1.4", "1.2.3")] * 2)
+    >>> len(items), items[0].ReferencedSOPInstanceUID
+    (1, '1.2.3')
+    """
+    items = []
+    for source in dict.fromkeys(sources):
+        item = Dataset()
+        item.ReferencedSOPClassUID = source.sop_class_uid
+        item.ReferencedSOPInstanceUID = source.sop_instance_uid
+        if source.frame_number is not None:
+            item.ReferencedFrameNumber = source.frame_number
+        purpose = Dataset()
+        purpose.CodeValue, purpose.CodingSchemeDesignator, purpose.CodeMeaning = _SOURCE_PURPOSE
+        item.PurposeOfReferenceCodeSequence = DicomSequence([purpose])
+        items.append(item)
+    return DicomSequence(items)
 
 
 @dataclass(frozen=True)
@@ -116,6 +155,7 @@ def write_derived_series(
     series_number: int | None = None,
     table_position_mm: tuple[float, float, float] | None = None,
     integer_source: bool = False,
+    source_images: Sequence[Sequence[Sequence[SourceImage]]] | None = None,
     force: bool = False,
 ) -> DerivedSeries:
     """Write ``volume`` as a derived classic DICOM series in ``folder`` (one file per slice and volume).
@@ -138,6 +178,9 @@ def write_derived_series(
         Written as Siemens ImaRelTablePosition (0019,1014), so the isocentre stays known.
     integer_source : bool
         The source stored integers at slope 1 (see :func:`quantize`).
+    source_images : optional
+        ``source_images[t][k]``: the source images slice k of volume t was computed from, written as its
+        SourceImageSequence (omitted for a slice with none).
     force : bool
         Replace an existing folder.
 
@@ -201,6 +244,9 @@ def write_derived_series(
     count = stored.shape[3] if stored.ndim == 4 else 1
     if len(sources) not in (1, count):
         raise ValueError(f"give one template, or one per volume ({count}); got {len(sources)}")
+    slices = stored.shape[2]
+    if source_images is not None and (len(source_images) != count or any(len(v) != slices for v in source_images)):
+        raise ValueError(f"source_images must list {count} volume(s) of {slices} slices each")
     planes: list[SlicePlane] = []
     for t in range(count):
         own = sources[t] if len(sources) == count else source
@@ -209,7 +255,12 @@ def write_derived_series(
                       for keyword in PER_VOLUME_KEYWORDS if keyword in own}
         if count > 1:
             overrides |= {"TemporalPositionIdentifier": t + 1, "NumberOfTemporalPositions": count}
-        planes.extend(replace(plane, overrides=overrides) for plane in planes_from_volume(stored_volume, time_index=t))
+        cited = source_images[t] if source_images is not None else None
+        for k, plane in enumerate(planes_from_volume(stored_volume, time_index=t)):
+            own_overrides = dict(overrides)
+            if cited is not None and cited[k]:
+                own_overrides["SourceImageSequence"] = source_image_sequence(cited[k])
+            planes.append(replace(plane, overrides=own_overrides))
     with _atomic_folder(target, force=force) as temporary:
         written = write_dicom_slices(temporary, planes, metadata)
     files = tuple(target / path.name for path in written)
