@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import enum
 import fcntl
+import itertools
 import os
 import re
 import shutil
@@ -210,7 +211,15 @@ def _one_stack(inspection: Inspection, path: Path, series_key: str | None, stack
             f"{path}: {len(stacks)} stacks match; name one as {path}#<series>[:stack] "
             f"(choices: {', '.join(s.selector for s in stacks)})"
         )
-    return stacks[0]
+    stack = stacks[0]
+    # A file of this series (or one whose series cannot be told) that could not be used would leave a
+    # slice to be interpolated or the series short: loading the rest would be a silently wrong volume.
+    unusable = [p for p in inspection.problems if p.series_instance_uid in ("", stack.series_instance_uid)]
+    if unusable:
+        more = f" (and {len(unusable) - 1} more)" if len(unusable) > 1 else ""
+        raise DicomInputError(f"{unusable[0].message}{more}; it may hold slices of {stack.label}: make it readable "
+                              "or move it out of the folder")
+    return stack
 
 
 def describe_empty(inspection: Inspection) -> str:
@@ -496,6 +505,29 @@ class _DicomTemplate:
         return cited
 
 
+#: Farther than this from the patient origin an isocentre (mm) is a unit or sign mistake: tables travel ~2 m.
+MAX_ISOCENTRE_OFFSET_MM = 5000.0
+
+
+def _boxes_overlap(first: VolumeGeometry, second: VolumeGeometry) -> bool:
+    """Whether the LPS bounding boxes of two grids' voxel centres (half a voxel wider) intersect."""
+    boxes = []
+    for grid in (first, second):
+        corners = np.array(list(itertools.product(*((-0.5, size - 0.5) for size in grid.shape))))
+        points = grid.index_to_lps(corners)
+        boxes.append((points.min(axis=0), points.max(axis=0)))
+    (low_a, high_a), (low_b, high_b) = boxes
+    return bool(np.all(low_a < high_b) and np.all(low_b < high_a))
+
+
+def _physical_memory() -> int:
+    """Bytes of RAM (0 when the platform cannot say)."""
+    try:
+        return int(os.sysconf("SC_PAGE_SIZE")) * int(os.sysconf("SC_PHYS_PAGES"))
+    except (AttributeError, ValueError, OSError):  # pragma: no cover - non-POSIX platforms
+        return 0
+
+
 #: Slices exactly one gap beyond what a slice sampled are not read by interpolation (float noise aside), mm.
 _CITE_TOLERANCE_MM = 1e-3
 
@@ -534,8 +566,15 @@ class CorrectionRequest:
             values = tuple(float(v) for v in isocentre_lps)
             if len(values) != 3 or not all(np.isfinite(values)):
                 raise TrueshapeError(f"--isocentre needs three finite numbers (LPS mm), got {isocentre_lps!r}")
+            if max(abs(v) for v in values) > MAX_ISOCENTRE_OFFSET_MM:
+                raise TrueshapeError(f"--isocentre {values} is more than {MAX_ISOCENTRE_OFFSET_MM:.0f} mm from the "
+                                     "patient origin: no scanner table moves that far (the unit is mm)")
             isocentre = (values[0], values[1], values[2])
-        return cls(coil, coefficient_file, _choice(CorrectionMode, mode, "--mode"), intensity_correction,
+        requested = _choice(CorrectionMode, mode, "--mode")
+        if requested is CorrectionMode.NONE:
+            raise TrueshapeError("--mode none is what a correction reports when nothing is left to correct; "
+                                 "ask for auto, full or through-plane")
+        return cls(coil, coefficient_file, requested, intensity_correction,
                    _choice(DistortionState, distortion_state, "--state"),
                    _choice(PatientPosition, patient_position, "--patient-position"), isocentre, OutputFormat(fmt),
                    force, None if like is None else _grid_of(like), None if like is None else str(like))
@@ -558,9 +597,26 @@ class CorrectionRequest:
         Everything is written into a hidden folder beside the targets and moved into place only when all of
         it succeeded: a failure leaves the output folder as it was.
         """
+        self._check_output_grid(volume, str(source.get("label") or targets[0].name))
         with _staged(targets, force=self.force) as staged:
             result = self._write(volume, source, staged, template)
         return CorrectOutput(result.volume, targets, result.diagnostics.to_json())
+
+    def _check_output_grid(self, volume: Volume, label: str) -> None:
+        """Refuse a ``--like`` grid that misses the volume, or any output that cannot fit in memory."""
+        grid = self.output_geometry or volume.geometry
+        if self.output_geometry is not None and not _boxes_overlap(grid, volume.geometry):
+            raise TrueshapeError(f"{self.like}: its grid does not overlap {label} (the corrected volume would be "
+                                 "empty): give a series of the same session and frame of reference")
+        volumes = volume.array.shape[3] if volume.array.ndim == 4 else 1
+        # The corrected volume (float32) and the input copy the resampler works on.
+        needed = 4.0 * volumes * (float(np.prod(grid.shape, dtype=np.float64))
+                                   + float(np.prod(volume.geometry.shape, dtype=np.float64)))
+        memory = _physical_memory()
+        if memory and needed > memory:
+            raise TrueshapeError(f"{self.like or label}: the corrected volume on a {' x '.join(map(str, grid.shape))} "
+                                 f"grid needs {needed / 2**30:.1f} GiB, more than this machine's "
+                                 f"{memory / 2**30:.1f} GiB of memory")
 
     def _write(self, volume: Volume, source: dict[str, Any], staged: list[Path],
                template: _DicomTemplate | None) -> CorrectionResult:

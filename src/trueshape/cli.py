@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import enum
 import gc
 import json
 import signal
@@ -48,6 +49,22 @@ ValidationOption = Annotated[
     typer.Option("--validation", case_sensitive=False,
                  help="Geometry warnings: warn (report), ignore, or raise (refuse those stacks, exit code 2)."),
 ]
+
+
+class RequestedMode(enum.StrEnum):
+    """What ``--mode`` offers: the correction modes one can ask for (``none`` is only ever a result)."""
+
+    AUTO = CorrectionMode.AUTO.value
+    FULL = CorrectionMode.FULL.value
+    THROUGH_PLANE = CorrectionMode.THROUGH_PLANE.value
+
+
+class StatedState(enum.StrEnum):
+    """What ``--state`` offers: what the scanner corrected (``UNKNOWN`` is what headers may say, not a fact)."""
+
+    ND = DistortionState.NONE.value
+    DIS2D = DistortionState.IN_PLANE_2D.value
+    DIS3D = DistortionState.FULL_3D.value
 
 
 def _fail(message: str) -> None:
@@ -155,8 +172,8 @@ def correct(
     out: Annotated[Path, typer.Option("--out", "-o", help="Output folder.")],
     coef: Annotated[Path | None, typer.Option("--coef", help="Vendor coefficients (.grad or .coef).")] = None,
     model: Annotated[Path | None, typer.Option("--model", help="trueshape scanner model (.json).")] = None,
-    mode: Annotated[CorrectionMode, typer.Option("--mode", case_sensitive=False)] = CorrectionMode.AUTO,
-    state: Annotated[DistortionState | None, typer.Option("--state", case_sensitive=False,
+    mode: Annotated[RequestedMode, typer.Option("--mode", case_sensitive=False)] = RequestedMode.AUTO,
+    state: Annotated[StatedState | None, typer.Option("--state", case_sensitive=False,
                                                           help="Override the distortion state.")] = None,
     patient_position: Annotated[PatientPosition | None, typer.Option("--patient-position", case_sensitive=False,
                                                                      help="Override PatientPosition.")] = None,
@@ -178,10 +195,11 @@ def correct(
 ) -> None:
     """Remove gradient-nonlinearity distortion with coil coefficients or a scanner model."""
     try:
-        result = api.correct(series, out, coefficients=coef, model=model, mode=mode, distortion_state=state,
+        result = api.correct(series, out, coefficients=coef, model=model, mode=mode.value,
+                             distortion_state=None if state is None else state.value,
                              patient_position=patient_position, isocentre_lps=_isocentre(isocentre),
-                             r0_mm=r0_mm, irregular=irregular,
-                             intensity_correction=not no_intensity, fmt=fmt, force=force, like=like)
+                             r0_mm=r0_mm, irregular=irregular, intensity_correction=not no_intensity, fmt=fmt,
+                             force=force, like=like)
     except TrueshapeError as error:
         _fail(str(error))
         raise typer.Exit(EXIT_INPUT_ERROR) from None

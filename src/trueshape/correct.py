@@ -45,6 +45,7 @@ __all__ = [
     "DEFAULT_FIELD_SPACING_MM",
     "FIELD_PADDING_NODES",
     "MAX_JACOBIAN_DETERMINANT",
+    "MAX_PLAUSIBLE_DISPLACEMENT_MM",
     "NORMAL_PARALLEL_TOLERANCE",
     "SLAB_VOXELS",
     "CorrectionDiagnostics",
@@ -63,6 +64,9 @@ DEFAULT_FIELD_SPACING_MM = 4.0
 #: Nodes the exported field extends beyond the field of view on each side (ITK treats points outside the
 #: field's grid as undisplaced).
 FIELD_PADDING_NODES = 2
+#: A residual beyond this anywhere on the (padded) output grid comes from wrong coefficients or a wrong
+#: isocentre, not from a gradient coil (SYN-AS reaches 143 mm at the corners of a 512 mm cube), mm.
+MAX_PLAUSIBLE_DISPLACEMENT_MM = 1000.0
 #: Intensity factors are clipped to [0, this]; folded regions (determinant <= 0) are counted in the diagnostics.
 MAX_JACOBIAN_DETERMINANT = 10.0
 #: Largest sine of the angle between the slice normal and the k axis for the 1-D through-plane path.
@@ -421,13 +425,26 @@ def correct_volume(
     used = _resolve_mode(CorrectionMode(mode), residual, geometry_in, geometry_out)
     workers = threads or _available_threads()
 
-    interpolant = correction_interpolant(
-        residual,
-        geometry_out,
-        coarse_spacing_mm=coarse_spacing_mm,
-        field_spacing_mm=field_spacing_mm,
-        intensity_correction=intensity_correction,
-    )
+    with np.errstate(over="ignore", invalid="ignore"):  # checked below, with a message that says why
+        interpolant = correction_interpolant(
+            residual,
+            geometry_out,
+            coarse_spacing_mm=coarse_spacing_mm,
+            field_spacing_mm=field_spacing_mm,
+            intensity_correction=intensity_correction,
+        )
+    largest = float(np.abs(interpolant.values[..., :3]).max(initial=0.0))
+    if not (np.isfinite(interpolant.values).all() and largest <= MAX_PLAUSIBLE_DISPLACEMENT_MM):
+        # Absurd coefficients, or a grid metres from the isocentre, give a NaN image or one moved by metres;
+        # say what to check instead.
+        isocentre = residual.magnet_frame.isocentre_lps.round(1).tolist()
+        size = "not finite" if not np.isfinite(largest) else f"{largest:.3g} mm"
+        raise GeometryError(
+            f"the residual field of {residual.coefficients.source or 'the coefficients'} is {size} over the "
+            f"output grid, beyond any gradient coil's {MAX_PLAUSIBLE_DISPLACEMENT_MM:.0f} mm (isocentre {isocentre} "
+            f"mm LPS, grid corner {geometry_out.origin.round(1).tolist()} mm): check the coefficient values and "
+            "the isocentre"
+        )
     displacement_only = interpolant.with_values(interpolant.values[..., :3])
     field = residual_displacement_field(
         displacement_only,

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
+import re
+from pathlib import Path
 
 import numpy as np
 import pydicom
@@ -11,7 +14,10 @@ from pydicom.uid import RLELossless
 from tests.conftest import tree_digest
 from typer.testing import CliRunner
 
+import trueshape
 from trueshape.cli import app
+from trueshape.errors import DicomInputError
+from trueshape.gnl import SYN_AS, format_siemens_grad
 from trueshape.synth import regular_planes
 
 runner = CliRunner()
@@ -170,3 +176,40 @@ def test_convert_prints_geometry_warnings_and_raise_mode_refuses(write_series, t
     assert refused.exit_code == 2
     assert any("SLICES_MISSING" in line for line in error_lines(refused))
     assert not (tmp_path / "b").exists()
+
+
+def test_an_unreadable_slice_is_named_not_interpolated(good_series, tmp_path, monkeypatch):
+    victim = sorted(good_series.glob("*.dcm"))[2]
+    real_open = Path.open
+
+    def guarded_open(self, *args, **kwargs):
+        if self == victim:
+            raise PermissionError(13, "Permission denied", str(self))
+        return real_open(self, *args, **kwargs)
+
+    monkeypatch.setattr(Path, "open", guarded_open)
+    with pytest.raises(DicomInputError, match=re.escape(f"{victim}: cannot be read (Permission denied)")):
+        trueshape.load(good_series)
+    (tmp_path / "c.grad").write_text(format_siemens_grad(SYN_AS))
+    result = run("correct", good_series, "--coef", tmp_path / "c.grad", "--state", "ND", "--out", tmp_path / "o")
+    assert result.exit_code == 2 and not (tmp_path / "o").exists()
+    assert error_lines(result)[0].startswith(f"error: {victim}: cannot be read (Permission denied)")
+
+
+def test_a_dangling_slice_link_and_an_unreadable_subfolder_are_named(good_series, tmp_path, monkeypatch):
+    (good_series / "IM_moved.dcm").symlink_to(tmp_path / "gone.dcm")
+    with pytest.raises(DicomInputError, match=re.escape(f"{good_series / 'IM_moved.dcm'}: cannot be read (No such")):
+        trueshape.load(good_series)
+    (good_series / "IM_moved.dcm").unlink()
+    locked = good_series / "more"
+    locked.mkdir()
+    real_scandir = os.scandir
+
+    def guarded_scandir(path="."):
+        if Path(path) == locked:
+            raise PermissionError(13, "Permission denied", str(path))
+        return real_scandir(path)
+
+    monkeypatch.setattr(os, "scandir", guarded_scandir)
+    with pytest.raises(DicomInputError, match=re.escape(f"{locked}: folder cannot be read (Permission denied)")):
+        trueshape.load(good_series)

@@ -464,3 +464,36 @@ def test_like_puts_the_corrected_volume_on_another_grid(session: Path) -> None:
     )
     code, output = _correct(session, session / "nifti" / "4_cor.nii", "like_bad", "--like", str(session / "nope.nii"))
     assert code == 2 and "nope.nii: no such file" in output
+
+
+def test_requests_that_would_give_an_empty_or_nan_image_are_refused(session: Path, tmp_path: Path) -> None:
+    volume = session / "nifti" / "4_cor.nii"
+    image = nib.load(volume)
+    far = nib.Nifti1Image(np.zeros((4, 4, 4), np.float32), image.affine @ np.diag([1, 1, 1, 1.0]))
+    far.affine[0, 3] += 2000.0
+    far.set_sform(far.affine, code=1)
+    nib.save(far, tmp_path / "far.nii")
+    code, output = _correct(session, volume, "far", "--like", str(tmp_path / "far.nii"))
+    assert code == 2 and f"{tmp_path / 'far.nii'}: its grid does not overlap" in output
+    huge = nib.Nifti1Image(np.zeros((2, 2, 2), np.float32), image.affine)
+    huge.header.set_data_shape((30000, 30000, 30000))
+    (tmp_path / "huge.nii").write_bytes(huge.header.binaryblock + b"\0" * 4)  # a header claiming 100 TiB
+    code, output = _correct(session, volume, "huge", "--like", str(tmp_path / "huge.nii"))
+    assert code == 2 and "on a 30000 x 30000 x 30000 grid needs 100" in output and "GiB of memory" in output
+    code, output = _correct(session, volume, "iso", "--isocentre", "1e30,0,0")
+    assert code == 2 and "more than 5000 mm from the patient origin" in output
+    blown = (session / "SYN-AS.grad").read_text().replace("-0.055000000  y", "1e300  y")
+    assert blown != (session / "SYN-AS.grad").read_text()
+    (tmp_path / "blown.grad").write_text(blown)
+    result = runner.invoke(app, ["correct", str(volume), "--coef", str(tmp_path / "blown.grad"),
+                                 "--out", str(tmp_path / "blown")])
+    message = " ".join(result.output.split())
+    assert result.exit_code == 2 and f"the residual field of {tmp_path / 'blown.grad'}" in message, message
+    assert "over the output grid, beyond any gradient coil" in message and not (tmp_path / "blown").exists()
+    for absent in ("far", "huge", "iso"):
+        assert not (session / absent).exists()
+
+
+def test_mode_none_is_not_offered(session: Path) -> None:
+    code, output = _correct(session, session / "nifti" / "4_cor.nii", "none", "--mode", "none")
+    assert code == 2 and "'none' is not one of" in output.replace("\u2018", "'").replace("\u2019", "'")

@@ -232,3 +232,56 @@ def test_unknown_suffix(tmp_path: Path) -> None:
         read_coefficients(tmp_path / "coil.txt")
     with pytest.raises(CoefficientFileError, match="cannot read"):
         read_coefficients(tmp_path / "missing.grad")
+
+
+def test_a_file_missing_a_gradient_axis_is_refused(tmp_path: Path) -> None:
+    truncated = tmp_path / "cut.grad"
+    truncated.write_text("\n".join(format_siemens_grad(SYN_AS).splitlines()[:8]) + "\n")  # z and x rows only
+    with pytest.raises(CoefficientFileError, match=r"cut\.grad.*no coefficient rows for the y gradient"):
+        read_siemens_grad(truncated)
+    model = json.loads(scanner_model_json(SYN_AS))
+    model["coefficients"]["y"] = []
+    (tmp_path / "m.json").write_text(json.dumps(model))
+    with pytest.raises(CoefficientFileError, match=r"m\.json.*no terms for the y gradient"):
+        read_scanner_model(tmp_path / "m.json")
+    model["coefficients"] = {}
+    (tmp_path / "m.json").write_text(json.dumps(model))
+    with pytest.raises(CoefficientFileError, match=r"no terms for the x and y and z gradient"):
+        read_scanner_model(tmp_path / "m.json")
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"provenance": [1, 2]}, "the field 'provenance' must be an object (got list)"),
+        ({"fit_quality": "good"}, "the field 'fit_quality' must be an object (got str)"),
+        ({"format_version": 0}, "format_version must be 1 or more, got 0"),
+    ],
+)
+def test_model_json_mistyped_optional_fields(tmp_path: Path, change: dict[str, object], message: str) -> None:
+    model = json.loads(scanner_model_json(SYN_AS)) | change
+    (tmp_path / "m.json").write_text(json.dumps(model))
+    with pytest.raises(CoefficientFileError, match=re.escape(message)):
+        read_scanner_model(tmp_path / "m.json")
+
+
+def test_model_json_with_a_byte_order_mark_and_deep_nesting(tmp_path: Path) -> None:
+    path = tmp_path / "bom.json"
+    path.write_bytes(b"\xef\xbb\xbf" + scanner_model_json(SYN_AS).encode())
+    assert list(read_scanner_model(path).terms()) == list(SYN_AS.terms())
+    path.write_text("[" * 50_000 + "]" * 50_000)
+    with pytest.raises(CoefficientFileError, match="nested too deeply"):
+        read_scanner_model(path)
+
+
+def test_r0_option_is_checked_and_only_for_coef_files(tmp_path: Path) -> None:
+    coef = tmp_path / "c.coef"
+    coef.write_text("alpha_z 3 0 -0.08;\nalpha_x 3 1 -0.055;\nbeta_y 3 1 -0.055;\n")
+    for bad in (-5.0, 0.0, float("nan"), float("inf")):
+        with pytest.raises(CoefficientFileError, match=r"c\.coef: the reference radius R0 \(--r0-mm\) must be"):
+            read_coefficients(coef, r0_mm=bad)
+    assert read_coefficients(coef, r0_mm=250.0).r0_mm == 250.0
+    grad = tmp_path / "c.grad"
+    grad.write_text(format_siemens_grad(SYN_AS))
+    with pytest.raises(CoefficientFileError, match=r"c\.grad: states its own reference radius"):
+        read_coefficients(grad, r0_mm=250.0)

@@ -71,23 +71,31 @@ class ScanResult:
     skipped_non_image: tuple[str, ...]
 
 
-def _list_files(path: Path) -> list[Path]:
+def _list_files(path: Path, unreadable: list[FileProblem] | None = None) -> list[Path]:
+    """Files under ``path`` (sorted, hidden ones left out); folders that cannot be listed go to ``unreadable``."""
     if path.is_file():
         return [path]
     files: list[Path] = []
-    for directory, subdirs, names in os.walk(path):
+
+    def cannot_list(error: OSError) -> None:
+        # A folder the user cannot read may hold slices of the series: say so rather than load the rest.
+        if unreadable is not None:
+            unreadable.append(FileProblem(str(error.filename), f"{error.filename}: folder cannot be read "
+                                                               f"({error.strerror or error})"))
+
+    for directory, subdirs, names in os.walk(path, onerror=cannot_list):
         subdirs[:] = sorted(d for d in subdirs if not d.startswith("."))
         files.extend(Path(directory) / name for name in sorted(names) if not name.startswith("."))
     return files
 
 
 def _looks_like_dicom(path: Path) -> bool:
-    """DICM magic at byte 128, or a bare data set starting with a group 0002/0008 tag."""
-    try:
-        with path.open("rb") as handle:
-            head = handle.read(132)
-    except OSError:
-        return False
+    """DICM magic at byte 128, or a bare data set starting with a group 0002/0008 tag.
+
+    Raises OSError when the file cannot be read: an unreadable slice is a problem, not a non-DICOM file.
+    """
+    with path.open("rb") as handle:
+        head = handle.read(132)
     if len(head) >= 132 and head[128:132] == b"DICM":
         return True
     return (
@@ -383,8 +391,11 @@ def _enhanced_frames(ds: Dataset, path: Path) -> list[Frame]:
 
 def _read_file(path: Path) -> tuple[str, list[Frame] | FileProblem | None]:
     """Return ("frames", [...]), ("problem", FileProblem), ("non_dicom", None) or ("non_image", None)."""
-    if not _looks_like_dicom(path):
-        return "non_dicom", None
+    try:
+        if not _looks_like_dicom(path):
+            return "non_dicom", None
+    except OSError as error:
+        return "problem", FileProblem(str(path), f"{path}: cannot be read ({error.strerror or error})")
     try:
         ds = pydicom.dcmread(path, defer_size=_DEFER_SIZE, force=True)
     except (InvalidDicomError, EOFError, OSError, ValueError, KeyError, TypeError, IndexError, OverflowError) as error:
@@ -488,7 +499,8 @@ def scan(path: str | os.PathLike[str], *, workers: int | None = None) -> ScanRes
     root = Path(path)
     if not root.exists():
         raise DicomInputError(f"{root}: no such file or folder")
-    files = _list_files(root)
+    unreadable: list[FileProblem] = []
+    files = _list_files(root, unreadable)
     processes = _parallel_workers(len(files), workers)
     if processes > 1:
         context = multiprocessing.get_context("fork")
@@ -497,7 +509,7 @@ def scan(path: str | os.PathLike[str], *, workers: int | None = None) -> ScanRes
     else:
         results = [_read_file(file) for file in files]
     frames: list[Frame] = []
-    problems: list[FileProblem] = []
+    problems: list[FileProblem] = list(unreadable)
     non_dicom: list[str] = []
     non_image: list[str] = []
     for file, (kind, payload) in zip(files, results, strict=True):

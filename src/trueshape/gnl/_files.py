@@ -127,6 +127,14 @@ def _store(
     lines_of[key] = number
 
 
+def _require_every_axis(source: Path, terms: dict[_TermKey, float], what: str) -> None:
+    """Refuse terms missing a gradient: a coil has three, so such a file is truncated or mislabelled."""
+    missing = [axis for axis in AXIS_NAMES if not any(key[0] == axis for key in terms)]
+    if missing:
+        raise _fail(source, None, f"no {what} for the {' and '.join(missing)} gradient "
+                                  f"(a complete file lists terms for x, y and z; is it truncated?)")
+
+
 def read_siemens_grad(path: str | os.PathLike[str]) -> GradientCoefficients:
     """Read a Siemens ``.grad`` coefficient file.
 
@@ -172,6 +180,7 @@ def read_siemens_grad(path: str | os.PathLike[str]) -> GradientCoefficients:
         )
     if not terms:
         raise _fail(source, None, "no coefficient rows (expected e.g. '101 A( 3, 1) -0.055 x')")
+    _require_every_axis(source, terms, "coefficient rows")
     return GradientCoefficients.from_terms(r0_mm, terms, frame=CoefficientFrame.LAI, source=f"{source} (Siemens .grad)")
 
 
@@ -192,6 +201,9 @@ def read_siemens_coef(path: str | os.PathLike[str], *, r0_mm: float | None = Non
         LAI frame; axes assigned by :data:`GRADUNWARP_COEF_NAMES`.
     """
     source = Path(path)
+    if r0_mm is not None and not (math.isfinite(r0_mm) and r0_mm > 0.0):
+        raise CoefficientFileError(f"{source}: the reference radius R0 (--r0-mm) must be a positive length in mm, "
+                                   f"got {r0_mm}")
     lines = _read_lines(source)
     terms: dict[_TermKey, float] = {}
     lines_of: dict[_TermKey, int] = {}
@@ -223,6 +235,7 @@ def read_siemens_coef(path: str | os.PathLike[str], *, r0_mm: float | None = Non
         )
     if not terms:
         raise _fail(source, None, "no coefficient lines (expected e.g. 'alpha_y 3 1 -0.055;')")
+    _require_every_axis(source, terms, "coefficient lines")
     return GradientCoefficients.from_terms(
         radius, terms, frame=CoefficientFrame.LAI, source=f"{source} (Siemens .coef)"
     )
@@ -316,7 +329,7 @@ def read_scanner_model(path: str | os.PathLike[str]) -> GradientCoefficients:
     """
     source = Path(path)
     try:
-        text = source.read_text(encoding="utf-8")
+        text = source.read_text(encoding="utf-8-sig")  # a byte-order mark (some editors add one) is not JSON
     except OSError as error:
         raise CoefficientFileError(f"{source}: cannot read the scanner model ({error.strerror})") from error
     except UnicodeDecodeError as error:
@@ -325,6 +338,8 @@ def read_scanner_model(path: str | os.PathLike[str]) -> GradientCoefficients:
         document = _located_loads(text)
     except json.JSONDecodeError as error:
         raise _fail(source, error.lineno, f"invalid JSON: {error.msg} (column {error.colno})") from None
+    except RecursionError:
+        raise _fail(source, None, "JSON nested too deeply to be a scanner model") from None
     if not isinstance(document, _Located):
         raise _fail(source, 1, "the scanner model must be a JSON object")
 
@@ -341,6 +356,12 @@ def read_scanner_model(path: str | os.PathLike[str]) -> GradientCoefficients:
     version = need(document, "format_version", int, "the model")
     if version > MODEL_FORMAT_VERSION:
         raise _fail(source, document.line, f"format_version {version} is newer than {MODEL_FORMAT_VERSION}")
+    if version < 1:
+        raise _fail(source, document.line, f"format_version must be 1 or more, got {version}")
+    for optional in ("provenance", "fit_quality"):
+        if document.get(optional) is not None and not isinstance(document[optional], _Located):
+            raise _fail(source, document.line, f"the field {optional!r} must be an object "
+                                               f"(got {type(document[optional]).__name__})")
     r0_mm = float(need(document, "r0_mm", (int, float), "the model"))
     frame_name = need(document, "frame", str, "the model")
     try:
@@ -369,6 +390,7 @@ def read_scanner_model(path: str | os.PathLike[str]) -> GradientCoefficients:
             m = need(entry, "m", int, "the term")
             value = float(need(entry, "value", (int, float), "the term"))
             _store(terms, lines_of, source, entry.line, (axis, kind, n, m), value)
+    _require_every_axis(source, terms, "terms")
     try:
         return GradientCoefficients.from_terms(
             r0_mm,
@@ -387,6 +409,8 @@ def read_coefficients(path: str | os.PathLike[str], *, r0_mm: float | None = Non
     """Read ``.grad``, ``.coef`` or trueshape model ``.json`` by suffix (``r0_mm`` only for ``.coef``)."""
     source = Path(path)
     suffix = source.suffix.lower()
+    if r0_mm is not None and suffix in (".grad", ".json"):
+        raise CoefficientFileError(f"{source}: states its own reference radius; --r0-mm is for .coef files only")
     if suffix == ".grad":
         return read_siemens_grad(source)
     if suffix == ".coef":
