@@ -20,7 +20,7 @@ import shutil
 import tempfile
 from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -29,7 +29,7 @@ import numpy as np
 from trueshape._version import __version__
 from trueshape.dicom import scan
 from trueshape.errors import DicomInputError, GeometryError, OutputError, TrueshapeError, VolumeInputError
-from trueshape.findings import FindingCode, Severity
+from trueshape.findings import Finding, FindingCode, Severity
 from trueshape.geometry import (
     DisplacementField,
     Inspection,
@@ -337,6 +337,8 @@ class CorrectOutput:
     volume: Volume
     written: list[Path]
     diagnostics: dict[str, object]
+    #: What inspecting the source found that the correction does not remove (missing slices, duplicates, ...).
+    findings: tuple[Finding, ...] = ()
 
 
 def _choice(enum_type: type[enum.Enum], value: object, option: str) -> Any:
@@ -380,12 +382,26 @@ def correct_stack(
             f"{stack.frames[0].path}: the slices of {stack.label} are off a regular grid by up to "
             f"{stack.layout.acquisition.max_offset_mm:.2f} mm; resample them first (--irregular resample)"
         )
+    where = f"{Path(stack.frames[0].path).parent} ({stack.label})"
+    for finding in stack.findings:
+        if finding.code is FindingCode.FRAMES_DISAGREE:
+            raise GeometryError(f"{where}: {finding.message}", findings=(finding,))
+    if request.state is None and stack.distortion_state.value == "UNKNOWN":
+        said = f" ({stack.distortion_source})" if stack.distortion_source else ""
+        raise DicomInputError(f"{where}: the headers do not say what the scanner corrected{said}: give --state ND, "
+                              "DIS2D or DIS3D")
     targets = request.targets(out, stack.label)
     volume = volume if volume is not None else load_stack(stack)
     first = stack.frames[0]
     template = _DicomTemplate(stack.layout.slices, first.vendor.table_position_mm,
                               integer_source=volume.array.dtype.kind in "iu" and not volume.is_scaled)
-    return request.run(volume, stack.to_json(), targets, template=template)
+    output = request.run(volume, stack.to_json(), targets, template=template, where=where)
+    return replace(output, findings=tuple(f for f in stack.findings if f.code not in _CORRECTED_CODES))
+
+
+#: Findings a GNL correction answers: the rest (slice layout, files left out, ...) still concern the result.
+_CORRECTED_CODES = frozenset({FindingCode.DISTORTION_2D_ONLY, FindingCode.DISTORTION_NOT_CORRECTED,
+                              FindingCode.FAR_FROM_ISOCENTRE})
 
 
 def correct_volume_file(
@@ -591,15 +607,19 @@ class CorrectionRequest:
         return targets
 
     def run(self, volume: Volume, source: dict[str, Any], targets: list[Path], *,
-            template: _DicomTemplate | None = None) -> CorrectOutput:
+            template: _DicomTemplate | None = None, where: str = "") -> CorrectOutput:
         """Correct ``volume`` and write the volume, the field (NIfTI and ITK .h5) and the JSON sidecar.
 
         Everything is written into a hidden folder beside the targets and moved into place only when all of
         it succeeded: a failure leaves the output folder as it was.
         """
-        self._check_output_grid(volume, str(source.get("label") or targets[0].name))
+        where = where or str(source.get("file") or source.get("label") or targets[0].name)
+        self._check_output_grid(volume, where)
         with _staged(targets, force=self.force) as staged:
-            result = self._write(volume, source, staged, template)
+            try:
+                result = self._write(volume, source, staged, template)
+            except GeometryError as error:  # e.g. through-plane asked of a grid it cannot serve: name the input
+                raise GeometryError(f"{where}: {error}", findings=error.findings) from None
         return CorrectOutput(result.volume, targets, result.diagnostics.to_json())
 
     def _check_output_grid(self, volume: Volume, label: str) -> None:

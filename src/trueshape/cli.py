@@ -19,7 +19,7 @@ from trueshape import api
 from trueshape.correct import CorrectionMode
 from trueshape.dicom import DistortionState, PatientPosition
 from trueshape.errors import TrueshapeError
-from trueshape.findings import Severity
+from trueshape.findings import FindingCode, Severity
 from trueshape.geometry import Inspection, IrregularPolicy
 from trueshape.io import to_jsonable
 from trueshape.settings import ValidationMode
@@ -65,6 +65,9 @@ class StatedState(enum.StrEnum):
     ND = DistortionState.NONE.value
     DIS2D = DistortionState.IN_PLANE_2D.value
     DIS3D = DistortionState.FULL_3D.value
+
+
+_DATA_CHANGING = frozenset({FindingCode.STACK_RESAMPLED, FindingCode.STACK_SPLIT})
 
 
 def _fail(message: str) -> None:
@@ -209,6 +212,10 @@ def correct(
                   f"{float(diagnostics['mean_displacement_mm']):.2f} mm")  # type: ignore[arg-type]
     for assumption in diagnostics.get("assumptions", []):  # type: ignore[attr-defined]
         console.print(f"  assumed: {_e(assumption)}")
+    for finding in result.findings:
+        # Warnings, and what changed the voxels before correction (interpolated or split slices).
+        if finding.severity is not Severity.INFO or finding.code in _DATA_CHANGING:
+            console.print(f"  [{_SEVERITY_STYLE[finding.severity]}]{finding.code.value}[/] {_e(finding.message)}")
     for written in result.written:
         console.print(f"wrote {_e(written)}")
 

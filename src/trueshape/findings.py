@@ -53,6 +53,7 @@ class FindingCode(enum.StrEnum):
     STACK_SPLIT = "STACK_SPLIT"
     ISOCENTRE_ASSUMED = "ISOCENTRE_ASSUMED"
     CORNERS_MISMATCH = "CORNERS_MISMATCH"
+    FRAMES_DISAGREE = "FRAMES_DISAGREE"
 
 
 #: Every code with a one-line explanation (rendered into the README table and ``--help``).
@@ -80,6 +81,8 @@ FINDING_CODES: dict[FindingCode, str] = {
     FindingCode.STACK_SPLIT: "The stack was split into regularly spaced parts (policy 'split').",
     FindingCode.CORNERS_MISMATCH: "Slice corners from the headers differ from the volume geometry by more than "
     "1e-3 mm.",
+    FindingCode.FRAMES_DISAGREE: "Slices of one stack disagree on patient position or table position: where the "
+    "magnet was relative to the patient cannot be known.",
     FindingCode.ISOCENTRE_ASSUMED: "No table position in the headers: the isocentre is assumed at the "
     "patient-coordinate origin.",
 }

@@ -6,6 +6,7 @@ import json
 
 import nibabel as nib
 import numpy as np
+import pydicom
 from typer.testing import CliRunner
 
 from trueshape.cli import app
@@ -51,8 +52,10 @@ def test_correct_refuses_unknown_state_with_advice(tmp_path, write_series):
     coil = tmp_path / "coil.grad"
     coil.write_text(format_siemens_grad(SYN_AS))
     result = runner.invoke(app, ["correct", str(folder), "--coef", str(coil), "--out", str(tmp_path / "o")])
-    assert result.exit_code == 2
-    assert "UNKNOWN" in result.output and "Traceback" not in result.output
+    message = " ".join(result.output.split())
+    assert result.exit_code == 2 and "Traceback" not in result.output
+    assert f"error: {folder} (" in message and "the headers do not say what the scanner corrected" in message
+    assert "give --state ND, DIS2D or DIS3D" in message
     forced = runner.invoke(app, ["correct", str(folder), "--coef", str(coil), "--out", str(tmp_path / "o"),
                                  "--state", "ND"])
     assert forced.exit_code == 0, forced.output
@@ -67,3 +70,64 @@ def test_demo_quick_tells_the_story(tmp_path):
     assert "appears as 40.3 mm (-6.2%)" in text
     assert "Not the loader" in text and "Cause 2" in text
     assert (tmp_path / "demo" / "corrected" / "3_cor_t1_widefov_dis2d_residual.h5").exists()
+
+
+def _coronal_session(root):
+    """A 6-slice DIS2D coronal series (table moved) and the SYN-AS coil; return (series folder, coil file)."""
+    acquisition = Acquisition(plane=Plane.CORONAL, fov_mm=(120.0, 120.0), matrix=(16, 16), slices=6,
+                              slice_thickness_mm=5.0, centre_lps=(95.0, 0.0, -100.0), isocentre_lps=(0.0, 0.0, -120.0),
+                              distortion_state=DistortionState.IN_PLANE_2D, in_plane_samples=1, slice_samples=1,
+                              series_number=4, description="cor")
+    write_session(root / "s", FemurPhantom(), SYN_AS, (acquisition,))
+    (root / "SYN-AS.grad").write_text(format_siemens_grad(SYN_AS))
+    return root / "s" / "dicom" / "04_cor", root / "SYN-AS.grad"
+
+
+def _edit_first_file(folder, change):
+    path = sorted(folder.iterdir())[0]
+    ds = pydicom.dcmread(path)
+    change(ds)
+    ds.save_as(path)
+    return path
+
+
+def _run(*arguments):
+    result = runner.invoke(app, [str(a) for a in arguments])
+    assert "Traceback" not in result.output
+    return result.exit_code, " ".join(result.output.split())
+
+
+def test_slices_that_disagree_on_the_scanner_frame_are_refused(tmp_path):
+    for name, change, said in (
+        ("position", lambda ds: setattr(ds, "PatientPosition", "FFS"),
+         "5 slices say PatientPosition HFS, 1 slice says PatientPosition FFS (IM00001.dcm)"),
+        ("table", lambda ds: ds.__setitem__((0x0019, 0x1014), pydicom.DataElement((0x0019, 0x1014), "IS",
+                                                                                    [0, 0, -60])),
+         "5 slices say table position [0.0, 0.0, -120.0], 1 slice says table position [0.0, 0.0, -60.0] "
+         "(IM00001.dcm) (mm)"),
+    ):
+        folder, coil = _coronal_session(tmp_path / name)
+        _edit_first_file(folder, change)
+        code, output = _run("correct", folder, "--coef", coil, "--out", tmp_path / name / "o")
+        assert code == 2 and f"error: {folder} (4_cor): " in output and said in output, output
+        assert not (tmp_path / name / "o").exists()
+        code, output = _run("inspect", folder)
+        assert "FRAMES_DISAGREE" in output
+
+
+def test_slices_that_disagree_on_the_distortion_state_are_counted(tmp_path):
+    folder, coil = _coronal_session(tmp_path)
+    _edit_first_file(folder, lambda ds: setattr(ds, "ImageType", ["ORIGINAL", "PRIMARY", "M", "ND"]))
+    code, output = _run("correct", folder, "--coef", coil, "--out", tmp_path / "o")
+    assert code == 2 and "the headers do not say what the scanner corrected (frames disagree)" in output, output
+    code, output = _run("inspect", folder)
+    assert "5 slices say DIS2D, 1 slice says ND (IM00001.dcm)" in output, output
+
+
+def test_correct_reports_what_the_loader_found(tmp_path):
+    folder, coil = _coronal_session(tmp_path)
+    sorted(folder.iterdir())[2].unlink()
+    code, output = _run("correct", folder, "--coef", coil, "--out", tmp_path / "o")
+    assert code == 0 and "SLICES_MISSING" in output and "STACK_RESAMPLED" in output, output
+    assert "ISOCENTRE_ASSUMED" not in output and "LOCALIZER" not in output
+    assert "DISTORTION_2D_ONLY" not in output  # what the correction removed is not repeated

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 from numpy.typing import NDArray
 
@@ -25,6 +27,41 @@ def anatomical_axis_name(direction: NDArray[np.float64]) -> str:
     """
     names = ["left-right", "front-to-back (anterior-posterior)", "head-foot (superior-inferior)"]
     return names[int(np.argmax(np.abs(direction)))]
+
+
+#: Table positions of one stack closer than this agree (they are written with 0.1 mm or finer), mm.
+TABLE_AGREEMENT_MM = 0.05
+
+
+def _counted(frames: list[Frame], value: Callable[[Frame], object], what: str = "") -> str:
+    """E.g. ``5 slices say DIS2D, 1 slice says ND (IM00001.dcm)``, largest group first."""
+    groups: dict[str, list[Frame]] = {}
+    for frame in frames:
+        found = value(frame)
+        groups.setdefault(str(getattr(found, "value", found)), []).append(frame)
+    parts = sorted(groups.items(), key=lambda item: -len(item[1]))
+    return ", ".join(
+        f"{len(group)} slice{'s say' if len(group) > 1 else ' says'} {what}{name}"
+        + (f" ({group[0].label})" if len(group) == 1 else "")
+        for name, group in parts
+    )
+
+
+def _table(frame: Frame) -> str:
+    position = frame.vendor.table_position_mm
+    # Rounded to the agreement tolerance, so positions written with more digits do not look different.
+    return "none" if position is None else str([round(v / TABLE_AGREEMENT_MM) * TABLE_AGREEMENT_MM + 0.0
+                                                 for v in position])
+
+
+def _scanner_frame_disagreement(frames: list[Frame]) -> str:
+    """Say how the frames disagree on patient position or table position ('' when they agree)."""
+    if len({frame.vendor.patient_position for frame in frames}) > 1:
+        return (_counted(frames, lambda f: f.vendor.patient_position, "PatientPosition ")
+                + ": one stack has one patient position, so it cannot be placed in the magnet")
+    if len({_table(frame) for frame in frames}) > 1:
+        return (_counted(frames, _table, "table position ") + " (mm): the stack's isocentre cannot be known")
+    return ""
 
 
 def distortion_findings(
@@ -60,6 +97,10 @@ def distortion_findings(
     distance = float(np.max(np.linalg.norm(corners_lps - isocentre_lps, axis=1)))
     findings: list[Finding] = []
     where = (first.path,)
+    disagreement = _scanner_frame_disagreement(frames)
+    if disagreement:
+        findings.append(Finding(FindingCode.FRAMES_DISAGREE, Severity.ERROR, disagreement,
+                                where=tuple(dict.fromkeys(f.path for f in frames))[:10]))
     if first.modality.upper() not in ("MR", ""):
         return state, source, distance, findings
     axis = anatomical_axis_name(normal)
@@ -95,8 +136,13 @@ def distortion_findings(
             Finding(
                 FindingCode.DISTORTION_STATE_UNKNOWN,
                 Severity.INFO,
-                "The headers do not say whether gradient distortion was corrected (no ND/DIS2D/DIS3D in ImageType "
-                + ("or the Siemens private tags); " if len(states) == 1 else "and the frames disagree); ")
+                (
+                    "The headers do not say whether gradient distortion was corrected (no ND/DIS2D/DIS3D in "
+                    "ImageType or the Siemens private tags); "
+                    if len(states) == 1 else
+                    "The slices disagree on whether gradient distortion was corrected "
+                    f"({_counted(frames, lambda f: f.vendor.distortion_state)}); "
+                )
                 + "treat the geometry far from the isocentre with care.",
                 where=where,
             )
