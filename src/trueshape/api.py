@@ -17,7 +17,9 @@ import itertools
 import os
 import re
 import shutil
+import signal
 import tempfile
+import threading
 from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
@@ -311,23 +313,26 @@ def _write_stack(stack: Stack, out_dir: Path, output_format: OutputFormat, *, fo
     sidecar_path = base.with_name(base.name + ".json")
     transform_path = base.with_name(base.name + "_acquisition.h5")
     off_grid = stack.layout.acquisition is not None and not stack.layout.resampled
-    _check_all_writable([volume_path, sidecar_path] + ([transform_path] if off_grid else []), force=force)
-    written = [write_volume(load_stack(stack), volume_path, force=force)]
-    sidecar = stack.to_json()
-    sidecar["volume_file"] = volume_path.name
-    if off_grid:
-        assert stack.layout.acquisition is not None
-        written.append(write_itk_transform(stack.layout.acquisition.resampling_field(), transform_path, force=force))
-        sidecar["acquisition_transform_file"] = transform_path.name
-        sidecar["acquisition_transform"] = {
-            "convention": "ITK resampling (true slice position -> regular grid position), LPS mm",
-            "max_slice_offset_mm": stack.layout.acquisition.max_offset_mm,
-            "how_to_use": "In 3D Slicer load both files, apply the transform to the volume and harden it; or "
-            "run trueshape convert --irregular resample.",
-        }
-    sidecar["software"] = {"name": "trueshape", "version": __version__}
-    written.append(write_json(sidecar, sidecar_path, force=force))
-    return written
+    targets = [volume_path, sidecar_path] + ([transform_path] if off_grid else [])
+    _check_all_writable(targets, force=force)
+    # A stack's files appear together or not at all (an interrupted run leaves no volume without its sidecar).
+    with _staged(targets, force=force) as staged:
+        write_volume(load_stack(stack), staged[0])
+        sidecar = stack.to_json()
+        sidecar["volume_file"] = volume_path.name
+        if off_grid:
+            assert stack.layout.acquisition is not None
+            write_itk_transform(stack.layout.acquisition.resampling_field(), staged[2])
+            sidecar["acquisition_transform_file"] = transform_path.name
+            sidecar["acquisition_transform"] = {
+                "convention": "ITK resampling (true slice position -> regular grid position), LPS mm",
+                "max_slice_offset_mm": stack.layout.acquisition.max_offset_mm,
+                "how_to_use": "In 3D Slicer load both files, apply the transform to the volume and harden it; "
+                "or run trueshape convert --irregular resample.",
+            }
+        sidecar["software"] = {"name": "trueshape", "version": __version__}
+        write_json(sidecar, staged[1])
+    return targets
 
 
 @dataclass
@@ -713,6 +718,8 @@ def _staged(targets: list[Path], *, force: bool) -> Iterator[list[Path]]:
     """
     folder = targets[0].parent
     created = not folder.exists()
+    if folder.exists() and not folder.is_dir():
+        raise OutputError(f"{folder}: is a file, not a folder: choose another --out")
     try:
         folder.mkdir(parents=True, exist_ok=True)
         staging = Path(tempfile.mkdtemp(prefix=".trueshape-", suffix=".part", dir=folder))
@@ -762,26 +769,45 @@ def _move_into_place(staged: list[Path], targets: list[Path], staging: Path, *, 
                                       "so move them away first")
         moved_aside: list[tuple[Path, Path]] = []
         moved_in: list[Path] = []
-        try:
-            for target in targets:
-                if target.exists():
-                    aside = staging / f"replaced-{target.name}"
-                    os.replace(target, aside)
-                    moved_aside.append((aside, target))
-            for path, target in zip(staged, targets, strict=True):
-                os.replace(path, target)
-                moved_in.append(target)
-        except OSError as error:
-            for target in reversed(moved_in):
-                with contextlib.suppress(OSError):
-                    shutil.rmtree(target) if target.is_dir() else target.unlink()
-            for aside, target in reversed(moved_aside):
-                with contextlib.suppress(OSError):
-                    os.replace(aside, target)
-            raise OutputError(f"{targets[0].parent}: moving the outputs into place failed "
-                              f"({error.strerror or error}); the folder is as it was") from None
+        # Ctrl-C or a scheduler's SIGTERM waits until the moves (or their undoing) are done: between moving
+        # the old outputs aside and the new ones in, an interruption would lose both.
+        with _signals_deferred():
+            try:
+                for target in targets:
+                    if target.exists():
+                        aside = staging / f"replaced-{target.name}"
+                        os.replace(target, aside)
+                        moved_aside.append((aside, target))
+                for path, target in zip(staged, targets, strict=True):
+                    os.replace(path, target)
+                    moved_in.append(target)
+            except BaseException as error:
+                for target in reversed(moved_in):
+                    with contextlib.suppress(OSError):
+                        shutil.rmtree(target) if target.is_dir() else target.unlink()
+                for aside, target in reversed(moved_aside):
+                    with contextlib.suppress(OSError):
+                        os.replace(aside, target)
+                if not isinstance(error, OSError):
+                    raise
+                raise OutputError(f"{targets[0].parent}: moving the outputs into place failed "
+                                  f"({error.strerror or error}); the folder is as it was") from None
     finally:
         os.close(folder_fd)
+
+
+@contextlib.contextmanager
+def _signals_deferred() -> Iterator[None]:
+    """Hold SIGINT and SIGTERM until the block ends (main thread only: signals are delivered there)."""
+    if threading.current_thread() is not threading.main_thread() or not hasattr(signal, "pthread_sigmask"):
+        yield
+        return
+    held = {signal.SIGINT, signal.SIGTERM}
+    previous = signal.pthread_sigmask(signal.SIG_BLOCK, held)
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
 
 
 def correct(

@@ -212,8 +212,9 @@ def test_a_file_where_the_series_folder_goes_is_named(corrected: Path, tmp_path:
     assert sorted(p.name for p in out.iterdir()) == ["4_cor_corrected"]
 
 
-def test_a_failed_move_puts_the_old_outputs_back(corrected: Path, tmp_path: Path,
-                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.mark.parametrize("failure", [OSError(13, "Permission denied"), KeyboardInterrupt()])
+def test_a_failed_move_puts_the_old_outputs_back(corrected: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                 failure: BaseException) -> None:
     import trueshape.api
 
     out = tmp_path / "o"
@@ -227,14 +228,17 @@ def test_a_failed_move_puts_the_old_outputs_back(corrected: Path, tmp_path: Path
         if destination.parent == out or destination.name.startswith("replaced-"):  # the final moves only
             calls.append(destination)
             if len(calls) == 7:  # four old outputs moved aside, two new ones moved in, the third fails
-                raise OSError(13, "Permission denied")
+                raise failure
         real_replace(source, target)
 
     monkeypatch.setattr(trueshape.api.os, "replace", failing_replace)
     result = _correct_to(corrected, out, "--force")
-    assert result.exit_code == 2
-    assert "moving the outputs into place failed (Permission denied); the folder is as it was" in " ".join(
-        result.output.split())
+    if isinstance(failure, OSError):
+        assert result.exit_code == 2
+        assert "moving the outputs into place failed (Permission denied); the folder is as it was" in " ".join(
+            result.output.split())
+    else:  # an interruption (Ctrl-C) at the worst moment: the old outputs are back too
+        assert result.exit_code != 0 and isinstance(result.exception, KeyboardInterrupt | SystemExit)
     monkeypatch.undo()
     assert tree_digest(out) == before
     assert not any(p.name.startswith(".") for p in out.iterdir())
