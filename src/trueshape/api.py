@@ -42,7 +42,7 @@ from trueshape.geometry import (
     group_series,
     load_stack,
 )
-from trueshape.io import check_writable, write_itk_transform, write_json, write_volume
+from trueshape.io import check_writable, physical_memory, write_itk_transform, write_json, write_volume
 
 if TYPE_CHECKING:
     from numpy.typing import NDArray
@@ -315,6 +315,7 @@ def _write_stack(stack: Stack, out_dir: Path, output_format: OutputFormat, *, fo
     off_grid = stack.layout.acquisition is not None and not stack.layout.resampled
     targets = [volume_path, sidecar_path] + ([transform_path] if off_grid else [])
     _check_all_writable(targets, force=force)
+    _check_free_space(out_dir, float(np.prod(stack.shape, dtype=np.float64)) * (4 if stack.layout.resampled else 2))
     # A stack's files appear together or not at all (an interrupted run leaves no volume without its sidecar).
     with _staged(targets, force=force) as staged:
         write_volume(load_stack(stack), staged[0])
@@ -530,6 +531,24 @@ class _DicomTemplate:
 MAX_ISOCENTRE_OFFSET_MM = 5000.0
 
 
+def _check_free_space(folder: Path, needed_bytes: float) -> None:
+    """Raise OutputError when the disk holding ``folder`` (or its nearest existing parent) has too little room."""
+    existing = folder
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    try:
+        free = shutil.disk_usage(existing).free
+    except OSError:
+        return  # cannot tell: the writers report a full disk themselves
+    if needed_bytes + _FREE_SPACE_MARGIN_BYTES > free:
+        raise OutputError(f"{folder}: the outputs need about {needed_bytes / 2**20:.0f} MB and the disk has "
+                          f"{free / 2**20:.0f} MB free")
+
+
+#: Room kept beyond the outputs' estimated size (sidecars, headers, file-system overhead), bytes.
+_FREE_SPACE_MARGIN_BYTES = 2**20
+
+
 def _boxes_overlap(first: VolumeGeometry, second: VolumeGeometry) -> bool:
     """Whether the LPS bounding boxes of two grids' voxel centres (half a voxel wider) intersect."""
     boxes = []
@@ -539,14 +558,6 @@ def _boxes_overlap(first: VolumeGeometry, second: VolumeGeometry) -> bool:
         boxes.append((points.min(axis=0), points.max(axis=0)))
     (low_a, high_a), (low_b, high_b) = boxes
     return bool(np.all(low_a < high_b) and np.all(low_b < high_a))
-
-
-def _physical_memory() -> int:
-    """Bytes of RAM (0 when the platform cannot say)."""
-    try:
-        return int(os.sysconf("SC_PAGE_SIZE")) * int(os.sysconf("SC_PHYS_PAGES"))
-    except (AttributeError, ValueError, OSError):  # pragma: no cover - non-POSIX platforms
-        return 0
 
 
 #: Slices exactly one gap beyond what a slice sampled are not read by interpolation (float noise aside), mm.
@@ -620,12 +631,24 @@ class CorrectionRequest:
         """
         where = where or str(source.get("file") or source.get("label") or targets[0].name)
         self._check_output_grid(volume, where)
+        self._check_free_space(volume, targets[0].parent)
         with _staged(targets, force=self.force) as staged:
             try:
                 result = self._write(volume, source, staged, template)
             except GeometryError as error:  # e.g. through-plane asked of a grid it cannot serve: name the input
                 raise GeometryError(f"{where}: {error}", findings=error.findings) from None
         return CorrectOutput(result.volume, targets, result.diagnostics.to_json())
+
+    def _check_free_space(self, volume: Volume, folder: Path) -> None:
+        """Refuse before the work when the outputs cannot fit on the disk (uncompressed sizes: an upper bound)."""
+        from trueshape.correct import exported_field_shape
+
+        grid = self.output_geometry or volume.geometry
+        volumes = volume.array.shape[3] if volume.array.ndim == 4 else 1
+        voxel_bytes = 2 if self.output_format is OutputFormat.DICOM else 4
+        nodes = float(np.prod(exported_field_shape(grid), dtype=np.float64))
+        _check_free_space(folder, voxel_bytes * volumes * float(np.prod(grid.shape, dtype=np.float64))
+                          + nodes * 3 * (4 + 8))  # the field as float32 NIfTI and float64 HDF5
 
     def _check_output_grid(self, volume: Volume, label: str) -> None:
         """Refuse a ``--like`` grid that misses the volume, or any output that cannot fit in memory."""
@@ -637,7 +660,7 @@ class CorrectionRequest:
         # The corrected volume (float32) and the input copy the resampler works on.
         needed = 4.0 * volumes * (float(np.prod(grid.shape, dtype=np.float64))
                                    + float(np.prod(volume.geometry.shape, dtype=np.float64)))
-        memory = _physical_memory()
+        memory = physical_memory()
         if memory and needed > memory:
             raise TrueshapeError(f"{self.like or label}: the corrected volume on a {' x '.join(map(str, grid.shape))} "
                                  f"grid needs {needed / 2**30:.1f} GiB, more than this machine's "

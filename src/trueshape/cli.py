@@ -5,6 +5,7 @@ from __future__ import annotations
 import enum
 import gc
 import json
+import os
 import signal
 import sys
 from pathlib import Path
@@ -25,9 +26,12 @@ from trueshape.io import to_jsonable
 from trueshape.settings import ValidationMode
 
 EXIT_INPUT_ERROR = 2
+#: Exit code of an unexpected failure (a bug); bad input exits with EXIT_INPUT_ERROR.
+EXIT_INTERNAL_ERROR = 1
 
 app = typer.Typer(
-    add_completion=False, no_args_is_help=True, help="Why does this anatomy look distorted, and how do I fix it?"
+    add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+    help="Why does this anatomy look distorted, and how do I fix it?",
 )
 console = Console(highlight=False)
 error_console = Console(stderr=True, highlight=False)
@@ -289,7 +293,17 @@ def main() -> None:
     gc.freeze()
     # A scheduler's SIGTERM (or timeout) unwinds like Ctrl-C, so staged outputs are cleaned up.
     signal.signal(signal.SIGTERM, _terminated)
-    app()
+    try:
+        app()
+    except MemoryError:
+        _fail("not enough memory for this input (a smaller --like grid, or a machine with more memory, helps)")
+        sys.exit(EXIT_INTERNAL_ERROR)
+    except Exception as error:  # a bug rather than bad input: one line, and the traceback on request
+        if os.environ.get("TRUESHAPE_TRACEBACK"):
+            raise
+        _fail(f"unexpected {type(error).__name__}: {error} (a trueshape bug: please report it with the command; "
+              "TRUESHAPE_TRACEBACK=1 shows where it happened)")
+        sys.exit(EXIT_INTERNAL_ERROR)
 
 
 def _terminated(_signal: int, _frame: object) -> None:

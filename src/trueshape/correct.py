@@ -53,6 +53,7 @@ __all__ = [
     "CorrectionResult",
     "correct_volume",
     "correction_interpolant",
+    "exported_field_shape",
     "residual_displacement_field",
     "sampled_normal_range",
 ]
@@ -202,8 +203,7 @@ def residual_displacement_field(
     cover them; :func:`correct_volume` pads it accordingly).
     """
     geometry = interpolant.geometry
-    positions = [coarse_nodes(size, float(spacing), field_spacing_mm, padding_mm=FIELD_PADDING_NODES * field_spacing_mm)
-                 for size, spacing in zip(geometry.shape, geometry.spacing, strict=True)]
+    positions = _field_node_positions(geometry, field_spacing_mm)
     steps = [float(nodes[1] - nodes[0]) for nodes in positions]
     vectors = interpolant.on_lattice((positions[0], positions[1], positions[2]))[..., :3]
     index_from_node = np.eye(4)
@@ -214,6 +214,26 @@ def residual_displacement_field(
         lps_from_ijk=geometry.lps_from_ijk @ index_from_node,
     )
     return DisplacementField(field_geometry, np.ascontiguousarray(vectors, dtype=np.float64), description)
+
+
+def _field_node_positions(geometry: VolumeGeometry, field_spacing_mm: float) -> list[NDArray[np.float64]]:
+    return [coarse_nodes(size, float(spacing), field_spacing_mm, padding_mm=FIELD_PADDING_NODES * field_spacing_mm)
+            for size, spacing in zip(geometry.shape, geometry.spacing, strict=True)]
+
+
+def exported_field_shape(
+    geometry: VolumeGeometry, field_spacing_mm: float = DEFAULT_FIELD_SPACING_MM
+) -> tuple[int, int, int]:
+    """Node counts of the field a correction onto ``geometry`` exports (what its files will hold).
+
+    Examples
+    --------
+    >>> grid = VolumeGeometry.from_components(shape=(100, 100, 10), origin=(0, 0, 0), spacing=(1.0, 1.0, 5.0))
+    >>> exported_field_shape(grid)
+    (30, 30, 17)
+    """
+    first, second, third = (len(nodes) for nodes in _field_node_positions(geometry, field_spacing_mm))
+    return first, second, third
 
 
 def correction_interpolant(

@@ -21,6 +21,7 @@ from numpy.typing import NDArray
 
 from trueshape.api import GEOMETRY_WARNING_CODES, CorrectionRequest, CorrectOutput, correct_stack, inspect
 from trueshape.dicom import DistortionState
+from trueshape.errors import OutputError
 from trueshape.findings import FindingCode
 from trueshape.geometry import Inspection, Volume, load_stack
 from trueshape.gnl import SYN_AS, ResidualField, format_siemens_grad
@@ -88,6 +89,12 @@ def _measure(volume: Volume, phantom: FemurPhantom, contrast: Contrast) -> list[
 def run_demo(folder: str | os.PathLike[str] | None = None, *, quick: bool = False, force: bool = False) -> DemoResult:
     """Run the demo in ``folder`` (default: a new temporary folder) and return what it found."""
     root = Path(folder) if folder is not None else Path(tempfile.mkdtemp(prefix="trueshape-demo-"))
+    if root.exists() and not root.is_dir():
+        raise OutputError(f"{root}: is a file, not a folder: give the demo a folder")
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise OutputError(f"{root}: cannot write here ({error.strerror or error})") from None
     phantom = FemurPhantom()
     reference_acquisition, coronal_acquisition = demo_acquisitions(phantom, quick=quick)
     session = write_session(root / "session", phantom, SYN_AS, (reference_acquisition, coronal_acquisition),

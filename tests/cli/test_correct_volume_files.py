@@ -210,7 +210,9 @@ def test_sidecar_of_another_volume_is_refused(session: Path, tmp_path: Path) -> 
 @pytest.mark.parametrize(
     ("make", "message"),
     [
-        (lambda p, good: p.write_bytes(good[:1000]), "cannot read the volume"),
+        (lambda p, good: p.write_bytes(good[:1000]), "truncated: its header (32 x 32 x 10 voxels) needs 20480 bytes of "
+         "data, the file holds 648"),
+        (lambda p, good: p.write_bytes(good[:300]), "cannot read the volume"),
         (lambda p, good: p.write_bytes(b"not a nifti at all" * 30), "cannot read the volume"),
         (lambda p, good: None, "no such file"),
     ],
@@ -226,6 +228,17 @@ def test_damaged_volumes_are_named(session: Path, tmp_path: Path, make, message:
 def test_isocentre_option_is_checked(session: Path) -> None:
     code, output = _correct(session, session / "nifti" / "4_cor.nii", "iso", "--isocentre", "1,2")
     assert code == 2 and "--isocentre needs three numbers X,Y,Z" in output
+
+
+def test_nrrd_in_other_units_is_refused(session: Path, tmp_path: Path) -> None:
+    import nrrd
+
+    volume = tmp_path / "cm.nrrd"
+    nrrd.write(str(volume), np.zeros((4, 4, 4), np.float32), {
+        "space": "left-posterior-superior", "space directions": np.eye(3), "space origin": np.zeros(3),
+        "space units": ["cm", "cm", "cm"]})
+    code, output = _correct(session, volume, "cm", "--state", "ND")
+    assert code == 2 and f"{volume}: NRRD space units ['cm', 'cm', 'cm']; trueshape reads millimetres" in output
 
 
 def test_damaged_nrrd_is_named(session: Path, tmp_path: Path) -> None:
@@ -338,6 +351,22 @@ def _nifti(
     return path
 
 
+def _claiming(path: Path, shape: tuple[int, int, int]) -> Path:
+    """Make the header claim ``shape`` (dim[1:4], bytes 42-47) over the data actually written."""
+    data = bytearray(path.read_bytes())
+    data[42:48] = np.array(shape, dtype="<i2").tobytes()
+    path.write_bytes(bytes(data))
+    return path
+
+
+def _nan_sform(path: Path) -> Path:
+    """Put NaN in the sform's second row (srow_y, bytes 296-311), as a damaged writer might."""
+    data = bytearray(path.read_bytes())
+    data[296:300] = np.array([np.nan], dtype="<f4").tobytes()
+    path.write_bytes(bytes(data))
+    return path
+
+
 def _zero_axis(path: Path) -> Path:
     """Zero the sform's third row (srow_z, bytes 312-327): the k axis has no length (nibabel cannot save it)."""
     data = bytearray(path.read_bytes())
@@ -354,6 +383,11 @@ def _zero_axis(path: Path) -> Path:
         (lambda p: _nifti(p, np.zeros((6, 6, 4), np.float32), unit="meter"), "spatial unit 'meter'"),
         (lambda p: _zero_axis(_nifti(p, np.zeros((6, 6, 4), np.float32), codes=(1, 0))), "zero-length axis"),
         (lambda p: _nifti(p, np.zeros((6, 6, 4), np.float32), codes=(4, 0)), "template space (NIfTI xform code 4)"),
+        (lambda p: _nan_sform(_nifti(p, np.zeros((6, 6, 4), np.float32), codes=(1, 0))),
+         "affine holds non-finite values"),
+        (lambda p: _claiming(_nifti(p, np.zeros((6, 6, 4), np.float32)), (30000, 30000, 30000)),
+         "truncated: its header (30000 x 30000 x 30000 voxels) needs 108000000000000 bytes of data, the file holds"),
+        (lambda p: _claiming(_nifti(p, np.zeros((6, 6, 4), np.float32)), (6, 0, 4)), "the header gives an empty grid"),
     ],
 )
 def test_unusable_niftis_are_refused_with_their_name(session: Path, tmp_path: Path, make, message: str) -> None:

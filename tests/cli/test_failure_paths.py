@@ -127,3 +127,64 @@ def test_an_interrupted_convert_leaves_no_volume_without_its_sidecar(write_serie
     monkeypatch.undo()
     result = trueshape.convert(folder, tmp_path / "out")
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == sorted(p.name for p in result.written)
+
+
+def test_a_full_disk_is_said_before_the_work_and_while_writing(write_series, tmp_path, monkeypatch):
+    import shutil
+
+    import SimpleITK as sitk
+
+    import trueshape.api
+
+    folder = write_series(regular_planes(slices=4))
+    coil = tmp_path / "c.grad"
+    coil.write_text(format_siemens_grad(SYN_AS))
+    real_usage = shutil.disk_usage
+    monkeypatch.setattr(trueshape.api.shutil, "disk_usage",
+                        lambda path: real_usage(path)._replace(free=2**19))
+    result = run("correct", folder, "--coef", coil, "--state", "ND", "--out", tmp_path / "o")
+    assert result.exit_code == 2 and "and the disk has 0 MB free" in result.output and not (tmp_path / "o").exists()
+    monkeypatch.undo()
+
+    def full_disk(*_args):
+        raise RuntimeError("HDF5 error ... errno = 28, error message = 'No space left on device', buf = 0x0")
+
+    monkeypatch.setattr(sitk, "WriteTransform", full_disk)
+    result = run("correct", folder, "--coef", coil, "--state", "ND", "--out", tmp_path / "o")
+    message = " ".join(result.output.split())
+    assert result.exit_code == 2 and not (tmp_path / "o").exists()
+    assert f"error: {tmp_path / 'o'}/" in message
+    assert "_residual.h5: writing the transform failed (No space left on device)" in message
+
+
+def test_an_unexpected_error_is_one_line_unless_asked(write_series, monkeypatch, capsys):
+    import trueshape.api
+    import trueshape.cli
+
+    folder = write_series(regular_planes(slices=3))
+
+    def broken(*_args, **_kwargs):
+        raise ValueError("boom")
+
+    monkeypatch.setattr(trueshape.api, "inspect", broken)
+    monkeypatch.setattr("sys.argv", ["trueshape", "inspect", str(folder)])
+    monkeypatch.delenv("TRUESHAPE_TRACEBACK", raising=False)
+    with pytest.raises(SystemExit) as stopped:
+        trueshape.cli.main()
+    assert stopped.value.code == 1
+    printed = capsys.readouterr().err
+    assert "Traceback" not in printed and " ".join(printed.split()).startswith("error: unexpected ValueError: boom (a")
+    monkeypatch.setenv("TRUESHAPE_TRACEBACK", "1")
+    with pytest.raises(ValueError, match="boom"):
+        trueshape.cli.main()
+
+
+def test_output_names_the_file_system_refuses_and_a_demo_file(write_series, tmp_path):
+    folder = write_series(regular_planes(slices=3))
+    long_name = tmp_path / ("a" * 300)
+    result = run("convert", folder, "--out", long_name)
+    assert result.exit_code == 2 and "cannot write here (File name too long)" in " ".join(result.output.split())
+    (tmp_path / "a_file").write_text("mine")
+    result = run("demo", tmp_path / "a_file", "--quick")
+    assert result.exit_code == 2 and "a_file: is a file, not a folder" in " ".join(result.output.split())
+    assert (tmp_path / "a_file").read_text() == "mine"

@@ -60,10 +60,10 @@ def check_affine(matrix: NDArray[np.float64]) -> NDArray[np.float64]:
     affine = np.asarray(matrix, dtype=np.float64)
     if affine.shape != (4, 4):
         raise GeometryError(f"an affine must be 4x4, got shape {affine.shape}")
+    if not np.all(np.isfinite(affine)):  # first: a NaN anywhere spreads to every row of a product
+        raise GeometryError("affine holds non-finite values")
     if not np.allclose(affine[3], AFFINE_LAST_ROW, atol=1e-12):
         raise GeometryError(f"affine last row must be [0, 0, 0, 1], got {affine[3].tolist()}")
-    if not np.all(np.isfinite(affine)):
-        raise GeometryError("affine holds non-finite values")
     spacing = np.linalg.norm(affine[:3, :3], axis=0)
     if np.any(spacing <= 0):
         raise GeometryError(f"affine has a zero-length axis (spacings {spacing.tolist()})")

@@ -27,6 +27,7 @@ from trueshape.io._volume_input import (
 )
 from trueshape.io._volumes import (
     NIFTI_XFORM_CODE,
+    physical_memory,
     read_volume,
     read_volume_geometry,
     write_nifti,
@@ -48,6 +49,7 @@ __all__ = [
     "check_writable",
     "is_volume_file",
     "lps_to_ras_affine",
+    "physical_memory",
     "planes_from_volume",
     "ras_to_lps_affine",
     "read_itk_displacement_field",

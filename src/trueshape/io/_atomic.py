@@ -18,8 +18,12 @@ __all__ = ["atomic_path", "check_writable"]
 
 
 def check_writable(path: Path, *, force: bool) -> None:
-    """Raise OutputExistsError when ``path`` exists and ``force`` is false."""
-    if path.exists() and not force:
+    """Raise OutputExistsError when ``path`` exists and ``force`` is false (OutputError when it cannot be)."""
+    try:
+        exists = path.exists()
+    except OSError as error:  # e.g. a name longer than the file system allows
+        raise OutputError(f"{path}: cannot write here ({error.strerror or error})") from None
+    if exists and not force:
         raise OutputExistsError(f"{path}: already exists (use --force to overwrite)")
 
 

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 import nibabel as nib
 import numpy as np
 
+from trueshape.errors import OutputError
 from trueshape.geometry import DisplacementField, VolumeGeometry
 from trueshape.io._atomic import atomic_path
 from trueshape.io._frames import LPS_TO_RAS, lps_to_ras_affine
@@ -43,7 +44,13 @@ def write_itk_transform(field: DisplacementField, path: str | os.PathLike[str], 
     target = Path(path)
     transform = sitk.DisplacementFieldTransform(field_to_sitk_image(field))
     with atomic_path(target, force=force) as temporary:
-        sitk.WriteTransform(transform, str(temporary))
+        try:
+            sitk.WriteTransform(transform, str(temporary))
+        except RuntimeError as error:  # ITK reports HDF5 failures (a full disk, ...) as RuntimeError
+            text = str(error)
+            reason = next((r for r in ("No space left on device", "Permission denied", "Disk quota exceeded")
+                           if r in text), text.strip().splitlines()[-1][:200] if text.strip() else "unknown error")
+            raise OutputError(f"{target}: writing the transform failed ({reason})") from None
     return target
 
 

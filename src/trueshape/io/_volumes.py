@@ -135,6 +135,10 @@ def _guarded(path: str, reader: Callable[[str], _T]) -> _T:
         raise VolumeInputError(f"{path}: {error}") from None
     except FileNotFoundError:
         raise VolumeInputError(f"{path}: no such file") from None
+    except PermissionError as error:
+        raise VolumeInputError(f"{path}: cannot be read ({error.strerror})") from None
+    except MemoryError:
+        raise VolumeInputError(f"{path}: the volume does not fit in this machine's memory") from None
     except (ImageFileError, OSError, EOFError, ValueError, TypeError, KeyError, IndexError, zlib.error) as error:
         # How nibabel and pynrrd report damage (pynrrd's NRRDError is an Exception: see _nrrd_header).
         raise VolumeInputError(f"{path}: cannot read the volume ({type(error).__name__}: {error})") from None
@@ -166,15 +170,45 @@ def _nrrd_matrix(path: str, header: dict[str, Any], ndim: int) -> NDArray[np.flo
         raise VolumeInputError(f"{path}: NRRD axes {kinds}: the first three must be spatial (domain or space)")
     if header.get("space") not in ("left-posterior-superior", "LPS"):
         raise VolumeInputError(f"{path}: NRRD space {header.get('space')!r} is not LPS")
+    units = [str(unit).strip().lower() for unit in header.get("space units", [])]
+    if any(unit not in ("mm", "") for unit in units):
+        raise VolumeInputError(f"{path}: NRRD space units {units}; trueshape reads millimetres")
     matrix = np.eye(4)
     matrix[:3, :3] = np.asarray(header["space directions"], dtype=np.float64)[:3].T
     matrix[:3, 3] = np.asarray(header["space origin"], dtype=np.float64)
     return matrix
 
 
+def _check_size(path: str, shape: Any, itemsize: int, data_offset: int | None) -> None:
+    """Refuse a header whose voxels cannot be there (an uncompressed file too short) or cannot fit in memory."""
+    voxels = float(np.prod([float(n) for n in shape]))
+    if voxels == 0:
+        raise VolumeInputError(f"{path}: the header gives an empty grid {tuple(int(n) for n in shape)}")
+    needed = voxels * itemsize
+    if data_offset is not None:
+        present = os.path.getsize(path) - data_offset
+        if needed > present:
+            raise VolumeInputError(f"{path}: truncated: its header ({' x '.join(str(int(n)) for n in shape)} voxels) "
+                                   f"needs {needed:.0f} bytes of data, the file holds {max(present, 0)}")
+    memory = physical_memory()
+    if memory and needed > memory:
+        raise VolumeInputError(f"{path}: its {' x '.join(str(int(n)) for n in shape)} voxels need "
+                               f"{needed / 2**30:.1f} GiB, more than this machine's {memory / 2**30:.1f} GiB of memory")
+
+
+def physical_memory() -> int:
+    """Bytes of RAM (0 when the platform cannot say)."""
+    try:
+        return int(os.sysconf("SC_PAGE_SIZE")) * int(os.sysconf("SC_PHYS_PAGES"))
+    except (AttributeError, ValueError, OSError):  # pragma: no cover - non-POSIX platforms
+        return 0
+
+
 def _read_volume(path: str) -> Volume:
     if path.lower().endswith((".nii", ".nii.gz")):
         image, affine, code = _nifti_image(path)
+        _check_size(path, image.shape, image.get_data_dtype().itemsize,
+                    None if path.lower().endswith(".gz") else int(image.dataobj.offset))
         proxy: Any = image.dataobj  # nibabel's ArrayProxy (scaling kept apart from stored values)
         slope, intercept = proxy.slope, proxy.inter
         array = np.asanyarray(proxy.get_unscaled())
