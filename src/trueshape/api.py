@@ -273,6 +273,7 @@ def convert(
         raise TrueshapeError("trueshape convert writes NIfTI or NRRD; DICOM output is for corrected series "
                              "(trueshape correct --format dicom)")
     source, series_key, stack_index = parse_series_argument(path)
+    _refuse_output_inside(source, out)
     inspection = inspect(source, irregular=irregular)
     result = ConvertResult(inspection)
     result.errors.extend(p.message for p in inspection.problems)
@@ -884,5 +885,17 @@ def correct(
     if is_volume_file(series):
         return correct_volume_file(series, request, out)
     path, series_key, stack_index = parse_series_argument(series)
+    _refuse_output_inside(path, out)
     stack = _one_stack(inspect(path, irregular=irregular), path, series_key, stack_index)
     return correct_stack(stack, request, out)
+
+
+def _refuse_output_inside(source: Path, out: str | os.PathLike[str]) -> None:
+    """Refuse an output folder inside the DICOM folder being read (it would change the input, and join it)."""
+    if not source.is_dir():
+        return  # a single file: files written beside it leave it as it was
+    folder = source
+    target = Path(out).resolve()
+    if target == folder.resolve() or folder.resolve() in target.parents:
+        raise OutputError(f"{out}: is inside the DICOM folder {folder} being read; inputs are never changed: "
+                          "choose an --out outside it")

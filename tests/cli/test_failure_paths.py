@@ -188,3 +188,16 @@ def test_output_names_the_file_system_refuses_and_a_demo_file(write_series, tmp_
     result = run("demo", tmp_path / "a_file", "--quick")
     assert result.exit_code == 2 and "a_file: is a file, not a folder" in " ".join(result.output.split())
     assert (tmp_path / "a_file").read_text() == "mine"
+
+
+def test_outputs_never_go_into_the_dicom_folder_being_read(write_series, tmp_path):
+    folder = write_series(regular_planes(slices=3))
+    digest = tree_digest(folder)
+    coil = tmp_path / "c.grad"
+    coil.write_text(format_siemens_grad(SYN_AS))
+    for command in (["convert", folder], ["correct", folder, "--coef", coil, "--state", "ND"]):
+        for out in (folder, folder / "derived"):
+            result = run(*command, "--out", out)
+            assert result.exit_code == 2, result.output
+            assert f"is inside the DICOM folder {folder} being read" in " ".join(result.output.split())
+    assert tree_digest(folder) == digest
