@@ -216,12 +216,24 @@ def _one_stack(inspection: Inspection, path: Path, series_key: str | None, stack
     stack = stacks[0]
     # A file of this series (or one whose series cannot be told) that could not be used would leave a
     # slice to be interpolated or the series short: loading the rest would be a silently wrong volume.
-    unusable = [p for p in inspection.problems if p.series_instance_uid in ("", stack.series_instance_uid)]
+    folders = {Path(frame.path).parent for frame in stack.frames}
+    unusable = [p for p in inspection.problems if p.series_instance_uid == stack.series_instance_uid
+                or (not p.series_instance_uid and _beside_or_below(Path(p.path), folders))]
     if unusable:
         more = f" (and {len(unusable) - 1} more)" if len(unusable) > 1 else ""
         raise DicomInputError(f"{unusable[0].message}{more}; it may hold slices of {stack.label}: make it readable "
                               "or move it out of the folder")
     return stack
+
+
+def _beside_or_below(path: Path, folders: set[Path]) -> bool:
+    """Whether the unreadable file ``path`` is in or under one of ``folders``, where a slice could be.
+
+    An unreadable folder (say a data disk's lost+found) is reported by inspect but does not stop a series.
+    """
+    if path.is_dir():
+        return False
+    return any(folder in path.parents for folder in folders)
 
 
 def describe_empty(inspection: Inspection) -> str:
@@ -392,7 +404,10 @@ def correct_stack(
     where = f"{Path(stack.frames[0].path).parent} ({stack.label})"
     for finding in stack.findings:
         if finding.code is FindingCode.FRAMES_DISAGREE:
-            raise GeometryError(f"{where}: {finding.message}", findings=(finding,))
+            # The option the message names settles it: the user then says where the magnet was.
+            given = {"patient_position": request.position, "table_position": request.isocentre_lps}
+            if given.get(str(finding.details.get("disagree_on"))) is None:
+                raise GeometryError(f"{where}: {finding.message}", findings=(finding,))
     if request.state is None and stack.distortion_state.value == "UNKNOWN":
         said = f" ({stack.distortion_source})" if stack.distortion_source else ""
         raise DicomInputError(f"{where}: the headers do not say what the scanner corrected{said}: give --state ND, "
@@ -822,16 +837,28 @@ def _move_into_place(staged: list[Path], targets: list[Path], staging: Path, *, 
 
 @contextlib.contextmanager
 def _signals_deferred() -> Iterator[None]:
-    """Hold SIGINT and SIGTERM until the block ends (main thread only: signals are delivered there)."""
-    if threading.current_thread() is not threading.main_thread() or not hasattr(signal, "pthread_sigmask"):
+    """Hold SIGINT and SIGTERM until the block ends, then deliver the first one that came.
+
+    Python runs signal handlers in the main thread, so a handler that only notes the signal holds it there
+    whichever thread the kernel gave it to (blocking it with pthread_sigmask would not: numpy's BLAS threads
+    would take it). Elsewhere than the main thread handlers cannot be set, and nothing is held.
+    """
+    if threading.current_thread() is not threading.main_thread():
         yield
         return
-    held = {signal.SIGINT, signal.SIGTERM}
-    previous = signal.pthread_sigmask(signal.SIG_BLOCK, held)
+    arrived: list[int] = []
+
+    def note(number: int, _frame: object) -> None:
+        arrived.append(number)
+
+    previous = {number: signal.signal(number, note) for number in (signal.SIGINT, signal.SIGTERM)}
     try:
         yield
     finally:
-        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
+        for number, handler in previous.items():
+            signal.signal(number, handler)
+        if arrived:
+            signal.raise_signal(arrived[0])  # now handled as it would have been (KeyboardInterrupt, exit, ...)
 
 
 def correct(

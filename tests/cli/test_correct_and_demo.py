@@ -97,14 +97,20 @@ def _run(*arguments):
     return result.exit_code, " ".join(result.output.split())
 
 
-def test_slices_that_disagree_on_the_scanner_frame_are_refused(tmp_path):
-    for name, change, said in (
+def _table(values):
+    return lambda ds: ds.__setitem__((0x0019, 0x1014), pydicom.DataElement((0x0019, 0x1014), "DS", values))
+
+
+def test_slices_that_disagree_on_the_scanner_frame_are_refused_unless_settled(tmp_path):
+    for name, change, said, settle in (
         ("position", lambda ds: setattr(ds, "PatientPosition", "FFS"),
-         "5 slices say PatientPosition HFS, 1 slice says PatientPosition FFS (IM00001.dcm)"),
-        ("table", lambda ds: ds.__setitem__((0x0019, 0x1014), pydicom.DataElement((0x0019, 0x1014), "IS",
-                                                                                    [0, 0, -60])),
-         "5 slices say table position [0.0, 0.0, -120.0], 1 slice says table position [0.0, 0.0, -60.0] "
-         "(IM00001.dcm) (mm)"),
+         "5 slices say PatientPosition HFS, 1 slice says PatientPosition FFS (IM00001.dcm): the slices of one "
+         "stack share one patient position; give --patient-position", ["--patient-position", "HFS"]),
+        ("no_position", lambda ds: delattr(ds, "PatientPosition"),
+         "1 slice says PatientPosition (none) (IM00001.dcm)", ["--patient-position", "HFS"]),
+        ("table", _table([0, 0, -60]),
+         "1 slice(s) give another table position than the other 5 ([0.0, 0.0, -120.0] mm), e.g. IM00001.dcm: "
+         "[0.0, 0.0, -60.0] mm; the stack's isocentre is not known: give --isocentre", ["--isocentre", "0,0,-120"]),
     ):
         folder, coil = _coronal_session(tmp_path / name)
         _edit_first_file(folder, change)
@@ -113,6 +119,15 @@ def test_slices_that_disagree_on_the_scanner_frame_are_refused(tmp_path):
         assert not (tmp_path / name / "o").exists()
         code, output = _run("inspect", folder)
         assert "FRAMES_DISAGREE" in output
+        code, output = _run("correct", folder, "--coef", coil, "--out", tmp_path / name / "o", *settle)
+        assert code == 0, output
+
+
+def test_table_positions_agree_within_the_tolerance(tmp_path):
+    folder, coil = _coronal_session(tmp_path)
+    _edit_first_file(folder, _table([0, 0, -120.04]))  # written with other rounding: the same position
+    code, output = _run("correct", folder, "--coef", coil, "--out", tmp_path / "o")
+    assert code == 0 and "FRAMES_DISAGREE" not in output, output
 
 
 def test_slices_that_disagree_on_the_distortion_state_are_counted(tmp_path):

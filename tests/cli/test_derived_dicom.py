@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 from pathlib import Path
 
 import nibabel as nib
@@ -328,3 +329,38 @@ def test_a_copy_cites_the_slice_it_copies(corrected: Path, tmp_path: Path) -> No
     sources = _by_position(sorted(source_folder.iterdir()))
     copies = _by_position(sorted(next(p for p in tmp_path.iterdir() if p.is_dir()).iterdir()))
     assert [[uid for _, uid, _ in _cited(ds)] for ds in copies] == [[ds.SOPInstanceUID] for ds in sources]
+
+
+@pytest.mark.parametrize("signal_number", [signal.SIGINT, signal.SIGTERM])
+def test_a_signal_during_the_moves_waits_for_them(corrected: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                  signal_number: int) -> None:
+    import trueshape.api
+
+    out = tmp_path / "o"
+    assert _correct_to(corrected, out).exit_code == 0
+    names = sorted(p.name for p in out.iterdir())
+    old_sidecar = (out / "4_cor_corrected.json").read_bytes()
+    real_replace = os.replace
+    calls = []
+
+    def interrupted_replace(source: object, target: object) -> None:
+        destination = Path(str(target))
+        if destination.name.startswith("replaced-"):
+            calls.append(destination)
+            if len(calls) == 1:  # right after the first old output is moved aside
+                os.kill(os.getpid(), signal_number)
+        real_replace(source, target)
+
+    monkeypatch.setattr(trueshape.api.os, "replace", interrupted_replace)
+    monkeypatch.setattr(trueshape.api.signal, "getsignal", signal.getsignal)  # keep the module's own
+    previous = signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(SystemExit(143)))
+    try:
+        result = _correct_to(corrected, out, "--force")
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    assert result.exit_code != 0 and isinstance(result.exception, KeyboardInterrupt | SystemExit)
+    monkeypatch.undo()
+    # The signal waited: every new output is in place, none of the old ones is lost half-way.
+    assert sorted(p.name for p in out.iterdir()) == names
+    assert (out / "4_cor_corrected.json").read_bytes() != old_sidecar
+    assert len(calls) == 4

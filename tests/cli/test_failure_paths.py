@@ -168,6 +168,9 @@ def test_an_unexpected_error_is_one_line_unless_asked(write_series, monkeypatch,
 
     monkeypatch.setattr(trueshape.api, "inspect", broken)
     monkeypatch.setattr("sys.argv", ["trueshape", "inspect", str(folder)])
+    # main() also sets process-wide state (a SIGTERM handler, a frozen heap) that must not outlive the test
+    monkeypatch.setattr(trueshape.cli.signal, "signal", lambda *_args: None)
+    monkeypatch.setattr(trueshape.cli.gc, "freeze", lambda: None)
     monkeypatch.delenv("TRUESHAPE_TRACEBACK", raising=False)
     with pytest.raises(SystemExit) as stopped:
         trueshape.cli.main()

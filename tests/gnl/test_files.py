@@ -240,14 +240,23 @@ def test_a_file_missing_a_gradient_axis_is_refused(tmp_path: Path) -> None:
     with pytest.raises(CoefficientFileError, match=r"cut\.grad.*no coefficient rows for the y gradient"):
         read_siemens_grad(truncated)
     model = json.loads(scanner_model_json(SYN_AS))
-    model["coefficients"]["y"] = []
+    del model["coefficients"]["y"]
     (tmp_path / "m.json").write_text(json.dumps(model))
-    with pytest.raises(CoefficientFileError, match=r"m\.json.*no terms for the y gradient"):
+    with pytest.raises(CoefficientFileError, match=r"m\.json.*'coefficients' lacks the y gradient"):
         read_scanner_model(tmp_path / "m.json")
     model["coefficients"] = {}
     (tmp_path / "m.json").write_text(json.dumps(model))
-    with pytest.raises(CoefficientFileError, match=r"no terms for the x and y and z gradient"):
+    with pytest.raises(CoefficientFileError, match=r"lacks the x and y and z gradient"):
         read_scanner_model(tmp_path / "m.json")
+
+
+def test_a_coil_with_a_linear_only_gradient_reads_back_from_both_formats(tmp_path: Path) -> None:
+    coil = GradientCoefficients.from_terms(250.0, {("z", "A", 3, 0): -0.08})
+    (tmp_path / "z.grad").write_text(format_siemens_grad(coil))
+    (tmp_path / "z.json").write_text(scanner_model_json(coil))
+    for path in (tmp_path / "z.grad", tmp_path / "z.json"):
+        back = read_coefficients(path)
+        assert [(t.axis, t.kind.value, t.n, t.m, t.value) for t in back.terms()] == [("z", "A", 3, 0, -0.08)]
 
 
 @pytest.mark.parametrize(

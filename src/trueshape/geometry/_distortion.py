@@ -47,21 +47,34 @@ def _counted(frames: list[Frame], value: Callable[[Frame], object], what: str = 
     )
 
 
-def _table(frame: Frame) -> str:
-    position = frame.vendor.table_position_mm
-    # Rounded to the agreement tolerance, so positions written with more digits do not look different.
-    return "none" if position is None else str([round(v / TABLE_AGREEMENT_MM) * TABLE_AGREEMENT_MM + 0.0
-                                                 for v in position])
+def _scanner_frame_disagreements(frames: list[Frame]) -> list[tuple[str, str]]:
+    """Say how the frames disagree on patient position and on table position, with what each is about.
 
-
-def _scanner_frame_disagreement(frames: list[Frame]) -> str:
-    """Say how the frames disagree on patient position or table position ('' when they agree)."""
+    Table positions agree within :data:`TABLE_AGREEMENT_MM` of the most common one.
+    """
+    found = []
     if len({frame.vendor.patient_position for frame in frames}) > 1:
-        return (_counted(frames, lambda f: f.vendor.patient_position, "PatientPosition ")
-                + ": one stack has one patient position, so it cannot be placed in the magnet")
-    if len({_table(frame) for frame in frames}) > 1:
-        return (_counted(frames, _table, "table position ") + " (mm): the stack's isocentre cannot be known")
-    return ""
+        counted = _counted(frames, lambda f: f.vendor.patient_position or "(none)", "PatientPosition ")
+        found.append((f"{counted}: the slices of one stack share one patient position; give --patient-position "
+                      "to say which", "patient_position"))
+    tables = [frame.vendor.table_position_mm for frame in frames]
+    reference = max(set(tables), key=tables.count)
+    odd = [frame for frame, table in zip(frames, tables, strict=True) if not _same_table(table, reference)]
+    if odd:
+        found.append((f"{len(odd)} slice(s) give another table position than the other {len(frames) - len(odd)} "
+                      f"({_mm(reference)}), e.g. {odd[0].label}: {_mm(odd[0].vendor.table_position_mm)}; the "
+                      "stack's isocentre is not known: give --isocentre", "table_position"))
+    return found
+
+
+def _same_table(first: tuple[float, float, float] | None, second: tuple[float, float, float] | None) -> bool:
+    if first is None or second is None:
+        return first is second
+    return max(abs(a - b) for a, b in zip(first, second, strict=True)) <= TABLE_AGREEMENT_MM
+
+
+def _mm(table: tuple[float, float, float] | None) -> str:
+    return "none" if table is None else f"{[float(v) for v in table]} mm"
 
 
 def distortion_findings(
@@ -97,10 +110,10 @@ def distortion_findings(
     distance = float(np.max(np.linalg.norm(corners_lps - isocentre_lps, axis=1)))
     findings: list[Finding] = []
     where = (first.path,)
-    disagreement = _scanner_frame_disagreement(frames)
-    if disagreement:
+    for disagreement, subject in _scanner_frame_disagreements(frames):
         findings.append(Finding(FindingCode.FRAMES_DISAGREE, Severity.ERROR, disagreement,
-                                where=tuple(dict.fromkeys(f.path for f in frames))[:10]))
+                                where=tuple(dict.fromkeys(f.path for f in frames))[:10],
+                                details={"disagree_on": subject}))
     if first.modality.upper() not in ("MR", ""):
         return state, source, distance, findings
     axis = anatomical_axis_name(normal)

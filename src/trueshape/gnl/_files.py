@@ -257,12 +257,14 @@ def format_siemens_grad(coefficients: GradientCoefficients, *, title: str = "") 
         " NO.  TYPE       SPECTRUM    AXIS",
     ]
     first_number = {"z": 1, "x": 101, "y": 201}
+    # A gradient without non-linear terms still gets a (zero) row: readers take a file without rows for
+    # one gradient as truncated.
+    zero_row = {"z": ("A", 3, 0), "x": ("A", 3, 1), "y": ("B", 3, 1)}
     for axis in ("z", "x", "y"):
         number = first_number[axis]
-        for term in coefficients.terms():
-            if term.axis != axis:
-                continue
-            lines.append(f" {number:4d} {term.kind.value}({term.n:2d},{term.m:2d})  {term.value: .9f}  {axis}")
+        rows = [(t.kind.value, t.n, t.m, t.value) for t in coefficients.terms() if t.axis == axis]
+        for kind, n, m, value in rows or [(*zero_row[axis], 0.0)]:
+            lines.append(f" {number:4d} {kind}({n:2d},{m:2d})  {value: .9f}  {axis}")
             number += 1
     return "\n".join(lines) + "\n"
 
@@ -390,7 +392,10 @@ def read_scanner_model(path: str | os.PathLike[str]) -> GradientCoefficients:
             m = need(entry, "m", int, "the term")
             value = float(need(entry, "value", (int, float), "the term"))
             _store(terms, lines_of, source, entry.line, (axis, kind, n, m), value)
-    _require_every_axis(source, terms, "terms")
+    missing = [axis for axis in AXIS_NAMES if axis not in tables]
+    if missing:  # an axis without terms is written as an empty list; a missing one is a damaged file
+        raise _fail(source, tables.line, f"'coefficients' lacks the {' and '.join(missing)} gradient (write an "
+                                         "empty list for a gradient without non-linear terms)")
     try:
         return GradientCoefficients.from_terms(
             r0_mm,

@@ -171,12 +171,15 @@ def _nrrd_matrix(path: str, header: dict[str, Any], ndim: int) -> NDArray[np.flo
     if header.get("space") not in ("left-posterior-superior", "LPS"):
         raise VolumeInputError(f"{path}: NRRD space {header.get('space')!r} is not LPS")
     units = [str(unit).strip().lower() for unit in header.get("space units", [])]
-    if any(unit not in ("mm", "") for unit in units):
+    if any(unit not in _MILLIMETRE_SPELLINGS for unit in units):
         raise VolumeInputError(f"{path}: NRRD space units {units}; trueshape reads millimetres")
     matrix = np.eye(4)
     matrix[:3, :3] = np.asarray(header["space directions"], dtype=np.float64)[:3].T
     matrix[:3, 3] = np.asarray(header["space origin"], dtype=np.float64)
     return matrix
+
+
+_MILLIMETRE_SPELLINGS = frozenset({"", "mm", "millimeter", "millimeters", "millimetre", "millimetres"})
 
 
 def _check_size(path: str, shape: Any, itemsize: int, data_offset: int | None) -> None:
