@@ -101,3 +101,24 @@ def test_ct_has_no_distortion_findings(write_series):
         FindingCode.DISTORTION_STATE_UNKNOWN,
         FindingCode.DISTORTION_NOT_CORRECTED,
     }
+
+
+def test_enhanced_frames_without_stack_id_stay_one_stack(tmp_path):
+    # StackID is Type 1C: legacy-converted enhanced files lack it. The first frame must not be told apart
+    # from the others by its echo time.
+    import pydicom
+    from pydicom.dataset import Dataset
+
+    path = tmp_path / "enhanced.dcm"
+    write_enhanced_dicom(path, regular_planes(slices=6), SeriesMetadata(series_number=3))
+    ds = pydicom.dcmread(path)
+    echo = Dataset()
+    echo.EffectiveEchoTime = 2.5
+    ds.SharedFunctionalGroupsSequence[0].MREchoSequence = [echo]
+    for item in ds.PerFrameFunctionalGroupsSequence:
+        content = item.FrameContentSequence[0]
+        if "StackID" in content:
+            del content.StackID
+    ds.save_as(path)
+    stacks = trueshape.inspect(path).stacks
+    assert [stack.shape for stack in stacks] == [(10, 8, 6)]

@@ -297,3 +297,31 @@ def test_resampling_a_tilted_stack_moves_each_slice_in_plane(write_series):
     expected = k * 1000 + (j - k * shift) * 100 + i
     inside = (j - k * shift) >= 0  # rows pulled from beyond the first row are clamped at the border
     np.testing.assert_allclose(volume.array[inside], expected[inside], atol=1e-3)
+
+
+def test_a_time_series_across_midnight_keeps_its_order(write_series):
+    planes = []
+    for t, date, time in ((1, "20240101", "235958"), (2, "20240102", "000003"), (3, "20240102", "000008")):
+        for plane in regular_planes(slices=4):
+            stamps = {"AcquisitionDate": date, "AcquisitionTime": time, "ContentDate": date, "ContentTime": time}
+            planes.append(replace(plane, pixels=(plane.pixels + 10000 * t).astype(np.uint16), overrides=stamps))
+    volume = trueshape.load(write_series(planes))
+    assert volume.array.shape[3] == 3
+    assert [int(volume.array[0, 0, 0, t]) // 10000 for t in range(3)] == [1, 2, 3]
+
+
+def test_resampling_a_tilted_stack_leaves_never_acquired_voxels_empty(write_series):
+    # Slice k is shifted by k whole rows (1 mm) along the column direction: the resampled grid holds, at
+    # slice k, rows that slice k never acquired (they must be 0, as ITK resamples, not copies of its edge).
+    planes = [replace(plane, image_position=tuple(np.asarray(plane.image_position) + np.array([0.0, k, 0.0])),
+                      pixels=(plane.pixels * 0 + 100 * (k + 1) + np.arange(plane.pixels.shape[0])[:, None]
+                              ).astype(np.uint16))
+              for k, plane in enumerate(regular_planes(rows=8, slices=4))]
+    volume = trueshape.load(write_series(planes), irregular="resample", validation="ignore")
+    values = np.asarray(volume.array)
+    j0 = round(float(volume.geometry.lps_to_index(np.array([[0.0, 0.0, 0.0]]))[0, 1]))
+    for k in range(4):
+        row_of = {j0 + k + r: 100 * (k + 1) + r for r in range(8)}  # grid row -> source row value
+        for j in range(values.shape[1]):
+            expected = row_of.get(j, 0)
+            assert np.allclose(values[:, j, k], expected), (k, j, values[0, j, k], expected)

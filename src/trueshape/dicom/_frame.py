@@ -47,6 +47,9 @@ class PixelLocation:
     stored_columns: int = 0
     frame_index: int = 0
     tile: tuple[int, int] | None = None
+    #: BitsStored of unsigned native data narrower than its words (0: every bit is value); the bits above
+    #: are not part of the value (old files keep overlays there) and are masked off when read.
+    stored_bits: int = 0
 
 
 @dataclass(frozen=True, slots=True)

@@ -55,6 +55,7 @@ def _read_file_frames(path: str, frames: Sequence[Frame]) -> list[NDArray[Any]]:
                 data = np.fromfile(path, dtype=loc.dtype, count=count, offset=loc.offset)
                 if data.size != count:
                     raise DicomInputError(f"{path}: truncated pixel data: expected {count} values, found {data.size}")
+                _mask_unused_bits(data, loc.stored_bits)
                 cache[loc.offset] = data.reshape(loc.stored_rows, loc.stored_columns)
             planes.append(_tile(cache[loc.offset], frame))
         return planes
@@ -84,6 +85,13 @@ def _native_into(out: NDArray[Any], frames: Sequence[Frame], indices: Sequence[i
             count = handle.readinto(target)
         if count != len(target):
             raise DicomInputError(f"{frame.path}: truncated pixel data: expected {len(target)} bytes, found {count}")
+        _mask_unused_bits(out[index], frame.pixels.stored_bits)
+
+
+def _mask_unused_bits(values: NDArray[Any], stored_bits: int) -> None:
+    """Clear the bits above BitsStored in place (unsigned data; 0 means none to clear)."""
+    if stored_bits:
+        np.bitwise_and(values, values.dtype.type((1 << stored_bits) - 1), out=values)
 
 
 def read_pixels(frames: Sequence[Frame], *, workers: int | None = None) -> NDArray[Any]:

@@ -7,6 +7,7 @@ same Frame records, so grouping and geometry never care where a plane came from.
 
 from __future__ import annotations
 
+import datetime
 import math
 import multiprocessing
 import os
@@ -135,13 +136,23 @@ def _floats(value: Any, count: int) -> tuple[float, ...] | None:
     return values
 
 
-def _seconds(time_text: Any) -> float | None:
-    """DICOM TM or DT (only the time of day matters for ordering) to seconds."""
+def _seconds(time_text: Any, date_text: Any = None) -> float | None:
+    """DICOM TM (with its DA when given) or DT to seconds, counted from year 1 when the date is known.
+
+    The date matters: a series acquired across midnight would otherwise sort its last volumes first.
+    """
     if not time_text:
         return None
     text = str(time_text).strip()
+    date = str(date_text).strip() if date_text else ""
     if len(text) >= 14 and text[:8].isdigit():  # DT: YYYYMMDDHHMMSS.ffffff
-        text = text[8:]
+        date, text = text[:8], text[8:]
+    day = 0
+    if len(date) == 8 and date.isdigit():
+        try:
+            day = datetime.date(int(date[:4]), int(date[4:6]), int(date[6:8])).toordinal()
+        except ValueError:
+            day = 0
     text = text.replace(":", "")
     try:
         hours = int(text[0:2])
@@ -149,7 +160,7 @@ def _seconds(time_text: Any) -> float | None:
         seconds = float(text[4:]) if len(text) > 4 else 0.0
     except ValueError:
         return None
-    return hours * 3600 + minutes * 60 + seconds
+    return day * 86400 + hours * 3600 + minutes * 60 + seconds
 
 
 def _first(item: Dataset | None, sequence: str) -> Dataset | None:
@@ -189,18 +200,22 @@ def _native_location(ds: Dataset) -> PixelLocation:
     signed = _int(ds.get("PixelRepresentation")) == 1
     rows, columns = int(ds.Rows), int(ds.Columns)
     offset = _pixel_value_offset(ds)
+    high_bit = _int(ds.get("HighBit"))
+    narrow = stored is not None and bits is not None and stored < bits
     native = (
         syntax in _NATIVE_SYNTAXES
         and bits in (8, 16, 32)
         and _int(ds.get("SamplesPerPixel", 1)) == 1
-        and (not signed or stored == bits)  # sign extension of short stored values is left to pydicom
+        and (not signed or not narrow)  # sign extension of short stored values is left to pydicom
+        and (not narrow or high_bit in (None, (stored or 0) - 1))  # values shifted up in their words: pydicom
         and isinstance(offset, int)
     )
     if not native:
         return PixelLocation(PixelReadMode.PYDICOM, stored_rows=rows, stored_columns=columns)
     assert bits is not None and offset is not None
     dtype = f"<{'i' if signed else 'u'}{bits // 8}"
-    return PixelLocation(PixelReadMode.NATIVE, offset=offset, dtype=dtype, stored_rows=rows, stored_columns=columns)
+    return PixelLocation(PixelReadMode.NATIVE, offset=offset, dtype=dtype, stored_rows=rows, stored_columns=columns,
+                         stored_bits=stored if narrow and stored else 0)
 
 
 def _common(ds: Dataset, path: Path) -> dict[str, Any]:
@@ -241,7 +256,8 @@ def _classic_frames(ds: Dataset, path: Path) -> list[Frame]:
         echo_number=_int(ds.get("EchoNumbers")),
         echo_time=_float(ds.get("EchoTime")),
         temporal_index=_int(ds.get("TemporalPositionIdentifier")),
-        acquisition_time_s=_seconds(ds.get("AcquisitionTime") or ds.get("ContentTime")),
+        acquisition_time_s=(_seconds(ds.get("AcquisitionTime"), ds.get("AcquisitionDate")) if ds.get("AcquisitionTime")
+                            else _seconds(ds.get("ContentTime"), ds.get("ContentDate"))),
         stack_id="",
         complex_component=_complex_component(common["image_type"], ds),
         rescale_slope=_float(ds.get("RescaleSlope")) or 1.0,

@@ -156,7 +156,14 @@ class AcquisitionTransform:
             if np.allclose(in_plane[k], 0, atol=1e-6):
                 return plane
             shift = [in_plane[k][0], in_plane[k][1]] + [0] * (plane.ndim - 2)
-            return np.asarray(ndimage.shift(plane, shift, order=1, mode="nearest"), dtype=np.float32)
+            moved = np.asarray(ndimage.shift(plane, shift, order=1, mode="nearest"), dtype=np.float32)
+            # As ITK resamples: within half a pixel of the acquired plane the edge pixel, beyond it nothing was
+            # acquired (0), not copies of the edge row.
+            for axis in (0, 1):
+                source_index = np.arange(plane.shape[axis]) - shift[axis]
+                outside = (source_index < -0.5) | (source_index > plane.shape[axis] - 0.5)
+                moved[(slice(None),) * axis + (outside,)] = 0.0
+            return moved
 
         for m, kappa in enumerate(fractional):
             lower = int(np.floor(kappa))

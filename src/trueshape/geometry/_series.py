@@ -239,15 +239,15 @@ def _missing_geometry_tags(frame: Frame) -> str:
 
 def _group_key(frame: Frame) -> tuple[Any, ...]:
     assert frame.pixel_spacing is not None
+    # Classic files without EchoNumbers are told apart by EchoTime; frames of an enhanced file never are
+    # (all of them alike, the first one included: it must not become a stack of its own).
+    enhanced = "#frame" in frame.label
     echo = (
         frame.echo_number
         if frame.echo_number is not None
         else (
             round(frame.echo_time, 3)
-            if frame.echo_time is not None
-            and frame.pixels is not None
-            and frame.pixels.frame_index == 0
-            and not frame.stack_id
+            if frame.echo_time is not None and not enhanced and not frame.stack_id
             else None
         )
     )
