@@ -325,3 +325,16 @@ def test_resampling_a_tilted_stack_leaves_never_acquired_voxels_empty(write_seri
         for j in range(values.shape[1]):
             expected = row_of.get(j, 0)
             assert np.allclose(values[:, j, k], expected), (k, j, values[0, j, k], expected)
+
+
+def test_a_slice_written_with_a_slightly_other_orientation_is_not_lost_silently(write_series):
+    planes = regular_planes(slices=8)
+    row = np.array([np.cos(3e-4), np.sin(3e-4), 0.0])  # rotated 0.017 degrees in-plane: beyond the split tolerance
+    planes[7] = replace(planes[7], image_orientation=(*row, *planes[7].image_orientation[3:]))
+    inspection = trueshape.inspect(write_series(planes))
+    main = max(inspection.stacks, key=lambda stack: stack.shape[2])
+    assert main.shape[2] == 7
+    excluded = [f for f in main.findings if f.code is FindingCode.LOCALIZER_EXCLUDED]
+    assert excluded and excluded[0].severity is Severity.WARNING
+    message = excluded[0].message
+    assert "differs by only 0.017 degrees" in message and "which the volume now lacks" in message

@@ -7,6 +7,7 @@ phase), multi-frame StackID and localizer type. Localizers never join a volume.
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
@@ -26,6 +27,9 @@ __all__ = ["ORIENTATION_GROUP_TOLERANCE", "Inspection", "Series", "Stack", "grou
 
 #: Largest difference of any ImageOrientationPatient component within one stack (dcm2niix uses 1e-4).
 ORIENTATION_GROUP_TOLERANCE = 1e-4
+#: A lone image whose slice normal is within this of its series' stack is a mis-written slice, not a
+#: localizer (localizers are tilted by tens of degrees), degrees.
+NEAR_ORIENTATION_DEGREES = 1.0
 #: An orientation group this small beside a larger one is treated as a localizer (medio PR #23 case).
 LONE_IMAGE_MAX = 2
 
@@ -385,12 +389,14 @@ def _build_series(uid: str, frames: list[Frame], problems: list[FileProblem], po
             candidates.append((orientation_group, bool(key[-1])))
     volume_groups = [g for g, localizer in candidates if not localizer]
     largest = max((len(g) for g in volume_groups), default=0)
-    orientations = {_orientation_key(g[0]) for g in volume_groups}
+    # Orientations are told apart with the tolerance that split them, so that every split is explained.
+    orientation_of = dict(zip(map(id, volume_groups), _orientation_classes(volume_groups), strict=True))
+    orientations = set(orientation_of.values())
     lone: list[list[Frame]] = []
     if len(orientations) > 1 and largest > LONE_IMAGE_MAX:
-        main_orientations = {_orientation_key(g[0]) for g in volume_groups if len(g) > LONE_IMAGE_MAX}
+        main_orientations = {orientation_of[id(g)] for g in volume_groups if len(g) > LONE_IMAGE_MAX}
         lone = [
-            g for g in volume_groups if len(g) <= LONE_IMAGE_MAX and _orientation_key(g[0]) not in main_orientations
+            g for g in volume_groups if len(g) <= LONE_IMAGE_MAX and orientation_of[id(g)] not in main_orientations
         ]
     localizer_groups = [g for g, localizer in candidates if localizer] + lone
     volume_groups = [g for g in volume_groups if not any(g is lone_group for lone_group in lone)]
@@ -402,26 +408,36 @@ def _build_series(uid: str, frames: list[Frame], problems: list[FileProblem], po
             if any(f.is_localizer for f in excluded)
             else "a lone image with another orientation, typical of a localizer"
         )
+        # A localizer is tilted far from the stack; a lone image within a degree of it is a slice of the
+        # stack whose orientation was written slightly differently, and the volume lacks it.
+        tilts = [min(_orientation_difference_degrees(g[0], main[0]) for main in volume_groups) for g in lone]
+        nearly = [tilt for tilt in tilts if tilt < NEAR_ORIENTATION_DEGREES]
+        if nearly and not any(f.is_localizer for f in excluded):
+            reason = (f"a lone image whose orientation differs by only {max(nearly):.2g} degrees from the stack's: "
+                      "probably one of its slices, which the volume now lacks")
         shared.append(
             Finding(
                 FindingCode.LOCALIZER_EXCLUDED,
-                Severity.INFO,
-                f"{len(excluded)} localizer image(s) in this series ({reason}) were kept out of the volume, so they "
+                Severity.WARNING if nearly else Severity.INFO,
+                f"{len(excluded)} {'' if nearly else 'localizer '}image(s) in this series ({reason}) were kept out "
+                "of the volume, so they "
                 f"cannot distort its slice spacing (e.g. {excluded[0].where}).",
                 measured=float(len(excluded)),
                 unit="images",
                 where=tuple(f.where for f in excluded),
             )
         )
-    main_orientations = {_orientation_key(g[0]) for g in volume_groups}
+    main_orientations = {orientation_of[id(g)] for g in volume_groups}
     if len(main_orientations) > 1:
         described = sorted({f"{_orientation_text(g[0])} ({len(g)} images)" for g in volume_groups})
+        normals = [_normal(g[0]) for g in volume_groups]
+        widest = max(_angle_degrees(a, b) for a in normals for b in normals)
         shared.append(
             Finding(
                 FindingCode.ORIENTATION_MIXED,
                 Severity.WARNING,
-                f"This series mixes {len(main_orientations)} slice orientations ({', '.join(described)}); each "
-                f"orientation became its own stack.",
+                f"This series mixes {len(main_orientations)} slice orientations ({', '.join(described)}; slice "
+                f"normals up to {widest:.3g} degrees apart); each orientation became its own stack.",
                 measured=float(len(main_orientations)),
                 tolerance=ORIENTATION_GROUP_TOLERANCE,
                 unit="orientations",
@@ -450,8 +466,39 @@ def _build_series(uid: str, frames: list[Frame], problems: list[FileProblem], po
     )
 
 
-def _orientation_key(frame: Frame) -> tuple[float, ...]:
-    return tuple(round(v, 3) for v in frame.image_orientation or ())
+def _orientation_classes(groups: Sequence[list[Frame]]) -> list[int]:
+    """Return an orientation number per group: equal when ImageOrientationPatient agrees within tolerance."""
+    representatives: list[NDArray[np.float64]] = []
+    classes = []
+    for group in groups:
+        orientation = np.asarray(group[0].image_orientation, dtype=np.float64)
+        for number, reference in enumerate(representatives):
+            if float(np.max(np.abs(reference - orientation))) <= ORIENTATION_GROUP_TOLERANCE:
+                classes.append(number)
+                break
+        else:
+            representatives.append(orientation)
+            classes.append(len(representatives) - 1)
+    return classes
+
+
+def _orientation_difference_degrees(first: Frame, second: Frame) -> float:
+    """Largest angle between the two frames' row directions and between their column directions, degrees."""
+    a = np.asarray(first.image_orientation, dtype=np.float64).reshape(2, 3)
+    b = np.asarray(second.image_orientation, dtype=np.float64).reshape(2, 3)
+    cosines = np.sum(a * b, axis=1) / (np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1))
+    return float(np.degrees(np.arccos(np.clip(cosines, -1.0, 1.0))).max())
+
+
+def _angle_degrees(first: NDArray[np.float64], second: NDArray[np.float64]) -> float:
+    """Angle between two slice normals, degrees (0-90: a flipped normal is the same plane)."""
+    return math.degrees(math.acos(min(1.0, abs(float(np.dot(first, second))))))
+
+
+def _normal(frame: Frame) -> NDArray[np.float64]:
+    orientation = np.asarray(frame.image_orientation, dtype=np.float64)
+    normal = np.cross(orientation[:3], orientation[3:])
+    return normal / np.linalg.norm(normal)
 
 
 def _layout_order(layout: StackLayout) -> tuple[Any, ...]:
