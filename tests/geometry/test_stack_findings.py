@@ -338,3 +338,16 @@ def test_a_slice_written_with_a_slightly_other_orientation_is_not_lost_silently(
     assert excluded and excluded[0].severity is Severity.WARNING
     message = excluded[0].message
     assert "differs by only 0.017 degrees" in message and "which the volume now lacks" in message
+
+
+def test_repeats_that_no_tag_tells_apart_are_a_warned_time_axis(write_series):
+    planes = regular_planes(slices=4)
+    stamps = {"AcquisitionNumber": 1, "AcquisitionTime": "101010", "AcquisitionDate": "20240101"}
+    repeated = [replace(p, overrides=stamps) for p in planes] + [replace(p, overrides=stamps) for p in planes]
+    stack = trueshape.inspect(write_series(repeated)).stacks[0]
+    assert stack.shape[3] == 2
+    warned = [f for f in stack.findings if f.code is FindingCode.POSITIONS_DUPLICATED]
+    assert warned and warned[0].severity is Severity.WARNING and "no time, echo or acquisition tag" in warned[0].message
+    timed = [replace(p, overrides={**stamps, "AcquisitionNumber": t + 1}) for t in range(2) for p in planes]
+    clean = trueshape.inspect(write_series(timed)).stacks[0]
+    assert clean.shape[3] == 2 and not [f for f in clean.findings if f.code is FindingCode.POSITIONS_DUPLICATED]

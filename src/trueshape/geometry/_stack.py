@@ -125,6 +125,12 @@ def _drop_copies(frames: Sequence[Frame]) -> tuple[list[Frame], list[Frame]]:
     return kept, copies
 
 
+def _when(frame: Frame) -> tuple[object, ...]:
+    """Return what tells repeated images at one position apart in time or echo (instance numbers aside)."""
+    return (frame.temporal_index, frame.acquisition_number, frame.acquisition_time_s, frame.echo_time,
+            frame.echo_number)
+
+
 def _time_axis(clusters: list[list[Frame]], copies: list[Frame]) -> tuple[list[list[Frame]], list[Finding]]:
     """Turn repeated positions into a 4th axis when every position repeats equally, else keep the first."""
     findings: list[Finding] = []
@@ -144,6 +150,20 @@ def _time_axis(clusters: list[list[Frame]], copies: list[Frame]) -> tuple[list[l
     counts = [len(c) for c in clusters]
     ordered = [sorted(c, key=lambda f: f.temporal_key) for c in clusters]
     if len(set(counts)) <= 1:
+        if counts and counts[0] > 1 and all(len({_when(f) for f in c}) == 1 for c in clusters):
+            # Nothing says which is first, or that they are volumes at all (an export twice over looks alike).
+            findings.append(
+                Finding(
+                    FindingCode.POSITIONS_DUPLICATED,
+                    Severity.WARNING,
+                    f"Every position holds {counts[0]} images that no time, echo or acquisition tag tells apart: "
+                    f"they were taken as {counts[0]} volumes in instance-number order; if they are copies of one "
+                    "acquisition, load one of them.",
+                    measured=float(counts[0]),
+                    unit="images per position",
+                    where=tuple(f.where for f in clusters[0]),
+                )
+            )
         return ordered, findings
     extra = [f for c in ordered for f in c[1:]]
     histogram = Counter(counts)
