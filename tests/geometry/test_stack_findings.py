@@ -351,3 +351,14 @@ def test_repeats_that_no_tag_tells_apart_are_a_warned_time_axis(write_series):
     timed = [replace(p, overrides={**stamps, "AcquisitionNumber": t + 1}) for t in range(2) for p in planes]
     clean = trueshape.inspect(write_series(timed)).stacks[0]
     assert clean.shape[3] == 2 and not [f for f in clean.findings if f.code is FindingCode.POSITIONS_DUPLICATED]
+
+
+def test_a_slow_drift_of_slice_positions_is_named_as_such(write_series):
+    planes = regular_planes(slices=41)
+    gaps = [0.015] * 20 + [-0.015] * 20  # every gap within tolerance of 2 mm; positions drift by up to 0.3 mm
+    shifts = np.concatenate([[0.0], np.cumsum(gaps)])
+    drifted = [replace(p, image_position=tuple(np.asarray(p.image_position) + np.array([0.0, 0.0, s])))
+               for p, s in zip(planes, shifts, strict=True)]
+    stack = trueshape.inspect(write_series(drifted)).stacks[0]
+    mismatch = [f for f in stack.findings if f.code is FindingCode.CORNERS_MISMATCH]
+    assert mismatch and "slice positions drift from the regular spacing by up to 0.3" in mismatch[0].message

@@ -533,12 +533,18 @@ def _place(
     acquisition = AcquisitionTransform(source, offsets) if off_grid else None
     plain, corrected, worst = _corner_error(slices, source, acquisition)
     if corrected > CORNER_TOLERANCE_MM:
+        # Say which it is: slice positions drifting from the mean spacing (each gap within tolerance, the sum
+        # not), or orientations / pixel spacings varying.
+        drifted = float(np.max(np.abs(offsets @ directions[:, 2]))) if acquisition is None else 0.0
+        cause = (f"slice positions drift from the regular spacing by up to {drifted:.4f} mm (each gap is within "
+                 "tolerance, their sum is not)" if drifted >= 0.5 * corrected else
+                 "slice orientations or pixel spacings vary slightly within the stack")
         findings.append(
             Finding(
                 FindingCode.CORNERS_MISMATCH,
                 Severity.WARNING,
                 f"Slice corners from the headers differ from the volume geometry by up to {corrected:.4f} mm "
-                f"(at {worst}): slice orientations or pixel spacings vary slightly within the stack.",
+                f"(at {worst}): {cause}.",
                 measured=corrected,
                 tolerance=CORNER_TOLERANCE_MM,
                 unit="mm",
