@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 
-from trueshape.correct import CorrectionMode, correct_volume
+from trueshape.correct import CorrectionMode, correct_volume, sampled_normal_range
 from trueshape.dicom.vendor import DistortionState, PatientPosition
 from trueshape.errors import GeometryError
 from trueshape.geometry import Provenance, Volume, VolumeGeometry
@@ -288,3 +288,21 @@ def test_fortran_ordered_input_on_another_grid(full_case: Case) -> None:
     np.testing.assert_allclose(
         correct_volume(fortran, case.residual, output_geometry=crop).volume.array, expected, atol=2e-5
     )
+
+
+def test_sampled_normal_range_matches_every_voxel_within_0_01_mm():
+    # A wide coronal field of view, oblique to nothing, ND: the full 3-D residual reaches about 15 mm.
+    shape, spacing = (256, 256, 40), (1.5, 1.5, 4.0)
+    direction = np.array([[1.0, 0.0, 0.0], [0.0, 0.0, -1.0], [0.0, 1.0, 0.0]])  # columns: i, j, k (k along A-P)
+    origin = -(np.array(shape) * np.array(spacing) / 2) @ direction.T
+    grid = VolumeGeometry.from_components(shape=shape, origin=origin, spacing=spacing, direction=direction)
+    result = correct_volume(Volume(np.ones(shape, np.float32), grid),
+                            ResidualField(SYN_AS, MagnetFrame(), DistortionState.NONE))
+    fast = sampled_normal_range(result, grid)
+    axes = tuple(np.arange(n, dtype=np.float64) for n in shape)
+    every = result.coarse_field.on_lattice(axes)[..., :3]
+    lattice = np.stack(np.meshgrid(*axes, indexing="ij"), axis=-1).reshape(-1, 3)
+    along = (grid.index_to_lps(lattice).reshape(every.shape) + every) @ grid.direction[:, 2]
+    exact = np.stack([along.min(axis=(0, 1)), along.max(axis=(0, 1))], axis=1)
+    assert np.abs(every).max() > 10.0
+    assert np.abs(fast - exact).max() <= 0.01

@@ -543,7 +543,7 @@ class _DicomTemplate:
         return cited
 
 
-#: Farther than this from the patient origin an isocentre (mm) is a unit or sign mistake: tables travel ~2 m.
+#: Farther than this from the patient origin an isocentre (mm) is beyond any table's travel: a unit mistake.
 MAX_ISOCENTRE_OFFSET_MM = 5000.0
 
 

@@ -66,7 +66,8 @@ DEFAULT_FIELD_SPACING_MM = 4.0
 #: field's grid as undisplaced).
 FIELD_PADDING_NODES = 2
 #: A residual beyond this anywhere on the (padded) output grid comes from wrong coefficients or a wrong
-#: isocentre, not from a gradient coil (SYN-AS reaches 143 mm at the corners of a 512 mm cube), mm.
+#: isocentre, not from a gradient coil (SYN-AS reaches 142.99 mm at the corners of a 512 mm cube: the 256^3
+#: phantom of benchmarks/gnl_correct.py), mm.
 MAX_PLAUSIBLE_DISPLACEMENT_MM = 1000.0
 #: Intensity factors are clipped to [0, this]; folded regions (determinant <= 0) are counted in the diagnostics.
 MAX_JACOBIAN_DETERMINANT = 10.0
@@ -271,8 +272,8 @@ def sampled_normal_range(result: CorrectionResult, geometry_in: VolumeGeometry) 
     Returns shape (K, 2), mm along ``geometry_in``'s k direction (LPS dot normal): output slice k was
     computed from input values between the two, and from the input slices that interpolation reaches from
     there. A derived DICOM series cites those slices as its source images. The field is smooth, so a
-    lattice of at most 33 x 33 points per slice (its edges included) finds the range to well under 0.01 mm
-    for SYN-AS-sized fields.
+    lattice of at most 33 x 33 points per slice (its edges included) finds the range within 0.01 mm of
+    every voxel's (SYN-AS over a 384 mm coronal field of view: tests/test_correct.py).
 
     Examples
     --------

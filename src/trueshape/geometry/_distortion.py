@@ -29,7 +29,8 @@ def anatomical_axis_name(direction: NDArray[np.float64]) -> str:
     return names[int(np.argmax(np.abs(direction)))]
 
 
-#: Table positions of one stack closer than this agree (they are written with 0.1 mm or finer), mm.
+#: Table positions of one stack closer than this agree (the headers repeat one value; this allows for how
+#: differently it may be rounded), mm.
 TABLE_AGREEMENT_MM = 0.05
 
 

@@ -27,8 +27,8 @@ __all__ = ["ORIENTATION_GROUP_TOLERANCE", "Inspection", "Series", "Stack", "grou
 
 #: Largest difference of any ImageOrientationPatient component within one stack (dcm2niix uses 1e-4).
 ORIENTATION_GROUP_TOLERANCE = 1e-4
-#: A lone image whose slice normal is within this of its series' stack is a mis-written slice, not a
-#: localizer (localizers are tilted by tens of degrees), degrees.
+#: A lone image whose orientation is within this of its series' stack is a mis-written slice, not a
+#: localizer (localizers are orthogonal or steeply tilted to the stack), degrees.
 NEAR_ORIENTATION_DEGREES = 1.0
 #: An orientation group this small beside a larger one is treated as a localizer (medio PR #23 case).
 LONE_IMAGE_MAX = 2
