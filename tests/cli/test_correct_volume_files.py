@@ -531,3 +531,21 @@ def test_requests_that_would_give_an_empty_or_nan_image_are_refused(session: Pat
 def test_mode_none_is_not_offered(session: Path) -> None:
     code, output = _correct(session, session / "nifti" / "4_cor.nii", "none", "--mode", "none")
     assert code == 2 and "'none' is not one of" in output.replace("\u2018", "'").replace("\u2019", "'")
+
+
+def test_a_converted_four_dimensional_series_corrects_from_its_sidecar(tmp_path: Path, write_series) -> None:
+    from dataclasses import replace
+
+    from trueshape.synth import regular_planes
+
+    planes = [replace(p, overrides={"AcquisitionNumber": t + 1}) for t in range(3) for p in regular_planes(slices=5)]
+    folder = write_series(planes)
+    converted = runner.invoke(app, ["convert", str(folder), "--out", str(tmp_path / "nifti"), "--format", "nii"])
+    assert converted.exit_code == 0, converted.output
+    (volume,) = (tmp_path / "nifti").glob("*.nii")
+    assert json.loads(volume.with_suffix(".json").read_text())["shape"][3] == 3
+    (tmp_path / "c.grad").write_text(format_siemens_grad(SYN_AS))
+    result = runner.invoke(app, ["correct", str(volume), "--coef", str(tmp_path / "c.grad"), "--out",
+                                 str(tmp_path / "o"), "--format", "nii"])
+    assert result.exit_code == 0, result.output
+    assert nib.load(next((tmp_path / "o").glob("*_corrected.nii"))).shape[3] == 3

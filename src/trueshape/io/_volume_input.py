@@ -157,8 +157,14 @@ def _text(value: Any) -> str | None:
 
 
 def _from_trueshape(data: dict[str, Any], json_path: Path, volume: Volume) -> Provenance:
-    shape = _numbers(data.get("shape"), 3, "shape", json_path)
-    volumes = data.get("volume_count", 1)
+    shape = _numbers(data.get("shape"), None, "shape", json_path)
+    if len(shape) not in (3, 4):
+        raise VolumeInputError(f"{json_path}: shape must list 3 sizes, or 4 for a series of volumes, got {shape}")
+    # trueshape convert writes a 4-D stack's shape with its volume count last.
+    volumes = data.get("volume_count", int(shape[3]) if len(shape) == 4 else 1)
+    if len(shape) == 4 and shape[3] != volumes:
+        raise VolumeInputError(f"{json_path}: shape {shape} and volume_count {volumes} disagree")
+    shape = shape[:3]
     actual_volumes = volume.array.shape[3] if volume.array.ndim == 4 else 1
     if shape != [float(n) for n in volume.geometry.shape] or volumes != actual_volumes:
         raise VolumeInputError(
