@@ -42,6 +42,13 @@ def _pull_back(source: np.ndarray, shift: np.ndarray, det: np.ndarray | None, af
     return out, stats
 
 
+def _itk_linear(source: np.ndarray, positions: np.ndarray) -> np.ndarray:
+    """Trilinear samples as ITK resamples: edge values within half a voxel of the grid, 0 beyond."""
+    values = ndimage.map_coordinates(source, positions, order=1, mode="nearest")
+    inside = np.all([(positions[a] >= -0.5) & (positions[a] < source.shape[a] - 0.5) for a in range(3)], axis=0)
+    return np.where(inside, values, 0.0).astype(np.float32)
+
+
 @pytest.mark.skipif(KERNEL is None, reason="trueshape._warp not compiled")
 @pytest.mark.parametrize("source_shape", [(6, 7, 8), (1, 7, 8), (6, 1, 8), (6, 7, 1)])
 def test_kernel_samples_like_scipy(source_shape: tuple[int, int, int]) -> None:
@@ -49,10 +56,13 @@ def test_kernel_samples_like_scipy(source_shape: tuple[int, int, int]) -> None:
     source = rng.uniform(1.0, 2.0, source_shape).astype(np.float32)
     out_shape = (5, 6, 7)
     shift = rng.uniform(-1.5, 1.5, (3, out_shape[1], out_shape[2])).astype(np.float32)
-    # Some samples land exactly on the last index, some just beyond it, some below 0.
+    # Samples exactly on the last index, just beyond it, just below 0, and either side of the half-voxel
+    # border (index positions with the identity part of the affine at output (0, 0, 0) are 0.3, -0.2, 0.1).
     shift[0, 0, 0] = source_shape[0] - 1.0
     shift[1, 1, 1] = source_shape[1] - 1.0 + 1e-3
     shift[2, 2, 2] = -1e-3
+    shift[0, 3, 3] = -0.5 - 0.3 + 1e-3
+    shift[0, 4, 4] = -0.5 - 0.3 - 1e-3
     affine = np.eye(4)
     affine[:3, :3] = [[0.9, 0.1, 0.0], [0.0, 1.0, 0.05], [0.02, 0.0, 1.1]]
     affine[:3, 3] = [0.3, -0.2, 0.1]
@@ -62,7 +72,7 @@ def test_kernel_samples_like_scipy(source_shape: tuple[int, int, int]) -> None:
     index = np.stack(np.meshgrid(*[np.arange(n, dtype=np.float64) for n in out_shape], indexing="ij"))
     positions = np.einsum("ab,b...->a...", affine[:3, :3], index) + affine[:3, 3, None, None, None]
     positions = (positions + shift[:, None].astype(np.float64)).astype(np.float32)
-    expected = ndimage.map_coordinates(source, positions, order=1, mode="constant", cval=0.0)
+    expected = _itk_linear(source, positions)
     expected *= np.clip(det, 0.0, MAX_JACOBIAN_DETERMINANT)[None]
     np.testing.assert_allclose(out, expected, rtol=1e-5, atol=1e-5)
     norms = np.sqrt(shift[0] ** 2 + 4.0 * shift[1] ** 2 + 9.0 * shift[2] ** 2)
@@ -80,18 +90,18 @@ def test_kernel_one_component_moves_along_its_axis(axis: int) -> None:
     source = rng.uniform(1.0, 2.0, (5, 6, 7)).astype(np.float32)
     shift = rng.uniform(-1.2, 1.2, (6, 7)).astype(np.float32)
     # At (j, k) = (0, 0) the sample of row 0 lands exactly on the last index; at (1, 1) and (2, 2) the
-    # samples of every row but one leave the axis (identity affine: position = index + shift).
+    # sample of row 0 lies just beyond half a voxel outside the axis (identity affine: position = index + shift).
     last = source.shape[axis] - 1
     shift[0, 0] = last
-    shift[1, 1] = last + 1e-3 - (1 if axis == 1 else 0) - (1 if axis == 2 else 0)
-    shift[2, 2] = -1e-3 - (2 if axis else 0)
+    shift[1, 1] = last + 0.5 + 1e-3 - (1 if axis == 1 else 0) - (1 if axis == 2 else 0)
+    shift[2, 2] = -0.5 - 1e-3 - (2 if axis else 0)
     out, stats = _pull_back(source, shift, None, np.eye(4), source.shape, axis=axis)
     if axis == 0:
         assert out[0, 0, 0] == source[last, 0, 0]
     assert out[0, 1, 1] == 0.0 and out[0, 2, 2] == 0.0
     positions = np.stack(np.meshgrid(*[np.arange(n, dtype=np.float32) for n in source.shape], indexing="ij"))
     positions[axis] += shift[None]
-    expected = ndimage.map_coordinates(source, positions, order=1, mode="constant", cval=0.0)
+    expected = _itk_linear(source, positions)
     np.testing.assert_allclose(out, expected, rtol=1e-6, atol=1e-6)
     assert stats[0] == pytest.approx(float(np.max(shift**2)) * (1.0, 4.0, 9.0)[axis], rel=1e-6)
 

@@ -19,7 +19,8 @@
  *     the weights of value a, value a+1, moment a and moment a+1.
  *   - affine: 12 doubles, row-major 3x4: input index of output voxel (i, j, k) without displacement.
  *   - out: float32, C-contiguous, shape (OI, OJ, OK); rows start..stop-1 are written.
- * Samples whose coordinate leaves [0, size - 1] on any axis are 0 (scipy's mode="constant", order 1).
+ * As ITK resamples: a sample within half a voxel of the grid ([-0.5, size - 0.5) on every axis) takes the
+ * nearest edge value where it lies beyond the outer voxel centres; farther out it is 0.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -59,13 +60,21 @@ static int get_array(PyObject *object, Py_buffer *view, int ndim, char kind, int
     return 1;
 }
 
-/* Trilinear sample at continuous index (x0, x1, x2); 0 outside [0, size - 1]. */
+static inline float clamp_index(float x, Py_ssize_t size) {
+    return x < 0.0f ? 0.0f : (x > (float)(size - 1) ? (float)(size - 1) : x);
+}
+
+/* Trilinear sample at continuous index (x0, x1, x2): 0 outside [-0.5, size - 0.5), the edge value between
+   there and the outer voxel centres (ITK's rule, so a single slice is sampled and its edges are kept). */
 static inline float sample(const float *source, Py_ssize_t s0, Py_ssize_t s1, Py_ssize_t s2, float x0, float x1,
                            float x2) {
-    if (!(x0 >= 0.0f && x0 <= (float)(s0 - 1) && x1 >= 0.0f && x1 <= (float)(s1 - 1) && x2 >= 0.0f &&
-          x2 <= (float)(s2 - 1))) {
+    if (!(x0 >= -0.5f && x0 < (float)s0 - 0.5f && x1 >= -0.5f && x1 < (float)s1 - 0.5f && x2 >= -0.5f &&
+          x2 < (float)s2 - 0.5f)) {
         return 0.0f;
     }
+    x0 = clamp_index(x0, s0);
+    x1 = clamp_index(x1, s1);
+    x2 = clamp_index(x2, s2);
     /* The lower corner stays one below the last index, so x == size - 1 takes weight 1 on the last sample;
        an axis of size 1 has no upper neighbour (its step is 0). */
     Py_ssize_t i0 = (Py_ssize_t)x0, i1 = (Py_ssize_t)x1, i2 = (Py_ssize_t)x2;

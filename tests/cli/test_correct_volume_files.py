@@ -268,7 +268,8 @@ def _trueshape_sidecar(session: Path, **changes: object) -> dict[str, object]:
         ({"affine_lps": [[float("nan")] * 4] * 4}, "each row of affine_lps must be a list of 4 finite numbers"),
         ({"isocentre_lps": "123"}, "isocentre_lps must be a list of 3 finite numbers"),
         ({"isocentre_lps": [float("nan"), 0, 0]}, "isocentre_lps must be a list of 3 finite numbers"),
-        ({"shape": None}, "shape must be a list of 3 finite numbers"),
+        ({"shape": None}, "shape must be a list of finite numbers"),
+        ({"shape": [32, 32]}, "shape must list 3 sizes, or 4 for a series of volumes"),
         ({"shape": [32.4, 32.2, 10.9]}, "the sidecar describes a [32, 32, 10] x 1 grid"),
         ({"volume_count": 7}, "the sidecar describes a [32, 32, 10] x 7 grid, the volume is [32, 32, 10] x 1"),
     ],
@@ -549,3 +550,25 @@ def test_a_converted_four_dimensional_series_corrects_from_its_sidecar(tmp_path:
                                  str(tmp_path / "o"), "--format", "nii"])
     assert result.exit_code == 0, result.output
     assert nib.load(next((tmp_path / "o").glob("*_corrected.nii"))).shape[3] == 3
+
+
+def test_a_reoriented_dis2d_volume_is_corrected_along_its_acquired_slices(session: Path, tmp_path: Path) -> None:
+    import pydicom
+
+    # As dcm2niix -x or fslreorient2std leave it: the coronal slices no longer along the third array axis.
+    canonical = nib.as_closest_canonical(nib.load(session / "nifti" / "4_cor.nii"))
+    nib.save(canonical, tmp_path / "cor.nii")
+    first = pydicom.dcmread(next((session / "s" / "dicom").rglob("*.dcm")), stop_before_pixels=True)
+    (tmp_path / "cor.json").write_text(json.dumps({
+        "ImageType": ["ORIGINAL", "PRIMARY", "M", "DIS2D"], "PatientPosition": "FFS",
+        "ImageOrientationPatientDICOM": [float(v) for v in first.ImageOrientationPatient]}))
+    isocentre = ",".join(str(v) for v in TABLE_ISOCENTRE_LPS)
+    code, output = _correct(session, tmp_path / "cor.nii", "reoriented", "--isocentre", isocentre)
+    assert code == 0, output
+    corrected = _image(session / "reoriented" / "cor_corrected.nii")
+    from_dicom = nib.as_closest_canonical(nib.load(session / "from_dicom" / "4_cor_corrected.nii"))
+    reference = np.asanyarray(from_dicom.dataobj, dtype=np.float64)
+    assert corrected.shape == reference.shape
+    assert np.abs(corrected - reference).max() <= 1e-3 * np.abs(reference).max()
+    field = nib.load(session / "reoriented" / "cor_residual_field.nii").get_fdata()
+    assert np.abs(field[..., 0, 1]).max() > 0.3 and np.abs(field[..., 0, [0, 2]]).max() < 1e-9  # along A-P only

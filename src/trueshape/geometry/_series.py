@@ -101,6 +101,7 @@ class Stack:
             study_instance_uid=first.study_instance_uid,
             frame_of_reference_uid=first.frame_of_reference_uid,
             slice_sources=tuple(tuple(f.label for f in s) for s in self.layout.slices),
+            slice_normal_lps=_as_triple(self.geometry.direction[:, 2]),
             distortion_state=self.distortion_state.value,
             distortion_source=self.distortion_source,
             isocentre_lps=(float(self.isocentre_lps[0]), float(self.isocentre_lps[1]), float(self.isocentre_lps[2])),
@@ -464,6 +465,10 @@ def _build_series(uid: str, frames: list[Frame], problems: list[FileProblem], po
         tuple(series_findings),
         tuple(problems),
     )
+
+
+def _as_triple(vector: NDArray[np.float64]) -> tuple[float, float, float]:
+    return float(vector[0]), float(vector[1]), float(vector[2])
 
 
 def _orientation_classes(groups: Sequence[list[Frame]]) -> list[int]:

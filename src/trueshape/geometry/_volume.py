@@ -130,6 +130,8 @@ class Provenance:
     slice_thickness_mm: float | None = None
     spacing_between_slices_mm: float | None = None
     echo_time_ms: float | None = None
+    #: Normal (LPS unit vector) of the slices as acquired, when known; a reoriented file's k axis may not be it.
+    slice_normal_lps: tuple[float, float, float] | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
 

@@ -8,7 +8,7 @@ together and evaluates the residual at patient points, exactly or on a grid (fas
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Self
 
 import numpy as np
@@ -170,9 +170,14 @@ class ResidualField:
         patient_position: PatientPosition | str | None = None,
         isocentre_lps: ArrayLike | None = None,
     ) -> Self:
-        """Build for a volume: slice normal = its k axis direction, the rest from its provenance."""
-        normal = volume.geometry.direction[:, 2]
-        return cls.from_provenance(
+        """Build for a volume: the slice normal as its provenance records it (else its k axis), the rest too.
+
+        A volume file reoriented after export (dcm2niix -x, fslreorient2std) may store its slices along
+        another array axis; a DIS2D residual lies along the acquired slices' normal, wherever that is.
+        """
+        recorded = volume.provenance.slice_normal_lps
+        normal = np.asarray(recorded if recorded is not None else volume.geometry.direction[:, 2], dtype=np.float64)
+        residual = cls.from_provenance(
             coefficients,
             volume.provenance,
             slice_normal_lps=normal,
@@ -180,6 +185,11 @@ class ResidualField:
             patient_position=patient_position,
             isocentre_lps=isocentre_lps,
         )
+        if recorded is None and residual.distortion_state is DistortionState.IN_PLANE_2D:
+            axis = " ".join(f"{v:+.3f}" for v in normal)
+            residual = replace(residual, assumptions=(*residual.assumptions, f"slice normal: nothing records how the "
+                               f"slices were acquired; the volume's third axis ({axis} LPS) is taken"))
+        return residual
 
     @property
     def projector(self) -> NDArray[np.float64]:

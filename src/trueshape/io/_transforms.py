@@ -73,7 +73,7 @@ def read_itk_displacement_field(path: str | os.PathLike[str]) -> DisplacementFie
 
 
 def write_field_nifti(field: DisplacementField, path: str | os.PathLike[str], *, force: bool = False) -> Path:
-    """Write the field as a NIfTI vector image (intent 1006 displacement vector, RAS components, mm).
+    """Write the field as a NIfTI vector image (intent 1007, vector, as ITK and ANTs write fields; RAS, mm).
 
     Components are converted to RAS with the grid (x and y negated) so that NIfTI viewers show arrows in
     their own frame.

@@ -207,6 +207,8 @@ def _from_trueshape(data: dict[str, Any], json_path: Path, volume: Volume) -> Pr
         isocentre_source=isocentre_source,
         patient_position=position,
         gradient_coil=_text(data.get("gradient_coil")),
+        # The sidecar's affine matched the volume's, so its k axis is the acquisition's slice axis.
+        slice_normal_lps=tuple(float(v) for v in volume.geometry.direction[:, 2]),  # type: ignore[arg-type]
         extra={**volume.provenance.extra, "sidecar": str(json_path)},
     )
 
@@ -230,6 +232,11 @@ def _from_bids(data: dict[str, Any], json_path: Path, volume: Volume) -> Provena
                 f"{json_path}: ImageOrientationPatientDICOM {[round(float(v), 4) for v in cosines.ravel()]} is not "
                 "along the volume's axes: the sidecar belongs to another volume"
             )
+        # The slices' normal, whichever array axis a reorienting tool (dcm2niix -x, fslreorient2std) put it on.
+        normal = np.cross(unit[0], unit[1])
+        slice_normal: tuple[float, float, float] | None = (float(normal[0]), float(normal[1]), float(normal[2]))
+    else:
+        slice_normal = None
     state = distortion_state_from_image_type(image_type or [])
     source = f"ImageType in {json_path.name}" if state is not None else ""
     if state is None and data.get("NonlinearGradientCorrection") is False:
@@ -263,5 +270,6 @@ def _from_bids(data: dict[str, Any], json_path: Path, volume: Volume) -> Provena
         patient_position=position,
         isocentre_lps=isocentre,
         isocentre_source=isocentre_source,
+        slice_normal_lps=slice_normal,
         extra=extra,
     )
