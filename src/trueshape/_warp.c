@@ -68,13 +68,17 @@ static inline float clamp_index(float x, Py_ssize_t size) {
    there and the outer voxel centres (ITK's rule, so a single slice is sampled and its edges are kept). */
 static inline float sample(const float *source, Py_ssize_t s0, Py_ssize_t s1, Py_ssize_t s2, float x0, float x1,
                            float x2) {
-    if (!(x0 >= -0.5f && x0 < (float)s0 - 0.5f && x1 >= -0.5f && x1 < (float)s1 - 0.5f && x2 >= -0.5f &&
-          x2 < (float)s2 - 0.5f)) {
-        return 0.0f;
+    /* Most samples lie between the outer voxel centres; only the rest pay for the border rule. */
+    if (!(x0 >= 0.0f && x0 <= (float)(s0 - 1) && x1 >= 0.0f && x1 <= (float)(s1 - 1) && x2 >= 0.0f &&
+          x2 <= (float)(s2 - 1))) {
+        if (!(x0 >= -0.5f && x0 < (float)s0 - 0.5f && x1 >= -0.5f && x1 < (float)s1 - 0.5f && x2 >= -0.5f &&
+              x2 < (float)s2 - 0.5f)) {
+            return 0.0f;
+        }
+        x0 = clamp_index(x0, s0);
+        x1 = clamp_index(x1, s1);
+        x2 = clamp_index(x2, s2);
     }
-    x0 = clamp_index(x0, s0);
-    x1 = clamp_index(x1, s1);
-    x2 = clamp_index(x2, s2);
     /* The lower corner stays one below the last index, so x == size - 1 takes weight 1 on the last sample;
        an axis of size 1 has no upper neighbour (its step is 0). */
     Py_ssize_t i0 = (Py_ssize_t)x0, i1 = (Py_ssize_t)x1, i2 = (Py_ssize_t)x2;
