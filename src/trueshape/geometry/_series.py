@@ -270,16 +270,10 @@ def _group_key(frame: Frame) -> tuple[Any, ...]:
 
 
 def _split_orientations(frames: Sequence[Frame]) -> list[list[Frame]]:
-    groups: list[tuple[NDArray[np.float64], list[Frame]]] = []
-    for frame in frames:
-        orientation = np.asarray(frame.image_orientation, dtype=np.float64)
-        for reference, members in groups:
-            if float(np.max(np.abs(reference - orientation))) <= ORIENTATION_GROUP_TOLERANCE:
-                members.append(frame)
-                break
-        else:
-            groups.append((orientation, [frame]))
-    return [members for _, members in groups]
+    groups: dict[int, list[Frame]] = {}
+    for frame, number in zip(frames, _orientation_classes(frames), strict=True):
+        groups.setdefault(number, []).append(frame)
+    return list(groups.values())
 
 
 def _orientation_text(frame: Frame) -> str:
@@ -391,7 +385,8 @@ def _build_series(uid: str, frames: list[Frame], problems: list[FileProblem], po
     volume_groups = [g for g, localizer in candidates if not localizer]
     largest = max((len(g) for g in volume_groups), default=0)
     # Orientations are told apart with the tolerance that split them, so that every split is explained.
-    orientation_of = dict(zip(map(id, volume_groups), _orientation_classes(volume_groups), strict=True))
+    orientation_of = dict(zip(map(id, volume_groups), _orientation_classes([g[0] for g in volume_groups]),
+                              strict=True))
     orientations = set(orientation_of.values())
     lone: list[list[Frame]] = []
     if len(orientations) > 1 and largest > LONE_IMAGE_MAX:
@@ -471,12 +466,15 @@ def _as_triple(vector: NDArray[np.float64]) -> tuple[float, float, float]:
     return float(vector[0]), float(vector[1]), float(vector[2])
 
 
-def _orientation_classes(groups: Sequence[list[Frame]]) -> list[int]:
-    """Return an orientation number per group: equal when ImageOrientationPatient agrees within tolerance."""
+def _orientation_classes(frames: Sequence[Frame]) -> list[int]:
+    """Return an orientation number per frame: equal when ImageOrientationPatient agrees within tolerance.
+
+    Frames are numbered in order of first appearance, each against the first frame of its orientation.
+    """
     representatives: list[NDArray[np.float64]] = []
     classes = []
-    for group in groups:
-        orientation = np.asarray(group[0].image_orientation, dtype=np.float64)
+    for frame in frames:
+        orientation = np.asarray(frame.image_orientation, dtype=np.float64)
         for number, reference in enumerate(representatives):
             if float(np.max(np.abs(reference - orientation))) <= ORIENTATION_GROUP_TOLERANCE:
                 classes.append(number)
