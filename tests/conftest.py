@@ -27,6 +27,25 @@ def write_series(tmp_path: Path) -> Callable[..., Path]:
     return _write
 
 
+def write_coronal_session(root: Path, **changes: Any) -> tuple[Path, Path]:
+    """Write the tests' DIS2D coronal series (SYN-FEMUR, table moved to isocentre z = -120 mm, series 4 "cor")
+    and the SYN-AS coil under ``root``; ``changes`` replace Acquisition fields. Return (DICOM root, coil file).
+    """
+    from trueshape.dicom import DistortionState
+    from trueshape.gnl import SYN_AS, format_siemens_grad
+    from trueshape.synth import Acquisition, FemurPhantom, Plane, write_session
+
+    settings: dict[str, Any] = {
+        "plane": Plane.CORONAL, "fov_mm": (120.0, 120.0), "matrix": (32, 32), "slices": 10, "slice_thickness_mm": 5.0,
+        "centre_lps": (95.0, 0.0, -100.0), "isocentre_lps": (0.0, 0.0, -120.0),
+        "distortion_state": DistortionState.IN_PLANE_2D, "in_plane_samples": 1, "slice_samples": 1,
+        "series_number": 4, "description": "cor",
+    }
+    write_session(root / "s", FemurPhantom(), SYN_AS, (Acquisition(**(settings | changes)),))
+    (root / "SYN-AS.grad").write_text(format_siemens_grad(SYN_AS))
+    return root / "s" / "dicom", root / "SYN-AS.grad"
+
+
 def tree_digest(folder: Path) -> dict[str, str]:
     """sha256 of every file under ``folder`` (to prove inputs are never modified)."""
     return {

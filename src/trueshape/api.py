@@ -647,7 +647,7 @@ class CorrectionRequest:
         """
         where = where or str(source.get("file") or source.get("label") or targets[0].name)
         self._check_output_grid(volume, where)
-        self._check_free_space(volume, targets[0].parent)
+        self._check_room_for_outputs(volume, targets[0].parent)
         with _staged(targets, force=self.force) as staged:
             try:
                 result = self._write(volume, source, staged, template)
@@ -655,7 +655,7 @@ class CorrectionRequest:
                 raise GeometryError(f"{where}: {error}", findings=error.findings) from None
         return CorrectOutput(result.volume, targets, result.diagnostics.to_json())
 
-    def _check_free_space(self, volume: Volume, folder: Path) -> None:
+    def _check_room_for_outputs(self, volume: Volume, folder: Path) -> None:
         """Refuse before the work when the outputs cannot fit on the disk (uncompressed sizes: an upper bound)."""
         from trueshape.correct import exported_field_shape
 

@@ -7,6 +7,7 @@ import json
 import nibabel as nib
 import numpy as np
 import pydicom
+from tests.conftest import write_coronal_session
 from typer.testing import CliRunner
 
 from trueshape.cli import app
@@ -74,13 +75,8 @@ def test_demo_quick_tells_the_story(tmp_path):
 
 def _coronal_session(root):
     """A 6-slice DIS2D coronal series (table moved) and the SYN-AS coil; return (series folder, coil file)."""
-    acquisition = Acquisition(plane=Plane.CORONAL, fov_mm=(120.0, 120.0), matrix=(16, 16), slices=6,
-                              slice_thickness_mm=5.0, centre_lps=(95.0, 0.0, -100.0), isocentre_lps=(0.0, 0.0, -120.0),
-                              distortion_state=DistortionState.IN_PLANE_2D, in_plane_samples=1, slice_samples=1,
-                              series_number=4, description="cor")
-    write_session(root / "s", FemurPhantom(), SYN_AS, (acquisition,))
-    (root / "SYN-AS.grad").write_text(format_siemens_grad(SYN_AS))
-    return root / "s" / "dicom" / "04_cor", root / "SYN-AS.grad"
+    dicom, coil = write_coronal_session(root, matrix=(16, 16), slices=6)
+    return dicom / "04_cor", coil
 
 
 def _edit_first_file(folder, change):

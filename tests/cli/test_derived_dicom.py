@@ -11,7 +11,7 @@ import nibabel as nib
 import numpy as np
 import pydicom
 import pytest
-from tests.conftest import tree_digest
+from tests.conftest import tree_digest, write_coronal_session
 from typer.testing import CliRunner
 
 import trueshape
@@ -30,12 +30,7 @@ runner = CliRunner()
 def corrected(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A DIS2D coronal series corrected twice: as NIfTI (the reference) and as a derived DICOM series."""
     root = tmp_path_factory.mktemp("derived")
-    acquisition = Acquisition(plane=Plane.CORONAL, fov_mm=(120.0, 120.0), matrix=(32, 32), slices=10,
-                              slice_thickness_mm=5.0, centre_lps=(95.0, 0.0, -100.0), isocentre_lps=(0.0, 0.0, -120.0),
-                              distortion_state=DistortionState.IN_PLANE_2D, in_plane_samples=1, slice_samples=1,
-                              series_number=4, description="cor")
-    write_session(root / "s", FemurPhantom(), SYN_AS, (acquisition,))
-    (root / "SYN-AS.grad").write_text(format_siemens_grad(SYN_AS))
+    write_coronal_session(root)
     digest = tree_digest(root / "s" / "dicom")
     for fmt in ("nii", "dicom"):
         result = runner.invoke(app, ["correct", str(root / "s" / "dicom"), "--coef", str(root / "SYN-AS.grad"),
