@@ -294,3 +294,69 @@ def test_r0_option_is_checked_and_only_for_coef_files(tmp_path: Path) -> None:
     grad.write_text(format_siemens_grad(SYN_AS))
     with pytest.raises(CoefficientFileError, match=r"c\.grad: states its own reference radius"):
         read_coefficients(grad, r0_mm=250.0)
+
+
+@pytest.mark.parametrize("row", ["B( 3, 1) -0.055 y", " 201B( 3, 1) -0.055 y", " 201 b( 3, 1) -0.055 y"])
+def test_grad_rows_outside_the_vendor_layout_are_refused_not_skipped(tmp_path: Path, row: str) -> None:
+    # Skipping the row (as gradunwarp's parser does) would flip the sign of the y field at y = 150 mm.
+    path = tmp_path / "odd.grad"
+    path.write_text(VENDOR_STYLE_GRAD.replace(" 201 B( 3, 1)   -0.055   y", row))
+    with pytest.raises(CoefficientFileError, match=r"odd\.grad, line 10: malformed coefficient row"):
+        read_siemens_grad(path)
+
+
+def test_grad_line_numbers_count_only_line_breaks(tmp_path: Path) -> None:
+    # 0x85 (Windows-1252 ellipsis) and a form feed are characters, not line ends, for an editor.
+    text = VENDOR_STYLE_GRAD.replace("synthetic test coil", "coil \x85 (\x0c)")
+    text = text.replace("   -0.055   y", "   -0.0x5   y")
+    path = tmp_path / "latin.grad"
+    path.write_bytes(text.encode("latin-1"))
+    with pytest.raises(CoefficientFileError, match=r"line 10: malformed coefficient row"):
+        read_siemens_grad(path)
+
+
+def test_grad_r0_statements_must_agree_and_prose_may_mention_r0(tmp_path: Path) -> None:
+    path = tmp_path / "two.grad"
+    path.write_text(VENDOR_STYLE_GRAD + "# note: R0 = 0.275 m for the long version\n")
+    with pytest.raises(CoefficientFileError, match=r"two\.grad, line 11: states R0 = 275 mm, but line 4 states 250"):
+        read_siemens_grad(path)
+    path.write_text(VENDOR_STYLE_GRAD.replace("#*] END:", "# Note : R0 = reference radius of the expansion"))
+    assert read_siemens_grad(path).r0_mm == 250.0
+
+
+def test_grad_encodings(tmp_path: Path) -> None:
+    path = tmp_path / "wide.grad"
+    path.write_bytes(VENDOR_STYLE_GRAD.encode("utf-16"))  # with a byte-order mark
+    assert read_siemens_grad(path).r0_mm == 250.0
+    path.write_bytes(VENDOR_STYLE_GRAD.encode("utf-16-le"))
+    with pytest.raises(CoefficientFileError, match=r"wide\.grad: holds NUL bytes"):
+        read_siemens_grad(path)
+
+
+def test_coef_inline_r0_comment_keeps_the_term_and_conflicts_are_refused(tmp_path: Path) -> None:
+    path = tmp_path / "inline.coef"
+    lines = coef_text(SYN_AS, r0_comment=False).splitlines()
+    lines[2] += "  # R0 = 0.25 m (AS coil)"
+    path.write_text("\n".join(lines) + "\n")
+    assert_same_coil(read_siemens_coef(path), SYN_AS)
+    assert read_coefficients(path, r0_mm=250.0).r0_mm == 250.0
+    with pytest.raises(CoefficientFileError, match=r"inline\.coef, line 3: states R0 = 250 mm; --r0-mm 300 disagrees"):
+        read_coefficients(path, r0_mm=300.0)
+
+
+def test_model_json_duplicate_keys_huge_numbers_and_null_coil(tmp_path: Path) -> None:
+    path = write_scanner_model(SYN_AS, tmp_path / "scanner.json")
+    text = path.read_text()
+    extra = '\n    "x": [{"type": "A", "n": 7, "m": 1, "value": 0.001}],'
+    twice = text.replace('"coefficients": {', '"coefficients": {' + extra)
+    path.write_text(twice)
+    with pytest.raises(CoefficientFileError, match=r"scanner\.json, line \d+: the key 'x' appears twice"):
+        read_scanner_model(path)
+    path.write_text(text.replace('"r0_mm": 250.0', '"r0_mm": ' + "9" * 400))
+    with pytest.raises(CoefficientFileError, match=r"scanner\.json, line 1: the model field 'r0_mm' is too large"):
+        read_scanner_model(path)
+    path.write_text(re.sub(r'"coil_id": "[^"]*"', '"coil_id": null', text))
+    assert read_scanner_model(path).coil_id == ""
+    path.write_text(re.sub(r'"coil_id": "[^"]*"', '"coil_id": 7', text))
+    with pytest.raises(CoefficientFileError, match="'coil_id' must be text or null"):
+        read_scanner_model(path)

@@ -68,7 +68,9 @@ _GRAD_ROW = re.compile(
     rf"^\s*(?P<no>\d+)\s+(?P<kind>[AB])\s*\(\s*(?P<n>\d+)\s*,\s*(?P<m>\d+)\s*\)\s+(?P<value>{_NUMBER})\s+"
     r"(?P<axis>[xyzXYZ])\s*$"
 )
-_GRAD_ROW_START = re.compile(r"^\s*\d+\s+[AB]\s*\(")
+# Anything that reads as a term (a letter A or B, "(n, m)", a number) is a row: one that is not in the
+# vendor layout above is refused by line rather than skipped, as gradunwarp's parser would skip it.
+_GRAD_ROW_LIKE = re.compile(rf"^\s*\d+\s*[ABab]\s*\(|[ABab]\s*\(\s*[-+]?\d+\s*,\s*[-+]?\d+\s*\)\s*{_NUMBER}")
 _R0_AFTER = re.compile(rf"\bR0\s*=\s*(?P<value>{_NUMBER})\s*(?P<unit>mm|m)\b", re.IGNORECASE)
 _R0_BEFORE = re.compile(rf"(?P<value>{_NUMBER})\s*(?P<unit>mm|m)\s*=\s*R0\b", re.IGNORECASE)
 _R0_ASSIGNMENT = re.compile(r"\bR0\s*=|=\s*R0\b", re.IGNORECASE)
@@ -82,21 +84,33 @@ def _fail(path: Path, line: int | None, problem: str) -> CoefficientFileError:
 
 
 def _read_lines(path: Path) -> list[str]:
+    """Return the file's lines as an editor numbers them (only CR/LF end a line, not Latin-1 byte 0x85)."""
     try:
-        return path.read_text(encoding="latin-1").splitlines()
+        data = path.read_bytes()
     except OSError as error:
         raise CoefficientFileError(f"{path}: cannot read the coefficient file ({error.strerror})") from error
+    if data.startswith((b"\xff\xfe", b"\xfe\xff")):
+        text = data.decode("utf-16")
+    elif b"\x00" in data:
+        raise CoefficientFileError(f"{path}: holds NUL bytes: not a text coefficient file (binary, or UTF-16 "
+                                   "without a byte-order mark; save it as plain text)")
+    else:
+        text = data.removeprefix(b"\xef\xbb\xbf").decode("latin-1")
+    return text.replace("\r\n", "\n").replace("\r", "\n").split("\n")
 
 
 def _parse_float(text: str) -> float:
     return float(text.replace("d", "e").replace("D", "e"))
 
 
-def _r0_mm_from_line(path: Path, number: int, line: str) -> float | None:
-    """Return R0 in mm if the line states it; raise if it tries to and fails."""
+def _r0_mm_from_line(path: Path, number: int, line: str, *, comment: bool = False) -> float | None:
+    """Return R0 in mm if the line states it; raise if it tries to and fails.
+
+    Prose in a comment may mention R0 without a value.
+    """
     match = _R0_AFTER.search(line) or _R0_BEFORE.search(line)
     if match is None:
-        if _R0_ASSIGNMENT.search(line):
+        if _R0_ASSIGNMENT.search(line) and not comment:
             raise _fail(path, number, f"cannot read R0 from {line.strip()!r} (expected e.g. 'R0 = 0.25 m')")
         return None
     value = _parse_float(match.group("value"))
@@ -104,6 +118,18 @@ def _r0_mm_from_line(path: Path, number: int, line: str) -> float | None:
     if not (math.isfinite(r0_mm) and r0_mm > 0.0):
         raise _fail(path, number, f"R0 must be a positive length, got {line.strip()!r}")
     return r0_mm
+
+
+def _one_r0(path: Path, stated: list[tuple[int, float]]) -> float | None:
+    """Return the reference radius the file states; refuse a file whose statements disagree."""
+    if not stated:
+        return None
+    first_line, first = stated[0]
+    for line, value in stated[1:]:
+        if not math.isclose(value, first, rel_tol=1e-9):
+            raise _fail(path, line, f"states R0 = {value:g} mm, but line {first_line} states {first:g} mm: which "
+                                    "coil is this file for?")
+    return first
 
 
 def _store(
@@ -158,22 +184,25 @@ def read_siemens_grad(path: str | os.PathLike[str]) -> GradientCoefficients:
     lines = _read_lines(source)
     terms: dict[_TermKey, float] = {}
     lines_of: dict[_TermKey, int] = {}
-    r0_mm: float | None = None
+    stated: list[tuple[int, float]] = []
     for number, line in enumerate(lines, start=1):
         row = _GRAD_ROW.match(line)
         if row is None:
-            if _GRAD_ROW_START.match(line):
+            comment = line.lstrip().startswith("#")
+            if not comment and _GRAD_ROW_LIKE.search(line):
                 raise _fail(
                     source,
                     number,
-                    f"malformed coefficient row {line.strip()!r} (expected e.g. '101 A( 3, 1) -0.055 x')",
+                    f"malformed coefficient row {line.strip()!r} (expected e.g. '101 A( 3, 1) -0.055 x': row number, "
+                    "A or B, (n, m), value, axis)",
                 )
-            stated = _r0_mm_from_line(source, number, line)
-            if stated is not None:
-                r0_mm = stated
+            r0 = _r0_mm_from_line(source, number, line, comment=comment)
+            if r0 is not None:
+                stated.append((number, r0))
             continue
         key = (row.group("axis").lower(), row.group("kind"), int(row.group("n")), int(row.group("m")))
         _store(terms, lines_of, source, number, key, _parse_float(row.group("value")))
+    r0_mm = _one_r0(source, stated)
     if r0_mm is None:
         raise _fail(
             source, None, f"no line states R0 (expected e.g. '0.25 m = R0' or 'R0 = 0.25 m'; {len(lines)} lines read)"
@@ -207,14 +236,15 @@ def read_siemens_coef(path: str | os.PathLike[str], *, r0_mm: float | None = Non
     lines = _read_lines(source)
     terms: dict[_TermKey, float] = {}
     lines_of: dict[_TermKey, int] = {}
-    stated_r0: float | None = None
+    stated: list[tuple[int, float]] = []
     for number, line in enumerate(lines, start=1):
-        stated = _r0_mm_from_line(source, number, line)
-        if stated is not None:
-            stated_r0 = stated
-            continue
-        body = line.split("#", 1)[0].strip().rstrip(";").strip()
-        if not body:
+        body, _, comment = line.partition("#")
+        for text, in_comment in ((body, False), (comment, True)):
+            r0 = _r0_mm_from_line(source, number, text, comment=in_comment)
+            if r0 is not None:
+                stated.append((number, r0))
+        body = body.strip().rstrip(";").strip()
+        if not body or _R0_AFTER.search(body) or _R0_BEFORE.search(body):
             continue
         fields = body.split()
         if len(fields) != 4 or fields[0] not in GRADUNWARP_COEF_NAMES:
@@ -225,6 +255,10 @@ def read_siemens_coef(path: str | os.PathLike[str], *, r0_mm: float | None = Non
             raise _fail(source, number, f"malformed numbers in {line.strip()!r}") from None
         kind, axis = GRADUNWARP_COEF_NAMES[fields[0]]
         _store(terms, lines_of, source, number, (axis, kind.value, n, m), value)
+    stated_r0 = _one_r0(source, stated)
+    if r0_mm is not None and stated_r0 is not None and not math.isclose(r0_mm, stated_r0, rel_tol=1e-9):
+        raise _fail(source, stated[0][0], f"states R0 = {stated_r0:g} mm; --r0-mm {r0_mm:g} disagrees (leave "
+                                          "--r0-mm out to use the file's)")
     radius = r0_mm if r0_mm is not None else stated_r0
     if radius is None:
         raise _fail(
@@ -302,17 +336,32 @@ class _Located(dict[str, Any]):
     line: int = 0
 
 
+class _DuplicateKey(ValueError):
+    def __init__(self, key: str, line: int) -> None:
+        super().__init__(key)
+        self.key, self.line = key, line
+
+
 def _located_loads(text: str) -> Any:
-    """``json.loads`` whose objects are :class:`_Located` (pure-Python scanner, fine for small files)."""
+    """``json.loads`` whose objects are :class:`_Located` (pure-Python scanner, fine for small files).
+
+    A key given twice in one object raises :class:`_DuplicateKey`: plain JSON keeps the last silently, and
+    a model whose x gradient is listed twice would lose the first list.
+    """
     line_starts = [0] + [index + 1 for index, char in enumerate(text) if char == "\n"]
-    decoder = json.JSONDecoder()
-    base: Callable[..., tuple[dict[str, Any], int]] = json_decoder.JSONObject  # type: ignore[attr-defined]
+    decoder = json.JSONDecoder(object_pairs_hook=list)
+    base: Callable[..., tuple[list[tuple[str, Any]], int]] = json_decoder.JSONObject  # type: ignore[attr-defined]
 
     def parse_object(s_and_end: tuple[str, int], *args: Any, **kwargs: Any) -> tuple[_Located, int]:
         _, end = s_and_end
-        values, new_end = base(s_and_end, *args, **kwargs)
-        located = _Located(values)
-        located.line = bisect.bisect_right(line_starts, end - 1)
+        pairs, new_end = base(s_and_end, *args, **kwargs)
+        line = bisect.bisect_right(line_starts, end - 1)
+        located = _Located()
+        for key, value in pairs:
+            if key in located:
+                raise _DuplicateKey(key, line)
+            located[key] = value
+        located.line = line
         return located, new_end
 
     decoder.parse_object = parse_object  # type: ignore[attr-defined]
@@ -342,6 +391,9 @@ def read_scanner_model(path: str | os.PathLike[str]) -> GradientCoefficients:
         raise _fail(source, error.lineno, f"invalid JSON: {error.msg} (column {error.colno})") from None
     except RecursionError:
         raise _fail(source, None, "JSON nested too deeply to be a scanner model") from None
+    except _DuplicateKey as duplicate:
+        raise _fail(source, duplicate.line, f"the key {duplicate.key!r} appears twice in one object (JSON readers "
+                                            "would keep only the last)") from None
     if not isinstance(document, _Located):
         raise _fail(source, 1, "the scanner model must be a JSON object")
 
@@ -352,6 +404,14 @@ def read_scanner_model(path: str | os.PathLike[str]) -> GradientCoefficients:
         if isinstance(value, bool) or not isinstance(value, kinds):
             raise _fail(source, obj.line, f"{what} field {key!r} has the wrong type ({type(value).__name__})")
         return value
+
+    def number(obj: _Located, key: str, what: str) -> float:
+        value = need(obj, key, (int, float), what)
+        try:
+            return float(value)
+        except OverflowError:
+            raise _fail(source, obj.line, f"{what} field {key!r} is too large for a number ({len(str(value))} "
+                                          "digits)") from None
 
     if document.get("format") != MODEL_FORMAT:
         raise _fail(source, document.line, f"'format' must be {MODEL_FORMAT!r}, got {document.get('format')!r}")
@@ -364,7 +424,11 @@ def read_scanner_model(path: str | os.PathLike[str]) -> GradientCoefficients:
         if document.get(optional) is not None and not isinstance(document[optional], _Located):
             raise _fail(source, document.line, f"the field {optional!r} must be an object "
                                                f"(got {type(document[optional]).__name__})")
-    r0_mm = float(need(document, "r0_mm", (int, float), "the model"))
+    r0_mm = number(document, "r0_mm", "the model")
+    for text_field in ("coil_id", "source"):
+        if document.get(text_field) is not None and not isinstance(document[text_field], str):
+            raise _fail(source, document.line, f"the field {text_field!r} must be text or null "
+                                               f"(got {type(document[text_field]).__name__})")
     frame_name = need(document, "frame", str, "the model")
     try:
         frame = CoefficientFrame(frame_name)
@@ -390,7 +454,7 @@ def read_scanner_model(path: str | os.PathLike[str]) -> GradientCoefficients:
                 raise _fail(source, entry.line, f"term type must be 'A' or 'B', got {kind!r}")
             n = need(entry, "n", int, "the term")
             m = need(entry, "m", int, "the term")
-            value = float(need(entry, "value", (int, float), "the term"))
+            value = number(entry, "value", "the term")
             _store(terms, lines_of, source, entry.line, (axis, kind, n, m), value)
     missing = [axis for axis in AXIS_NAMES if axis not in tables]
     if missing:  # an axis without terms is written as an empty list; a missing one is a damaged file
@@ -401,8 +465,8 @@ def read_scanner_model(path: str | os.PathLike[str]) -> GradientCoefficients:
             r0_mm,
             terms,
             frame=frame,
-            coil_id=str(document.get("coil_id", "")),
-            source=str(document.get("source", "")) or f"{source} (trueshape model)",
+            coil_id=document.get("coil_id") or "",
+            source=document.get("source") or f"{source} (trueshape model)",
             provenance=dict(document.get("provenance") or {}),
             fit_quality=dict(document.get("fit_quality") or {}),
         )
