@@ -38,7 +38,7 @@ def test_correct_writes_volume_field_transform_and_sidecar(tmp_path):
     assert sidecar["coil"] == "SYN-AS"
     assert any("ImaRelTablePosition (0019,1014)" in a for a in sidecar["correction"]["assumptions"])
     field = nib.load(tmp_path / "out" / "7_cor_residual_field.nii.gz").get_fdata()
-    # DIS2D coronal: only the through-plane (AP) component remains: RAS components x, z are zero
+    # DIS2D coronal: only the through-plane (AP) component remains: LPS components x, z are zero
     assert np.abs(field[..., 0, 1]).max() > 0.5
     assert np.abs(field[..., 0, [0, 2]]).max() < 1e-6
     again = runner.invoke(app, ["correct", f"{tmp_path / 's' / 'dicom'}#7", "--coef", str(coil),

@@ -17,7 +17,7 @@ import numpy as np
 from trueshape.errors import OutputError
 from trueshape.geometry import DisplacementField, VolumeGeometry
 from trueshape.io._atomic import atomic_path
-from trueshape.io._frames import LPS_TO_RAS, lps_to_ras_affine
+from trueshape.io._frames import lps_to_ras_affine
 from trueshape.io._volumes import save_nifti_image
 
 if TYPE_CHECKING:
@@ -73,15 +73,15 @@ def read_itk_displacement_field(path: str | os.PathLike[str]) -> DisplacementFie
 
 
 def write_field_nifti(field: DisplacementField, path: str | os.PathLike[str], *, force: bool = False) -> Path:
-    """Write the field as a NIfTI vector image (intent 1007, vector, as ITK and ANTs write fields; RAS, mm).
+    """Write the field as ITK and ANTs write displacement fields: 5-D, intent 1007, LPS components (mm).
 
-    Components are converted to RAS with the grid (x and y negated) so that NIfTI viewers show arrows in
-    their own frame.
+    The array is (I, J, K, 1, 3). The grid is stored in RAS as NIfTI requires, but the vectors stay LPS:
+    for intent 1007 ITK, ANTs and 3D Slicer read the components as LPS (only intent 1006 would be converted
+    from RAS), so this file works as an ANTs warp and agrees with the ``.h5`` transform. nibabel users read
+    LPS components.
     """
     target = Path(path)
-    # LPS -> RAS negates x and y: a scaling, not a matrix product (which would wake BLAS threads).
-    flips = np.diag(LPS_TO_RAS)[:3].astype(np.float32)
-    vectors = field.vectors[:, :, :, None, :].astype(np.float32) * flips
+    vectors = field.vectors[:, :, :, None, :].astype(np.float32)
     image = nib.Nifti1Image(vectors, lps_to_ras_affine(field.geometry.lps_from_ijk))
     image.header.set_intent("vector", name="displacement_mm")
     image.header.set_xyzt_units("mm")
