@@ -7,6 +7,7 @@ from pathlib import Path
 
 import nibabel as nib
 import numpy as np
+import pydicom
 import pytest
 from tests.conftest import tree_digest
 from typer.testing import CliRunner
@@ -572,3 +573,29 @@ def test_a_reoriented_dis2d_volume_is_corrected_along_its_acquired_slices(sessio
     assert np.abs(corrected - reference).max() <= 1e-3 * np.abs(reference).max()
     field = nib.load(session / "reoriented" / "cor_residual_field.nii").get_fdata()
     assert np.abs(field[..., 0, 1]).max() > 0.3 and np.abs(field[..., 0, [0, 2]]).max() < 1e-9  # along A-P only
+
+
+def test_a_given_patient_position_moves_the_isocentre_with_the_table_offset(session: Path) -> None:
+    # Headers without PatientPosition: the isocentre computed for an assumed HFS is 240 mm off for this
+    # feet-first series. --patient-position FFS must rotate the table offset again.
+    bare = session / "no_position"
+    bare.mkdir()
+    for path in sorted((session / "s" / "dicom").rglob("*.dcm")):
+        ds = pydicom.dcmread(path)
+        del ds.PatientPosition
+        ds.save_as(bare / path.name)
+    code, output = _correct(session, bare, "no_position_out", "--patient-position", "FFS")
+    assert code == 0, output
+    assert "patient position FFS given by the caller" in output and "rotated for FFS" in output
+    expected = _image(session / "from_dicom" / "4_cor_corrected.nii")
+    got = _image(next((session / "no_position_out").glob("*_corrected.nii")))
+    np.testing.assert_allclose(got, expected, atol=1e-4 * np.abs(expected).max())
+    # The same through a trueshape sidecar that records no patient position.
+    sidecar = json.loads((session / "nifti" / "4_cor.json").read_text())
+    assert sidecar["table_position_mm"] is not None
+    target = _bare_copy(session, "no_position_nifti", {**sidecar, "patient_position": None,
+                                                       "isocentre_lps": [0.0, 0.0, 120.0]})
+    code, output = _correct(session, target, "no_position_nifti_out", "--patient-position", "FFS")
+    assert code == 0, output
+    np.testing.assert_allclose(_image(session / "no_position_nifti_out" / "cor_corrected.nii"), expected,
+                               atol=1e-4 * np.abs(expected).max())

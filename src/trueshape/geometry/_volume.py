@@ -125,6 +125,10 @@ class Provenance:
     distortion_source: str = ""
     isocentre_lps: tuple[float, float, float] = (0.0, 0.0, 0.0)
     isocentre_source: str = ""
+    #: The table offset (magnet axes, mm) the isocentre was computed from, and its tag: a caller who corrects
+    #: the patient position gets the isocentre rotated for that position, not for the recorded one.
+    table_offset_mm: tuple[float, float, float] | None = None
+    table_source: str = ""
     patient_position: str | None = None
     gradient_coil: str | None = None
     slice_thickness_mm: float | None = None

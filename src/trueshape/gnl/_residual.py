@@ -14,7 +14,7 @@ from typing import Self
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
-from trueshape.dicom.vendor import DistortionState, PatientPosition
+from trueshape.dicom.vendor import LPS_FROM_MAGNET, DistortionState, PatientPosition
 from trueshape.errors import GeometryError
 from trueshape.geometry import Provenance, Volume, VolumeGeometry
 from trueshape.gnl._coefficients import GradientCoefficients
@@ -127,7 +127,9 @@ class ResidualField:
         """Build from a volume's provenance; explicit keywords override what the provenance says.
 
         A missing patient position is taken as HFS, and an isocentre without a recorded source as the
-        provenance's value (the origin by default); both are said so in :attr:`assumptions`.
+        provenance's value (the origin by default); both are said so in :attr:`assumptions`. A patient
+        position given here, with a recorded table offset, moves the isocentre with it: the table offset is
+        in magnet axes, and the position rotates it into the patient frame.
         """
         assumptions: list[str] = []
         state = DistortionState(distortion_state if distortion_state is not None else provenance.distortion_state)
@@ -141,9 +143,16 @@ class ResidualField:
             assumptions.append("patient position unknown: HFS assumed")
         else:
             position = PatientPosition(str(position_text).strip().upper())
+        if patient_position is not None:
+            assumptions.append(f"patient position {position.value} given by the caller")
         if isocentre_lps is not None:
             iso = np.asarray(isocentre_lps, dtype=np.float64)
             assumptions.append("isocentre given by the caller")
+        elif patient_position is not None and provenance.table_offset_mm is not None:
+            offset = np.asarray(provenance.table_offset_mm, dtype=np.float64)
+            iso = LPS_FROM_MAGNET[position] @ offset
+            assumptions.append(f"isocentre: table offset {[round(float(v), 3) for v in offset]} mm from "
+                               f"{provenance.table_source or 'the headers'}, rotated for {position.value}")
         else:
             iso = np.asarray(provenance.isocentre_lps, dtype=np.float64)
             if provenance.isocentre_source:

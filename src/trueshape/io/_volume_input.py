@@ -193,6 +193,8 @@ def _from_trueshape(data: dict[str, Any], json_path: Path, volume: Volume) -> Pr
         x, y, z = _numbers(data["isocentre_lps"], 3, "isocentre_lps", json_path)
         recorded = _text(data.get("isocentre_source")) or "recorded without its source"
         isocentre, isocentre_source = (x, y, z), f"{recorded} (trueshape sidecar {json_path.name})"
+    table = data.get("table_position_mm")
+    offset = None if table is None else tuple(_numbers(table, 3, "table_position_mm", json_path))
     source = _text(data.get("distortion_source"))
     number = data.get("series_number")
     return replace(
@@ -205,6 +207,9 @@ def _from_trueshape(data: dict[str, Any], json_path: Path, volume: Volume) -> Pr
         distortion_source=f"{source} (trueshape sidecar {json_path.name})" if source else json_path.name,
         isocentre_lps=isocentre,
         isocentre_source=isocentre_source,
+        table_offset_mm=offset,  # type: ignore[arg-type]
+        table_source="" if offset is None else
+        f"{_text(data.get('table_source')) or 'a table tag'} (trueshape sidecar {json_path.name})",
         patient_position=position,
         gradient_coil=_text(data.get("gradient_coil")),
         # The sidecar's affine matched the volume's, so its k axis is the acquisition's slice axis.
@@ -250,12 +255,16 @@ def _from_bids(data: dict[str, Any], json_path: Path, volume: Volume) -> Provena
         raise VolumeInputError(f"{json_path}: unknown PatientPosition {position_text!r}") from None
     extra: dict[str, Any] = {**volume.provenance.extra, "sidecar": str(json_path)}
     isocentre, isocentre_source = volume.provenance.isocentre_lps, volume.provenance.isocentre_source
+    table_offset, table_source = volume.provenance.table_offset_mm, volume.provenance.table_source
     if "TablePosition" in data:
         table = _numbers(data["TablePosition"], 3, "TablePosition", json_path)
         if position == PatientPosition.HFS.value or not any(table):
-            offset = LPS_FROM_MAGNET[PatientPosition.HFS] @ -np.asarray(table)
+            magnet = -np.asarray(table)
+            offset = LPS_FROM_MAGNET[PatientPosition.HFS] @ magnet
             isocentre = (float(offset[0]), float(offset[1]), float(offset[2]))
             isocentre_source = f"TablePosition {table} in {json_path.name} (dcm2niix: minus the table offset)"
+            table_offset = (float(magnet[0]), float(magnet[1]), float(magnet[2]))
+            table_source = f"TablePosition in {json_path.name} (dcm2niix: minus the table offset)"
         else:
             extra[UNVERIFIED_TABLE_POSITION] = table
     number = data.get("SeriesNumber")
@@ -270,6 +279,8 @@ def _from_bids(data: dict[str, Any], json_path: Path, volume: Volume) -> Provena
         patient_position=position,
         isocentre_lps=isocentre,
         isocentre_source=isocentre_source,
+        table_offset_mm=table_offset,
+        table_source=table_source,
         slice_normal_lps=slice_normal,
         extra=extra,
     )
