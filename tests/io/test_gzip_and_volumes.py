@@ -59,7 +59,7 @@ def test_nifti_round_trip(tmp_path, suffix, time_points):
     image = nib.load(path)
     np.testing.assert_allclose(image.affine, lps_to_ras_affine(volume.geometry.lps_from_ijk), atol=1e-6)
     assert image.header.get_qform(coded=True)[1] == 1 and image.header.get_sform(coded=True)[1] == 1
-    assert image.header.get_xyzt_units() == ("mm", "sec")
+    assert image.header.get_xyzt_units() == ("mm", "unknown" if time_points else "sec")
     np.testing.assert_array_equal(image.get_fdata(), volume.values(np.float64))
     back = read_volume(path)
     np.testing.assert_allclose(back.geometry.lps_from_ijk, volume.geometry.lps_from_ijk, atol=1e-6)
@@ -87,3 +87,40 @@ def test_volume_geometry_comes_from_the_header_alone(tmp_path):
     assert read_volume_geometry(truncated).shape == (6, 5, 4)
     with pytest.raises(VolumeInputError, match=r"cut\.nii: truncated: its header \(6 x 5 x 4 voxels\) needs 240 bytes"):
         read_volume(truncated)
+
+
+def test_nifti_scanner_qform_wins_over_an_aligned_sform_and_codes_survive(tmp_path):
+    # ITK and Slicer place such a file by its scanner qform; the field must be evaluated there too.
+    scanner = np.diag([-2.0, -2.0, 3.0, 1.0])
+    scanner[:3, 3] = (60.0, 40.0, 120.0)
+    aligned = scanner.copy()
+    aligned[2, 3] = 180.0
+    image = nib.Nifti1Image(np.arange(4 * 5 * 6, dtype=np.int16).reshape(4, 5, 6), None)
+    image.header.set_qform(scanner, code=1)
+    image.header.set_sform(aligned, code=2)
+    path = tmp_path / "mixed.nii"
+    nib.save(image, path)
+    volume = read_volume(path)
+    np.testing.assert_allclose(lps_to_ras_affine(volume.geometry.lps_from_ijk), scanner, atol=1e-6)
+    written = nib.load(write_nifti(volume, tmp_path / "back.nii"))
+    assert (int(written.header["qform_code"]), int(written.header["sform_code"])) == (1, 1)
+    np.testing.assert_allclose(written.affine, scanner, atol=1e-6)
+    # An aligned-only file stays aligned: trueshape never relabels it as scanner coordinates.
+    image.header.set_qform(aligned, code=0)
+    nib.save(image, path)
+    written = nib.load(write_nifti(read_volume(path), tmp_path / "aligned.nii"))
+    assert (int(written.header["qform_code"]), int(written.header["sform_code"])) == (2, 2)
+    np.testing.assert_allclose(written.affine, aligned, atol=1e-6)
+
+
+def test_nifti_4d_keeps_its_time_step(tmp_path):
+    image = nib.Nifti1Image(np.zeros((3, 4, 5, 6), np.float32), np.diag([2.0, 2.0, 2.0, 1.0]))
+    image.header.set_zooms((2.0, 2.0, 2.0, 2.5))
+    image.header.set_xyzt_units("mm", "sec")
+    nib.save(image, tmp_path / "bold.nii")
+    back = nib.load(write_nifti(read_volume(tmp_path / "bold.nii"), tmp_path / "back.nii"))
+    assert back.header.get_zooms()[3] == pytest.approx(2.5) and back.header.get_xyzt_units() == ("mm", "sec")
+    # A 4-D volume from elsewhere (echoes or time, not known): step 1 and no time unit, not "1 s".
+    geometry = VolumeGeometry.from_components(shape=(3, 4, 5), origin=(0, 0, 0), spacing=(2, 2, 2))
+    fresh = nib.load(write_nifti(Volume(np.zeros((3, 4, 5, 2), np.float32), geometry), tmp_path / "fresh.nii"))
+    assert fresh.header.get_xyzt_units() == ("mm", "unknown") and fresh.header.get_zooms()[3] == 1.0

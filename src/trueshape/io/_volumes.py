@@ -26,8 +26,11 @@ _T = TypeVar("_T")
 
 #: NIfTI qform/sform code 1: scanner-based anatomical coordinates (DICOM patient frame, in RAS).
 NIFTI_XFORM_SCANNER_ANAT = 1
-#: Key in :attr:`Provenance.extra` of a NIfTI volume: the xform code of the affine nibabel used.
+#: Key in :attr:`Provenance.extra` of a NIfTI volume: the xform code of the affine read (1 scanner, 2 aligned, ...).
 NIFTI_XFORM_CODE = "nifti_xform_code"
+#: Key in :attr:`Provenance.extra` of a 4-D NIfTI volume: its 4th voxel size and time unit (e.g. the repetition
+#: time), written back so that FSL and AFNI keep it.
+NIFTI_TIME_STEP = "nifti_time_step"
 
 
 def write_nifti(
@@ -36,19 +39,24 @@ def write_nifti(
     """Write ``volume`` as NIfTI-1 (``.nii`` or ``.nii.gz``) with stored values and their scaling.
 
     The affine is the volume's voxel-to-LPS matrix converted to RAS; qform and sform hold the same
-    matrix (code 1, scanner anatomical), units are mm and seconds.
+    matrix with the code it was read with (1, scanner anatomical, for everything trueshape makes from
+    DICOM). Units are mm; a 4-D volume read from NIfTI keeps its 4th voxel size and time unit, any other
+    4-D volume gets step 1 and no time unit (its 4th axis may be echoes as well as time).
     """
     target = Path(path)
     affine = lps_to_ras_affine(volume.geometry.lps_from_ijk)
     image = nib.Nifti1Image(volume.array, affine)
     header = image.header
-    header.set_qform(affine, code=NIFTI_XFORM_SCANNER_ANAT)
-    header.set_sform(affine, code=NIFTI_XFORM_SCANNER_ANAT)
-    header.set_xyzt_units("mm", "sec")
+    code = int(volume.provenance.extra.get(NIFTI_XFORM_CODE, NIFTI_XFORM_SCANNER_ANAT))
+    header.set_qform(affine, code=code)
+    header.set_sform(affine, code=code)
     header.set_data_dtype(volume.array.dtype)
     if volume.is_scaled:
         header.set_slope_inter(volume.rescale_slope, volume.rescale_intercept)
-    zooms = list(volume.geometry.spacing) + ([1.0] if volume.array.ndim == 4 else [])  # 4th axis: index units
+    default_step = (1.0, "sec" if volume.array.ndim == 3 else "unknown")
+    step, time_unit = volume.provenance.extra.get(NIFTI_TIME_STEP, default_step)
+    header.set_xyzt_units("mm", time_unit)
+    zooms = list(volume.geometry.spacing) + ([float(step)] if volume.array.ndim == 4 else [])
     header.set_zooms(zooms)
     description = f"trueshape {volume.provenance.distortion_state}".encode()[:79]
     header["descrip"] = description
@@ -145,7 +153,11 @@ def _guarded(path: str, reader: Callable[[str], _T]) -> _T:
 
 
 def _nifti_image(path: str) -> tuple[Any, NDArray[np.float64], int]:
-    """Load a NIfTI header; return the image, its LPS affine and the xform code nibabel used."""
+    """Load a NIfTI header; return the image, its LPS affine (scanner coordinates if either xform has them), code.
+
+    The sform wins when it is the scanner's (code 1); else a scanner qform does, as ITK and 3D Slicer read
+    such a file (nibabel alone would take an "aligned" sform, code 2, and put the field elsewhere).
+    """
     image = nib.load(path)
     if not isinstance(image, nib.Nifti1Image | nib.Nifti2Image):
         raise VolumeInputError(f"{path}: not a NIfTI-1 or NIfTI-2 image")
@@ -157,8 +169,11 @@ def _nifti_image(path: str) -> tuple[Any, NDArray[np.float64], int]:
     spatial_unit = header.get_xyzt_units()[0]
     if spatial_unit not in ("mm", "unknown"):
         raise VolumeInputError(f"{path}: spatial unit {spatial_unit!r}; trueshape reads millimetres")
+    sform_code, qform_code = int(header["sform_code"]), int(header["qform_code"])
+    if sform_code != NIFTI_XFORM_SCANNER_ANAT and qform_code == NIFTI_XFORM_SCANNER_ANAT:
+        return image, ras_to_lps_affine(header.get_qform()), qform_code
     # nibabel takes the sform when its code is set, else the qform: keep the code of the one used.
-    return image, ras_to_lps_affine(image.affine), int(header["sform_code"]) or int(header["qform_code"])
+    return image, ras_to_lps_affine(image.affine), sform_code or qform_code
 
 
 def _nrrd_matrix(path: str, header: dict[str, Any], ndim: int) -> NDArray[np.float64]:
@@ -216,10 +231,13 @@ def _read_volume(path: str) -> Volume:
         slope, intercept = proxy.slope, proxy.inter
         array = np.asanyarray(proxy.get_unscaled())
         scaled = bool(np.isfinite(slope) and np.isfinite(intercept) and (slope != 1 or intercept != 0))
+        extra: dict[str, Any] = {NIFTI_XFORM_CODE: code}
+        if array.ndim == 4:
+            extra[NIFTI_TIME_STEP] = (float(image.header.get_zooms()[3]), image.header.get_xyzt_units()[1])
         return Volume(
             array,
             VolumeGeometry(array.shape[:3], affine),
-            Provenance(extra={NIFTI_XFORM_CODE: code}),
+            Provenance(extra=extra),
             float(slope) if scaled else 1.0,
             float(intercept) if scaled else 0.0,
         )
