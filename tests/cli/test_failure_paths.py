@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 from dataclasses import replace
 
@@ -88,6 +89,18 @@ def test_correct_refuses_off_grid_slices_unless_resampled(write_series, coil, tm
     resampled = run("correct", folder, "--coef", coil, "--out", tmp_path / "b")
     assert resampled.exit_code == 0, resampled.output
     assert tree_digest(folder) == before
+    # The same stack converted with --irregular warn: its NIfTI is off-grid too, and says so.
+    assert run("convert", folder, "--out", tmp_path / "nii", "--irregular", "warn").exit_code == 0
+    (converted,) = (tmp_path / "nii").glob("*.nii.gz")
+    refused = run("correct", converted, "--coef", coil, "--out", tmp_path / "c")
+    assert refused.exit_code == 2 and "off its regular grid by up to 1.50 mm" in refused.output, refused.output
+    assert "--irregular resample" in refused.output and not (tmp_path / "c").exists()
+    assert run("convert", folder, "--out", tmp_path / "nii2", "--irregular", "resample").exit_code == 0
+    (converted,) = (tmp_path / "nii2").glob("*.nii.gz")
+    sidecar = json.loads(converted.with_name(converted.name[:-7] + ".json").read_text())
+    assert sidecar["has_acquisition_transform"] is False
+    corrected = run("correct", converted, "--coef", coil, "--out", tmp_path / "d")
+    assert corrected.exit_code == 0, corrected.output
 
 
 def test_policy_failure_keeps_the_real_code(write_series):

@@ -136,7 +136,8 @@ class Stack:
             "slice_count": self.geometry.shape[2],
             "volume_count": self.layout.volume_count,
             "resampled": self.layout.resampled,
-            "has_acquisition_transform": self.layout.acquisition is not None,
+            # Only a stack kept off its true slice positions has (and needs) an acquisition transform.
+            "has_acquisition_transform": self.layout.acquisition is not None and not self.layout.resampled,
             "slice_thickness_mm": first.slice_thickness,
             "spacing_between_slices_mm": first.spacing_between_slices,
             "distortion_state": self.distortion_state.value,

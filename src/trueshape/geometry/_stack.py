@@ -321,8 +321,8 @@ def _shear(
         FindingCode.GANTRY_TILT,
         Severity.WARNING,
         f"Slices are not stacked along their normal: the stack is sheared by {angle:.2f} degrees (gantry tilt), "
-        f"slice {worst} sits {largest:.3f} mm sideways of a straight stack{tag_text}; the volume is stored on "
-        f"an orthogonal grid with an acquisition transform holding the shear.",
+        f"slice {worst} sits {largest:.3f} mm sideways of a straight stack{tag_text}; on an orthogonal grid "
+        f"the true positions need an acquisition transform, or resampling (--irregular resample).",
         measured=angle,
         tolerance=float(np.degrees(np.arctan(tolerance / extent))) if extent > 0 else 0.0,
         unit="deg",

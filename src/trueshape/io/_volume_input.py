@@ -171,6 +171,15 @@ def _from_trueshape(data: dict[str, Any], json_path: Path, volume: Volume) -> Pr
             f"{json_path}: the sidecar describes a {[int(n) for n in shape]} x {volumes} grid, the volume is "
             f"{list(volume.geometry.shape)} x {actual_volumes}"
         )
+    if data.get("has_acquisition_transform") is True and data.get("resampled") is not True:
+        offset = data.get("acquisition_transform", {}).get("max_slice_offset_mm") if isinstance(
+            data.get("acquisition_transform"), dict) else None
+        by = f" by up to {float(offset):.2f} mm" if isinstance(offset, int | float) else ""
+        raise VolumeInputError(
+            f"{json_path}: the slices of this volume are off its regular grid{by} (their true positions are in "
+            f"{data.get('acquisition_transform_file') or 'the acquisition transform'}); correcting it would put "
+            "anatomy in the wrong place: convert the series again with --irregular resample"
+        )
     rows = data.get("affine_lps")
     if not isinstance(rows, list) or len(rows) != 4:
         raise VolumeInputError(f"{json_path}: affine_lps must be 4 rows of 4 finite numbers")
