@@ -6,6 +6,8 @@ import json
 import math
 from dataclasses import replace
 
+import nibabel as nib
+import numpy as np
 import pytest
 from tests.conftest import tree_digest
 from typer.testing import CliRunner
@@ -217,3 +219,19 @@ def test_outputs_never_go_into_the_dicom_folder_being_read(write_series, tmp_pat
             assert result.exit_code == 2, result.output
             assert f"is inside the DICOM folder {folder} being read" in " ".join(result.output.split())
     assert tree_digest(folder) == digest
+
+
+def test_series_whose_file_names_would_coincide_get_distinct_labels(write_series, tmp_path):
+    # "T1 (ax)" and "t1 [ax]" both become 5_T1_ax (on a case-insensitive disk); two copies of one series
+    # share number and description outright. Each must keep its own files.
+    root = tmp_path / "dicom"
+    for index, description in enumerate(("T1 (ax)", "t1 [ax]", "copy", "copy")):
+        planes = [replace(p, pixels=np.full_like(p.pixels, 100 * (index + 1))) for p in regular_planes(slices=3)]
+        write_series(planes, root / f"s{index}", series_number=5, series_description=description)
+    result = run("convert", root, "--out", tmp_path / "out")
+    assert result.exit_code == 0, result.output
+    volumes = sorted((tmp_path / "out").glob("*.nii.gz"))
+    assert len(volumes) == 4, [p.name for p in volumes]
+    assert len({p.name.casefold() for p in volumes}) == 4
+    means = sorted(round(float(nib.load(p).get_fdata().max())) for p in volumes)
+    assert means == [100, 200, 300, 400]

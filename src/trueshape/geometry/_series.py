@@ -76,7 +76,7 @@ class Stack:
     @property
     def label(self) -> str:
         """A file-name-safe name: ``<SeriesNumber>_<SeriesDescription>[_stack<n>]``."""
-        description = re.sub(r"[^A-Za-z0-9._-]+", "_", self.series_description).strip("_") or "series"
+        description = _file_safe(self.series_description)
         number = f"{self.series_number}_" if self.series_number is not None else ""
         suffix = f"_stack{self.index}" if self.stack_count_in_series > 1 else ""
         unique = f"_{self.disambiguator}" if self.disambiguator else ""
@@ -331,18 +331,28 @@ def group_series(scan: ScanResult, *, policy: IrregularPolicy = IrregularPolicy.
     )
 
 
-def _disambiguate(series_list: list[Series]) -> list[Series]:
-    """Give series that share a SeriesNumber and description distinct labels (UID tail) and UID selectors.
+def _file_safe(description: str) -> str:
+    """Return the series description as file names carry it (other characters: one underscore per run)."""
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", description).strip("_") or "series"
 
-    Two series can share both (copies re-sent with a new UID, or two scanners' number 5); their output
-    files would otherwise overwrite each other.
+
+def _disambiguate(series_list: list[Series]) -> list[Series]:
+    """Give series whose labels would coincide distinct labels (UID tail) and UID selectors.
+
+    Two series can share number and description (copies re-sent with a new UID, or two scanners' number 5),
+    or differ only in characters a file name cannot carry or in case ("T1 (ax)" and "t1 [ax]"): their output
+    files would otherwise overwrite each other, on a case-insensitive disk too.
     """
+
+    def key(series: Series) -> tuple[int | None, str]:
+        return series.series_number, _file_safe(series.series_description).casefold()
+
     names: dict[tuple[int | None, str], list[Series]] = {}
     for series in series_list:
-        names.setdefault((series.series_number, series.series_description), []).append(series)
+        names.setdefault(key(series), []).append(series)
     result = []
     for series in series_list:
-        if len(names[(series.series_number, series.series_description)]) == 1:
+        if len(names[key(series)]) == 1:
             result.append(series)
             continue
         tail = re.sub(r"[^0-9]", "", series.series_instance_uid)[-8:] or "x"
