@@ -203,7 +203,10 @@ def _from_trueshape(data: dict[str, Any], json_path: Path, volume: Volume) -> Pr
         recorded = _text(data.get("isocentre_source")) or "recorded without its source"
         isocentre, isocentre_source = (x, y, z), f"{recorded} (trueshape sidecar {json_path.name})"
     table = data.get("table_position_mm")
-    offset = None if table is None else tuple(_numbers(table, 3, "table_position_mm", json_path))
+    offset: tuple[float, float, float] | None = None
+    if table is not None:
+        tx, ty, tz = _numbers(table, 3, "table_position_mm", json_path)
+        offset = (tx, ty, tz)
     source = _text(data.get("distortion_source"))
     number = data.get("series_number")
     return replace(
@@ -216,7 +219,7 @@ def _from_trueshape(data: dict[str, Any], json_path: Path, volume: Volume) -> Pr
         distortion_source=f"{source} (trueshape sidecar {json_path.name})" if source else json_path.name,
         isocentre_lps=isocentre,
         isocentre_source=isocentre_source,
-        table_offset_mm=offset,  # type: ignore[arg-type]
+        table_offset_mm=offset,
         table_source="" if offset is None else
         f"{_text(data.get('table_source')) or 'a table tag'} (trueshape sidecar {json_path.name})",
         patient_position=position,
