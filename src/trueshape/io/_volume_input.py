@@ -172,9 +172,9 @@ def _from_trueshape(data: dict[str, Any], json_path: Path, volume: Volume) -> Pr
             f"{list(volume.geometry.shape)} x {actual_volumes}"
         )
     if data.get("has_acquisition_transform") is True and data.get("resampled") is not True:
-        offset = data.get("acquisition_transform", {}).get("max_slice_offset_mm") if isinstance(
-            data.get("acquisition_transform"), dict) else None
-        by = f" by up to {float(offset):.2f} mm" if isinstance(offset, int | float) else ""
+        transform = data.get("acquisition_transform")
+        largest = transform.get("max_slice_offset_mm") if isinstance(transform, dict) else None
+        by = f" by up to {float(largest):.2f} mm" if isinstance(largest, int | float) else ""
         raise VolumeInputError(
             f"{json_path}: the slices of this volume are off its regular grid{by} (their true positions are in "
             f"{data.get('acquisition_transform_file') or 'the acquisition transform'}); correcting it would put "
