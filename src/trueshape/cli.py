@@ -263,7 +263,7 @@ def demo(
         side = "left" if prediction.centre_lps[0] > 0 else "right"
         console.print(
             f"  {side} head, {prediction.distance_from_isocentre_mm:.0f} mm from the isocentre: front edge moves "
-            f"{prediction.front_shift_mm:+.2f} mm, back edge {prediction.back_shift_mm:+.2f} mm -> "
+            f"{_outward(prediction.front_shift_mm)}, back edge {_outward(prediction.back_shift_mm)} -> "
             f"front-to-back {prediction.true_ap_mm:.1f} mm appears as {prediction.predicted_ap_mm:.1f} mm "
             f"({100 * (prediction.predicted_ap_mm / prediction.true_ap_mm - 1):+.1f}%)")
     console.print(f"\n[bold]Diagnosis:[/] {_e(result.diagnosis())}")
@@ -280,10 +280,15 @@ def demo(
                           f"{measurement.ap_lr_ratio:.3f}")
     console.print(table)
     if result.quick:
-        console.print("[dim](--quick uses 4 mm slices: partial volume biases front-back diameters by a few percent; "
-                      "run without --quick for the real figures.)[/]")
+        console.print("[dim](--quick samples the heads on 3 mm pixels and 4 mm slices, and the correction "
+                      "interpolates along those slices: front-back diameters are off by a few percent; run without "
+                      "--quick for the real figures.)[/]")
     for written in result.written:
         console.print(f"[dim]wrote {_e(written)}[/]")
+
+
+def _outward(shift_mm: float) -> str:
+    return f"{abs(shift_mm):.2f} mm {'outward' if shift_mm > 0 else 'inward'}"
 
 
 def main() -> None:

@@ -38,8 +38,8 @@ class HeadPrediction:
 
     centre_lps: NDArray[np.float64]
     distance_from_isocentre_mm: float
-    front_shift_mm: float  #: through-plane (AP) displacement of the head's front edge
-    back_shift_mm: float  #: ... of its back edge
+    front_shift_mm: float  #: how far the head's front (anterior) edge appears moved forward, mm (+ outward)
+    back_shift_mm: float  #: how far its back (posterior) edge appears moved backward, mm (+ outward)
     true_ap_mm: float
     predicted_ap_mm: float
 
@@ -109,13 +109,14 @@ def run_demo(folder: str | os.PathLike[str] | None = None, *, quick: bool = Fals
     residual = ResidualField.from_volume(SYN_AS, coronal)
     marrow = phantom.head_marrow_radius_mm()
     predictions = []
-    normal = coronal.geometry.direction[:, 2]
+    anterior = np.array([0.0, -1.0, 0.0])  # LPS: +y is posterior
     for centre, _ in phantom.femoral_heads():
-        front, back = centre + marrow * normal, centre - marrow * normal
-        shifts = residual.displacement_lps(np.stack([front, back])) @ normal
+        front, back = centre + marrow * anterior, centre - marrow * anterior
+        along = residual.displacement_lps(np.stack([front, back])) @ anterior
+        front_out, back_out = float(along[0]), -float(along[1])
         predictions.append(HeadPrediction(
             centre, float(np.linalg.norm(residual.magnet_frame.magnet_from_lps(centre))),
-            float(shifts[0]), float(shifts[1]), 2 * marrow, 2 * marrow + float(shifts[0] - shifts[1]),
+            front_out, back_out, 2 * marrow, 2 * marrow + front_out + back_out,
         ))
     request = CorrectionRequest.build(SYN_AS, coefficient_file=coil_file, force=force)
     correction = correct_stack(coronal_stack, request, root / "corrected", volume=coronal)

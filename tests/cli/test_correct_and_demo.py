@@ -69,8 +69,19 @@ def test_demo_quick_tells_the_story(tmp_path):
     assert "DISTORTION_2D_ONLY" in text and "FAR_FROM_ISOCENTRE" in text
     assert "178 mm from the isocentre" in text
     assert "appears as 40.3 mm (-6.2%)" in text
+    # Flattened: the front edge appears moved back and the back edge forward, each by half the loss.
+    assert "front edge moves 1.33 mm inward, back edge 1.33 mm inward" in text
     assert "Not the loader" in text and "Cause 2" in text
     assert (tmp_path / "demo" / "corrected" / "3_cor_t1_widefov_dis2d_residual.h5").exists()
+    # A rerun with --force replaces the session whole (the earlier run's slices and study do not linger).
+    again = runner.invoke(app, ["demo", str(tmp_path / "demo"), "--quick", "--force"])
+    assert again.exit_code == 0, again.output
+    assert "appears as 40.3 mm (-6.2%)" in " ".join(again.output.split())
+    blocked = tmp_path / "blocked"
+    blocked.mkdir()
+    (blocked / "session").write_text("a file where the session folder goes")
+    refused = runner.invoke(app, ["demo", str(blocked), "--quick"])
+    assert refused.exit_code == 2 and "session: is a file, not a folder" in refused.output, refused.output
 
 
 def _coronal_session(root):

@@ -7,6 +7,8 @@ own table position, patient position and distortion-correction state, exactly as
 from __future__ import annotations
 
 import os
+import shutil
+import tempfile
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -15,6 +17,7 @@ import numpy as np
 from pydicom.uid import generate_uid
 
 from trueshape.dicom import LPS_FROM_MAGNET, DistortionState
+from trueshape.errors import OutputError, OutputExistsError
 from trueshape.gnl import GradientCoefficients, MagnetFrame, ResidualField
 from trueshape.io import (
     SeriesMetadata,
@@ -146,9 +149,76 @@ def write_session(
     patient_id: str = "SYNFEMUR01",
     force: bool = False,
 ) -> Session:
-    """Acquire every series of ``phantom`` with ``coil`` and write DICOM, truth fields and session.json."""
+    """Acquire every series of ``phantom`` with ``coil`` and write DICOM, truth fields and session.json.
+
+    The session is written beside ``folder`` and moved into place whole, so a folder never mixes the files
+    of two sessions (a series with fewer slices would otherwise keep the old run's extra slices). An existing
+    non-empty ``folder`` is replaced only with ``force``, and only if it holds nothing but a session.
+    """
     root = Path(folder)
-    root.mkdir(parents=True, exist_ok=True)
+    _check_replaceable(root, force=force)
+    try:
+        root.parent.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(prefix=f".{root.name}.", suffix=".part", dir=root.parent))
+    except OSError as error:
+        raise OutputError(f"{root}: cannot write here ({error.strerror or error})") from None
+    try:
+        written = _write_series(staging, phantom, coil, acquisitions, patient_id)
+        write_json(Session(staging, phantom, coil.coil_id, tuple(written)).to_json(), staging / "session.json")
+        _move_into_place(staging, root)
+    except OSError as error:
+        raise OutputError(f"{root}: writing the session failed ({error.strerror or error})") from None
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    moved = tuple(replace(s, dicom_folder=root / s.dicom_folder.relative_to(staging),
+                          truth_nifti=root / s.truth_nifti.relative_to(staging),
+                          truth_transform=root / s.truth_transform.relative_to(staging)) for s in written)
+    return Session(root, phantom, coil.coil_id, moved)
+
+
+#: What a session folder holds: ``--force`` replaces a folder holding nothing else.
+SESSION_ENTRIES = frozenset({"dicom", "truth", "session.json"})
+
+
+def _check_replaceable(root: Path, *, force: bool) -> None:
+    if not root.exists():
+        return
+    if not root.is_dir():
+        raise OutputError(f"{root}: is a file, not a folder")
+    try:
+        names = {entry.name for entry in root.iterdir()}
+    except OSError as error:
+        raise OutputError(f"{root}: cannot read the folder ({error.strerror or error})") from None
+    if not names:
+        return
+    if not force:
+        raise OutputExistsError(f"{root}: already exists and is not empty (use --force to replace a session)")
+    if names - SESSION_ENTRIES:
+        raise OutputError(f"{root}: holds {', '.join(sorted(names - SESSION_ENTRIES))} besides a synthetic "
+                          "session; not replaced (choose another folder)")
+
+
+def _move_into_place(staging: Path, root: Path) -> None:
+    """Rename ``staging`` to ``root``; an existing ``root`` is moved aside first and removed after."""
+    if not root.exists():
+        os.rename(staging, root)
+        return
+    aside = Path(tempfile.mkdtemp(prefix=f".{root.name}.", suffix=".old", dir=root.parent))
+    os.rename(root, aside / root.name)
+    try:
+        os.rename(staging, root)
+    except OSError:
+        os.rename(aside / root.name, root)
+        raise
+    finally:
+        if root.exists():
+            shutil.rmtree(aside, ignore_errors=True)
+
+
+def _write_series(
+    root: Path, phantom: FemurPhantom, coil: GradientCoefficients, acquisitions: tuple[Acquisition, ...],
+    patient_id: str,
+) -> list[SessionSeries]:
     study_uid, frame_uid = generate_uid(), generate_uid()
     written: list[SessionSeries] = []
     for requested in acquisitions:
@@ -161,14 +231,12 @@ def write_session(
         dicom_folder = root / "dicom" / name
         metadata = _metadata(acquisition, study_uid, frame_uid, patient_id)
         if acquisition.enhanced:
-            write_enhanced_dicom(dicom_folder / "EN00001.dcm", planes_from_volume(volume), metadata, force=force)
+            write_enhanced_dicom(dicom_folder / "EN00001.dcm", planes_from_volume(volume), metadata)
         else:
-            write_dicom_slices(dicom_folder, planes_from_volume(volume), metadata, file_prefix="IM", force=force)
-        truth_nifti = write_field_nifti(scan.truth, root / "truth" / f"{name}_residual_field.nii.gz", force=force)
-        truth_transform = write_itk_transform(scan.truth, root / "truth" / f"{name}_residual.h5", force=force)
+            write_dicom_slices(dicom_folder, planes_from_volume(volume), metadata, file_prefix="IM")
+        truth_nifti = write_field_nifti(scan.truth, root / "truth" / f"{name}_residual_field.nii.gz")
+        truth_transform = write_itk_transform(scan.truth, root / "truth" / f"{name}_residual.h5")
         written.append(SessionSeries(acquisition, dicom_folder, truth_nifti, truth_transform,
                                      scan.truth.max_norm_mm()))
-    session = Session(root, phantom, coil.coil_id, tuple(written))
-    write_json(session.to_json(), root / "session.json", force=force)
-    return session
+    return written
 

@@ -1,0 +1,45 @@
+"""A synthetic session is written whole: a rerun never mixes its files with an earlier run's."""
+
+from __future__ import annotations
+
+import pydicom
+import pytest
+from tests.conftest import tree_digest
+
+from trueshape.dicom import DistortionState
+from trueshape.errors import OutputError, OutputExistsError
+from trueshape.gnl import SYN_AS
+from trueshape.synth import Acquisition, FemurPhantom, Plane, write_session
+
+
+def _acquisition(slices: int) -> Acquisition:
+    return Acquisition(plane=Plane.AXIAL, fov_mm=(60.0, 60.0), matrix=(12, 12), slices=slices, slice_thickness_mm=5.0,
+                       centre_lps=(95.0, 0.0, 0.0), distortion_state=DistortionState.NONE, in_plane_samples=1,
+                       slice_samples=1, series_number=2, description="ax")
+
+
+def test_a_rerun_replaces_the_whole_session(tmp_path) -> None:
+    folder = tmp_path / "session"
+    first = write_session(folder, FemurPhantom(), SYN_AS, (_acquisition(6),))
+    assert len(list(first.series[0].dicom_folder.glob("*.dcm"))) == 6
+    with pytest.raises(OutputExistsError, match="already exists and is not empty"):
+        write_session(folder, FemurPhantom(), SYN_AS, (_acquisition(4),))
+    again = write_session(folder, FemurPhantom(), SYN_AS, (_acquisition(4),), force=True)
+    files = sorted(again.series[0].dicom_folder.glob("*.dcm"))
+    assert len(files) == 4  # not 4 new slices beside 2 stale ones of another study
+    assert len({pydicom.dcmread(f, stop_before_pixels=True).StudyInstanceUID for f in files}) == 1
+    assert again.series[0].truth_nifti.is_file() and (folder / "session.json").is_file()
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no staging left behind
+
+
+def test_a_folder_holding_other_files_is_not_replaced(tmp_path) -> None:
+    folder = tmp_path / "mine"
+    folder.mkdir()
+    (folder / "notes.txt").write_text("keep me")
+    before = tree_digest(folder)
+    with pytest.raises(OutputError, match=r"holds notes\.txt besides a synthetic session"):
+        write_session(folder, FemurPhantom(), SYN_AS, (_acquisition(3),), force=True)
+    assert tree_digest(folder) == before
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(OutputError, match="is a file, not a folder"):
+        write_session(tmp_path / "file", FemurPhantom(), SYN_AS, (_acquisition(3),))
