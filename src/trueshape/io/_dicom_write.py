@@ -39,7 +39,8 @@ class SeriesMetadata:
     """Patient, study and series attributes shared by every file of a written series.
 
     ``table_position_mm`` is written as Siemens ImaRelTablePosition (0019,1014) (magnet axes, mm).
-    ``acquired_at`` is the one date and time written to every file of the series.
+    ``acquired_at`` is the one date and time written to every file of the series; ``study_at`` the study's
+    (default: ``acquired_at``), shared by the series of one study.
     ``extra`` holds further top-level attributes by DICOM keyword.
     """
 
@@ -61,6 +62,7 @@ class SeriesMetadata:
     rescale_slope: float = 1.0
     rescale_intercept: float = 0.0
     acquired_at: datetime.datetime = field(default_factory=lambda: datetime.datetime.now().replace(microsecond=0))
+    study_at: datetime.datetime | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -110,8 +112,10 @@ def _base_dataset(metadata: SeriesMetadata, sop_class: UID) -> tuple[Dataset, Fi
     when = metadata.acquired_at
     ds.SpecificCharacterSet = "ISO_IR 100"
     ds.SOPClassUID = sop_class
-    ds.StudyDate = ds.SeriesDate = ds.AcquisitionDate = ds.ContentDate = when.strftime("%Y%m%d")
-    ds.StudyTime = ds.SeriesTime = ds.AcquisitionTime = ds.ContentTime = when.strftime("%H%M%S")
+    ds.SeriesDate = ds.AcquisitionDate = ds.ContentDate = when.strftime("%Y%m%d")
+    ds.SeriesTime = ds.AcquisitionTime = ds.ContentTime = when.strftime("%H%M%S")
+    study = metadata.study_at or when
+    ds.StudyDate, ds.StudyTime = study.strftime("%Y%m%d"), study.strftime("%H%M%S")
     ds.Modality = metadata.modality
     ds.Manufacturer = metadata.manufacturer
     ds.PatientName = metadata.patient_name
@@ -127,6 +131,16 @@ def _base_dataset(metadata: SeriesMetadata, sop_class: UID) -> tuple[Dataset, Fi
     ds.SoftwareVersions = f"trueshape {__version__}"
     ds.SamplesPerPixel = 1
     ds.PhotometricInterpretation = "MONOCHROME2"
+    # Type 2 attributes of the Patient, General Study, General Series and Frame of Reference modules (present,
+    # empty when unknown), so that the files are valid instances (dciodvfy), as PACS imports expect.
+    for keyword in ("PatientBirthDate", "PatientSex", "ReferringPhysicianName", "StudyID", "AccessionNumber",
+                    "Laterality", "PositionReferenceIndicator"):
+        setattr(ds, keyword, "")
+    if sop_class == MR_IMAGE_STORAGE:  # MR Image module: Type 1 sequence facts, Type 2 timing (empty: unknown)
+        ds.ScanningSequence, ds.SequenceVariant = "GR", "NONE"
+        for keyword in ("ScanOptions", "MRAcquisitionType", "RepetitionTime", "EchoTime", "EchoTrainLength",
+                        "SliceThickness"):
+            setattr(ds, keyword, "")
     if metadata.table_position_mm is not None:
         block = ds.private_block(0x0019, SIEMENS_MR_HEADER, create=True)
         block.add_new(0x14, "IS", [round(v) for v in metadata.table_position_mm])

@@ -85,6 +85,11 @@ class Acquisition:
         DICOM SeriesDescription.
     enhanced : bool
         Write one Enhanced MR multi-frame file (per-frame functional groups) instead of one file per slice.
+    three_d : bool or None
+        MRAcquisitionType 3D (one slab) or 2D (slice by slice); default: 3D when the slices touch and the
+        plane is not coronal (as the demo's reference axial), else 2D.
+    extra : dict
+        Further DICOM attributes by keyword, written to every file (override the defaults).
     """
 
     plane: Plane = Plane.CORONAL
@@ -106,6 +111,7 @@ class Acquisition:
     seed: int = 0
     extra: dict[str, object] = field(default_factory=dict)
     enhanced: bool = False
+    three_d: bool | None = None
 
     @property
     def slice_spacing_mm(self) -> float:

@@ -6,6 +6,7 @@ own table position, patient position and distortion-correction state, exactly as
 
 from __future__ import annotations
 
+import datetime
 import os
 import shutil
 import tempfile
@@ -106,13 +107,21 @@ def demo_acquisitions(phantom: FemurPhantom, *, quick: bool = False) -> tuple[Ac
     return reference, coronal
 
 
-def _metadata(acquisition: Acquisition, study_uid: str, frame_uid: str, patient_id: str) -> SeriesMetadata:
+#: Sequence timing written per contrast (ms): plausible spin-echo values, so readers find TR/TE/ETL.
+_TIMING = {Contrast.T1: (550.0, 11.0), Contrast.PD: (3000.0, 30.0)}
+
+
+def _metadata(acquisition: Acquisition, study_uid: str, frame_uid: str, patient_id: str,
+              study_at: datetime.datetime, acquired_at: datetime.datetime) -> SeriesMetadata:
     state = acquisition.distortion_state
     table = acquisition.table_position_mm
     image_type: tuple[str, ...] = ("ORIGINAL", "PRIMARY", "M", "NORM")
     if state is not DistortionState.UNKNOWN:
         image_type += (state.value,)  # ND, DIS2D or DIS3D, as Siemens writes them
-    three_d = acquisition.slice_gap_mm == 0 and acquisition.plane is not Plane.CORONAL
+    three_d = acquisition.three_d
+    if three_d is None:
+        three_d = acquisition.slice_gap_mm == 0 and acquisition.plane is not Plane.CORONAL
+    repetition, echo = _TIMING[acquisition.contrast]
     return SeriesMetadata(
         patient_id=patient_id,
         study_instance_uid=study_uid,
@@ -124,8 +133,15 @@ def _metadata(acquisition: Acquisition, study_uid: str, frame_uid: str, patient_
         slice_thickness_mm=acquisition.slice_thickness_mm,
         spacing_between_slices_mm=acquisition.slice_spacing_mm,
         table_position_mm=(float(table[0]), float(table[1]), float(table[2])),
+        study_at=study_at,
+        acquired_at=acquired_at,
         extra={"MagneticFieldStrength": 3.0, "MRAcquisitionType": "3D" if three_d else "2D",
-               "BodyPartExamined": "HIP"},
+               "BodyPartExamined": "HIP",
+               # The classic MR Image module's timing (an enhanced file keeps it per frame).
+               **({} if acquisition.enhanced else {"ScanningSequence": "SE", "SequenceVariant": "NONE",
+                                                   "RepetitionTime": repetition, "EchoTime": echo,
+                                                   "EchoTrainLength": 1}),
+               **acquisition.extra},
     )
 
 
@@ -220,8 +236,10 @@ def _write_series(
     patient_id: str,
 ) -> list[SessionSeries]:
     study_uid, frame_uid = generate_uid(), generate_uid()
+    # One study: every series carries its start; series follow each other a few minutes apart.
+    started = datetime.datetime.now().replace(microsecond=0)
     written: list[SessionSeries] = []
-    for requested in acquisitions:
+    for index, requested in enumerate(acquisitions):
         acquisition = _on_whole_table_millimetres(requested)
         residual = residual_for(coil, acquisition)
         scan: SyntheticScan = acquire(phantom, acquisition, None if residual.is_zero else residual.displacement_lps)
@@ -229,7 +247,8 @@ def _write_series(
         volume = scan.volume.with_array(stored)
         name = f"{acquisition.series_number:02d}_{acquisition.description}"
         dicom_folder = root / "dicom" / name
-        metadata = _metadata(acquisition, study_uid, frame_uid, patient_id)
+        metadata = _metadata(acquisition, study_uid, frame_uid, patient_id, started,
+                             started + datetime.timedelta(minutes=5 * index))
         if acquisition.enhanced:
             write_enhanced_dicom(dicom_folder / "EN00001.dcm", planes_from_volume(volume), metadata)
         else:
