@@ -418,7 +418,8 @@ def correct_stack(
     template = _DicomTemplate(stack.layout.slices, first.vendor.table_position_mm,
                               integer_source=volume.array.dtype.kind in "iu" and not volume.is_scaled)
     output = request.run(volume, stack.to_json(), targets, template=template, where=where)
-    return replace(output, findings=tuple(f for f in stack.findings if f.code not in _CORRECTED_CODES))
+    return replace(output, findings=(*output.findings,
+                                     *(f for f in stack.findings if f.code not in _CORRECTED_CODES)))
 
 
 #: Findings a GNL correction answers: the rest (slice layout, files left out, ...) still concern the result.
@@ -648,12 +649,30 @@ class CorrectionRequest:
         where = where or str(source.get("file") or source.get("label") or targets[0].name)
         self._check_output_grid(volume, where)
         self._check_room_for_outputs(volume, targets[0].parent)
+        findings = self._coil_findings(volume, where)
         with _staged(targets, force=self.force) as staged:
             try:
-                result = self._write(volume, source, staged, template)
+                result = self._write(volume, source, staged, template, findings)
             except GeometryError as error:  # e.g. through-plane asked of a grid it cannot serve: name the input
                 raise GeometryError(f"{where}: {error}", findings=error.findings) from None
-        return CorrectOutput(result.volume, targets, result.diagnostics.to_json())
+        return CorrectOutput(result.volume, targets, result.diagnostics.to_json(), findings)
+
+    def _coil_findings(self, volume: Volume, where: str) -> tuple[Finding, ...]:
+        """Warn when the series names another gradient coil than the coefficients do (both must be known).
+
+        Names are compared by their letters and digits only ("AS82" = "as-82"); a file without a coil id (a
+        vendor ``coeff.grad``) cannot be compared.
+        """
+        def key(name: str) -> str:
+            return re.sub(r"[^0-9a-z]", "", name.casefold())
+
+        series_coil, model_coil = volume.provenance.gradient_coil or "", self.coil.coil_id or ""
+        if not key(series_coil) or not key(model_coil) or key(series_coil) == key(model_coil):
+            return ()
+        return (Finding(FindingCode.COIL_MISMATCH, Severity.WARNING,
+                        f"{where} was acquired on gradient coil {series_coil!r}, but the coefficients describe "
+                        f"{model_coil!r}: a scanner model corrects only series of its own coil",
+                        details={"series_coil": series_coil, "model_coil": model_coil}),)
 
     def _check_room_for_outputs(self, volume: Volume, folder: Path) -> None:
         """Refuse before the work when the outputs cannot fit on the disk (uncompressed sizes: an upper bound)."""
@@ -683,7 +702,7 @@ class CorrectionRequest:
                                  f"{memory / 2**30:.1f} GiB of memory")
 
     def _write(self, volume: Volume, source: dict[str, Any], staged: list[Path],
-               template: _DicomTemplate | None) -> CorrectionResult:
+               template: _DicomTemplate | None, findings: tuple[Finding, ...] = ()) -> CorrectionResult:
         from trueshape.correct import correct_volume
         from trueshape.gnl import ResidualField
         from trueshape.io import write_derived_series, write_field_nifti
@@ -733,6 +752,7 @@ class CorrectionRequest:
             "transform_convention": "ITK resampling: output (true) point p -> input (distorted) point p + d(p), "
                                     "LPS mm",
             "output_grid": None if self.like is None else {"like": self.like, **result.volume.geometry.to_json()},
+            "findings": [finding.to_json() for finding in findings],
             "software": {"name": "trueshape", "version": __version__},
         }
         if derived is not None:

@@ -54,6 +54,7 @@ class FindingCode(enum.StrEnum):
     ISOCENTRE_ASSUMED = "ISOCENTRE_ASSUMED"
     CORNERS_MISMATCH = "CORNERS_MISMATCH"
     FRAMES_DISAGREE = "FRAMES_DISAGREE"
+    COIL_MISMATCH = "COIL_MISMATCH"
 
 
 #: Every code with a one-line explanation (rendered into the README table and ``--help``).
@@ -83,6 +84,8 @@ FINDING_CODES: dict[FindingCode, str] = {
     "1e-3 mm.",
     FindingCode.FRAMES_DISAGREE: "Slices of one stack disagree on patient position or table position: where the "
     "magnet was relative to the patient cannot be known.",
+    FindingCode.COIL_MISMATCH: "The series names a gradient coil other than the one the coefficients or model "
+    "describe.",
     FindingCode.ISOCENTRE_ASSUMED: "No table position in the headers: the isocentre is assumed at the "
     "patient-coordinate origin.",
 }

@@ -599,3 +599,23 @@ def test_a_given_patient_position_moves_the_isocentre_with_the_table_offset(sess
     assert code == 0, output
     np.testing.assert_allclose(_image(session / "no_position_nifti_out" / "cor_corrected.nii"), expected,
                                atol=1e-4 * np.abs(expected).max())
+
+
+def test_a_model_for_another_coil_is_flagged(session: Path) -> None:
+    from trueshape.io import write_scanner_model
+
+    model = write_scanner_model(SYN_AS, session / "syn_as_model.json")  # coil id SYN-AS
+    sidecar = json.loads((session / "nifti" / "4_cor.json").read_text())
+    for coil, flagged in (("AS097", True), ("syn as", False)):
+        target = _bare_copy(session, f"coil_{flagged}", {**sidecar, "gradient_coil": coil})
+        result = runner.invoke(app, ["correct", str(target), "--model", str(model), "--out",
+                                     str(session / f"coil_out_{flagged}"), "--format", "nii"])
+        assert result.exit_code == 0, result.output
+        text = " ".join(result.output.split())
+        written = json.loads((session / f"coil_out_{flagged}" / "cor_corrected.json").read_text())
+        codes = [finding["code"] for finding in written["findings"]]
+        if flagged:
+            assert "COIL_MISMATCH" in text and "gradient coil 'AS097', but the coefficients describe 'SYN-AS'" in text
+            assert codes == ["COIL_MISMATCH"]
+        else:
+            assert "COIL_MISMATCH" not in text and codes == []
