@@ -490,6 +490,11 @@ def test_like_puts_the_corrected_volume_on_another_grid(session: Path) -> None:
         22,
         7,
     ]
+    # The result is known as corrected: correcting it again leaves it as it is (its sidecar names its grid).
+    code, output = _correct(session, session / "like_crop" / "4_cor_corrected.nii", "like_again")
+    assert code == 0 and "corrected (none, DIS3D)" in output, output
+    np.testing.assert_allclose(_image(session / "like_again" / "4_cor_corrected_corrected.nii"),
+                               np.asanyarray(on_crop.dataobj), atol=1e-6 * np.abs(full).max())
     # A DICOM series names a grid too: its own grid gives the default result.
     code, output = _correct(
         session, session / "nifti" / "4_cor.nii", "like_self", "--like", f"{session / 's' / 'dicom'}#4"

@@ -130,7 +130,11 @@ def read_volume_file(path: str | os.PathLike[str], *, sidecar: str | os.PathLike
 
 def _provenance(data: dict[str, Any], json_path: Path, volume: Volume) -> Provenance:
     if isinstance(data.get("correction"), dict) and isinstance(data.get("source"), dict):
-        base = _from_trueshape(data["source"], json_path, volume)
+        source = data["source"]
+        grid = data.get("output_grid")
+        if isinstance(grid, dict):  # written on another series' grid (--like): the volume has that grid
+            source = {**source, "shape": grid.get("shape"), "affine_lps": grid.get("affine_lps")}
+        base = _from_trueshape(source, json_path, volume)
         return replace(
             base,
             distortion_state=DistortionState.FULL_3D.value,
