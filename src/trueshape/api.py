@@ -327,10 +327,14 @@ def _write_stack(stack: Stack, out_dir: Path, output_format: OutputFormat, *, fo
     transform_path = base.with_name(base.name + "_acquisition.h5")
     off_grid = stack.layout.acquisition is not None and not stack.layout.resampled
     targets = [volume_path, sidecar_path] + ([transform_path] if off_grid else [])
-    _check_all_writable(targets, force=force)
+    # What an earlier run with other options wrote for this stack goes too (a stale acquisition transform
+    # beside a resampled volume would move the anatomy twice).
+    obsolete = [p for p in [*(base.with_name(base.name + f.suffix) for f in OutputFormat if f.suffix),
+                            transform_path] if p not in targets]
+    _check_all_writable(targets + obsolete, force=force)
     _check_free_space(out_dir, float(np.prod(stack.shape, dtype=np.float64)) * (4 if stack.layout.resampled else 2))
     # A stack's files appear together or not at all (an interrupted run leaves no volume without its sidecar).
-    with _staged(targets, force=force) as staged:
+    with _staged(targets, force=force, obsolete=obsolete) as staged:
         write_volume(load_stack(stack), staged[0])
         sidecar = stack.to_json()
         sidecar["volume_file"] = volume_path.name
@@ -636,8 +640,16 @@ class CorrectionRequest:
         targets = [base.with_name(base.name + suffix) for suffix in
                    ("_corrected" + self.output_format.suffix, "_residual_field" + field_suffix, "_residual.h5",
                     "_corrected.json")]
-        _check_all_writable(targets, force=self.force)
+        _check_all_writable(targets + self.obsolete(targets), force=self.force)
         return targets
+
+    def obsolete(self, targets: list[Path]) -> list[Path]:
+        """Return what a correction of the same input in another format wrote that ``targets`` do not replace."""
+        name = targets[0].name
+        base = targets[0].with_name(name[: len(name) - len("_corrected" + self.output_format.suffix)])
+        every = [base.with_name(base.name + "_corrected" + f.suffix) for f in OutputFormat]
+        every += [base.with_name(base.name + "_residual_field" + s) for s in (".nii", ".nii.gz")]
+        return [p for p in every if p not in targets]
 
     def run(self, volume: Volume, source: dict[str, Any], targets: list[Path], *,
             template: _DicomTemplate | None = None, where: str = "") -> CorrectOutput:
@@ -650,7 +662,12 @@ class CorrectionRequest:
         self._check_output_grid(volume, where)
         self._check_room_for_outputs(volume, targets[0].parent)
         findings = self._coil_findings(volume, where)
-        with _staged(targets, force=self.force) as staged:
+        inputs = [Path(str(source["file"]))] if source.get("file") else [
+            Path(str(name).split("#")[0]) for names in source.get("slice_sources", [])[:1] for name in names[:1]]
+        # Never an input: a file or series being read is not an earlier run's output.
+        obsolete = [p for p in self.obsolete(targets)
+                    if not any(i.resolve() == p.resolve() or p.resolve() in i.resolve().parents for i in inputs)]
+        with _staged(targets, force=self.force, obsolete=obsolete) as staged:
             try:
                 result = self._write(volume, source, staged, template, findings)
             except GeometryError as error:  # e.g. through-plane asked of a grid it cannot serve: name the input
@@ -767,13 +784,14 @@ class CorrectionRequest:
 
 
 @contextlib.contextmanager
-def _staged(targets: list[Path], *, force: bool) -> Iterator[list[Path]]:
+def _staged(targets: list[Path], *, force: bool, obsolete: list[Path] | None = None) -> Iterator[list[Path]]:
     """Yield paths in a hidden folder beside ``targets`` (same names); move them into place on success.
 
     The move holds a lock on the output folder, so concurrent runs cannot interleave their files. Existing
     targets are replaced only with ``force``: first every old one is moved aside, then every new one in; if
     any move fails, those done are undone and the old outputs are back. A folder target (a DICOM series)
-    is replaced only if it holds nothing but files trueshape writes there.
+    is replaced only if it holds nothing but files trueshape writes there. ``obsolete`` files (an earlier
+    run's outputs under other options) are removed with the old targets, under the same rules.
     """
     folder = targets[0].parent
     created = not folder.exists()
@@ -791,7 +809,7 @@ def _staged(targets: list[Path], *, force: bool) -> Iterator[list[Path]]:
             yield staged
         except OutputError as error:  # name the file the user asked for, not its staging place
             raise OutputError(_unstage(str(error), staging, folder)) from None
-        _move_into_place(staged, targets, staging, force=force)
+        _move_into_place(staged, targets, staging, force=force, obsolete=obsolete or [])
         succeeded = True
     finally:
         shutil.rmtree(staging, ignore_errors=True)
@@ -810,11 +828,13 @@ def _unstage(message: str, staging: Path, folder: Path) -> str:
 _DERIVED_FILE = re.compile(r"IM\d{5}\.dcm")
 
 
-def _move_into_place(staged: list[Path], targets: list[Path], staging: Path, *, force: bool) -> None:
+def _move_into_place(staged: list[Path], targets: list[Path], staging: Path, *, force: bool,
+                     obsolete: list[Path]) -> None:
     folder_fd = os.open(targets[0].parent, os.O_RDONLY)
+    stale = [path for path in obsolete if path.exists()]
     try:
         fcntl.flock(folder_fd, fcntl.LOCK_EX)
-        for path, target in zip(staged, targets, strict=True):
+        for path, target in [*zip(staged, targets, strict=True), *((p, p) for p in stale)]:
             check_writable(target, force=force)
             if target.exists() and target.is_dir() != path.is_dir():
                 kind = "a folder" if target.is_dir() else "a file"
@@ -832,7 +852,7 @@ def _move_into_place(staged: list[Path], targets: list[Path], staging: Path, *, 
         # the old outputs aside and the new ones in, an interruption would lose both.
         with _signals_deferred():
             try:
-                for target in targets:
+                for target in [*targets, *stale]:
                     if target.exists():
                         aside = staging / f"replaced-{target.name}"
                         os.replace(target, aside)

@@ -235,3 +235,26 @@ def test_series_whose_file_names_would_coincide_get_distinct_labels(write_series
     assert len({p.name.casefold() for p in volumes}) == 4
     means = sorted(round(float(nib.load(p).get_fdata().max())) for p in volumes)
     assert means == [100, 200, 300, 400]
+
+
+def test_force_removes_what_an_earlier_run_with_other_options_wrote(write_series, coil, tmp_path):
+    planes = regular_planes(slices=8, slice_spacing=3.0)
+    del planes[3]
+    folder = write_series(planes, image_type=("ORIGINAL", "PRIMARY", "M", "ND"))
+    out = tmp_path / "out"
+    assert run("convert", folder, "--out", out, "--irregular", "warn").exit_code == 0
+    assert sorted(p.name for p in out.iterdir()) == ["1_synthetic.json", "1_synthetic.nii.gz",
+                                                       "1_synthetic_acquisition.h5"]
+    again = run("convert", folder, "--out", out, "--irregular", "resample", "--format", "nrrd", "--force")
+    assert again.exit_code == 0, again.output
+    # No stale transform beside the resampled volume (it would move the anatomy a second time).
+    assert sorted(p.name for p in out.iterdir()) == ["1_synthetic.json", "1_synthetic.nrrd"]
+    corrected = tmp_path / "corrected"
+    assert run("correct", out / "1_synthetic.nrrd", "--coef", coil, "--out", corrected, "--state", "ND",
+               "--format", "nii").exit_code == 0
+    again = run("correct", out / "1_synthetic.nrrd", "--coef", coil, "--out", corrected, "--state", "ND",
+                "--format", "nrrd", "--force")
+    assert again.exit_code == 0, again.output
+    assert sorted(p.name for p in corrected.iterdir()) == [
+        "1_synthetic_corrected.json", "1_synthetic_corrected.nrrd", "1_synthetic_residual.h5",
+        "1_synthetic_residual_field.nii.gz"]
