@@ -7,6 +7,7 @@ import json
 import nibabel as nib
 import numpy as np
 import pydicom
+import pytest
 from tests.conftest import write_coronal_session
 from typer.testing import CliRunner
 
@@ -73,6 +74,11 @@ def test_demo_quick_tells_the_story(tmp_path):
     assert "front edge moves 1.33 mm inward, back edge 1.33 mm inward" in text
     assert "Not the loader" in text and "Cause 2" in text
     assert (tmp_path / "demo" / "corrected" / "3_cor_t1_widefov_dis2d_residual.h5").exists()
+    # The manifest's largest true residual is the one over the image (as the correction measured it).
+    manifest = json.loads((tmp_path / "demo" / "session" / "session.json").read_text())
+    done = json.loads((tmp_path / "demo" / "corrected" / "3_cor_t1_widefov_dis2d_corrected.json").read_text())
+    assert manifest["series"][1]["max_residual_mm"] == pytest.approx(done["correction"]["max_displacement_mm"],
+                                                                     abs=0.05)
     # A rerun with --force replaces the session whole (the earlier run's slices and study do not linger).
     again = runner.invoke(app, ["demo", str(tmp_path / "demo"), "--quick", "--force"])
     assert again.exit_code == 0, again.output

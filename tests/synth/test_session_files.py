@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pydicom
 import pytest
 from tests.conftest import tree_digest
@@ -43,3 +44,16 @@ def test_a_folder_holding_other_files_is_not_replaced(tmp_path) -> None:
     (tmp_path / "file").write_text("x")
     with pytest.raises(OutputError, match="is a file, not a folder"):
         write_session(tmp_path / "file", FemurPhantom(), SYN_AS, (_acquisition(3),))
+
+
+def test_inverse_map_refuses_points_where_the_field_cannot_be_inverted() -> None:
+    from trueshape.errors import GeometryError
+    from trueshape.gnl import MagnetFrame, ResidualField
+    from trueshape.synth import inverse_map
+
+    field = ResidualField(SYN_AS, MagnetFrame(), DistortionState.NONE).displacement_lps
+    inside = np.array([[100.0, 50.0, -80.0], [0.0, 0.0, 200.0]])
+    x = inverse_map(field, inside)
+    np.testing.assert_allclose(x + field(x), inside, atol=1e-5)
+    with pytest.raises(GeometryError, match=r"cannot be inverted at 1 of 2 points, e.g. LPS \[400.0, 0.0, 0.0\]"):
+        inverse_map(field, np.array([[0.0, 0.0, 10.0], [400.0, 0.0, 0.0]]))

@@ -17,6 +17,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from trueshape.dicom import LPS_FROM_MAGNET, DistortionState, PatientPosition
+from trueshape.errors import GeometryError
 from trueshape.geometry import DisplacementField, Volume, VolumeGeometry
 from trueshape.synth._phantom import Contrast, FemurPhantom
 from trueshape.synth._stacks import AXIAL, CORONAL, SAGITTAL
@@ -32,6 +33,8 @@ INVERSE_GRID_MM = 6.0
 TRUTH_GRID_MM = 4.0
 _FIXED_POINT_ITERATIONS = 30
 _FIXED_POINT_TOLERANCE_MM = 1e-6
+#: Largest |x + d(x) - r| (mm) an inverse may leave: beyond it the field folds there, and no image exists.
+INVERSE_TOLERANCE_MM = 1e-3
 
 
 class Plane(enum.StrEnum):
@@ -161,6 +164,9 @@ class SyntheticScan:
 def inverse_map(displacement: DisplacementFunction, points: NDArray[np.float64]) -> NDArray[np.float64]:
     """Solve x + d(x) = r for x at each recorded point r (fixed point; d must be a contraction's step).
 
+    Raises GeometryError where no solution is found (the field folds or grows too fast there: beyond the
+    coil's useful volume), rather than returning a wrong or NaN position.
+
     Examples
     --------
     >>> shrink = lambda p: -0.1 * p
@@ -168,13 +174,23 @@ def inverse_map(displacement: DisplacementFunction, points: NDArray[np.float64])
     array([[10.,  0.,  0.]])
     """
     recorded = np.asarray(points, dtype=np.float64)
-    true = recorded - displacement(recorded)
-    for _ in range(_FIXED_POINT_ITERATIONS):
-        updated = recorded - displacement(true)
-        change = float(np.max(np.abs(updated - true))) if updated.size else 0.0
-        true = updated
-        if change < _FIXED_POINT_TOLERANCE_MM:
-            break
+    with np.errstate(over="ignore", invalid="ignore"):  # a diverging point is reported below
+        true = recorded - displacement(recorded)
+        for _ in range(_FIXED_POINT_ITERATIONS):
+            updated = recorded - displacement(true)
+            change = float(np.max(np.abs(updated - true))) if updated.size else 0.0
+            true = updated
+            if change < _FIXED_POINT_TOLERANCE_MM:
+                break
+        miss = np.linalg.norm(true + displacement(true) - recorded, axis=-1) if true.size else np.zeros(0)
+    if true.size:
+        bad = ~(miss <= INVERSE_TOLERANCE_MM)  # NaN counts as bad
+        if bad.any():
+            worst = int(np.argmax(np.where(np.isfinite(miss), miss, np.inf)))
+            raise GeometryError(
+                f"the distortion cannot be inverted at {int(bad.sum())} of {miss.size} points, e.g. LPS "
+                f"{np.round(recorded[worst], 1).tolist()} mm (off by {miss[worst]:.3g} mm): the field of view "
+                "reaches beyond the coil's useful volume; make it smaller or move it towards the isocentre")
     return true
 
 

@@ -19,6 +19,7 @@ from pydicom.uid import generate_uid
 
 from trueshape.dicom import LPS_FROM_MAGNET, DistortionState
 from trueshape.errors import OutputError, OutputExistsError
+from trueshape.geometry import DisplacementField, VolumeGeometry
 from trueshape.gnl import GradientCoefficients, MagnetFrame, ResidualField
 from trueshape.io import (
     SeriesMetadata,
@@ -45,7 +46,7 @@ class SessionSeries:
     dicom_folder: Path
     truth_nifti: Path
     truth_transform: Path
-    max_residual_mm: float
+    max_residual_mm: float  #: largest true residual at the truth nodes inside the image's field of view
 
 
 @dataclass(frozen=True)
@@ -196,6 +197,15 @@ def write_session(
 SESSION_ENTRIES = frozenset({"dicom", "truth", "session.json"})
 
 
+def _largest_inside(truth: DisplacementField, geometry: VolumeGeometry) -> float:
+    """Largest residual length at the truth nodes within the image's voxel centres (the grid reaches beyond)."""
+    index = geometry.lps_to_index(truth.geometry.voxel_centres().reshape(-1, 3))
+    size = np.asarray(geometry.shape, dtype=np.float64) - 1.0
+    inside = np.all((index >= -1e-6) & (index <= size + 1e-6), axis=1)
+    lengths = np.linalg.norm(truth.vectors.reshape(-1, 3)[inside], axis=1)
+    return float(lengths.max()) if lengths.size else 0.0
+
+
 def _check_replaceable(root: Path, *, force: bool) -> None:
     if not root.exists():
         return
@@ -256,6 +266,6 @@ def _write_series(
         truth_nifti = write_field_nifti(scan.truth, root / "truth" / f"{name}_residual_field.nii.gz")
         truth_transform = write_itk_transform(scan.truth, root / "truth" / f"{name}_residual.h5")
         written.append(SessionSeries(acquisition, dicom_folder, truth_nifti, truth_transform,
-                                     scan.truth.max_norm_mm()))
+                                     _largest_inside(scan.truth, volume.geometry)))
     return written
 
