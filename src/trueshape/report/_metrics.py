@@ -70,8 +70,10 @@ def measure_bright_sphere(
 
     Notes
     -----
-    Voxels are kept within a ball of ``radius_mm`` plus one voxel around the centroid (re-centred twice),
-    so structures attached to the blob (a femoral neck) do not enter the moments.
+    Voxels are kept within an ellipsoid around the centroid, one voxel beyond the extent measured so far:
+    first a ball of ``radius_mm``, then the ellipsoid of the measured diameters, until the diameters settle
+    (at most 1.5 ``radius_mm``). Structures attached to the blob (a femoral neck) stay out of the moments,
+    while a flattened or elongated blob is measured whole (a fixed ball read a 1.20 elongation as 1.09).
     """
     from scipy import ndimage
 
@@ -97,20 +99,27 @@ def measure_bright_sphere(
     grids = np.meshgrid(*(np.arange(a, b, dtype=np.float64) for a, b in zip(low, high, strict=True)),
                         indexing="ij")
     points = geometry.index_to_lps(np.stack(grids, axis=-1)).reshape(-1, 3)
-    ball_mm = radius_mm + float(np.max(geometry.spacing))
+    voxel = float(np.max(geometry.spacing))
+    semi_axes = np.full(3, radius_mm)  # along x, y, z (LPS)
     candidate = np.where(region, fraction, 0.0).reshape(-1)
-    for _ in range(3):
-        inside_ball = np.linalg.norm(points - centre, axis=1) <= ball_mm
-        w = np.where(inside_ball, candidate, 0.0)
-        total = float(w.sum())
-        if total <= 0:
-            raise ValueError(f"nothing bright within {ball_mm:.1f} mm of {np.round(centre, 1)}")
-        centre = (w @ points) / total
-    offsets = points - centre
-    covariance = (offsets * w[:, None]).T @ offsets / total
     if psf_variance_mm2 is None:
         psf_variance_mm2 = geometry.spacing**2 / 12.0
     direction = geometry.direction
-    covariance -= direction @ np.diag(np.asarray(psf_variance_mm2, dtype=np.float64)) @ direction.T
-    diameters = 2.0 * np.sqrt(5.0 * np.clip(np.diag(covariance), 0.0, None))
+    psf = direction @ np.diag(np.asarray(psf_variance_mm2, dtype=np.float64)) @ direction.T
+    diameters = np.zeros(3)
+    for _ in range(12):
+        limit = np.minimum(semi_axes + voxel, 1.5 * radius_mm + voxel)
+        w = np.where(np.sum(((points - centre) / limit) ** 2, axis=1) <= 1.0, candidate, 0.0)
+        total = float(w.sum())
+        if total <= 0:
+            raise ValueError(f"nothing bright within {radius_mm + voxel:.1f} mm of {np.round(centre, 1)}")
+        centre = (w @ points) / total
+        offsets = points - centre
+        covariance = (offsets * w[:, None]).T @ offsets / total - psf
+        measured = 2.0 * np.sqrt(5.0 * np.clip(np.diag(covariance), 0.0, None))
+        settled = bool(np.max(np.abs(measured - diameters)) < 0.01 * voxel)
+        diameters = measured
+        if settled:
+            break
+        semi_axes = diameters / 2.0
     return SphereMeasurement(centre, diameters, int(np.count_nonzero(w)))
