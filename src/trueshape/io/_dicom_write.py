@@ -23,7 +23,7 @@ from pydicom.sequence import Sequence as DicomSequence
 from pydicom.uid import UID, ExplicitVRLittleEndian, generate_uid
 
 from trueshape._version import __version__
-from trueshape.dicom.vendor import SIEMENS_MR_HEADER
+from trueshape.dicom.vendor import SIEMENS_MR_HEADER, SIEMENS_XA_SDI, SIEMENS_XA_SDS
 from trueshape.geometry import Volume
 from trueshape.io._atomic import atomic_path
 
@@ -141,7 +141,7 @@ def _base_dataset(metadata: SeriesMetadata, sop_class: UID) -> tuple[Dataset, Fi
         for keyword in ("ScanOptions", "MRAcquisitionType", "RepetitionTime", "EchoTime", "EchoTrainLength",
                         "SliceThickness"):
             setattr(ds, keyword, "")
-    if metadata.table_position_mm is not None:
+    if metadata.table_position_mm is not None and sop_class != ENHANCED_MR_IMAGE_STORAGE:
         block = ds.private_block(0x0019, SIEMENS_MR_HEADER, create=True)
         block.add_new(0x14, "IS", [round(v) for v in metadata.table_position_mm])
     for keyword, value in metadata.extra.items():
@@ -222,9 +222,34 @@ def write_enhanced_dicom(
     """Write all planes as one Enhanced MR Image Storage file with per-frame functional groups.
 
     Orientation and pixel spacing go into the shared functional groups when every plane agrees,
-    otherwise per frame; positions, stack membership and rescale are always per frame.
+    otherwise per frame; positions, stack membership, rescale and frame type are always per frame.
+    As Siemens XA writes them, the distortion-correction token of ``metadata.image_type`` (ND, DIS2D,
+    DIS3D) is carried per frame in ImageTypeText (0021,1175) of the private sequence (0021,11FE), since
+    the enhanced ImageType has four values, and the table position as RelTablePosition (0021,1005) in
+    the shared group's private sequence. The multi-frame dimension module indexes frames by stack and
+    in-stack position. The MR technique macros (echo, timing, coils, ...) are not written: the file
+    exercises readers of enhanced geometry; it is not a complete Enhanced MR instance.
     """
     ds, meta = _base_dataset(metadata, ENHANCED_MR_IMAGE_STORAGE)
+    frame_type = [*(list(metadata.image_type[:2]) or ["ORIGINAL", "PRIMARY"]), "VOLUME", "NONE"][:4]
+    ds.ImageType = frame_type
+    for keyword, value in (("PixelPresentation", "MONOCHROME"), ("VolumeBasedCalculationTechnique", "NONE"),
+                           ("ComplexImageComponent", "MAGNITUDE"), ("AcquisitionContrast", "UNKNOWN"),
+                           ("PresentationLUTShape", "IDENTITY"), ("BurnedInAnnotation", "NO"),
+                           ("LossyImageCompression", "00"), ("ContentQualification", "RESEARCH")):
+        setattr(ds, keyword, value)
+    dimension_uid = generate_uid()
+    organisation = Dataset()
+    organisation.DimensionOrganizationUID = dimension_uid
+    ds.DimensionOrganizationSequence = DicomSequence([organisation])
+    indices = []
+    for keyword in ("StackID", "InStackPositionNumber"):
+        pointer = Dataset()
+        pointer.DimensionOrganizationUID = dimension_uid
+        pointer.DimensionIndexPointer = pydicom.datadict.tag_for_keyword(keyword)
+        pointer.FunctionalGroupPointer = pydicom.datadict.tag_for_keyword("FrameContentSequence")
+        indices.append(pointer)
+    ds.DimensionIndexSequence = DicomSequence(indices)
     ds.SOPInstanceUID = meta.MediaStorageSOPInstanceUID = generate_uid()
     ds.InstanceNumber = 1
     ds.NumberOfFrames = len(planes)
@@ -252,6 +277,11 @@ def write_enhanced_dicom(
         shared.PlaneOrientationSequence = orientation_item(planes[0])
     if len(spacings) == 1:
         shared.PixelMeasuresSequence = measures_item(planes[0])
+    if metadata.table_position_mm is not None:
+        table = Dataset()
+        table.private_block(0x0021, SIEMENS_XA_SDS, create=True).add_new(
+            0x05, "IS", [round(v) for v in metadata.table_position_mm])
+        shared.private_block(0x0021, SIEMENS_XA_SDS, create=True).add_new(0xFE, "SQ", DicomSequence([table]))
     ds.SharedFunctionalGroupsSequence = DicomSequence([shared])
     per_frame = []
     for index, plane in enumerate(planes):
@@ -266,6 +296,13 @@ def write_enhanced_dicom(
         content = Dataset()
         content.StackID = "1"
         content.InStackPositionNumber = index + 1
+        content.DimensionIndexValues = [1, index + 1]
+        frame_kind = Dataset()
+        frame_kind.FrameType = frame_type
+        item.MRImageFrameTypeSequence = DicomSequence([frame_kind])
+        text = Dataset()
+        text.private_block(0x0021, SIEMENS_XA_SDI, create=True).add_new(0x75, "CS", list(metadata.image_type))
+        item.private_block(0x0021, SIEMENS_XA_SDI, create=True).add_new(0xFE, "SQ", DicomSequence([text]))
         if temporal_indices is not None:
             content.TemporalPositionIndex = int(temporal_indices[index])
         item.FrameContentSequence = DicomSequence([content])
