@@ -85,6 +85,9 @@ def test_enhanced_multiframe_acquisition_reads_and_corrects_like_classic(tmp_pat
     for name in ("distortion_state", "patient_position", "isocentre_lps"):
         assert getattr(from_frames.provenance, name) == getattr(from_slices.provenance, name), name
     assert from_frames.provenance.distortion_state == state.value
+    # ... read from where Siemens XA keeps them, not from classic tags
+    assert "ImageTypeText (0021,1175)" in from_frames.provenance.distortion_source
+    assert "RelTablePosition (0021,1005)" in from_frames.provenance.isocentre_source
     a = correct_volume(from_slices, ResidualField.from_volume(SYN_AS, from_slices))
     b = correct_volume(from_frames, ResidualField.from_volume(SYN_AS, from_frames))
     assert a.diagnostics.max_displacement_mm > 2.0
