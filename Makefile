@@ -12,8 +12,9 @@ $(STAMP): pyproject.toml setup.py src/trueshape/_warp.c
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	touch $(STAMP)
 
+# Into demo-out/ (replaced on each run), not a new temporary folder each time.
 demo: $(STAMP)
-	$(BIN)/trueshape demo
+	$(BIN)/trueshape demo demo-out --force
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests benchmarks
@@ -24,4 +25,4 @@ test: lint
 	$(BIN)/python -m pytest -n 2 -q
 
 clean:
-	rm -rf $(VENV) build src/*.egg-info src/trueshape/*.so .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) build src/*.egg-info src/trueshape/*.so .pytest_cache .mypy_cache .ruff_cache demo-out

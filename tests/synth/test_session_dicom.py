@@ -43,8 +43,22 @@ def test_files_hold_every_required_mr_attribute_and_one_study_time(session) -> N
         missing = [keyword for keyword in MR_IOD_REQUIRED if keyword not in ds]
         assert not missing, missing
     assert len({(ds.StudyDate, ds.StudyTime) for ds in datasets}) == 1
+    assert len({ds.FrameOfReferenceUID for ds in datasets}) == 1  # same patient position: one frame
     assert [ds.MRAcquisitionType for ds in datasets[:: len(datasets) - 1]] == ["3D", "2D"]  # as asked, not by plane
     assert float(datasets[0].RepetitionTime) > float(datasets[0].EchoTime) > 0
+
+
+def test_a_new_patient_position_is_a_new_frame_of_reference(tmp_path) -> None:
+    from dataclasses import replace
+
+    from trueshape.dicom import PatientPosition
+
+    first = _acquisition(2, Plane.AXIAL, None)
+    turned = replace(first, series_number=3, patient_position=PatientPosition.FFS)
+    session = write_session(tmp_path, FemurPhantom(), SYN_AS, (first, replace(first, series_number=4), turned))
+    frames = [pydicom.dcmread(next(s.dicom_folder.glob("*.dcm")), stop_before_pixels=True).FrameOfReferenceUID
+              for s in session.series]
+    assert frames[0] == frames[1] != frames[2]
 
 
 @pytest.mark.skipif(shutil.which("dciodvfy") is None, reason="dciodvfy (dicom3tools) is not installed")

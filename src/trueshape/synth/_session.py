@@ -245,7 +245,9 @@ def _write_series(
     root: Path, phantom: FemurPhantom, coil: GradientCoefficients, acquisitions: tuple[Acquisition, ...],
     patient_id: str,
 ) -> list[SessionSeries]:
-    study_uid, frame_uid = generate_uid(), generate_uid()
+    study_uid = generate_uid()
+    # The patient lies still within one position; turned round (HFS then FFS) they are a new frame of reference.
+    frames: dict[object, str] = {}
     # One study: every series carries its start; series follow each other a few minutes apart.
     started = datetime.datetime.now().replace(microsecond=0)
     written: list[SessionSeries] = []
@@ -257,6 +259,7 @@ def _write_series(
         volume = scan.volume.with_array(stored)
         name = f"{acquisition.series_number:02d}_{acquisition.description}"
         dicom_folder = root / "dicom" / name
+        frame_uid = frames.setdefault(acquisition.patient_position, generate_uid())
         metadata = _metadata(acquisition, study_uid, frame_uid, patient_id, started,
                              started + datetime.timedelta(minutes=5 * index))
         if acquisition.enhanced:
