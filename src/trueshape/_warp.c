@@ -60,6 +60,13 @@ static int get_array(PyObject *object, Py_buffer *view, int ndim, char kind, int
     return 1;
 }
 
+/* (1 - t) a + t b, as a weighted sum (an inf neighbour gives inf, as in scipy, not inf - inf = NaN), and a
+   tap of weight 0 is not read: a NaN or inf neighbour of a sample taken at a whole index (every untouched
+   axis of the through-plane path) must not reach it. */
+static inline float lerp(float a, float b, float t) {
+    return t == 0.0f ? a : (t == 1.0f ? b : (1.0f - t) * a + t * b);
+}
+
 static inline float clamp_index(float x, Py_ssize_t size) {
     return x < 0.0f ? 0.0f : (x > (float)(size - 1) ? (float)(size - 1) : x);
 }
@@ -90,13 +97,12 @@ static inline float sample(const float *source, Py_ssize_t s0, Py_ssize_t s1, Py
     const Py_ssize_t step1 = s1 > 1 ? s2 : 0;
     const Py_ssize_t step0 = s0 > 1 ? s1 * s2 : 0;
     const float *p = source + (i0 * s1 + i1) * s2 + i2;
-    const float c00 = p[0] + t2 * (p[step2] - p[0]);
-    const float c01 = p[step1] + t2 * (p[step1 + step2] - p[step1]);
-    const float c10 = p[step0] + t2 * (p[step0 + step2] - p[step0]);
-    const float c11 = p[step0 + step1] + t2 * (p[step0 + step1 + step2] - p[step0 + step1]);
-    const float c0 = c00 + t1 * (c01 - c00);
-    const float c1 = c10 + t1 * (c11 - c10);
-    return c0 + t0 * (c1 - c0);
+    if (t0 == 0.0f && t1 == 0.0f) return lerp(p[0], p[step2], t2); /* the through-plane path's usual case */
+    const float c00 = lerp(p[0], p[step2], t2);
+    const float c01 = lerp(p[step1], p[step1 + step2], t2);
+    const float c10 = lerp(p[step0], p[step0 + step2], t2);
+    const float c11 = lerp(p[step0 + step1], p[step0 + step1 + step2], t2);
+    return lerp(lerp(c00, c01, t1), lerp(c10, c11, t1), t0);
 }
 
 /* One output line (i, j, 0..ok-1) of spline component c: four scaled node lines, vectorisable. */

@@ -344,9 +344,10 @@ def _cubic_1d(coefficients: NDArray[np.float32], position: NDArray[np.float32], 
         t3 / 6.0,
     )
     out = np.zeros(position.shape, dtype=np.float32)
+    period = max(2 * (size - 1), 1)  # mirror ends: reflect with period 2 (size - 1), however far the tap
     for offset, weight in zip((-1, 0, 1, 2), weights, strict=True):
-        index = np.abs(base_index + offset)
-        index = np.where(index > size - 1, 2 * (size - 1) - index, index)
+        index = np.mod(base_index + offset, period)
+        index = np.where(index > size - 1, period - index, index)
         np.clip(index, 0, size - 1, out=index)
         out += weight * _gather(coefficients, index, axis)
     return out
@@ -365,7 +366,9 @@ def _linear_1d(values: NDArray[np.float32], position: NDArray[np.float32], axis:
     weight = position - lower
     v0 = _gather(values, lower, axis)
     v1 = _gather(values, np.minimum(lower + 1, size - 1), axis)
-    return np.asarray(v0 + weight * (v1 - v0), dtype=np.float32)
+    with np.errstate(invalid="ignore"):  # a non-finite neighbour of weight 0 is not read (as the kernel)
+        blended = (1.0 - weight) * v0 + weight * v1
+    return np.asarray(np.where(weight == 0, v0, np.where(weight == 1, v1, blended)), dtype=np.float32)
 
 
 def _resolve_mode(
@@ -507,9 +510,15 @@ def correct_volume(
             target[...] = source
         stats.append(_SlabStats(jacobian_min=1.0, jacobian_max=1.0))
     else:
+        unusable: list[NDArray[np.float32] | None] = [None] * len(stack)
         if order == 3:
             axes = (through_axis,) if used is CorrectionMode.THROUGH_PLANE else (0, 1, 2)
-            stack = [_prefilter(source, axes) for source in stack]
+            # The spline prefilter runs along whole lines: one NaN would spread to nearly every voxel. Filter
+            # with the nearest finite value in its place, and mark afterwards what the cubic footprint of a
+            # non-finite voxel reaches.
+            unusable = [_cubic_footprint(source, axes) for source in stack]
+            stack = [_prefilter(_nearest_finite(source) if mark is not None else source, axes)
+                     for source, mark in zip(stack, unusable, strict=True)]
         stats = _resample(
             stack,
             outputs,
@@ -522,6 +531,12 @@ def correct_volume(
             workers=workers,
             through_axis=through_axis,
         )
+        for target, mark in zip(outputs, unusable, strict=True):
+            if mark is not None:
+                reached = np.empty(work_out.shape, dtype=np.float32)
+                _resample([mark], [reached], work_interpolant, work_in, work_out, used, order=1,
+                          intensity_correction=False, workers=workers, through_axis=through_axis)
+                target[reached > 0.0] = np.nan
     corrected_volumes = [target.T if reverse else target for target in outputs]
 
     total_voxels = int(np.prod(out_shape))
@@ -578,6 +593,42 @@ def _reversed_geometry(geometry: VolumeGeometry) -> VolumeGeometry:
     permutation[0, 2] = permutation[1, 1] = permutation[2, 0] = permutation[3, 3] = 1.0
     shape = geometry.shape
     return VolumeGeometry(shape=(shape[2], shape[1], shape[0]), lps_from_ijk=geometry.lps_from_ijk @ permutation)
+
+
+def _cubic_footprint(source: NDArray[np.float32], axes: tuple[int, ...]) -> NDArray[np.float32] | None:
+    """Non-finite voxels grown by one along ``axes`` (float32 0/1), or None when every voxel is finite.
+
+    A linear sample that reads this mask is non-zero exactly where a cubic sample reads a bad voxel (the
+    cubic taps reach one index further on each side than the linear ones).
+    """
+    bad = ~np.isfinite(source)
+    if not bad.any():
+        return None
+    grown = bad.copy()
+    for axis in axes:
+        for shift in (-1, 1):
+            grown |= np.roll(bad, shift, axis=axis) & _not_wrapped(bad.shape, axis, shift)
+    return grown.astype(np.float32)
+
+
+def _nearest_finite(source: NDArray[np.float32]) -> NDArray[np.float32]:
+    """Return ``source`` with each non-finite voxel replaced by its nearest finite one (0 if there is none)."""
+    from scipy import ndimage
+
+    bad = ~np.isfinite(source)
+    if bad.all():
+        return np.zeros_like(source)
+    nearest = ndimage.distance_transform_edt(bad, return_distances=False, return_indices=True)
+    return np.asarray(source[tuple(nearest)], dtype=np.float32)
+
+
+def _not_wrapped(shape: tuple[int, ...], axis: int, shift: int) -> NDArray[np.bool_]:
+    """Return False on the slice np.roll wrapped around (the first one for +1, the last one for -1)."""
+    keep = np.ones(shape[axis], dtype=bool)
+    keep[0 if shift > 0 else -1] = False
+    view = [1] * len(shape)
+    view[axis] = shape[axis]
+    return keep.reshape(view)
 
 
 def _prefilter(source: NDArray[np.float32], axes: tuple[int, ...]) -> NDArray[np.float32]:
