@@ -327,3 +327,27 @@ def test_a_single_slice_is_corrected_not_blanked(state: DistortionState) -> None
     corrected = np.asarray(result.volume.array)
     assert np.count_nonzero(corrected[5:-5, 5:-5]) == 30 * 30  # away from the in-plane edges
     assert np.abs(corrected[5:-5, 5:-5] - 100.0).max() < 1e-4
+
+
+def test_folding_is_reported_with_and_without_intensity_correction() -> None:
+    terms = {(t.axis, t.kind.value, t.n, t.m): t.value for t in SYN_AS.terms()}
+    folding = GradientCoefficients.from_terms(250.0, {**terms, ("z", "A", 2, 0): 2.0})
+    grid = VolumeGeometry.from_components(shape=(24, 24, 24), origin=(-115.0,) * 3, spacing=(10.0,) * 3)
+    residual = ResidualField(folding, MagnetFrame(), DistortionState.NONE)
+    volume = Volume(np.ones(grid.shape, np.float32), grid)
+    on = correct_volume(volume, residual).diagnostics
+    off = correct_volume(volume, residual, intensity_correction=False).diagnostics
+    assert on.folded_voxels > 100 and on.jacobian_min < 0.0
+    assert (off.folded_voxels, off.jacobian_min, off.jacobian_max) == (on.folded_voxels, on.jacobian_min,
+                                                                        on.jacobian_max)
+
+
+def test_reported_interpolation_error_bounds_the_applied_field_everywhere() -> None:
+    grid = VolumeGeometry.from_components(shape=(48, 48, 48), origin=(-235.0,) * 3, spacing=(10.0,) * 3)
+    residual = ResidualField(SYN_AS, MagnetFrame(), DistortionState.NONE)
+    result = correct_volume(Volume(np.zeros(grid.shape, np.float32), grid), residual, intensity_correction=False)
+    coarse = result.coarse_field
+    applied = np.moveaxis(coarse.with_values(coarse.values[..., :3]).upsampler().slab(0, 48), 0, -1).reshape(-1, 3)
+    points = grid.voxel_centres().reshape(-1, 3)
+    actual = float(np.linalg.norm(applied - residual.displacement_lps(points), axis=1).max())
+    assert 0.0 < actual <= result.diagnostics.interpolation_error_mm <= 0.01

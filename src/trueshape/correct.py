@@ -105,9 +105,11 @@ class CorrectionDiagnostics:
         Largest error of the exported field under trilinear interpolation (what ITK does) at its cell
         centres in the field of view, mm.
     jacobian_min, jacobian_max : float
-        Range of ``det(I + grad d_res)`` over the output voxels (1 when intensity correction is off).
+        Range of ``det(I + grad d_res)`` over the output voxels (measured with or without intensity
+        correction).
     folded_voxels : int
-        Output voxels with determinant <= 0 (the field folds there; their intensity factor is 0).
+        Output voxels with determinant <= 0: the field folds there, whatever is done to intensities (their
+        intensity factor is 0).
     coarse_spacing_mm : float
         Node spacing of the exact coarse grid, mm.
     field_spacing_mm : tuple of 3 float
@@ -548,7 +550,12 @@ def correct_volume(
         jacobian_max=max(s.jacobian_max for s in stats),
         folded=sum(s.folded for s in stats),
     )
-    if not intensity_correction:
+    if not intensity_correction and used is not CorrectionMode.NONE:
+        # Folding is a geometry failure with or without intensity correction: measure it all the same.
+        merged.jacobian_min, merged.jacobian_max, merged.folded = _determinant_range(
+            correction_interpolant(residual, geometry_out, coarse_spacing_mm=coarse_spacing_mm,
+                                   field_spacing_mm=field_spacing_mm, intensity_correction=True))
+    elif not intensity_correction:
         merged.jacobian_min = merged.jacobian_max = 1.0
     diagnostics = CorrectionDiagnostics(
         mode=used,
@@ -576,6 +583,19 @@ def correct_volume(
     )
     result_volume = Volume(corrected, geometry_out, provenance=provenance)
     return CorrectionResult(result_volume, field, diagnostics, interpolant)
+
+
+def _determinant_range(interpolant: GridInterpolant) -> tuple[float, float, int]:
+    """Smallest and largest ``det(I + grad d)`` over every voxel, and the count <= 0 (component 3 upsampled)."""
+    upsampler = interpolant.with_values(interpolant.values[..., 3:4]).upsampler()
+    size_i = upsampler.shape[0]
+    step = max(1, SLAB_VOXELS // max(upsampler.shape[1] * upsampler.shape[2], 1))
+    low, high, folded = np.inf, -np.inf, 0
+    for start in range(0, size_i, step):
+        determinant = upsampler.slab(start, min(start + step, size_i))
+        low, high = min(low, float(determinant.min())), max(high, float(determinant.max()))
+        folded += int(np.count_nonzero(determinant <= 0.0))
+    return low, high, folded
 
 
 def _three_dimensional_float32(volume: Volume) -> list[NDArray[np.float32]]:

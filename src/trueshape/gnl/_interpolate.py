@@ -332,10 +332,14 @@ class SlabUpsampler:
 
 
 def _spread(values: NDArray[np.float64], limit: int) -> NDArray[np.float64]:
-    """At most ``limit`` entries of ``values``, evenly spread and keeping both ends."""
+    """Return about ``limit`` entries of ``values``, evenly spread, keeping the two at each end.
+
+    The not-a-knot spline errs most in the second cell from each end, so those probes always stay.
+    """
     if values.size <= limit:
         return values
-    return values[np.unique(np.linspace(0, values.size - 1, limit).round().astype(int))]
+    chosen = np.linspace(0, values.size - 1, limit).round().astype(int)
+    return values[np.unique(np.concatenate([chosen, [1, values.size - 2]]))]
 
 
 _Lattice = tuple[NDArray[np.float64], NDArray[np.float64], NDArray[np.float64]]
