@@ -351,3 +351,16 @@ def test_reported_interpolation_error_bounds_the_applied_field_everywhere() -> N
     points = grid.voxel_centres().reshape(-1, 3)
     actual = float(np.linalg.norm(applied - residual.displacement_lps(points), axis=1).max())
     assert 0.0 < actual <= result.diagnostics.interpolation_error_mm <= 0.01
+
+
+def test_outside_fraction_measures_what_a_single_slice_loses() -> None:
+    # A 400 mm coronal slice, 5 mm thick, 40 mm behind the isocentre: the through-plane residual exceeds half
+    # the thickness over a fifth of it, and those voxels have no data.
+    grid = VolumeGeometry.from_components(shape=(80, 80, 1), origin=(-197.5, 40.0, 197.5), spacing=(5.0, 5.0, 5.0),
+                                          direction=np.array([[1.0, 0, 0], [0, 0, 1.0], [0, -1.0, 0]]))
+    volume = Volume(np.full(grid.shape, 100.0, np.float32), grid)
+    residual = ResidualField(SYN_AS, MagnetFrame(), DistortionState.IN_PLANE_2D, slice_normal_lps=grid.direction[:, 2])
+    result = correct_volume(volume, residual, intensity_correction=False)
+    lost = float(np.mean(np.asarray(result.volume.array) == 0.0))
+    assert 0.1 < lost < 0.4
+    assert result.diagnostics.outside_fraction == pytest.approx(lost, abs=0.02)

@@ -661,7 +661,7 @@ class CorrectionRequest:
         where = where or str(source.get("file") or source.get("label") or targets[0].name)
         self._check_output_grid(volume, where)
         self._check_room_for_outputs(volume, targets[0].parent)
-        findings = self._coil_findings(volume, where)
+        findings = list(self._coil_findings(volume, where))
         inputs = [Path(str(source["file"]))] if source.get("file") else [
             Path(str(name).split("#")[0]) for names in source.get("slice_sources", [])[:1] for name in names[:1]]
         # Never an input: a file or series being read is not an earlier run's output.
@@ -669,10 +669,10 @@ class CorrectionRequest:
                     if not any(i.resolve() == p.resolve() or p.resolve() in i.resolve().parents for i in inputs)]
         with _staged(targets, force=self.force, obsolete=obsolete) as staged:
             try:
-                result = self._write(volume, source, staged, template, findings)
+                result = self._write(volume, source, staged, template, findings, where)
             except GeometryError as error:  # e.g. through-plane asked of a grid it cannot serve: name the input
                 raise GeometryError(f"{where}: {error}", findings=error.findings) from None
-        return CorrectOutput(result.volume, targets, result.diagnostics.to_json(), findings)
+        return CorrectOutput(result.volume, targets, result.diagnostics.to_json(), tuple(findings))
 
     def _coil_findings(self, volume: Volume, where: str) -> tuple[Finding, ...]:
         """Warn when the series names another gradient coil than the coefficients do (both must be known).
@@ -719,7 +719,7 @@ class CorrectionRequest:
                                  f"{memory / 2**30:.1f} GiB of memory")
 
     def _write(self, volume: Volume, source: dict[str, Any], staged: list[Path],
-               template: _DicomTemplate | None, findings: tuple[Finding, ...] = ()) -> CorrectionResult:
+               template: _DicomTemplate | None, findings: list[Finding], where: str) -> CorrectionResult:
         from trueshape.correct import correct_volume
         from trueshape.gnl import ResidualField
         from trueshape.io import write_derived_series, write_field_nifti
@@ -739,6 +739,7 @@ class CorrectionRequest:
 
             result = correct_volume(volume, residual, mode=self.mode, intensity_correction=self.intensity_correction,
                                     output_geometry=self.output_geometry, on_field=write_field)
+            findings.extend(_outside_findings(result.diagnostics.outside_fraction, volume, where))
             if self.output_format is OutputFormat.DICOM:
                 assert template is not None
                 done = result.diagnostics
@@ -781,6 +782,23 @@ class CorrectionRequest:
             }
         write_json(sidecar, staged[3])
         return result
+
+
+#: Share of corrected voxels left 0 (sampled beyond the acquired volume) above which ``correct`` warns.
+OUTSIDE_WARNING_FRACTION = 0.05
+
+
+def _outside_findings(fraction: float, volume: Volume, where: str) -> tuple[Finding, ...]:
+    """Warn when the correction samples much of the image beyond the acquired volume (left 0 there)."""
+    single = volume.geometry.shape[2] == 1
+    if not (fraction >= OUTSIDE_WARNING_FRACTION or (single and fraction > 0.0)):
+        return ()
+    why = (f"a single slice is {float(volume.geometry.spacing[2]):g} mm thick and the residual moves part of it "
+           "further through its plane" if single else "the residual moves them beyond the acquired volume")
+    return (Finding(FindingCode.OUTSIDE_ACQUIRED_VOLUME, Severity.WARNING,
+                    f"{where}: about {100 * fraction:.1f}% of the corrected voxels take their value from outside "
+                    f"the acquired volume and are left 0 ({why}); acquire more slices, or a thicker slab, to keep "
+                    "them", measured=fraction, tolerance=OUTSIDE_WARNING_FRACTION, unit="fraction"),)
 
 
 @contextlib.contextmanager

@@ -122,6 +122,10 @@ class CorrectionDiagnostics:
         Worker threads used.
     assumptions : tuple of str
         Assumptions behind the residual field (patient position, isocentre, state).
+    outside_fraction : float
+        Share of the output voxels whose sample lies beyond the input grid (more than half a voxel outside
+        its outer voxel centres), so that they are 0: on a lattice of at most 65 points per axis, edges
+        included. A single slice moved through its plane by more than half its thickness loses voxels so.
     """
 
     mode: CorrectionMode
@@ -139,6 +143,7 @@ class CorrectionDiagnostics:
     intensity_corrected: bool
     threads: int
     assumptions: tuple[str, ...]
+    outside_fraction: float = 0.0
 
     def to_json(self) -> dict[str, Any]:
         """Plain JSON-ready values."""
@@ -158,6 +163,7 @@ class CorrectionDiagnostics:
             "intensity_corrected": self.intensity_corrected,
             "threads": self.threads,
             "assumptions": list(self.assumptions),
+            "outside_fraction": self.outside_fraction,
         }
 
 
@@ -294,6 +300,19 @@ def sampled_normal_range(result: CorrectionResult, geometry_in: VolumeGeometry) 
     sampled = geometry_out.index_to_lps(lattice.reshape(-1, 3)).reshape(displacement.shape) + displacement
     along = np.tensordot(sampled, geometry_in.direction[:, 2], axes=([3], [0]))
     return np.stack([along.min(axis=(0, 1)), along.max(axis=(0, 1))], axis=1)
+
+
+def _outside_fraction(interpolant: GridInterpolant, geometry_in: VolumeGeometry) -> float:
+    """Share of output voxels sampled beyond half a voxel outside ``geometry_in`` (see CorrectionDiagnostics)."""
+    geometry_out = interpolant.geometry
+    positions = tuple(_spread_indices(size, most=64) for size in geometry_out.shape)
+    displacement = interpolant.on_lattice((positions[0], positions[1], positions[2]))[..., :3]
+    lattice = np.stack(np.meshgrid(*positions, indexing="ij"), axis=-1).reshape(-1, 3)
+    sampled = geometry_out.index_to_lps(lattice) + displacement.reshape(-1, 3)
+    index = geometry_in.lps_to_index(sampled)
+    size = np.asarray(geometry_in.shape, dtype=np.float64)
+    inside = np.all((index >= -0.5) & (index < size - 0.5), axis=1)
+    return float(1.0 - inside.mean())
 
 
 def _spread_indices(size: int, most: int = 32) -> NDArray[np.float64]:
@@ -573,6 +592,7 @@ def correct_volume(
         intensity_corrected=intensity_correction,
         threads=workers,
         assumptions=residual.assumptions,
+        outside_fraction=0.0 if used is CorrectionMode.NONE else _outside_fraction(interpolant, geometry_in),
     )
     corrected = corrected_volumes[0] if volume.array.ndim == 3 else np.stack(corrected_volumes, axis=-1)
     provenance = replace(

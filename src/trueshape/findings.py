@@ -55,6 +55,7 @@ class FindingCode(enum.StrEnum):
     CORNERS_MISMATCH = "CORNERS_MISMATCH"
     FRAMES_DISAGREE = "FRAMES_DISAGREE"
     COIL_MISMATCH = "COIL_MISMATCH"
+    OUTSIDE_ACQUIRED_VOLUME = "OUTSIDE_ACQUIRED_VOLUME"
 
 
 #: Every code with a one-line explanation (rendered into the README table and ``--help``).
@@ -86,6 +87,8 @@ FINDING_CODES: dict[FindingCode, str] = {
     "magnet was relative to the patient cannot be known.",
     FindingCode.COIL_MISMATCH: "The series names a gradient coil other than the one the coefficients or model "
     "describe.",
+    FindingCode.OUTSIDE_ACQUIRED_VOLUME: "Part of the corrected image takes its values from beyond the acquired "
+    "volume (a single slice, or a large through-plane residual at the slab ends) and is left 0.",
     FindingCode.ISOCENTRE_ASSUMED: "No table position in the headers: the isocentre is assumed at the "
     "patient-coordinate origin.",
 }

@@ -258,3 +258,17 @@ def test_force_removes_what_an_earlier_run_with_other_options_wrote(write_series
     assert sorted(p.name for p in corrected.iterdir()) == [
         "1_synthetic_corrected.json", "1_synthetic_corrected.nrrd", "1_synthetic_residual.h5",
         "1_synthetic_residual_field.nii.gz"]
+
+
+def test_correct_warns_when_a_single_slice_loses_voxels(write_series, coil, tmp_path):
+    planes = regular_planes(rows=80, columns=80, slices=1, origin=(-197.5, 40.0, 197.5),
+                            orientation=(1.0, 0.0, 0.0, 0.0, 0.0, -1.0), pixel_spacing=(5.0, 5.0))
+    folder = write_series(planes, image_type=("ORIGINAL", "PRIMARY", "M", "DIS2D"), slice_thickness_mm=5.0)
+    result = run("correct", folder, "--coef", coil, "--out", tmp_path / "out")
+    assert result.exit_code == 0, result.output
+    text = " ".join(result.output.split())
+    assert "OUTSIDE_ACQUIRED_VOLUME" in text and "a single slice is 5 mm thick" in text, text
+    (sidecar,) = (tmp_path / "out").glob("*_corrected.json")
+    written = json.loads(sidecar.read_text())
+    assert 0.1 < written["correction"]["outside_fraction"] < 0.4
+    assert [f["code"] for f in written["findings"]] == ["OUTSIDE_ACQUIRED_VOLUME"]
