@@ -20,7 +20,6 @@ from typing import Any
 import numpy as np
 import pydicom
 from pydicom.dataset import Dataset
-from pydicom.errors import InvalidDicomError
 from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian
 
 from trueshape.dicom._csa import phoenix_protocol, phoenix_slice_positions, siemens_csa_image_tags
@@ -405,18 +404,46 @@ def _enhanced_frames(ds: Dataset, path: Path) -> list[Frame]:
     return frames
 
 
+#: SOP classes of images (MR, CT, PET, secondary capture; classic, enhanced and legacy-converted): a file of
+#: these classes without Rows/Columns is damaged, not a non-image object to skip.
+IMAGE_STORAGE_CLASSES = frozenset(
+    "1.2.840.10008.5.1.4.1.1." + suffix
+    for suffix in ("4", "4.1", "4.3", "4.4", "2", "2.1", "2.2", "7", "7.1", "7.2", "7.3", "7.4", "128", "128.1",
+                   "130")
+)
+
+
+#: File suffixes that say "DICOM": such a file that is not DICOM is reported, not skipped.
+DICOM_SUFFIXES = frozenset({".dcm", ".dicom", ".ima"})
+
+
 def _read_file(path: Path) -> tuple[str, list[Frame] | FileProblem | None]:
     """Return ("frames", [...]), ("problem", FileProblem), ("non_dicom", None) or ("non_image", None)."""
     try:
         if not _looks_like_dicom(path):
+            if path.suffix.lower() in DICOM_SUFFIXES:
+                size = path.stat().st_size
+                return "problem", FileProblem(str(path), f"{path}: named like a DICOM file but holds no DICOM data "
+                                                         f"({size} bytes): truncated or damaged")
             return "non_dicom", None
     except OSError as error:
         return "problem", FileProblem(str(path), f"{path}: cannot be read ({error.strerror or error})")
     try:
         ds = pydicom.dcmread(path, defer_size=_DEFER_SIZE, force=True)
-    except (InvalidDicomError, EOFError, OSError, ValueError, KeyError, TypeError, IndexError, OverflowError) as error:
+    except Exception as error:
+        # this file's problem, to be named, never the run's end
         return "problem", FileProblem(str(path), f"{path}: cannot be read as DICOM ({_short(error)})")
     if "Rows" not in ds or "Columns" not in ds:
+        meta = getattr(ds, "file_meta", None)
+        classes = {str(ds.get("SOPClassUID") or ""), str(meta.get("MediaStorageSOPClassUID", "") if meta else "")}
+        if classes & IMAGE_STORAGE_CLASSES:  # an image whose header ends early: truncated, not a report
+            return "problem", FileProblem(
+                str(path), f"{path}: image header without Rows/Columns (truncated or damaged file)",
+                str(ds.get("SeriesInstanceUID", "")))
+        meta_end = 132 + 12 + (_int(meta.get("FileMetaInformationGroupLength")) or 0) if meta else 0
+        if not any(classes) or path.stat().st_size < meta_end:  # cut before it says what it holds
+            return "problem", FileProblem(str(path), f"{path}: DICOM file cut short before it says what it holds "
+                                                     "(no complete SOP Class UID): truncated or damaged")
         return "non_image", None  # DICOMDIR, structured reports, presentation states: not images
     try:
         if "PixelData" not in ds and "FloatPixelData" not in ds and "DoubleFloatPixelData" not in ds:
