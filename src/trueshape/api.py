@@ -97,7 +97,13 @@ def parse_series_argument(argument: str | os.PathLike[str]) -> tuple[Path, str |
     (PosixPath('dicom'), None, None)
     """
     text = str(argument)
-    if "#" not in text or Path(text).exists():
+    if not text.strip():
+        raise DicomInputError("an empty path was given (an unset shell variable?): name a DICOM file or folder")
+    try:
+        whole = "#" not in text or Path(text).exists()
+    except OSError as error:  # e.g. a name longer than the file system allows
+        raise DicomInputError(f"{text}: cannot be read ({error.strerror or error})") from None
+    if whole:
         return Path(text), None, None
     path, _, selector = text.rpartition("#")
     series, _, stack = selector.partition(":")

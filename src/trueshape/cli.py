@@ -33,8 +33,9 @@ app = typer.Typer(
     add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
     help="Why does this anatomy look distorted, and how do I fix it?",
 )
-console = Console(highlight=False)
-error_console = Console(stderr=True, highlight=False)
+# No emoji codes: ":ok:" in a file name is a file name.
+console = Console(highlight=False, emoji=False)
+error_console = Console(stderr=True, highlight=False, emoji=False)
 
 _SEVERITY_STYLE = {Severity.INFO: "cyan", Severity.WARNING: "yellow", Severity.ERROR: "bold red"}
 
@@ -164,7 +165,7 @@ def convert(
                 console.print(f"[{_SEVERITY_STYLE[finding.severity]}]{finding.code.value}[/] {_e(stack.label)}: "
                               f"{_e(finding.message)}")
     for written in result.written:
-        console.print(f"wrote {_e(written)}")
+        console.print(f"wrote {_e(written)}", soft_wrap=True)
     for message in result.errors:
         _fail(message)
     if not result.ok:
@@ -221,7 +222,7 @@ def correct(
         if finding.severity is not Severity.INFO or finding.code in _DATA_CHANGING:
             console.print(f"  [{_SEVERITY_STYLE[finding.severity]}]{finding.code.value}[/] {_e(finding.message)}")
     for written in result.written:
-        console.print(f"wrote {_e(written)}")
+        console.print(f"wrote {_e(written)}", soft_wrap=True)
 
 
 def _isocentre(text: str | None) -> tuple[float, float, float] | None:
@@ -284,7 +285,7 @@ def demo(
                       "interpolates along those slices: front-back diameters are off by a few percent; run without "
                       "--quick for the real figures.)[/]")
     for written in result.written:
-        console.print(f"[dim]wrote {_e(written)}[/]")
+        console.print(f"[dim]wrote {_e(written)}[/]", soft_wrap=True)
 
 
 def _outward(shift_mm: float) -> str:
@@ -304,7 +305,7 @@ def main() -> None:
         _fail("not enough memory for this input (a smaller --like grid, or a machine with more memory, helps)")
         sys.exit(EXIT_INTERNAL_ERROR)
     except Exception as error:  # a bug rather than bad input: one line, and the traceback on request
-        if os.environ.get("TRUESHAPE_TRACEBACK"):
+        if os.environ.get("TRUESHAPE_TRACEBACK", "0").strip() not in ("", "0"):
             raise
         _fail(f"unexpected {type(error).__name__}: {error} (a trueshape bug: please report it with the command; "
               "TRUESHAPE_TRACEBACK=1 shows where it happened)")

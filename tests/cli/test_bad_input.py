@@ -216,3 +216,24 @@ def test_a_dangling_slice_link_and_an_unreadable_subfolder_are_named(good_series
     assert result.exit_code == 2
     assert f"error: {locked}: folder cannot be read (Permission denied)" in " ".join(result.output.split())
     assert trueshape.load(good_series).array.shape[2] == 6
+
+
+def test_odd_paths_get_one_line(good_series, tmp_path):
+    for argument in ("", "   "):
+        result = run("inspect", argument)
+        assert result.exit_code == 2 and "an empty path was given" in result.output, result.output
+    result = run("convert", f"{'a' * 300}#2", "--out", tmp_path / "o")
+    assert result.exit_code == 2 and "File name too long" in result.output, result.output
+    result = run("inspect", "b" * 300)
+    assert result.exit_code == 2 and "File name too long" in result.output, result.output
+    # A FIFO beside the slices is not read (reading it would wait forever).
+    os.mkfifo(good_series / "pipe")
+    result = run("inspect", good_series)
+    assert result.exit_code == 0 and "10 x 8 x 6" in " ".join(result.output.split()), result.output
+
+
+def test_file_names_are_printed_as_they_are(good_series, tmp_path):
+    out = tmp_path / "out :ok: [x]"
+    result = run("convert", good_series, "--out", out)
+    assert result.exit_code == 0, result.output
+    assert f"wrote {out}" in result.output  # no emoji for ":ok:", no markup eaten, no line break in the path

@@ -11,6 +11,7 @@ import datetime
 import math
 import multiprocessing
 import os
+import stat
 from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, replace
@@ -86,7 +87,15 @@ def _list_files(path: Path, unreadable: list[FileProblem] | None = None) -> list
     for directory, subdirs, names in os.walk(path, onerror=cannot_list):
         subdirs[:] = sorted(d for d in subdirs if not d.startswith("."))
         files.extend(Path(directory) / name for name in sorted(names) if not name.startswith("."))
-    return files
+    # Only regular files (and links to them): reading a FIFO or a device would wait forever.
+    return [file for file in files if _is_regular(file)]
+
+
+def _is_regular(path: Path) -> bool:
+    try:
+        return stat.S_ISREG(path.stat().st_mode)
+    except OSError:
+        return True  # a dangling link or an unreadable entry: reading it reports the problem
 
 
 def _looks_like_dicom(path: Path) -> bool:
@@ -539,8 +548,14 @@ def scan(path: str | os.PathLike[str], *, workers: int | None = None) -> ScanRes
     DicomInputError
         When ``path`` does not exist.
     """
+    if not str(path).strip():
+        raise DicomInputError("an empty path was given (an unset shell variable?): name a DICOM file or folder")
     root = Path(path)
-    if not root.exists():
+    try:
+        exists = root.exists()
+    except OSError as error:  # e.g. a name longer than the file system allows
+        raise DicomInputError(f"{root}: cannot be read ({error.strerror or error})") from None
+    if not exists:
         raise DicomInputError(f"{root}: no such file or folder")
     unreadable: list[FileProblem] = []
     files = _list_files(root, unreadable)
