@@ -305,6 +305,7 @@ def convert(
             result.errors.append(describe_empty(inspection))
         return result
     stacks = select_stacks(inspection, series_key, stack_index)
+    _check_output_argument(out)
     out_dir = Path(out)
     mode = ValidationMode(validation) if validation is not None else settings.validation_mode
     for stack in stacks:
@@ -963,6 +964,7 @@ def correct(
     from trueshape.gnl import read_coefficients
     from trueshape.io import is_volume_file
 
+    _check_output_argument(out)
     if (coefficients is None) == (model is None):
         raise TrueshapeError("give exactly one of --coef (vendor .grad/.coef) or --model (trueshape .json)")
     coefficient_file = coefficients if coefficients is not None else model
@@ -973,12 +975,20 @@ def correct(
         distortion_state=distortion_state, patient_position=patient_position, isocentre_lps=isocentre_lps,
         fmt=fmt, force=force, like=like,
     )
+    if like is not None and not is_volume_file(like):  # the --like series is read too: never written into
+        _refuse_output_inside(parse_series_argument(like)[0], out)
     if is_volume_file(series):
         return correct_volume_file(series, request, out)
     path, series_key, stack_index = parse_series_argument(series)
     _refuse_output_inside(path, out)
     stack = _one_stack(inspect(path, irregular=irregular), path, series_key, stack_index)
     return correct_stack(stack, request, out)
+
+
+def _check_output_argument(out: str | os.PathLike[str]) -> None:
+    """Refuse an empty output folder name: it would mean the current folder (an unset shell variable?)."""
+    if not str(out).strip():
+        raise OutputError("an empty --out was given (an unset shell variable?): name the output folder")
 
 
 def _refuse_output_inside(source: Path, out: str | os.PathLike[str]) -> None:

@@ -121,7 +121,7 @@ def _render_inspection(inspection: Inspection) -> None:
 
 @app.command()
 def inspect(
-    path: Annotated[Path, typer.Argument(help="DICOM file or folder (searched recursively).")],
+    path: Annotated[str, typer.Argument(help="DICOM file or folder (searched recursively).")],
     as_json: Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")] = False,
     irregular: IrregularOption = IrregularPolicy.WARN,
 ) -> None:
@@ -147,7 +147,7 @@ def inspect(
 @app.command()
 def convert(
     path: Annotated[str, typer.Argument(help="DICOM folder/file, optionally FOLDER#<series>[:stack].")],
-    out: Annotated[Path, typer.Option("--out", "-o", help="Output folder.")],
+    out: Annotated[str, typer.Option("--out", "-o", help="Output folder.")],
     fmt: Annotated[api.OutputFormat, typer.Option("--format", case_sensitive=False)] = api.OutputFormat.NIFTI,
     irregular: IrregularOption = IrregularPolicy.WARN,
     force: Annotated[bool, typer.Option("--force", help="Overwrite existing outputs.")] = False,
@@ -177,7 +177,7 @@ def correct(
     series: Annotated[str, typer.Argument(
         help="DICOM folder/file, optionally FOLDER#<series>[:stack]; or a NIfTI/NRRD volume (its JSON sidecar, "
              "from trueshape convert or dcm2niix, says what the scanner corrected).")],
-    out: Annotated[Path, typer.Option("--out", "-o", help="Output folder.")],
+    out: Annotated[str, typer.Option("--out", "-o", help="Output folder.")],
     coef: Annotated[Path | None, typer.Option("--coef", help="Vendor coefficients (.grad or .coef).")] = None,
     model: Annotated[Path | None, typer.Option("--model", help="trueshape scanner model (.json).")] = None,
     mode: Annotated[RequestedMode, typer.Option("--mode", case_sensitive=False)] = RequestedMode.AUTO,

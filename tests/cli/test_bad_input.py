@@ -222,6 +222,8 @@ def test_odd_paths_get_one_line(good_series, tmp_path):
     for argument in ("", "   "):
         result = run("inspect", argument)
         assert result.exit_code == 2 and "an empty path was given" in result.output, result.output
+        result = run("convert", good_series, "--out", argument)
+        assert result.exit_code == 2 and "an empty --out was given" in result.output, result.output
     result = run("convert", f"{'a' * 300}#2", "--out", tmp_path / "o")
     assert result.exit_code == 2 and "File name too long" in result.output, result.output
     result = run("inspect", "b" * 300)

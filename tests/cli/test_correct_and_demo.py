@@ -159,3 +159,15 @@ def test_correct_reports_what_the_loader_found(tmp_path):
     assert code == 0 and "SLICES_MISSING" in output and "STACK_RESAMPLED" in output, output
     assert "ISOCENTRE_ASSUMED" not in output and "LOCALIZER" not in output
     assert "DISTORTION_2D_ONLY" not in output  # what the correction removed is not repeated
+
+
+def test_out_inside_the_like_series_folder_is_refused(tmp_path):
+    series, coil = _coronal_session(tmp_path)
+    reference = tmp_path / "reference"
+    reference.mkdir()
+    for path in series.iterdir():
+        (reference / path.name).write_bytes(path.read_bytes())
+    result = runner.invoke(app, ["correct", str(series), "--coef", str(coil), "--like", str(reference),
+                                 "--out", str(reference / "corrected"), "--format", "dicom"])
+    assert result.exit_code == 2 and "is inside the DICOM folder" in " ".join(result.output.split()), result.output
+    assert sorted(p.name for p in reference.iterdir()) == sorted(p.name for p in series.iterdir())
