@@ -41,6 +41,14 @@ def test_a_folder_holding_other_files_is_not_replaced(tmp_path) -> None:
     with pytest.raises(OutputError, match=r"holds notes\.txt besides a synthetic session"):
         write_session(folder, FemurPhantom(), SYN_AS, (_acquisition(3),), force=True)
     assert tree_digest(folder) == before
+    # ... however deep the file lies.
+    session = tmp_path / "session"
+    write_session(session, FemurPhantom(), SYN_AS, (_acquisition(3),))
+    (session / "dicom" / "02_ax" / "notes.txt").write_text("keep me too")
+    before = tree_digest(session)
+    with pytest.raises(OutputError, match=r"holds dicom/02_ax/notes\.txt besides a synthetic session"):
+        write_session(session, FemurPhantom(), SYN_AS, (_acquisition(3),), force=True)
+    assert tree_digest(session) == before
     (tmp_path / "file").write_text("x")
     with pytest.raises(OutputError, match="is a file, not a folder"):
         write_session(tmp_path / "file", FemurPhantom(), SYN_AS, (_acquisition(3),))

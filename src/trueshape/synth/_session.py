@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import datetime
 import os
+import re
 import shutil
 import tempfile
 from dataclasses import asdict, dataclass, replace
@@ -193,8 +194,8 @@ def write_session(
     return Session(root, phantom, coil.coil_id, moved)
 
 
-#: What a session folder holds: ``--force`` replaces a folder holding nothing else.
-SESSION_ENTRIES = frozenset({"dicom", "truth", "session.json"})
+#: What a session folder holds (paths relative to it): ``--force`` replaces a folder holding nothing else.
+SESSION_FILE = re.compile(r"session\.json|dicom/[^/]+/(IM|EN)\d{5}\.dcm|truth/[^/]+_residual(_field\.nii\.gz|\.h5)")
 
 
 def _largest_inside(truth: DisplacementField, geometry: VolumeGeometry) -> float:
@@ -219,9 +220,13 @@ def _check_replaceable(root: Path, *, force: bool) -> None:
         return
     if not force:
         raise OutputExistsError(f"{root}: already exists and is not empty (use --force to replace a session)")
-    if names - SESSION_ENTRIES:
-        raise OutputError(f"{root}: holds {', '.join(sorted(names - SESSION_ENTRIES))} besides a synthetic "
-                          "session; not replaced (choose another folder)")
+    # Every file, however deep: a note left in a series folder must not go with the session.
+    foreign = sorted(str(path.relative_to(root)) for path in root.rglob("*")
+                     if not path.is_dir() and not SESSION_FILE.fullmatch(path.relative_to(root).as_posix()))
+    if foreign:
+        more = ", ..." if len(foreign) > 3 else ""
+        raise OutputError(f"{root}: holds {', '.join(foreign[:3])}{more} besides a synthetic session; not replaced "
+                          "(choose another folder)")
 
 
 def _move_into_place(staging: Path, root: Path) -> None:
