@@ -127,7 +127,7 @@ def inspect(path: str | os.PathLike[str], *, irregular: IrregularPolicy | str = 
     Inspection
         Series, stacks with findings, and the files that could not be used.
     """
-    return group_series(scan(path), policy=IrregularPolicy(irregular))
+    return group_series(scan(path), policy=_choice(IrregularPolicy, irregular, "--irregular"))
 
 
 def select_stacks(inspection: Inspection, series: str | None, stack: int | None) -> list[Stack]:
@@ -220,8 +220,16 @@ def _one_stack(inspection: Inspection, path: Path, series_key: str | None, stack
             f"(choices: {', '.join(s.selector for s in stacks)})"
         )
     stack = stacks[0]
-    # A file of this series (or one whose series cannot be told) that could not be used would leave a
-    # slice to be interpolated or the series short: loading the rest would be a silently wrong volume.
+    _refuse_incomplete(inspection, stack)
+    return stack
+
+
+def _refuse_incomplete(inspection: Inspection, stack: Stack) -> None:
+    """Raise when a file that may hold slices of ``stack`` could not be used.
+
+    A file of this series (or one whose series cannot be told, beside or below its slices) that could not be
+    used would leave a slice to be interpolated or the series short: the rest would be a silently wrong volume.
+    """
     folders = {Path(frame.path).parent for frame in stack.frames}
     unusable = [p for p in inspection.problems if p.series_instance_uid == stack.series_instance_uid
                 or (not p.series_instance_uid and _beside_or_below(Path(p.path), folders))]
@@ -229,7 +237,6 @@ def _one_stack(inspection: Inspection, path: Path, series_key: str | None, stack
         more = f" (and {len(unusable) - 1} more)" if len(unusable) > 1 else ""
         raise DicomInputError(f"{unusable[0].message}{more}; it may hold slices of {stack.label}: make it readable "
                               "or move it out of the folder")
-    return stack
 
 
 def _beside_or_below(path: Path, folders: set[Path]) -> bool:
@@ -286,7 +293,9 @@ def convert(
     still written. Existing outputs are never overwritten unless ``force``. With ``validation="raise"`` a
     stack with geometry warnings is not written but reported in ``errors``.
     """
-    output_format = OutputFormat(fmt)
+    _check_output_argument(out)
+    output_format = _choice(OutputFormat, fmt, "--format")
+    irregular = _choice(IrregularPolicy, irregular, "--irregular")
     if output_format is OutputFormat.DICOM:
         raise TrueshapeError("trueshape convert writes NIfTI or NRRD; DICOM output is for corrected series "
                              "(trueshape correct --format dicom)")
@@ -305,14 +314,14 @@ def convert(
             result.errors.append(describe_empty(inspection))
         return result
     stacks = select_stacks(inspection, series_key, stack_index)
-    _check_output_argument(out)
     out_dir = Path(out)
-    mode = ValidationMode(validation) if validation is not None else settings.validation_mode
+    mode = _choice(ValidationMode, validation, "--validation") if validation is not None else settings.validation_mode
     for stack in stacks:
         if stack.is_localizer and not include_localizers:
             continue
         result.stacks.append(stack)
         try:
+            _refuse_incomplete(inspection, stack)  # the other series are still written
             # warn: the findings go into each sidecar (and the CLI prints them); raise: refuse the stack
             _validate(stack, ValidationMode.IGNORE if mode is ValidationMode.WARN else mode)
             result.written.extend(_write_stack(stack, out_dir, output_format, force=force))
@@ -371,8 +380,8 @@ class CorrectOutput:
     findings: tuple[Finding, ...] = ()
 
 
-def _choice(enum_type: type[enum.Enum], value: object, option: str) -> Any:
-    """Convert a user's value to an enum member, or say which values exist."""
+def _choice(enum_type: type[enum.Enum], value: object, option: str, *, unlisted: frozenset[Any] = frozenset()) -> Any:
+    """Convert a user's value to an enum member, or say which values exist (``unlisted`` ones are not offered)."""
     if value is None or isinstance(value, enum_type):
         return value
     text = str(value).strip()
@@ -381,7 +390,7 @@ def _choice(enum_type: type[enum.Enum], value: object, option: str) -> Any:
             return enum_type(candidate)
         except ValueError:
             continue
-    choices = ", ".join(str(member.value) for member in enum_type)
+    choices = ", ".join(str(member.value) for member in enum_type if member not in unlisted)
     raise TrueshapeError(f"{option} {value!r} is not one of: {choices}")
 
 
@@ -630,13 +639,14 @@ class CorrectionRequest:
                 raise TrueshapeError(f"--isocentre {values} is more than {MAX_ISOCENTRE_OFFSET_MM:.0f} mm from the "
                                      "patient origin: no scanner table moves that far (the unit is mm)")
             isocentre = (values[0], values[1], values[2])
-        requested = _choice(CorrectionMode, mode, "--mode")
+        requested = _choice(CorrectionMode, mode, "--mode", unlisted=frozenset({CorrectionMode.NONE}))
         if requested is CorrectionMode.NONE:
             raise TrueshapeError("--mode none is what a correction reports when nothing is left to correct; "
                                  "ask for auto, full or through-plane")
         return cls(coil, coefficient_file, requested, intensity_correction,
                    _choice(DistortionState, distortion_state, "--state"),
-                   _choice(PatientPosition, patient_position, "--patient-position"), isocentre, OutputFormat(fmt),
+                   _choice(PatientPosition, patient_position, "--patient-position"), isocentre,
+                   _choice(OutputFormat, fmt, "--format"),
                    force, None if like is None else _grid_of(like), None if like is None else str(like))
 
     def targets(self, out: str | os.PathLike[str], label: str) -> list[Path]:

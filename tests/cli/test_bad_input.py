@@ -239,3 +239,31 @@ def test_file_names_are_printed_as_they_are(good_series, tmp_path):
     result = run("convert", good_series, "--out", out)
     assert result.exit_code == 0, result.output
     assert f"wrote {out}" in result.output  # no emoji for ":ok:", no markup eaten, no line break in the path
+
+
+def test_api_option_values_are_checked_with_the_valid_ones(good_series, tmp_path):
+    from trueshape.errors import TrueshapeError
+
+    for keyword, value, listed in (("fmt", "bogus", "nifti, nii, nrrd, dicom"), ("irregular", "bogus", "warn"),
+                                   ("validation", "bogus", "raise")):
+        with pytest.raises(TrueshapeError, match=rf"--{'format' if keyword == 'fmt' else keyword} 'bogus' is not "
+                                                 rf"one of: .*{listed}"):
+            trueshape.convert(good_series, tmp_path / "o", **{keyword: value})
+    assert trueshape.convert(good_series, tmp_path / "o", fmt="NRRD").written[0].suffix == ".nrrd"
+    coil = tmp_path / "c.grad"
+    coil.write_text(format_siemens_grad(SYN_AS))
+    with pytest.raises(TrueshapeError, match=r"--mode 'bogus' is not one of: auto, full, through-plane$"):
+        trueshape.api.correct(good_series, tmp_path / "c", coefficients=coil, mode="bogus")
+
+
+def test_convert_leaves_out_a_series_with_an_unreadable_file(write_series, tmp_path):
+    good = write_series(regular_planes(slices=6), folder=tmp_path / "in" / "good", series_number=1)
+    damaged = write_series(regular_planes(slices=6), folder=tmp_path / "in" / "damaged", series_number=2)
+    victim = sorted(damaged.glob("*.dcm"))[2]
+    victim.write_bytes(victim.read_bytes()[:600])
+    result = run("convert", tmp_path / "in", "--out", tmp_path / "out")
+    assert result.exit_code == 2
+    text = " ".join(result.output.split())
+    assert victim.name in text and "it may hold slices of 2_synthetic" in text, text
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["1_synthetic.json", "1_synthetic.nii.gz"]
+    assert good.is_dir()
