@@ -74,7 +74,11 @@ def _bad_file_cases(folder, template):
     folder.mkdir(parents=True)
     cases = {}
     truncated = folder / "truncated.dcm"
-    data = template.read_bytes()
+    own = pydicom.dcmread(template)
+    own.SeriesInstanceUID = pydicom.uid.generate_uid()
+    own.SeriesNumber = 10
+    own.save_as(truncated)
+    data = truncated.read_bytes()
     truncated.write_bytes(data[: len(data) - 50])
     cases["truncated"] = truncated
     no_pixels = pydicom.dcmread(template)
