@@ -56,6 +56,7 @@ class FindingCode(enum.StrEnum):
     FRAMES_DISAGREE = "FRAMES_DISAGREE"
     COIL_MISMATCH = "COIL_MISMATCH"
     OUTSIDE_ACQUIRED_VOLUME = "OUTSIDE_ACQUIRED_VOLUME"
+    UID_REUSED = "UID_REUSED"
 
 
 #: Every code with a one-line explanation (rendered into the README table and ``--help``).
@@ -89,6 +90,7 @@ FINDING_CODES: dict[FindingCode, str] = {
     "describe.",
     FindingCode.OUTSIDE_ACQUIRED_VOLUME: "Part of the corrected image takes its values from beyond the acquired "
     "volume (a single slice, or a large through-plane residual at the slab ends) and is left 0.",
+    FindingCode.UID_REUSED: "Images at different positions share a SOPInstanceUID (kept; not copies).",
     FindingCode.ISOCENTRE_ASSUMED: "No table position in the headers: the isocentre is assumed at the "
     "patient-coordinate origin.",
 }

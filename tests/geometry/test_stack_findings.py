@@ -362,3 +362,33 @@ def test_a_slow_drift_of_slice_positions_is_named_as_such(write_series):
     stack = trueshape.inspect(write_series(drifted)).stacks[0]
     mismatch = [f for f in stack.findings if f.code is FindingCode.CORNERS_MISMATCH]
     assert mismatch and "slice positions drift from the regular spacing by up to 0.3" in mismatch[0].message
+
+
+def test_a_reused_uid_at_another_position_is_not_a_copy(write_series):
+    import pydicom
+
+    folder = write_series(regular_planes(slices=10, slice_spacing=3.0))
+    for path in sorted(folder.iterdir())[5:]:  # an anonymiser gave the last five slices one UID
+        ds = pydicom.dcmread(path)
+        ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID = "1.2.3.4"
+        ds.save_as(path)
+    stack = only_stack(folder)
+    assert stack.shape == (10, 8, 10)  # not 6 slices ending at 15 mm
+    assert finding(stack, FindingCode.UID_REUSED).measured == 4.0
+    assert FindingCode.POSITIONS_DUPLICATED not in codes(stack)
+
+
+def test_image_type_of_one_value_and_vendor_magnitude_phase_tokens(write_series, tmp_path):
+    planes = regular_planes(slices=4)
+    # One value: pydicom returns a plain string, which must not be read letter by letter.
+    localizer = write_series(planes, image_type=("LOCALIZER",))
+    inspection = trueshape.inspect(localizer)
+    assert [s.is_localizer for s in inspection.stacks] == [True]
+    # Philips writes M or P in the fourth value: magnitude and phase are two stacks, not one 4-D volume.
+    root = tmp_path / "philips"
+    write_series(planes, root / "m", series_number=5, image_type=("ORIGINAL", "PRIMARY", "M_FFE", "M", "FFE"),
+                 series_instance_uid="1.2.826.0.1.3680043.8.1.5")
+    write_series(planes, root / "p", series_number=5, image_type=("ORIGINAL", "PRIMARY", "PHASE MAP", "P", "FFE"),
+                 series_instance_uid="1.2.826.0.1.3680043.8.1.5")
+    stacks = trueshape.inspect(root).stacks
+    assert sorted(s.shape for s in stacks) == [(10, 8, 4), (10, 8, 4)]

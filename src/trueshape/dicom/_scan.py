@@ -25,7 +25,13 @@ from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian
 
 from trueshape.dicom._csa import phoenix_protocol, phoenix_slice_positions, siemens_csa_image_tags
 from trueshape.dicom._frame import Frame, PixelLocation, PixelReadMode
-from trueshape.dicom.vendor import read_per_frame_distortion_state, read_vendor_info
+from trueshape.dicom.vendor import (
+    GE_PRIVATE_PARM,
+    _as_text_list,
+    _private_value,
+    read_per_frame_distortion_state,
+    read_vendor_info,
+)
 from trueshape.errors import DicomInputError
 
 __all__ = ["FileProblem", "ScanResult", "scan"]
@@ -179,15 +185,28 @@ def _first(item: Dataset | None, sequence: str) -> Dataset | None:
 
 
 def _complex_component(image_type: Sequence[str], ds: Dataset | None = None) -> str:
-    mapping = {"MAGNITUDE": "M", "PHASE": "P", "REAL": "R", "IMAGINARY": "I"}
+    """M, P, R or I (magnitude, phase, real, imaginary), or "" when nothing says.
+
+    ComplexImageComponent when present; else ImageType from its third value on, as vendors write it: Siemens
+    ``M``/``P`` third, Philips ``M``/``P`` fourth (``M_FFE``, ``PHASE MAP`` third); else GE's private image
+    type (0043,102F): 0 magnitude, 1 phase, 2 real, 3 imaginary.
+    """
+    mapping = {"MAGNITUDE": "M", "PHASE": "P", "REAL": "R", "IMAGINARY": "I", "PHASE MAP": "P"}
     if ds is not None and ds.get("ComplexImageComponent"):
         return mapping.get(str(ds.ComplexImageComponent).upper(), "")
-    if len(image_type) >= 3 and image_type[2] in ("M", "P", "R", "I"):
-        return image_type[2]
-    for token in image_type:
+    for token in image_type[2:]:
+        if token in ("M", "P", "R", "I"):
+            return token
         if token in mapping:
             return mapping[token]
-    return ""
+        if len(token) > 2 and token[1] == "_" and token[0] in "MPRI":  # Philips M_FFE, P_SE, ...
+            return token[0]
+    for token in image_type[:2]:
+        if token in mapping:
+            return mapping[token]
+    ge = _private_value(ds, 0x0043, GE_PRIVATE_PARM, 0x2F) if ds is not None else None
+    ge_kind = _int(ge[0] if isinstance(ge, (list, tuple)) and ge else ge)
+    return {0: "M", 1: "P", 2: "R", 3: "I"}.get(ge_kind, "") if ge_kind is not None else ""
 
 
 def _pixel_value_offset(ds: Dataset) -> int | None:
@@ -227,7 +246,8 @@ def _native_location(ds: Dataset) -> PixelLocation:
 
 
 def _common(ds: Dataset, path: Path) -> dict[str, Any]:
-    image_type = tuple(str(t).strip().upper() for t in (ds.get("ImageType") or []))
+    # One value comes back as a plain string: never iterate it character by character.
+    image_type = tuple(token.upper() for token in _as_text_list(ds.get("ImageType")))
     return {
         "path": str(path),
         "sop_instance_uid": str(ds.get("SOPInstanceUID", "")),

@@ -106,23 +106,39 @@ def _cluster_positions(frames: Sequence[Frame], normal: NDArray[np.float64], tol
     return clusters
 
 
-def _drop_copies(frames: Sequence[Frame]) -> tuple[list[Frame], list[Frame]]:
-    """Remove repeated copies of one image (same SOPInstanceUID and frame)."""
-    seen: set[tuple[str, int, tuple[int, int] | None]] = set()
+def _drop_copies(frames: Sequence[Frame]) -> tuple[list[Frame], list[Frame], list[Frame]]:
+    """Remove repeated copies of one image: same SOPInstanceUID and frame, at the same place.
+
+    Returns (kept, copies, clashes): ``clashes`` are kept images whose SOPInstanceUID an image elsewhere
+    already has (a broken anonymiser reuses UIDs): dropping them as copies would lose slices silently.
+    """
+    seen: dict[tuple[str, int, tuple[int, int] | None], list[Frame]] = {}
     kept: list[Frame] = []
     copies: list[Frame] = []
+    clashes: list[Frame] = []
     for frame in frames:
         key = (
             frame.sop_instance_uid,
             frame.pixels.frame_index if frame.pixels else 0,
             frame.pixels.tile if frame.pixels else None,
         )
-        if frame.sop_instance_uid and key in seen:
+        earlier = seen.setdefault(key, []) if frame.sop_instance_uid else []
+        if any(_same_place(frame, other) for other in earlier):
             copies.append(frame)
-        else:
-            seen.add(key)
-            kept.append(frame)
-    return kept, copies
+            continue
+        if earlier:
+            clashes.append(frame)
+        earlier.append(frame)
+        kept.append(frame)
+    return kept, copies, clashes
+
+
+def _same_place(a: Frame, b: Frame) -> bool:
+    """Whether two images sit at one position and orientation (to 1e-3 mm and 1e-5)."""
+    if a.image_position is None or b.image_position is None:
+        return a.image_position is b.image_position
+    return bool(np.allclose(a.image_position, b.image_position, atol=1e-3, rtol=0.0)
+                and np.allclose(a.image_orientation or (), b.image_orientation or (), atol=1e-5, rtol=0.0))
 
 
 def _when(frame: Frame) -> tuple[object, ...]:
@@ -439,7 +455,13 @@ def layout_stack(frames: Sequence[Frame], *, policy: IrregularPolicy = Irregular
         )
     normal = directions[:, 2]
     pixel_mm = float(min(first.pixel_spacing))
-    unique, copies = _drop_copies(frames)
+    unique, copies, clashes = _drop_copies(frames)
+    if clashes:
+        findings.append(Finding(
+            FindingCode.UID_REUSED, Severity.WARNING,
+            f"{len(clashes)} image(s) share a SOPInstanceUID with another image at a different position, e.g. "
+            f"{clashes[0].label}; they were kept as distinct images (UIDs rewritten by an anonymiser?).",
+            measured=float(len(clashes)), tolerance=0.0, unit="images", where=tuple(f.where for f in clashes)))
     clusters = _cluster_positions(unique, normal, POSITION_TOLERANCE.mm(voxel_size_mm=pixel_mm))
     slices, time_findings = _time_axis(clusters, copies)
     findings.extend(time_findings)
