@@ -57,6 +57,7 @@ class FindingCode(enum.StrEnum):
     COIL_MISMATCH = "COIL_MISMATCH"
     OUTSIDE_ACQUIRED_VOLUME = "OUTSIDE_ACQUIRED_VOLUME"
     UID_REUSED = "UID_REUSED"
+    SERIES_SPLIT = "SERIES_SPLIT"
 
 
 #: Every code with a one-line explanation (rendered into the README table and ``--help``).
@@ -91,6 +92,8 @@ FINDING_CODES: dict[FindingCode, str] = {
     FindingCode.OUTSIDE_ACQUIRED_VOLUME: "Part of the corrected image takes its values from beyond the acquired "
     "volume (a single slice, or a large through-plane residual at the slab ends) and is left 0.",
     FindingCode.UID_REUSED: "Images at different positions share a SOPInstanceUID (kept; not copies).",
+    FindingCode.SERIES_SPLIT: "A series holds images on different grids, echoes, components or image types; "
+    "each kind became its own stack.",
     FindingCode.ISOCENTRE_ASSUMED: "No table position in the headers: the isocentre is assumed at the "
     "patient-coordinate origin.",
 }

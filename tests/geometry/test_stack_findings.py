@@ -392,3 +392,40 @@ def test_image_type_of_one_value_and_vendor_magnitude_phase_tokens(write_series,
                  series_instance_uid="1.2.826.0.1.3680043.8.1.5")
     stacks = trueshape.inspect(root).stacks
     assert sorted(s.shape for s in stacks) == [(10, 8, 4), (10, 8, 4)]
+
+
+def test_splits_are_explained_and_derived_images_are_not_time_points(write_series, tmp_path):
+    import pydicom
+
+    folder = write_series(regular_planes(slices=10))
+    odd = sorted(folder.iterdir())[4]
+    ds = pydicom.dcmread(odd)
+    ds.PixelSpacing = [1.1, 1.1]
+    ds.save_as(odd)
+    inspection = trueshape.inspect(folder)
+    split = [f for s in inspection.stacks for f in s.findings if f.code is FindingCode.SERIES_SPLIT]
+    assert split and split[0].severity is Severity.WARNING
+    assert "differ in pixel spacing: pixel spacing 1 x 1 mm (9 images); pixel spacing 1.1 x 1.1 mm (1 image)" in (
+        split[0].message)
+    # An MPR written at the acquisition's positions is its own stack, not time point 2.
+    root = tmp_path / "derived"
+    uid = "1.2.826.0.1.3680043.8.1.77"
+    write_series(regular_planes(slices=6), root / "a", series_instance_uid=uid, series_number=3)
+    write_series(regular_planes(slices=6), root / "b", series_instance_uid=uid, series_number=3,
+                 image_type=("DERIVED", "SECONDARY", "M", "MPR"))
+    assert sorted(s.shape for s in trueshape.inspect(root).stacks) == [(10, 8, 6), (10, 8, 6)]
+
+
+def test_colour_images_are_named_not_loaded(write_series):
+    import pydicom
+
+    folder = write_series(regular_planes(slices=3))
+    path = sorted(folder.iterdir())[1]
+    ds = pydicom.dcmread(path)
+    ds.SamplesPerPixel, ds.PhotometricInterpretation, ds.PlanarConfiguration = 3, "RGB", 0
+    ds.BitsAllocated, ds.BitsStored, ds.HighBit = 8, 8, 7
+    ds.PixelData = bytes(ds.Rows * ds.Columns * 3)
+    ds.save_as(path)
+    problems = trueshape.inspect(folder).problems
+    assert [p.path for p in problems] == [str(path)]
+    assert "colour image (3 samples per pixel, RGB)" in problems[0].message

@@ -481,6 +481,12 @@ def _read_file(path: Path) -> tuple[str, list[Frame] | FileProblem | None]:
                 f"{path}: DICOM image header without pixel data (7FE0,0010)",
                 str(ds.get("SeriesInstanceUID", "")),
             )
+        samples = _int(ds.get("SamplesPerPixel")) or 1
+        if samples != 1:  # a colour map (FA, fusion) with geometry: not a greyscale volume
+            return "problem", FileProblem(
+                str(path), f"{path}: colour image ({samples} samples per pixel, "
+                           f"{ds.get('PhotometricInterpretation', '')}); trueshape reads greyscale images",
+                str(ds.get("SeriesInstanceUID", "")))
         truncated = _truncation(ds, path)
         if truncated:
             return "problem", FileProblem(str(path), truncated, str(ds.get("SeriesInstanceUID", "")))

@@ -269,8 +269,52 @@ def _group_key(frame: Frame) -> tuple[Any, ...]:
         echo,
         frame.complex_component,
         frame.stack_id,
+        # A derived image (MPR, map) at the positions of the acquisition is not its next time point.
+        frame.image_type[0] if frame.image_type else "",
         frame.is_localizer,
     )
+
+
+#: How a field of :func:`_group_key` reads (fields sharing a name are said together), and which fields make
+#: a different grid or kind of image (a warning) rather than a second echo or component (information).
+_KEY_NAMES = ("frame of reference", "matrix", "matrix", "pixel spacing", "pixel spacing", "echo",
+              "component", "stack", "image type", None)
+_GRID_NAMES = frozenset({"frame of reference", "matrix", "pixel spacing", "image type"})
+_COMPONENTS = {"M": "magnitude", "P": "phase", "R": "real", "I": "imaginary", "": "unspecified"}
+
+
+def _describe_key(key: tuple[Any, ...], names: list[str]) -> str:
+    said = {
+        "frame of reference": f"frame of reference ...{str(key[0])[-8:]}",
+        "matrix": f"matrix {key[1]} x {key[2]}",
+        "pixel spacing": f"pixel spacing {key[3]:g} x {key[4]:g} mm",
+        "echo": f"echo {key[5]}",
+        "component": _COMPONENTS.get(str(key[6]), str(key[6])),
+        "stack": f"stack {key[7]}",
+        "image type": str(key[8]) or "no image type",
+    }
+    return ", ".join(said[name] for name in names)
+
+
+def _split_finding(groups: dict[tuple[Any, ...], list[Frame]]) -> Finding | None:
+    """Explain a series that became several stacks for reasons other than orientation or localizers."""
+    keys = [key for key in groups if not key[-1]]
+    if len(keys) < 2:
+        return None
+    names: list[str] = []
+    for index, name in enumerate(_KEY_NAMES):
+        if name and name not in names and len({key[index] for key in keys}) > 1:
+            names.append(name)
+    if not names:
+        return None
+    parts = [f"{_describe_key(key, names)} ({len(groups[key])} image{'s' if len(groups[key]) > 1 else ''})"
+             for key in keys]
+    return Finding(
+        FindingCode.SERIES_SPLIT,
+        Severity.WARNING if _GRID_NAMES.intersection(names) else Severity.INFO,
+        f"This series holds images that differ in {' and '.join(names)}: {'; '.join(parts)}; each kind became its "
+        "own stack (a slice on another grid is not a missing slice of the rest).",
+        measured=float(len(keys)), unit="stacks", where=tuple(groups[key][0].where for key in keys))
 
 
 def _split_orientations(frames: Sequence[Frame]) -> list[list[Frame]]:
@@ -397,6 +441,7 @@ def _build_series(uid: str, frames: list[Frame], problems: list[FileProblem], po
         for orientation_group in _split_orientations(members):
             candidates.append((orientation_group, bool(key[-1])))
     volume_groups = [g for g, localizer in candidates if not localizer]
+    split = _split_finding(groups)
     largest = max((len(g) for g in volume_groups), default=0)
     # Orientations are told apart with the tolerance that split them, so that every split is explained.
     orientation_of = dict(zip(map(id, volume_groups), _orientation_classes([g[0] for g in volume_groups]),
@@ -454,6 +499,8 @@ def _build_series(uid: str, frames: list[Frame], problems: list[FileProblem], po
                 where=tuple(g[0].where for g in volume_groups),
             )
         )
+    if split is not None:
+        shared.append(split)
     layouts: list[tuple[StackLayout, bool]] = []
     for group in volume_groups:
         layouts.extend((layout, False) for layout in layout_stack(group, policy=policy))
