@@ -140,7 +140,9 @@ def inspect(
         messages.append(api.describe_empty(inspection))
     for message in messages:
         _fail(message)
-    if messages:
+    # Images that cannot be placed (GEOMETRY_MISSING) are an input error too, shown above with the series.
+    unplaced = any(f.severity is Severity.ERROR for s in inspection.series for f in s.findings)
+    if messages or unplaced:
         raise typer.Exit(EXIT_INPUT_ERROR)
 
 

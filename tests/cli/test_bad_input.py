@@ -117,7 +117,7 @@ def test_every_bad_file_named_once_and_good_series_still_converts(good_series, t
     expected = {
         "truncated": "truncated: pixel data (7FE0,0010) should hold 160 bytes but the file ends after 110",
         "no_pixels": "DICOM image header without pixel data (7FE0,0010)",
-        "no_geometry": "lack ImageOrientationPatient (0020,0037)",
+        "no_geometry": "1 lacks ImageOrientationPatient (0020,0037), e.g.",
         "corrupt": "pixel data cannot be decoded",
     }
     for kind, text in expected.items():
@@ -271,3 +271,13 @@ def test_convert_leaves_out_a_series_with_an_unreadable_file(write_series, tmp_p
     assert victim.name in text and "it may hold slices of 2_synthetic" in text, text
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["1_synthetic.json", "1_synthetic.nii.gz"]
     assert good.is_dir()
+
+
+def test_inspect_exits_2_when_images_cannot_be_placed(write_series, tmp_path):
+    folder = write_series(regular_planes(slices=3))
+    for path in folder.iterdir():
+        ds = pydicom.dcmread(path)
+        del ds.PixelSpacing
+        ds.save_as(path)
+    result = run("inspect", folder)
+    assert result.exit_code == 2 and "GEOMETRY_MISSING" in result.output, result.output

@@ -429,3 +429,20 @@ def test_colour_images_are_named_not_loaded(write_series):
     problems = trueshape.inspect(folder).problems
     assert [p.path for p in problems] == [str(path)]
     assert "colour image (3 samples per pixel, RGB)" in problems[0].message
+
+
+def test_geometry_missing_gives_each_image_its_own_reason(write_series):
+    import pydicom
+
+    folder = write_series(regular_planes(slices=8))
+    paths = sorted(folder.iterdir())
+    ds = pydicom.dcmread(paths[2])
+    del ds.PixelSpacing
+    ds.save_as(paths[2])
+    ds = pydicom.dcmread(paths[5])
+    ds.PixelSpacing = [-1, -1]
+    ds.save_as(paths[5])
+    (series,) = trueshape.inspect(folder).series
+    (missing,) = [f for f in series.findings if f.code is FindingCode.GEOMETRY_MISSING]
+    assert f"1 lacks PixelSpacing (0028,0030), e.g. {paths[2]}" in missing.message
+    assert f"1 lacks a positive PixelSpacing (0028,0030) (found [-1.0, -1.0]), e.g. {paths[5]}" in missing.message

@@ -246,6 +246,16 @@ def _missing_geometry_tags(frame: Frame) -> str:
     return ", ".join(missing)
 
 
+def _unplaced_reasons(unplaced: Sequence[Frame]) -> str:
+    """One clause per reason ("3 lack PixelSpacing (0028,0030), e.g. a.dcm; 1 lacks a positive ..., e.g. b.dcm")."""
+    by_reason: dict[str, list[Frame]] = {}
+    for frame in unplaced:
+        reason = re.sub(r" \(found .*?\)(?=,|$)", "", _missing_geometry_tags(frame))  # group by kind, not value
+        by_reason.setdefault(reason, []).append(frame)
+    return "; ".join(f"{len(frames)} lack{'s' if len(frames) == 1 else ''} {_missing_geometry_tags(frames[0])}, "
+                     f"e.g. {frames[0].where}" for reason, frames in by_reason.items())
+
+
 def _group_key(frame: Frame) -> tuple[Any, ...]:
     assert frame.pixel_spacing is not None
     # Classic files without EchoNumbers are told apart by EchoTime; frames of an enhanced file never are
@@ -415,8 +425,8 @@ def _build_series(uid: str, frames: list[Frame], problems: list[FileProblem], po
             Finding(
                 FindingCode.GEOMETRY_MISSING,
                 Severity.ERROR,
-                f"{len(unplaced)} image(s) lack {_missing_geometry_tags(unplaced[0])} and cannot be placed in space "
-                f"(e.g. {unplaced[0].where}); they were left out.",
+                f"{len(unplaced)} image(s) cannot be placed in space and were left out: "
+                f"{_unplaced_reasons(unplaced)}.",
                 measured=float(len(unplaced)),
                 unit="images",
                 where=tuple(f.where for f in unplaced),
