@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import nibabel as nib
 import numpy as np
@@ -11,6 +12,7 @@ import pytest
 from tests.conftest import write_coronal_session
 from typer.testing import CliRunner
 
+import trueshape
 from trueshape.cli import app
 from trueshape.dicom import DistortionState
 from trueshape.gnl import SYN_AS, format_siemens_grad
@@ -117,8 +119,8 @@ def _table(values):
 def test_slices_that_disagree_on_the_scanner_frame_are_refused_unless_settled(tmp_path):
     for name, change, said, settle in (
         ("position", lambda ds: setattr(ds, "PatientPosition", "FFS"),
-         "5 slices say PatientPosition HFS, 1 slice says PatientPosition FFS (IM00001.dcm): the slices of one "
-         "stack share one patient position; give --patient-position", ["--patient-position", "HFS"]),
+         "5 slices say PatientPosition HFS, 1 slice says PatientPosition FFS (IM00001.dcm), but the slices of one "
+         "stack must share one patient position; give --patient-position", ["--patient-position", "HFS"]),
         ("no_position", lambda ds: delattr(ds, "PatientPosition"),
          "1 slice says PatientPosition (none) (IM00001.dcm)", ["--patient-position", "HFS"]),
         ("table", _table([0, 0, -60]),
@@ -132,6 +134,9 @@ def test_slices_that_disagree_on_the_scanner_frame_are_refused_unless_settled(tm
         assert not (tmp_path / name / "o").exists()
         code, output = _run("inspect", folder)
         assert "FRAMES_DISAGREE" in output
+        (stack,) = trueshape.inspect(folder).stacks
+        (disagree,) = [f for f in stack.findings if f.code.value == "FRAMES_DISAGREE"]
+        assert [Path(p).name for p in disagree.where] == ["IM00001.dcm"]  # the file that differs
         code, output = _run("correct", folder, "--coef", coil, "--out", tmp_path / name / "o", *settle)
         assert code == 0, output
 

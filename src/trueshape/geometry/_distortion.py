@@ -48,23 +48,27 @@ def _counted(frames: list[Frame], value: Callable[[Frame], object], what: str = 
     )
 
 
-def _scanner_frame_disagreements(frames: list[Frame]) -> list[tuple[str, str]]:
-    """Say how the frames disagree on patient position and on table position, with what each is about.
+def _scanner_frame_disagreements(frames: list[Frame]) -> list[tuple[str, str, list[Frame]]]:
+    """Say how the frames disagree on patient position and on table position: (message, subject, odd frames).
 
-    Table positions agree within :data:`TABLE_AGREEMENT_MM` of the most common one.
+    The odd frames are those away from the most common value. Table positions agree within
+    :data:`TABLE_AGREEMENT_MM` of the most common one.
     """
     found = []
-    if len({frame.vendor.patient_position for frame in frames}) > 1:
+    positions = [frame.vendor.patient_position for frame in frames]
+    if len(set(positions)) > 1:
+        usual = max(set(positions), key=positions.count)
         counted = _counted(frames, lambda f: f.vendor.patient_position or "(none)", "PatientPosition ")
-        found.append((f"{counted}: the slices of one stack share one patient position; give --patient-position "
-                      "to say which", "patient_position"))
+        found.append((f"{counted}, but the slices of one stack must share one patient position; give "
+                      "--patient-position to say which", "patient_position",
+                      [frame for frame, position in zip(frames, positions, strict=True) if position != usual]))
     tables = [frame.vendor.table_position_mm for frame in frames]
     reference = max(set(tables), key=tables.count)
     odd = [frame for frame, table in zip(frames, tables, strict=True) if not _same_table(table, reference)]
     if odd:
         found.append((f"{len(odd)} slice(s) give another table position than the other {len(frames) - len(odd)} "
                       f"({_mm(reference)}), e.g. {odd[0].label}: {_mm(odd[0].vendor.table_position_mm)}; the "
-                      "stack's isocentre is not known: give --isocentre", "table_position"))
+                      "stack's isocentre is not known: give --isocentre", "table_position", odd))
     return found
 
 
@@ -111,9 +115,9 @@ def distortion_findings(
     distance = float(np.max(np.linalg.norm(corners_lps - isocentre_lps, axis=1)))
     findings: list[Finding] = []
     where = (first.path,)
-    for disagreement, subject in _scanner_frame_disagreements(frames):
+    for disagreement, subject, odd in _scanner_frame_disagreements(frames):
         findings.append(Finding(FindingCode.FRAMES_DISAGREE, Severity.ERROR, disagreement,
-                                where=tuple(dict.fromkeys(f.path for f in frames))[:10],
+                                where=tuple(dict.fromkeys(f.path for f in odd)),  # the files that differ
                                 details={"disagree_on": subject}))
     if first.modality.upper() not in ("MR", ""):
         return state, source, distance, findings
