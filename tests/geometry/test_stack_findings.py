@@ -446,3 +446,18 @@ def test_geometry_missing_gives_each_image_its_own_reason(write_series):
     (missing,) = [f for f in series.findings if f.code is FindingCode.GEOMETRY_MISSING]
     assert f"1 lacks PixelSpacing (0028,0030), e.g. {paths[2]}" in missing.message
     assert f"1 lacks a positive PixelSpacing (0028,0030) (found [-1.0, -1.0]), e.g. {paths[5]}" in missing.message
+
+
+def test_cardiac_phases_are_ordered_by_trigger_time_and_dates_may_carry_a_utc_offset(write_series):
+    from trueshape.dicom._scan import _seconds
+
+    planes = [
+        replace(p, overrides={"TriggerTime": 100.0 * phase, "InstanceNumber": 100 - (phase * 5 + k)})
+        for phase in range(3)
+        for k, p in enumerate(regular_planes(slices=5))
+    ]
+    stack = only_stack(write_series(planes))
+    assert stack.shape == (10, 8, 5, 3)
+    assert FindingCode.POSITIONS_DUPLICATED not in codes(stack)
+    assert [f.trigger_time_ms for f in stack.layout.slices[0]] == [0.0, 100.0, 200.0]
+    assert _seconds("20181022083634.295000+0100") == pytest.approx(_seconds("20181022073634.295000"))

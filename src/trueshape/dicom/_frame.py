@@ -96,6 +96,7 @@ class Frame:
     geometry_source: str = "ImagePositionPatient (0020,0032)"
     mosaic_slice_count: int = 0
     sop_class_uid: str = ""  #: what a derived image's SourceImageSequence cites with the instance UID
+    trigger_time_ms: float | None = None  #: TriggerTime (cardiac phase), or the enhanced nominal trigger delay
 
     @property
     def where(self) -> str:
@@ -107,6 +108,7 @@ class Frame:
         """Sort key for repeated positions (time/echo order), most reliable tags first."""
         return (
             float(self.temporal_index if self.temporal_index is not None else -1),
+            float(self.trigger_time_ms if self.trigger_time_ms is not None else -1),
             float(self.acquisition_number if self.acquisition_number is not None else -1),
             float(self.acquisition_time_s if self.acquisition_time_s is not None else -1),
             float(self.instance_number if self.instance_number is not None else -1),

@@ -11,6 +11,7 @@ import datetime
 import math
 import multiprocessing
 import os
+import re
 import stat
 from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor
@@ -159,6 +160,11 @@ def _seconds(time_text: Any, date_text: Any = None) -> float | None:
         return None
     text = str(time_text).strip()
     date = str(date_text).strip() if date_text else ""
+    offset = 0.0
+    zone = re.search(r"([+-])(\d{2})(\d{2})$", text)
+    if zone and len(text) > 5:  # DT may end in a UTC offset &ZZXX: count from UTC
+        offset = (1 if zone.group(1) == "+" else -1) * (int(zone.group(2)) * 3600 + int(zone.group(3)) * 60)
+        text = text[: zone.start()]
     if len(text) >= 14 and text[:8].isdigit():  # DT: YYYYMMDDHHMMSS.ffffff
         date, text = text[:8], text[8:]
     day = 0
@@ -174,7 +180,7 @@ def _seconds(time_text: Any, date_text: Any = None) -> float | None:
         seconds = float(text[4:]) if len(text) > 4 else 0.0
     except ValueError:
         return None
-    return day * 86400 + hours * 3600 + minutes * 60 + seconds
+    return day * 86400 + hours * 3600 + minutes * 60 + seconds - offset
 
 
 def _first(item: Dataset | None, sequence: str) -> Dataset | None:
@@ -286,6 +292,7 @@ def _classic_frames(ds: Dataset, path: Path) -> list[Frame]:
         temporal_index=_int(ds.get("TemporalPositionIdentifier")),
         acquisition_time_s=(_seconds(ds.get("AcquisitionTime"), ds.get("AcquisitionDate")) if ds.get("AcquisitionTime")
                             else _seconds(ds.get("ContentTime"), ds.get("ContentDate"))),
+        trigger_time_ms=_float(ds.get("TriggerTime")),
         stack_id="",
         complex_component=_complex_component(common["image_type"], ds),
         rescale_slope=_float(ds.get("RescaleSlope")) or 1.0,
@@ -389,6 +396,7 @@ def _enhanced_frames(ds: Dataset, path: Path) -> list[Frame]:
         measures = group("PixelMeasuresSequence")
         content = _first(item, "FrameContentSequence")
         echo = group("MREchoSequence")
+        cardiac = group("CardiacSynchronizationSequence")
         transform = group("PixelValueTransformationSequence")
         frame_type = group("MRImageFrameTypeSequence") or group("CTImageFrameTypeSequence")
         image_type = common["image_type"]
@@ -414,6 +422,7 @@ def _enhanced_frames(ds: Dataset, path: Path) -> list[Frame]:
                 echo_time=_float(echo.get("EffectiveEchoTime")) if echo else None,
                 temporal_index=_int(content.get("TemporalPositionIndex")) if content else None,
                 acquisition_time_s=_seconds(content.get("FrameAcquisitionDateTime")) if content else None,
+                trigger_time_ms=_float(cardiac.get("NominalCardiacTriggerDelayTime")) if cardiac else None,
                 stack_id=str(content.get("StackID", "")) if content else "",
                 complex_component=_complex_component(image_type, frame_type),
                 rescale_slope=(_float(transform.get("RescaleSlope")) if transform else None) or 1.0,

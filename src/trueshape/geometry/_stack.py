@@ -143,8 +143,8 @@ def _same_place(a: Frame, b: Frame) -> bool:
 
 def _when(frame: Frame) -> tuple[object, ...]:
     """Return what tells repeated images at one position apart in time or echo (instance numbers aside)."""
-    return (frame.temporal_index, frame.acquisition_number, frame.acquisition_time_s, frame.echo_time,
-            frame.echo_number)
+    return (frame.temporal_index, frame.trigger_time_ms, frame.acquisition_number, frame.acquisition_time_s,
+            frame.echo_time, frame.echo_number)
 
 
 def _time_axis(clusters: list[list[Frame]], copies: list[Frame]) -> tuple[list[list[Frame]], list[Finding]]:
