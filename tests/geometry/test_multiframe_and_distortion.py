@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -122,3 +123,32 @@ def test_enhanced_frames_without_stack_id_stay_one_stack(tmp_path):
     ds.save_as(path)
     stacks = trueshape.inspect(path).stacks
     assert [stack.shape for stack in stacks] == [(10, 8, 6)]
+
+
+def test_enhanced_multi_echo_time_series_is_split_by_echo(tmp_path):
+    import pydicom
+    from pydicom.dataset import Dataset
+    from pydicom.sequence import Sequence as DicomSequence
+
+    from trueshape.io import SeriesMetadata, write_enhanced_dicom
+
+    base = regular_planes(slices=3)
+    planes, times, echoes = [], [], []
+    for t in range(2):
+        for e in range(2):
+            for plane in base:
+                planes.append(replace(plane, pixels=np.full_like(plane.pixels, 100 * t + 10 * e + 1)))
+                times.append(t + 1)
+                echoes.append(10.0 * (e + 1))
+    path = write_enhanced_dicom(tmp_path / "e" / "EN.dcm", planes, SeriesMetadata(), temporal_indices=times)
+    ds = pydicom.dcmread(path)
+    for item, echo in zip(ds.PerFrameFunctionalGroupsSequence, echoes, strict=True):
+        entry = Dataset()
+        entry.EffectiveEchoTime = echo
+        item.MREchoSequence = DicomSequence([entry])
+    ds.save_as(path)
+    stacks = trueshape.inspect(tmp_path / "e").stacks
+    assert [s.shape for s in stacks] == [(10, 8, 3, 2), (10, 8, 3, 2)]
+    for stack, echo in zip(stacks, (0, 1), strict=True):
+        values = trueshape.geometry.load_stack(stack).array
+        assert [float(values[0, 0, 0, t]) for t in range(2)] == [1 + 10 * echo, 101 + 10 * echo]

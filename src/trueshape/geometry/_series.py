@@ -246,6 +246,28 @@ def _missing_geometry_tags(frame: Frame) -> str:
     return ", ".join(missing)
 
 
+def _split_enhanced_echoes(groups: dict[tuple[Any, ...], list[Frame]]) -> dict[tuple[Any, ...], list[Frame]]:
+    """Split an enhanced file's frames by echo time when every echo has the same number of frames (>= 2).
+
+    Enhanced frames are grouped without their echo time (a lone frame must not become a stack of its own);
+    a multi-echo file, though, would otherwise interleave echoes with time points on one unlabelled 4th axis.
+    """
+    result: dict[tuple[Any, ...], list[Frame]] = {}
+    for key, members in groups.items():
+        echoes: dict[float | None, list[Frame]] = {}
+        for frame in members:
+            enhanced = "#frame" in frame.label
+            echo = round(frame.echo_time, 3) if enhanced and frame.echo_time is not None else None
+            echoes.setdefault(echo, []).append(frame)
+        counts = {len(part) for part in echoes.values()}
+        if len(echoes) > 1 and None not in echoes and len(counts) == 1 and counts.pop() >= 2:
+            for echo, part in sorted(echoes.items(), key=lambda item: float(item[0] or 0.0)):
+                result[(*key[:5], echo, *key[6:])] = part
+        else:
+            result[key] = members
+    return result
+
+
 def _unplaced_reasons(unplaced: Sequence[Frame]) -> str:
     """One clause per reason ("3 lack PixelSpacing (0028,0030), e.g. a.dcm; 1 lacks a positive ..., e.g. b.dcm")."""
     by_reason: dict[str, list[Frame]] = {}
@@ -446,6 +468,7 @@ def _build_series(uid: str, frames: list[Frame], problems: list[FileProblem], po
     groups: dict[tuple[Any, ...], list[Frame]] = {}
     for frame in placed:
         groups.setdefault(_group_key(frame), []).append(frame)
+    groups = _split_enhanced_echoes(groups)
     candidates: list[tuple[list[Frame], bool]] = []
     for key, members in groups.items():
         for orientation_group in _split_orientations(members):
