@@ -338,6 +338,13 @@ def test_a_slice_written_with_a_slightly_other_orientation_is_not_lost_silently(
     assert excluded and excluded[0].severity is Severity.WARNING
     message = excluded[0].message
     assert "differs by only 0.017 degrees" in message and "which the volume now lacks" in message
+    # An extra copy beside a slice the stack has is not a lost slice.
+    planes = regular_planes(slices=8)
+    planes.append(replace(planes[3], image_orientation=(*row, *planes[3].image_orientation[3:])))
+    main = max(trueshape.inspect(write_series(planes)).stacks, key=lambda stack: stack.shape[2])
+    assert main.shape[2] == 8
+    (excluded,) = [f for f in main.findings if f.code is FindingCode.LOCALIZER_EXCLUDED]
+    assert "an extra image at a position the stack already has" in excluded.message
 
 
 def test_repeats_that_no_tag_tells_apart_are_a_warned_time_axis(write_series):

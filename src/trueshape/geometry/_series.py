@@ -501,8 +501,14 @@ def _build_series(uid: str, frames: list[Frame], problems: list[FileProblem], po
         tilts = [min(_orientation_difference_degrees(g[0], main[0]) for main in volume_groups) for g in lone]
         nearly = [tilt for tilt in tilts if tilt < NEAR_ORIENTATION_DEGREES]
         if nearly and not any(f.is_localizer for f in excluded):
+            # Beside a slice the stack has, it is an extra image; elsewhere, a slice the volume now lacks.
+            kept = np.array([f.image_position for g in volume_groups for f in g if f.image_position is not None])
+            extra = all(kept.size and float(np.min(np.linalg.norm(kept - np.asarray(f.image_position), axis=1))) < 0.5
+                        for g in lone for f in g if f.image_position is not None)
+            what = ("an extra image at a position the stack already has" if extra else
+                    "probably one of its slices, which the volume now lacks")
             reason = (f"a lone image whose orientation differs by only {max(nearly):.2g} degrees from the stack's: "
-                      "probably one of its slices, which the volume now lacks")
+                      f"{what}")
         shared.append(
             Finding(
                 FindingCode.LOCALIZER_EXCLUDED,

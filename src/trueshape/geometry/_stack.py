@@ -274,7 +274,7 @@ def _analyse_spacing(along: NDArray[np.float64], slices: list[list[Frame]]) -> _
                 FindingCode.SLICES_MISSING,
                 Severity.WARNING,
                 f"{missing} slice(s) missing: slices are {dominant:.3f} mm apart but {len(holes)} gap(s) are "
-                f"whole multiples of that (e.g. {first['gap_mm']:.3f} mm after slice {first['after_slice']}, "
+                f"whole multiples of that (e.g. {first['gap_mm']:.3f} mm after slice {first['after_slice'] + 1}, "
                 f"between {first['between'][0]} and {first['between'][1]}).",
                 measured=float(missing),
                 tolerance=0.0,
@@ -292,7 +292,7 @@ def _analyse_spacing(along: NDArray[np.float64], slices: list[list[Frame]]) -> _
             if stop - start >= 2
         ]
         zone_text = "; ".join(
-            f"slices {z['slices'][0]}-{z['slices'][1]} {z['spacing_mm']:.3f} mm apart" for z in zones[:3]
+            f"slices {z['slices'][0] + 1}-{z['slices'][1] + 1} {z['spacing_mm']:.3f} mm apart" for z in zones[:3]
         )
         findings.append(
             Finding(
@@ -337,7 +337,7 @@ def _shear(
         FindingCode.GANTRY_TILT,
         Severity.WARNING,
         f"Slices are not stacked along their normal: the stack is sheared by {angle:.2f} degrees (gantry tilt), "
-        f"slice {worst} sits {largest:.3f} mm sideways of a straight stack{tag_text}; on an orthogonal grid "
+        f"slice {worst + 1} sits {largest:.3f} mm sideways of a straight stack{tag_text}; on an orthogonal grid "
         f"the true positions need an acquisition transform, or resampling (--irregular resample).",
         measured=angle,
         tolerance=float(np.degrees(np.arctan(tolerance / extent))) if extent > 0 else 0.0,
@@ -558,9 +558,23 @@ def _place(
         # Say which it is: slice positions drifting from the mean spacing (each gap within tolerance, the sum
         # not), or orientations / pixel spacings varying.
         drifted = float(np.max(np.abs(offsets @ directions[:, 2]))) if acquisition is None else 0.0
-        cause = (f"slice positions drift from the regular spacing by up to {drifted:.4f} mm (each gap is within "
-                 "tolerance, their sum is not)" if drifted >= 0.5 * corrected else
-                 "slice orientations or pixel spacings vary slightly within the stack")
+        frames = [frame for group in slices for frame in group]
+        varies = any(not np.allclose(f.image_orientation or (), first.image_orientation, atol=1e-6, rtol=0.0)
+                     or not np.allclose(f.pixel_spacing or (), first.pixel_spacing, atol=1e-6, rtol=0.0)
+                     for f in frames)
+        row, column = np.asarray(first.image_orientation[:3]), np.asarray(first.image_orientation[3:])
+        skewed = max(abs(float(np.linalg.norm(row)) - 1.0), abs(float(np.linalg.norm(column)) - 1.0),
+                     abs(float(row @ column)))
+        if drifted >= 0.5 * corrected:
+            cause = (f"slice positions drift from the regular spacing by up to {drifted:.4f} mm (each gap is within "
+                     "tolerance, their sum is not)")
+        elif varies:
+            cause = "slice orientations or pixel spacings vary slightly within the stack"
+        elif skewed > 1e-6:
+            cause = (f"the ImageOrientationPatient row and column vectors are not unit length and perpendicular "
+                     f"(off by {skewed:.2g}); the volume uses them made orthonormal")
+        else:
+            cause = "the slice corners do not fit one regular grid"
         findings.append(
             Finding(
                 FindingCode.CORNERS_MISMATCH,
