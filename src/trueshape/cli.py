@@ -56,6 +56,21 @@ ValidationOption = Annotated[
 ]
 
 
+class ConvertFormat(enum.StrEnum):
+    """What ``convert --format`` offers (a derived DICOM series is for corrected series only)."""
+
+    NIFTI = "nifti"
+    NII = "nii"
+    NRRD = "nrrd"
+
+
+class CorrectIrregular(enum.StrEnum):
+    """What ``correct --irregular`` offers: a correction needs one regular grid in true geometry."""
+
+    RESAMPLE = "resample"
+    FAIL = "fail"
+
+
 class RequestedMode(enum.StrEnum):
     """What ``--mode`` offers: the correction modes one can ask for (``none`` is only ever a result)."""
 
@@ -150,14 +165,14 @@ def inspect(
 def convert(
     path: Annotated[str, typer.Argument(help="DICOM folder/file, optionally FOLDER#<series>[:stack].")],
     out: Annotated[str, typer.Option("--out", "-o", help="Output folder.")],
-    fmt: Annotated[api.OutputFormat, typer.Option("--format", case_sensitive=False)] = api.OutputFormat.NIFTI,
+    fmt: Annotated[ConvertFormat, typer.Option("--format", case_sensitive=False)] = ConvertFormat.NIFTI,
     irregular: IrregularOption = IrregularPolicy.WARN,
     force: Annotated[bool, typer.Option("--force", help="Overwrite existing outputs.")] = False,
     validation: ValidationOption = ValidationMode.WARN,
 ) -> None:
     """Write one volume per stack (NIfTI or NRRD) with a JSON sidecar."""
     try:
-        result = api.convert(path, out, fmt=fmt, irregular=irregular, force=force, validation=validation)
+        result = api.convert(path, out, fmt=fmt.value, irregular=irregular, force=force, validation=validation)
     except TrueshapeError as error:
         _fail(str(error))
         raise typer.Exit(EXIT_INPUT_ERROR) from None
@@ -190,9 +205,9 @@ def correct(
     isocentre: Annotated[str | None, typer.Option(
         "--isocentre", metavar="X,Y,Z",
         help="Override the isocentre: patient LPS mm (0,0,0 when the table was not moved).")] = None,
-    irregular: Annotated[IrregularPolicy, typer.Option("--irregular", case_sensitive=False,
+    irregular: Annotated[CorrectIrregular, typer.Option("--irregular", case_sensitive=False,
                          help="Slices off a regular grid: resample them first (default) or fail.")]
-    = IrregularPolicy.RESAMPLE,
+    = CorrectIrregular.RESAMPLE,
     r0_mm: Annotated[float | None, typer.Option("--r0-mm", help="Reference radius for .coef files (mm).")] = None,
     no_intensity: Annotated[bool, typer.Option("--no-intensity", help="Skip Jacobian intensity correction.")]
     = False,
@@ -208,7 +223,7 @@ def correct(
         result = api.correct(series, out, coefficients=coef, model=model, mode=mode.value,
                              distortion_state=None if state is None else state.value,
                              patient_position=patient_position, isocentre_lps=_isocentre(isocentre),
-                             r0_mm=r0_mm, irregular=irregular, intensity_correction=not no_intensity, fmt=fmt,
+                             r0_mm=r0_mm, irregular=irregular.value, intensity_correction=not no_intensity, fmt=fmt,
                              force=force, like=like)
     except TrueshapeError as error:
         _fail(str(error))

@@ -17,6 +17,7 @@ from typer.testing import CliRunner
 import trueshape
 from trueshape.cli import app
 from trueshape.dicom import DistortionState
+from trueshape.errors import TrueshapeError
 from trueshape.geometry import Volume
 from trueshape.gnl import SYN_AS, ResidualField, format_siemens_grad
 from trueshape.io import DERIVED_SERIES_NUMBER_OFFSET, lps_to_ras_affine, write_derived_series
@@ -92,7 +93,9 @@ def test_dicom_output_needs_a_dicom_source(corrected: Path) -> None:
     assert result.exit_code == 2 and "needs a DICOM source" in " ".join(result.output.split())
     result = runner.invoke(app, ["convert", str(corrected / "s" / "dicom"), "--out", str(corrected / "y"),
                                  "--format", "dicom"])
-    assert result.exit_code == 2 and "DICOM output is for corrected series" in " ".join(result.output.split())
+    assert result.exit_code == 2 and "Invalid value for '--format'" in " ".join(result.output.split())
+    with pytest.raises(TrueshapeError, match="DICOM output is for corrected series"):
+        trueshape.convert(corrected / "s" / "dicom", corrected / "y", fmt="dicom")
 
 
 def test_four_dimensional_derived_series(corrected: Path, tmp_path: Path) -> None:

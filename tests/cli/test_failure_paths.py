@@ -84,9 +84,10 @@ def test_correct_refuses_off_grid_slices_unless_resampled(write_series, coil, tm
     del planes[3]
     folder = write_series(planes, image_type=("ORIGINAL", "PRIMARY", "M", "ND"))
     before = tree_digest(folder)
-    refused = run("correct", folder, "--coef", coil, "--out", tmp_path / "a", "--irregular", "warn")
-    assert refused.exit_code == 2
-    assert "off a regular grid by up to" in refused.output and "--irregular resample" in refused.output
+    refused = run("correct", folder, "--coef", coil, "--out", tmp_path / "a", "--irregular", "fail")
+    assert refused.exit_code == 2 and "1 slice(s) missing" in refused.output, refused.output
+    with pytest.raises(TrueshapeError, match=r"off a regular grid by up to .*--irregular resample"):
+        trueshape.api.correct(folder, tmp_path / "a", coefficients=coil, irregular="warn")
     assert not (tmp_path / "a").exists()
     resampled = run("correct", folder, "--coef", coil, "--out", tmp_path / "b")
     assert resampled.exit_code == 0, resampled.output
