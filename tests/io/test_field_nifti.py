@@ -36,3 +36,26 @@ def test_itk_reads_the_field_nifti_as_the_h5_transform(tmp_path) -> None:
     # and both move points by the exact residual (trilinear between 9-15 mm nodes: within 0.05 mm)
     exact = points + residual.displacement_lps(points)
     assert np.abs(b - exact).max() < 0.05
+
+
+def test_a_failing_transform_write_is_one_line(tmp_path, monkeypatch, capfd) -> None:
+    import os
+
+    import pytest
+    import SimpleITK
+
+    from trueshape.errors import OutputError
+    from trueshape.geometry import DisplacementField
+
+    def failing(_transform: object, _path: str) -> None:
+        os.write(2, b"HDF5-DIAG: Error detected in HDF5 (1.12.1) thread 0:\n  #000: H5Dio.c line 291\n" * 50)
+        raise RuntimeError("ITK ERROR: HDF5TransformIOTemplate: H5Dwrite failed")
+
+    monkeypatch.setattr(SimpleITK, "WriteTransform", failing)
+    grid = VolumeGeometry.from_components(shape=(4, 4, 4), origin=(0, 0, 0), spacing=(1, 1, 1))
+    field = DisplacementField(grid, np.zeros((4, 4, 4, 3)), "zero")
+    with pytest.raises(OutputError) as caught:
+        write_itk_transform(field, tmp_path / "t.h5")
+    assert str(caught.value) == f"{tmp_path / 't.h5'}: writing the transform failed (H5Dwrite failed)"
+    assert "HDF5-DIAG" not in capfd.readouterr().err
+    assert not list(tmp_path.iterdir())

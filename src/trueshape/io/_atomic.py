@@ -59,7 +59,7 @@ def atomic_path(path: str | os.PathLike[str], *, force: bool = False) -> Iterato
     try:
         try:
             yield temporary
-        except OutputExistsError:
+        except (OutputExistsError, OutputError):  # already says which file and what went wrong
             raise
         except OSError as error:  # disk full, permissions, ... while writing: name the file the user asked for
             raise OutputError(f"{target}: writing failed ({error.strerror or error})") from None

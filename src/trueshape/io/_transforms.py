@@ -7,7 +7,11 @@ resampling convention of :class:`~trueshape.geometry.DisplacementField`, so vect
 
 from __future__ import annotations
 
+import contextlib
 import os
+import sys
+import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -37,6 +41,26 @@ def field_to_sitk_image(field: DisplacementField) -> sitk.Image:
     return image
 
 
+@contextlib.contextmanager
+def _stderr_captured() -> Iterator[list[str]]:
+    """Hold what native code writes to file descriptor 2; the list holds the text after the block.
+
+    HDF5 prints its error stack there (kilobytes of it on a full disk); a failure must stay one line.
+    """
+    captured: list[str] = []
+    with tempfile.TemporaryFile(mode="w+", encoding="utf-8", errors="replace") as sink:
+        saved = os.dup(2)
+        try:
+            sys.stderr.flush()
+            os.dup2(sink.fileno(), 2)
+            yield captured
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+            sink.seek(0)
+            captured.append(sink.read())
+
+
 def write_itk_transform(field: DisplacementField, path: str | os.PathLike[str], *, force: bool = False) -> Path:
     """Write an ITK DisplacementFieldTransform (``.h5`` or ``.tfm``) for Slicer, ANTs and SimpleITK."""
     import SimpleITK as sitk
@@ -45,11 +69,14 @@ def write_itk_transform(field: DisplacementField, path: str | os.PathLike[str], 
     transform = sitk.DisplacementFieldTransform(field_to_sitk_image(field))
     with atomic_path(target, force=force) as temporary:
         try:
-            sitk.WriteTransform(transform, str(temporary))
+            with _stderr_captured() as captured:
+                sitk.WriteTransform(transform, str(temporary))
         except RuntimeError as error:  # ITK reports HDF5 failures (a full disk, ...) as RuntimeError
-            text = str(error)
+            text = str(error).strip()
+            said = text + "\n" + "".join(captured)  # the system's own reason may be in HDF5's error stack
+            last = text.splitlines()[-1] if text else "unknown error"
             reason = next((r for r in ("No space left on device", "Permission denied", "Disk quota exceeded")
-                           if r in text), text.strip().splitlines()[-1][:200] if text.strip() else "unknown error")
+                           if r in said), last.split(": ")[-1][:200])
             raise OutputError(f"{target}: writing the transform failed ({reason})") from None
     return target
 
