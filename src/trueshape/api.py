@@ -999,6 +999,12 @@ def _check_output_argument(out: str | os.PathLike[str]) -> None:
     """Refuse an empty output folder name: it would mean the current folder (an unset shell variable?)."""
     if not str(out).strip():
         raise OutputError("an empty --out was given (an unset shell variable?): name the output folder")
+    try:
+        a_file = Path(out).exists() and not Path(out).is_dir()
+    except OSError:  # an unusable name is reported where the folder is made
+        a_file = False
+    if a_file:
+        raise OutputError(f"{out}: is a file, not a folder: choose another --out")
 
 
 def _refuse_output_inside(source: Path, out: str | os.PathLike[str]) -> None:

@@ -281,3 +281,13 @@ def test_inspect_exits_2_when_images_cannot_be_placed(write_series, tmp_path):
         ds.save_as(path)
     result = run("inspect", folder)
     assert result.exit_code == 2 and "GEOMETRY_MISSING" in result.output, result.output
+
+
+def test_an_out_that_is_a_file_is_said_once(write_series, tmp_path):
+    root = tmp_path / "in"
+    write_series(regular_planes(slices=3), root / "a", series_number=1)
+    write_series(regular_planes(slices=3), root / "b", series_number=2)
+    (tmp_path / "afile").write_text("x")
+    result = run("convert", root, "--out", tmp_path / "afile")
+    assert result.exit_code == 2 and error_lines(result) == [f"error: {tmp_path / 'afile'}: is a file, not a folder: "
+                                                             "choose another --out"], result.output
