@@ -533,8 +533,9 @@ def _build_series(uid: str, frames: list[Frame], problems: list[FileProblem], po
                 f"This series mixes {len(main_orientations)} slice orientations ({', '.join(described)}; slice "
                 f"normals up to {widest:.3g} degrees apart); each orientation became its own stack.",
                 measured=float(len(main_orientations)),
-                tolerance=ORIENTATION_GROUP_TOLERANCE,
+                tolerance=1.0,  # one orientation per stack; the grouping tolerance is in the details
                 unit="orientations",
+                details={"orientation_tolerance": ORIENTATION_GROUP_TOLERANCE},
                 where=tuple(g[0].where for g in volume_groups),
             )
         )
