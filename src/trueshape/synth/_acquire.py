@@ -88,6 +88,9 @@ class Acquisition:
         DICOM SeriesDescription.
     enhanced : bool
         Write one Enhanced MR multi-frame file (per-frame functional groups) instead of one file per slice.
+    tilt_deg : tuple of 2 float
+        Oblique slices: the plane turned about its row direction, then about its column direction, degrees
+        (as a scanner's oblique and double-oblique slice groups).
     three_d : bool or None
         MRAcquisitionType 3D (one slab) or 2D (slice by slice); default: 3D when the slices touch and the
         plane is not coronal (as the demo's reference axial), else 2D.
@@ -115,6 +118,7 @@ class Acquisition:
     extra: dict[str, object] = field(default_factory=dict)
     enhanced: bool = False
     three_d: bool | None = None
+    tilt_deg: tuple[float, float] = (0.0, 0.0)
 
     @property
     def slice_spacing_mm(self) -> float:
@@ -138,14 +142,31 @@ class Acquisition:
         samples = np.array([self.in_plane_samples, self.in_plane_samples, self.slice_samples], dtype=np.float64)
         return np.asarray(widths**2 / 12.0 * (1.0 - 1.0 / samples**2), dtype=np.float64)
 
+    @property
+    def directions(self) -> NDArray[np.float64]:
+        """Row direction, column direction and slice normal as columns (LPS), the tilts applied."""
+        base = self.plane.directions
+        about_row, about_column = (np.deg2rad(float(a)) for a in self.tilt_deg)
+        # Rotations about the plane's own axes, so that the tilts mean the same for every plane.
+        turn_row = _rotation(base[:, 0], about_row)
+        turned = turn_row @ base
+        return _rotation(turned[:, 1], about_column) @ turned
+
     def geometry(self) -> VolumeGeometry:
         """Return the image grid (voxel centres), centred on ``centre_lps``."""
-        directions = self.plane.directions
+        directions = self.directions
         spacing = np.array([self.fov_mm[0] / self.matrix[0], self.fov_mm[1] / self.matrix[1],
                             self.slice_spacing_mm])
         shape = (self.matrix[0], self.matrix[1], self.slices)
         origin = np.asarray(self.centre_lps) - directions @ (spacing * (np.array(shape) - 1) / 2)
         return VolumeGeometry.from_components(shape=shape, origin=origin, spacing=spacing, direction=directions)
+
+
+def _rotation(axis: NDArray[np.float64], angle: float) -> NDArray[np.float64]:
+    """Rotation by ``angle`` (radians) about the unit vector ``axis`` (Rodrigues)."""
+    x, y, z = axis / np.linalg.norm(axis)
+    cross = np.array([[0.0, -z, y], [z, 0.0, -x], [-y, x, 0.0]])
+    return np.eye(3) + np.sin(angle) * cross + (1.0 - np.cos(angle)) * cross @ cross
 
 
 @dataclass(frozen=True, eq=False)

@@ -78,7 +78,7 @@ class Session:
 def residual_for(coil: GradientCoefficients, acquisition: Acquisition) -> ResidualField:
     """Return the residual field the emulated scanner leaves in ``acquisition``."""
     return ResidualField(coil, MagnetFrame(acquisition.patient_position, np.asarray(acquisition.isocentre_lps)),
-                         acquisition.distortion_state, acquisition.plane.directions[:, 2])
+                         acquisition.distortion_state, acquisition.directions[:, 2])
 
 
 def demo_acquisitions(phantom: FemurPhantom, *, quick: bool = False) -> tuple[Acquisition, Acquisition]:
