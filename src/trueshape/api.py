@@ -14,6 +14,7 @@ import contextlib
 import enum
 import fcntl
 import itertools
+import json
 import os
 import re
 import shutil
@@ -344,10 +345,9 @@ def _write_stack(stack: Stack, out_dir: Path, output_format: OutputFormat, *, fo
     off_grid = stack.layout.acquisition is not None and not stack.layout.resampled
     targets = [volume_path, sidecar_path] + ([transform_path] if off_grid else [])
     # What an earlier run with other options wrote for this stack goes too (a stale acquisition transform
-    # beside a resampled volume would move the anatomy twice).
-    obsolete = [p for p in [*(base.with_name(base.name + f.suffix) for f in OutputFormat if f.suffix),
-                            transform_path] if p not in targets]
-    _check_all_writable(targets + obsolete, force=force)
+    # beside a resampled volume would move the anatomy twice): the files its sidecar names, nothing else.
+    obsolete = [p for p in _previous_outputs(sidecar_path) if p not in targets]
+    _check_all_writable(targets, force=force)
     _check_free_space(out_dir, float(np.prod(stack.shape, dtype=np.float64)) * (4 if stack.layout.resampled else 2))
     # A stack's files appear together or not at all (an interrupted run leaves no volume without its sidecar).
     with _staged(targets, force=force, obsolete=obsolete) as staged:
@@ -364,9 +364,27 @@ def _write_stack(stack: Stack, out_dir: Path, output_format: OutputFormat, *, fo
                 "how_to_use": "In 3D Slicer load both files, apply the transform to the volume and harden it; "
                 "or run trueshape convert --irregular resample.",
             }
+        sidecar["outputs"] = [target.name for target in targets]
         sidecar["software"] = {"name": "trueshape", "version": __version__}
         write_json(sidecar, staged[1])
     return targets
+
+
+def _previous_outputs(sidecar: Path) -> list[Path]:
+    """Return the files an earlier trueshape run names in its sidecar ``sidecar`` (none if it is not ours)."""
+    try:
+        data = json.loads(sidecar.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return []
+    if not isinstance(data, dict) or not isinstance(data.get("software"), dict) or \
+            data["software"].get("name") != "trueshape":
+        return []
+    listed = data.get("outputs")
+    named: list[object] = [*(listed if isinstance(listed, list) else []), data.get("volume_file"),
+                           data.get("acquisition_transform_file")]
+    # Plain names beside the sidecar only: a hand-edited sidecar must not point anywhere else.
+    return [sidecar.parent / name for name in dict.fromkeys(named)
+            if isinstance(name, str) and name and name == Path(name).name and name not in (".", "..")]
 
 
 @dataclass
@@ -657,16 +675,8 @@ class CorrectionRequest:
         targets = [base.with_name(base.name + suffix) for suffix in
                    ("_corrected" + self.output_format.suffix, "_residual_field" + field_suffix, "_residual.h5",
                     "_corrected.json")]
-        _check_all_writable(targets + self.obsolete(targets), force=self.force)
+        _check_all_writable(targets, force=self.force)
         return targets
-
-    def obsolete(self, targets: list[Path]) -> list[Path]:
-        """Return what a correction of the same input in another format wrote that ``targets`` do not replace."""
-        name = targets[0].name
-        base = targets[0].with_name(name[: len(name) - len("_corrected" + self.output_format.suffix)])
-        every = [base.with_name(base.name + "_corrected" + f.suffix) for f in OutputFormat]
-        every += [base.with_name(base.name + "_residual_field" + s) for s in (".nii", ".nii.gz")]
-        return [p for p in every if p not in targets]
 
     def run(self, volume: Volume, source: dict[str, Any], targets: list[Path], *,
             template: _DicomTemplate | None = None, where: str = "") -> CorrectOutput:
@@ -681,9 +691,12 @@ class CorrectionRequest:
         findings = list(self._coil_findings(volume, where))
         inputs = [Path(str(source["file"]))] if source.get("file") else [
             Path(str(name).split("#")[0]) for names in source.get("slice_sources", [])[:1] for name in names[:1]]
-        # Never an input: a file or series being read is not an earlier run's output.
-        obsolete = [p for p in self.obsolete(targets)
-                    if not any(i.resolve() == p.resolve() or p.resolve() in i.resolve().parents for i in inputs)]
+        if self.like is not None:
+            inputs.append(parse_series_argument(self.like)[0])
+        # What the earlier run's sidecar names and this run does not write; never an input (the file or series
+        # being read, the --like grid).
+        obsolete = [p for p in _previous_outputs(targets[3]) if p not in targets
+                    and not any(i.resolve() == p.resolve() or p.resolve() in i.resolve().parents for i in inputs)]
         with _staged(targets, force=self.force, obsolete=obsolete) as staged:
             try:
                 result = self._write(volume, source, staged, template, findings, where)
@@ -788,6 +801,7 @@ class CorrectionRequest:
                                     "LPS mm",
             "output_grid": None if self.like is None else {"like": self.like, **result.volume.geometry.to_json()},
             "findings": [finding.to_json() for finding in findings],
+            "outputs": [path.name for path in staged],  # staged under their final names
             "software": {"name": "trueshape", "version": __version__},
         }
         if derived is not None:

@@ -273,3 +273,21 @@ def test_correct_warns_when_a_single_slice_loses_voxels(write_series, coil, tmp_
     written = json.loads(sidecar.read_text())
     assert 0.1 < written["correction"]["outside_fraction"] < 0.4
     assert [f["code"] for f in written["findings"]] == ["OUTSIDE_ACQUIRED_VOLUME"]
+
+
+def test_force_never_removes_files_trueshape_did_not_write_or_reads(write_series, coil, tmp_path):
+    folder = write_series(regular_planes(slices=6), image_type=("ORIGINAL", "PRIMARY", "M", "ND"))
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "1_synthetic.nii.gz").write_bytes(b"a dcm2niix volume of the same name")
+    assert run("convert", folder, "--out", out, "--format", "nrrd").exit_code == 0  # not in the way: no --force
+    assert run("convert", folder, "--out", out, "--format", "nrrd", "--force").exit_code == 0
+    assert (out / "1_synthetic.nii.gz").read_bytes() == b"a dcm2niix volume of the same name"
+    # A --like grid that an earlier correction wrote is read, not removed, by a forced correction.
+    first = run("correct", folder, "--coef", coil, "--out", tmp_path / "c", "--format", "dicom")
+    assert first.exit_code == 0, first.output
+    like = tmp_path / "c" / "1_synthetic_corrected"
+    before = tree_digest(like)
+    again = run("correct", folder, "--coef", coil, "--out", tmp_path / "c", "--like", like, "--force")
+    assert again.exit_code == 0, again.output
+    assert tree_digest(like) == before

@@ -468,3 +468,30 @@ def test_cardiac_phases_are_ordered_by_trigger_time_and_dates_may_carry_a_utc_of
     assert FindingCode.POSITIONS_DUPLICATED not in codes(stack)
     assert [f.trigger_time_ms for f in stack.layout.slices[0]] == [0.0, 100.0, 200.0]
     assert _seconds("20181022083634.295000+0100") == pytest.approx(_seconds("20181022073634.295000"))
+
+
+def test_jittering_trigger_times_do_not_reorder_numbered_volumes(write_series):
+    rng = np.random.default_rng(4)
+    planes = [
+        replace(p, pixels=np.full_like(p.pixels, 100 * volume + k),
+                overrides={"AcquisitionNumber": volume + 1, "TriggerTime": float(rng.uniform(200, 400))})
+        for volume in range(3)
+        for k, p in enumerate(regular_planes(slices=4))
+    ]
+    stack = only_stack(write_series(planes))
+    values = trueshape.geometry.load_stack(stack).array
+    assert [[int(values[0, 0, k, t]) for t in range(3)] for k in range(4)] == [[k, 100 + k, 200 + k] for k in range(4)]
+
+
+def test_a_re_exported_copy_with_rounded_positions_is_still_a_copy(write_series, tmp_path):
+    import pydicom
+
+    folder = write_series(regular_planes(slices=4, origin=(0.123456, -7.654321, 3.333333)))
+    for path in sorted(folder.iterdir()):
+        ds = pydicom.dcmread(path)
+        ds.ImagePositionPatient = [round(float(v), 2) for v in ds.ImagePositionPatient]
+        ds.save_as(folder / f"copy_{path.name}")
+    stack = only_stack(folder)
+    assert stack.shape == (10, 8, 4)
+    assert finding(stack, FindingCode.POSITIONS_DUPLICATED).measured == 4.0
+    assert FindingCode.UID_REUSED not in codes(stack)

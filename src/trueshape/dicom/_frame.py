@@ -108,9 +108,10 @@ class Frame:
         """Sort key for repeated positions (time/echo order), most reliable tags first."""
         return (
             float(self.temporal_index if self.temporal_index is not None else -1),
-            float(self.trigger_time_ms if self.trigger_time_ms is not None else -1),
             float(self.acquisition_number if self.acquisition_number is not None else -1),
             float(self.acquisition_time_s if self.acquisition_time_s is not None else -1),
+            # After the acquisition tags: a triggered series may record each image's actual, jittering delay.
+            float(self.trigger_time_ms if self.trigger_time_ms is not None else -1),
             float(self.instance_number if self.instance_number is not None else -1),
             float(self.pixels.frame_index if self.pixels is not None else 0),
         )

@@ -134,16 +134,16 @@ def _drop_copies(frames: Sequence[Frame]) -> tuple[list[Frame], list[Frame], lis
 
 
 def _same_place(a: Frame, b: Frame) -> bool:
-    """Whether two images sit at one position and orientation (to 1e-3 mm and 1e-5)."""
+    """Whether two images sit at one position and orientation (to 0.01 mm and 1e-4: a re-export may round)."""
     if a.image_position is None or b.image_position is None:
         return a.image_position is b.image_position
-    return bool(np.allclose(a.image_position, b.image_position, atol=1e-3, rtol=0.0)
-                and np.allclose(a.image_orientation or (), b.image_orientation or (), atol=1e-5, rtol=0.0))
+    return bool(np.allclose(a.image_position, b.image_position, atol=0.01, rtol=0.0)
+                and np.allclose(a.image_orientation or (), b.image_orientation or (), atol=1e-4, rtol=0.0))
 
 
 def _when(frame: Frame) -> tuple[object, ...]:
     """Return what tells repeated images at one position apart in time or echo (instance numbers aside)."""
-    return (frame.temporal_index, frame.trigger_time_ms, frame.acquisition_number, frame.acquisition_time_s,
+    return (frame.temporal_index, frame.acquisition_number, frame.acquisition_time_s, frame.trigger_time_ms,
             frame.echo_time, frame.echo_number)
 
 
