@@ -232,8 +232,9 @@ def _refuse_incomplete(inspection: Inspection, stack: Stack) -> None:
     used would leave a slice to be interpolated or the series short: the rest would be a silently wrong volume.
     """
     folders = {Path(frame.path).parent for frame in stack.frames}
-    unusable = [p for p in inspection.problems if p.series_instance_uid == stack.series_instance_uid
-                or (not p.series_instance_uid and _beside_or_below(Path(p.path), folders))]
+    unusable = [p for p in inspection.problems if p.may_be_slice and (
+        p.series_instance_uid == stack.series_instance_uid
+        or (not p.series_instance_uid and _beside_or_below(Path(p.path), folders)))]
     if unusable:
         more = f" (and {len(unusable) - 1} more)" if len(unusable) > 1 else ""
         raise DicomInputError(f"{unusable[0].message}{more}; it may hold slices of {stack.label}: make it readable "

@@ -52,6 +52,9 @@ class FileProblem:
     path: str
     message: str
     series_instance_uid: str = ""
+    #: False when the file cannot be a slice of its series' volumes (a colour image): it does not keep the
+    #: series from loading.
+    may_be_slice: bool = True
 
 
 @dataclass(frozen=True)
@@ -451,6 +454,14 @@ IMAGE_STORAGE_CLASSES = frozenset(
 )
 
 
+def _is_image_class(uid: str) -> bool:
+    """Whether a SOP Class UID stores images: the known ones, or any registered "... Image Storage"."""
+    if uid in IMAGE_STORAGE_CLASSES:
+        return True
+    name = pydicom.uid.UID(uid).name
+    return "Image Storage" in name and "Spectroscopy" not in name
+
+
 #: File suffixes that say "DICOM": such a file that is not DICOM is reported, not skipped.
 DICOM_SUFFIXES = frozenset({".dcm", ".dicom", ".ima"})
 
@@ -458,11 +469,9 @@ DICOM_SUFFIXES = frozenset({".dcm", ".dicom", ".ima"})
 def _read_file(path: Path) -> tuple[str, list[Frame] | FileProblem | None]:
     """Return ("frames", [...]), ("problem", FileProblem), ("non_dicom", None) or ("non_image", None)."""
     try:
-        if not _looks_like_dicom(path):
-            if path.suffix.lower() in DICOM_SUFFIXES:
-                size = path.stat().st_size
-                return "problem", FileProblem(str(path), f"{path}: named like a DICOM file but holds no DICOM data "
-                                                         f"({size} bytes): truncated or damaged")
+        # A file named like DICOM goes to the reader anyway (a data set without preamble may start with any
+        # tag); what the reader makes of it decides.
+        if not _looks_like_dicom(path) and path.suffix.lower() not in DICOM_SUFFIXES:
             return "non_dicom", None
     except OSError as error:
         return "problem", FileProblem(str(path), f"{path}: cannot be read ({error.strerror or error})")
@@ -471,18 +480,24 @@ def _read_file(path: Path) -> tuple[str, list[Frame] | FileProblem | None]:
     except Exception as error:
         # this file's problem, to be named, never the run's end
         return "problem", FileProblem(str(path), f"{path}: cannot be read as DICOM ({_short(error)})")
-    if "Rows" not in ds or "Columns" not in ds:
-        meta = getattr(ds, "file_meta", None)
-        classes = {str(ds.get("SOPClassUID") or ""), str(meta.get("MediaStorageSOPClassUID", "") if meta else "")}
-        if classes & IMAGE_STORAGE_CLASSES:  # an image whose header ends early: truncated, not a report
-            return "problem", FileProblem(
-                str(path), f"{path}: image header without Rows/Columns (truncated or damaged file)",
-                str(ds.get("SeriesInstanceUID", "")))
-        meta_end = 132 + 12 + (_int(meta.get("FileMetaInformationGroupLength")) or 0) if meta else 0
-        if not any(classes) or path.stat().st_size < meta_end:  # cut before it says what it holds
-            return "problem", FileProblem(str(path), f"{path}: DICOM file cut short before it says what it holds "
-                                                     "(no complete SOP Class UID): truncated or damaged")
-        return "non_image", None  # DICOMDIR, structured reports, presentation states: not images
+    meta = getattr(ds, "file_meta", None)
+    classes = {str(ds.get("SOPClassUID") or ""), str(meta.get("MediaStorageSOPClassUID", "") if meta else "")}
+    classes.discard("")
+    meta_end = 132 + 12 + (_int(meta.get("FileMetaInformationGroupLength")) or 0) if meta else 0
+    # An old file without SOP Class UID that holds a whole image is still read as one.
+    whole_image = "Rows" in ds and "Columns" in ds and "PixelData" in ds
+    if (not classes and not whole_image) or path.stat().st_size < meta_end:  # cut before it says what it holds
+        if path.suffix.lower() in DICOM_SUFFIXES and not len(ds):
+            return "problem", FileProblem(str(path), f"{path}: named like a DICOM file but holds no DICOM data "
+                                                     f"({path.stat().st_size} bytes): truncated or damaged")
+        return "problem", FileProblem(str(path), f"{path}: DICOM file cut short before it says what it holds "
+                                                 "(no complete SOP Class UID): truncated or damaged")
+    if classes and not any(_is_image_class(uid) for uid in classes):
+        return "non_image", None  # DICOMDIR, reports, spectroscopy, presentation states, CSA non-image
+    if "Rows" not in ds or "Columns" not in ds:  # an image whose header ends early: truncated, not a report
+        return "problem", FileProblem(
+            str(path), f"{path}: image header without Rows/Columns (truncated or damaged file)",
+            str(ds.get("SeriesInstanceUID", "")))
     try:
         if "PixelData" not in ds and "FloatPixelData" not in ds and "DoubleFloatPixelData" not in ds:
             return "problem", FileProblem(
@@ -495,7 +510,7 @@ def _read_file(path: Path) -> tuple[str, list[Frame] | FileProblem | None]:
             return "problem", FileProblem(
                 str(path), f"{path}: colour image ({samples} samples per pixel, "
                            f"{ds.get('PhotometricInterpretation', '')}); trueshape reads greyscale images",
-                str(ds.get("SeriesInstanceUID", "")))
+                str(ds.get("SeriesInstanceUID", "")), may_be_slice=False)
         truncated = _truncation(ds, path)
         if truncated:
             return "problem", FileProblem(str(path), truncated, str(ds.get("SeriesInstanceUID", "")))
