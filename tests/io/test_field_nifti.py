@@ -59,3 +59,19 @@ def test_a_failing_transform_write_is_one_line(tmp_path, monkeypatch, capfd) -> 
     assert str(caught.value) == f"{tmp_path / 't.h5'}: writing the transform failed (H5Dwrite failed)"
     assert "HDF5-DIAG" not in capfd.readouterr().err
     assert not list(tmp_path.iterdir())
+
+
+def test_transforms_are_written_with_stderr_closed(tmp_path) -> None:
+    import subprocess
+    import sys
+
+    script = (
+        "import os, sys; os.close(2); sys.stderr = None\n"
+        "import numpy as np\n"
+        "from trueshape.geometry import DisplacementField, VolumeGeometry\n"
+        "from trueshape.io import write_itk_transform\n"
+        "g = VolumeGeometry.from_components(shape=(4, 4, 4), origin=(0, 0, 0), spacing=(1, 1, 1))\n"
+        f"write_itk_transform(DisplacementField(g, np.zeros((4, 4, 4, 3)), 'zero'), {str(tmp_path / 't.h5')!r})\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=False, check=False)
+    assert done.returncode == 0 and (tmp_path / "t.h5").is_file()

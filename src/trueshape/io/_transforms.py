@@ -11,6 +11,7 @@ import contextlib
 import os
 import sys
 import tempfile
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -48,17 +49,31 @@ def _stderr_captured() -> Iterator[list[str]]:
     HDF5 prints its error stack there (kilobytes of it on a full disk); a failure must stay one line.
     """
     captured: list[str] = []
-    with tempfile.TemporaryFile(mode="w+", encoding="utf-8", errors="replace") as sink:
-        saved = os.dup(2)
+    # One writer at a time holds fd 2 (it is the process's); without a usable fd 2 there is nothing to hold.
+    with _STDERR_LOCK, tempfile.TemporaryFile(mode="w+", encoding="utf-8", errors="replace") as sink:
         try:
-            sys.stderr.flush()
+            saved = os.dup(2)
+        except OSError:
+            yield captured
+            return
+        failed = True
+        try:
+            if sys.stderr is not None:
+                sys.stderr.flush()
             os.dup2(sink.fileno(), 2)
             yield captured
+            failed = False
         finally:
             os.dup2(saved, 2)
             os.close(saved)
             sink.seek(0)
             captured.append(sink.read())
+            if not failed and captured[-1]:  # on success, what anyone wrote meanwhile still reaches stderr
+                os.write(2, captured[-1].encode("utf-8", errors="replace"))
+
+
+#: Serialises the fd 2 swap (and HDF5 writes, which are not safe to run at once).
+_STDERR_LOCK = threading.Lock()
 
 
 def write_itk_transform(field: DisplacementField, path: str | os.PathLike[str], *, force: bool = False) -> Path:
