@@ -64,7 +64,8 @@ static int get_array(PyObject *object, Py_buffer *view, int ndim, char kind, int
    tap of weight 0 is not read: a NaN or inf neighbour of a sample taken at a whole index (every untouched
    axis of the through-plane path) must not reach it. */
 static inline float lerp(float a, float b, float t) {
-    return t == 0.0f ? a : (t == 1.0f ? b : (1.0f - t) * a + t * b);
+    /* a == b: a constant region stays exactly constant (the weighted sum would round it). */
+    return (t == 0.0f || a == b) ? a : (t == 1.0f ? b : (1.0f - t) * a + t * b);
 }
 
 static inline float clamp_index(float x, Py_ssize_t size) {

@@ -639,15 +639,18 @@ def _cubic_footprint(source: NDArray[np.float32], axes: tuple[int, ...]) -> NDAr
     """Non-finite voxels grown by one along ``axes`` (float32 0/1), or None when every voxel is finite.
 
     A linear sample that reads this mask is non-zero exactly where a cubic sample reads a bad voxel (the
-    cubic taps reach one index further on each side than the linear ones).
+    cubic taps reach one index further on each side than the linear ones, diagonals included: the growth is
+    a box, one axis after the other).
     """
     bad = ~np.isfinite(source)
     if not bad.any():
         return None
     grown = bad.copy()
     for axis in axes:
+        step = grown.copy()
         for shift in (-1, 1):
-            grown |= np.roll(bad, shift, axis=axis) & _not_wrapped(bad.shape, axis, shift)
+            step |= np.roll(grown, shift, axis=axis) & _not_wrapped(bad.shape, axis, shift)
+        grown = step
     return grown.astype(np.float32)
 
 
