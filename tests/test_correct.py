@@ -364,3 +364,13 @@ def test_outside_fraction_measures_what_a_single_slice_loses() -> None:
     lost = float(np.mean(np.asarray(result.volume.array) == 0.0))
     assert 0.1 < lost < 0.4
     assert result.diagnostics.outside_fraction == pytest.approx(lost, abs=0.02)
+
+
+def test_an_output_grid_beyond_the_input_is_not_counted_as_lost() -> None:
+    grid = VolumeGeometry.from_components(shape=(32, 32, 12), origin=(-62.0, -62.0, -22.0), spacing=(4.0, 4.0, 4.0))
+    wider = VolumeGeometry.from_components(shape=(64, 64, 24), origin=(-126.0, -126.0, -46.0),
+                                           spacing=(4.0, 4.0, 4.0))
+    residual = ResidualField(SYN_AS, MagnetFrame(), DistortionState.NONE)
+    result = correct_volume(Volume(np.ones(grid.shape, np.float32), grid), residual, output_geometry=wider)
+    assert np.mean(np.asarray(result.volume.array) == 0.0) > 0.7  # most of the wider grid has no data
+    assert result.diagnostics.outside_fraction < 0.05  # but the correction moved little of it out

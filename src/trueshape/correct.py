@@ -123,9 +123,10 @@ class CorrectionDiagnostics:
     assumptions : tuple of str
         Assumptions behind the residual field (patient position, isocentre, state).
     outside_fraction : float
-        Share of the output voxels whose sample lies beyond the input grid (more than half a voxel outside
-        its outer voxel centres), so that they are 0: on a lattice of at most 65 points per axis, edges
-        included. A single slice moved through its plane by more than half its thickness loses voxels so.
+        Share of the output voxels within the input grid whose displaced sample lies beyond it (more than
+        half a voxel outside its outer voxel centres), so that they are 0: on a lattice of at most 65 points
+        per axis, edges included. A single slice moved through its plane by more than half its thickness
+        loses voxels so.
     """
 
     mode: CorrectionMode
@@ -308,11 +309,17 @@ def _outside_fraction(interpolant: GridInterpolant, geometry_in: VolumeGeometry)
     positions = tuple(_spread_indices(size, most=64) for size in geometry_out.shape)
     displacement = interpolant.on_lattice((positions[0], positions[1], positions[2]))[..., :3]
     lattice = np.stack(np.meshgrid(*positions, indexing="ij"), axis=-1).reshape(-1, 3)
-    sampled = geometry_out.index_to_lps(lattice) + displacement.reshape(-1, 3)
-    index = geometry_in.lps_to_index(sampled)
+    plain = geometry_out.index_to_lps(lattice)
     size = np.asarray(geometry_in.shape, dtype=np.float64)
-    inside = np.all((index >= -0.5) & (index < size - 0.5), axis=1)
-    return float(1.0 - inside.mean())
+
+    def inside(points: NDArray[np.float64]) -> NDArray[np.bool_]:
+        index = geometry_in.lps_to_index(points)
+        return np.all((index >= -0.5) & (index < size - 0.5), axis=1)
+
+    # Only what the correction moves out counts: an output grid reaching beyond the input (--like) is not news.
+    covered = inside(plain)
+    lost = covered & ~inside(plain + displacement.reshape(-1, 3))
+    return float(lost.sum() / max(int(covered.sum()), 1))
 
 
 def _spread_indices(size: int, most: int = 32) -> NDArray[np.float64]:
