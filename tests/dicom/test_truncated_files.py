@@ -57,3 +57,15 @@ def test_objects_that_are_not_slices_do_not_stop_their_series(tmp_path) -> None:
     assert [problem.path.endswith("colour.dcm") for problem in result.inspection.problems] == [True]
     assert np.asarray(trueshape.load(tmp_path / "s").array).shape == (10, 8, 4)
     assert not [p for p in trueshape.inspect(tmp_path / "bare.dcm").problems]
+
+
+@pytest.mark.parametrize("sop_class", ["1.2.840.10008.5.1.4.1.1.30", "1.2.840.113619.4.2"])
+def test_images_of_other_or_private_classes_still_load(tmp_path, sop_class: str) -> None:
+    import pydicom
+
+    paths = write_dicom_slices(tmp_path / "s", regular_planes(slices=4), SeriesMetadata())
+    for path in paths:
+        ds = pydicom.dcmread(path)
+        ds.SOPClassUID = ds.file_meta.MediaStorageSOPClassUID = sop_class  # Parametric Map, GE private
+        ds.save_as(path)
+    assert [s.shape for s in trueshape.inspect(tmp_path / "s").stacks] == [(10, 8, 4)]

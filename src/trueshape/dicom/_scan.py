@@ -450,16 +450,24 @@ def _enhanced_frames(ds: Dataset, path: Path) -> list[Frame]:
 IMAGE_STORAGE_CLASSES = frozenset(
     "1.2.840.10008.5.1.4.1.1." + suffix
     for suffix in ("4", "4.1", "4.3", "4.4", "2", "2.1", "2.2", "7", "7.1", "7.2", "7.3", "7.4", "128", "128.1",
-                   "130")
+                   "130", "30")
 )
+#: Objects that hold no image even when they carry Rows/Columns (spectroscopy, raw data, vendor non-image
+#: objects such as Siemens CSA and Philips private data); registered classes named below are skipped too.
+NON_IMAGE_CLASSES = frozenset({
+    "1.2.840.10008.5.1.4.1.1.4.2", "1.2.840.10008.5.1.4.1.1.66", "1.3.12.2.1107.5.9.1",
+    "1.3.46.670589.11.0.0.12.1", "1.3.46.670589.11.0.0.12.2", "1.3.46.670589.11.0.0.12.4",
+})
+_NON_IMAGE_NAMES = ("SR Storage", "Presentation State", "Spectroscopy", "Raw Data", "Key Object Selection",
+                    "Waveform", "Encapsulated", "Media Storage Directory")
 
 
-def _is_image_class(uid: str) -> bool:
-    """Whether a SOP Class UID stores images: the known ones, or any registered "... Image Storage"."""
-    if uid in IMAGE_STORAGE_CLASSES:
+def _is_non_image_class(uid: str) -> bool:
+    """Whether a SOP Class UID is known to hold no image (any other class with pixels is read as one)."""
+    if uid in NON_IMAGE_CLASSES:
         return True
     name = pydicom.uid.UID(uid).name
-    return "Image Storage" in name and "Spectroscopy" not in name
+    return any(part in name for part in _NON_IMAGE_NAMES)
 
 
 #: File suffixes that say "DICOM": such a file that is not DICOM is reported, not skipped.
@@ -492,12 +500,14 @@ def _read_file(path: Path) -> tuple[str, list[Frame] | FileProblem | None]:
                                                      f"({path.stat().st_size} bytes): truncated or damaged")
         return "problem", FileProblem(str(path), f"{path}: DICOM file cut short before it says what it holds "
                                                  "(no complete SOP Class UID): truncated or damaged")
-    if classes and not any(_is_image_class(uid) for uid in classes):
+    if any(_is_non_image_class(uid) for uid in classes):
         return "non_image", None  # DICOMDIR, reports, spectroscopy, presentation states, CSA non-image
-    if "Rows" not in ds or "Columns" not in ds:  # an image whose header ends early: truncated, not a report
-        return "problem", FileProblem(
-            str(path), f"{path}: image header without Rows/Columns (truncated or damaged file)",
-            str(ds.get("SeriesInstanceUID", "")))
+    if "Rows" not in ds or "Columns" not in ds:
+        if classes & IMAGE_STORAGE_CLASSES:  # an image whose header ends early: truncated, not a report
+            return "problem", FileProblem(
+                str(path), f"{path}: image header without Rows/Columns (truncated or damaged file)",
+                str(ds.get("SeriesInstanceUID", "")))
+        return "non_image", None  # another object without an image
     try:
         if "PixelData" not in ds and "FloatPixelData" not in ds and "DoubleFloatPixelData" not in ds:
             return "problem", FileProblem(
