@@ -374,3 +374,18 @@ def test_an_output_grid_beyond_the_input_is_not_counted_as_lost() -> None:
     result = correct_volume(Volume(np.ones(grid.shape, np.float32), grid), residual, output_geometry=wider)
     assert np.mean(np.asarray(result.volume.array) == 0.0) > 0.7  # most of the wider grid has no data
     assert result.diagnostics.outside_fraction < 0.05  # but the correction moved little of it out
+
+
+def test_a_single_slice_on_a_fine_like_grid_still_reports_what_it_loses() -> None:
+    grid = VolumeGeometry.from_components(shape=(80, 80, 1), origin=(-197.5, 40.0, 197.5), spacing=(5.0, 5.0, 2.0),
+                                          direction=np.array([[1.0, 0, 0], [0, 0, 1.0], [0, -1.0, 0]]))
+    fine = VolumeGeometry.from_components(shape=(80, 80, 256), origin=(-197.5, 40.0 - 129.5, 197.5),
+                                          spacing=(5.0, 5.0, 1.0), direction=grid.direction)
+    residual = ResidualField(SYN_AS, MagnetFrame(), DistortionState.IN_PLANE_2D, slice_normal_lps=grid.direction[:, 2])
+    result = correct_volume(Volume(np.full(grid.shape, 100.0, np.float32), grid), residual, output_geometry=fine,
+                            intensity_correction=False)
+    out = np.asarray(result.volume.array)
+    covered = out[:, :, 129:131]  # the output slices within the 2 mm slab (y 39.5 and 40.5 mm)
+    lost = float(np.mean(covered == 0.0))
+    assert 0.2 < lost < 0.8
+    assert result.diagnostics.outside_fraction == pytest.approx(lost, abs=0.1)

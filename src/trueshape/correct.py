@@ -306,7 +306,13 @@ def sampled_normal_range(result: CorrectionResult, geometry_in: VolumeGeometry) 
 def _outside_fraction(interpolant: GridInterpolant, geometry_in: VolumeGeometry) -> float:
     """Share of output voxels sampled beyond half a voxel outside ``geometry_in`` (see CorrectionDiagnostics)."""
     geometry_out = interpolant.geometry
-    positions = tuple(_spread_indices(size, most=64) for size in geometry_out.shape)
+    # The lattice spans the output voxels the input covers (a thin input on a fine --like grid included).
+    corners = geometry_out.lps_to_index(geometry_in.corner_points())
+    low = np.maximum(np.ceil(corners.min(axis=0)), 0).astype(int)
+    high = np.minimum(np.floor(corners.max(axis=0)), np.asarray(geometry_out.shape) - 1).astype(int)
+    positions = tuple(_spread_range(int(a), int(b), most=64) for a, b in zip(low, high, strict=True))
+    if any(p.size == 0 for p in positions):
+        return 0.0  # no output voxel lies within the input: nothing of it was there to lose
     displacement = interpolant.on_lattice((positions[0], positions[1], positions[2]))[..., :3]
     lattice = np.stack(np.meshgrid(*positions, indexing="ij"), axis=-1).reshape(-1, 3)
     plain = geometry_out.index_to_lps(lattice)
@@ -320,6 +326,13 @@ def _outside_fraction(interpolant: GridInterpolant, geometry_in: VolumeGeometry)
     covered = inside(plain)
     lost = covered & ~inside(plain + displacement.reshape(-1, 3))
     return float(lost.sum() / max(int(covered.sum()), 1))
+
+
+def _spread_range(first: int, last: int, *, most: int) -> NDArray[np.float64]:
+    """Whole indices from ``first`` to ``last`` (both kept), at most about ``most`` of them; empty if none."""
+    if last < first:
+        return np.zeros(0)
+    return first + _spread_indices(last - first + 1, most=most)
 
 
 def _spread_indices(size: int, most: int = 32) -> NDArray[np.float64]:
