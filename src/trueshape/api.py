@@ -347,7 +347,9 @@ def _write_stack(stack: Stack, out_dir: Path, output_format: OutputFormat, *, fo
     targets = [volume_path, sidecar_path] + ([transform_path] if off_grid else [])
     # What an earlier run with other options wrote for this stack goes too (a stale acquisition transform
     # beside a resampled volume would move the anatomy twice): the files its sidecar names, nothing else.
-    obsolete = [p for p in _previous_outputs(sidecar_path) if p not in targets]
+    names = {stack.label + suffix for suffix in (*(f.suffix for f in OutputFormat if f.suffix), "_acquisition.h5")}
+    inputs = {Path(frame.path) for frame in stack.frames}
+    obsolete = [p for p in _previous_outputs(sidecar_path, names) if p not in targets and not _holds_input(p, inputs)]
     _check_all_writable(targets, force=force)
     _check_free_space(out_dir, float(np.prod(stack.shape, dtype=np.float64)) * (4 if stack.layout.resampled else 2))
     # A stack's files appear together or not at all (an interrupted run leaves no volume without its sidecar).
@@ -371,8 +373,13 @@ def _write_stack(stack: Stack, out_dir: Path, output_format: OutputFormat, *, fo
     return targets
 
 
-def _previous_outputs(sidecar: Path) -> list[Path]:
-    """Return the files an earlier trueshape run names in its sidecar ``sidecar`` (none if it is not ours)."""
+def _previous_outputs(sidecar: Path, names: set[str]) -> list[Path]:
+    """Return the files of ``names`` that an earlier trueshape run wrote beside its sidecar ``sidecar``.
+
+    Only names this run could write for the same label count, whatever the sidecar lists (a hand-edited one
+    must not point anywhere else). A sidecar listing no outputs (an older trueshape) stands for all of them;
+    a file that is not trueshape's sidecar for none.
+    """
     try:
         data = json.loads(sidecar.read_text(encoding="utf-8"))
     except (OSError, ValueError):
@@ -381,11 +388,20 @@ def _previous_outputs(sidecar: Path) -> list[Path]:
             data["software"].get("name") != "trueshape":
         return []
     listed = data.get("outputs")
-    named: list[object] = [*(listed if isinstance(listed, list) else []), data.get("volume_file"),
-                           data.get("acquisition_transform_file")]
-    # Plain names beside the sidecar only: a hand-edited sidecar must not point anywhere else.
-    return [sidecar.parent / name for name in dict.fromkeys(named)
-            if isinstance(name, str) and name and name == Path(name).name and name not in (".", "..")]
+    recorded = {data.get("volume_file"), data.get("acquisition_transform_file")} - {None}
+    if isinstance(listed, list):
+        named = set(listed) | recorded
+    elif recorded:  # an older convert sidecar names its files
+        named = recorded
+    else:  # an older correction sidecar names none: this label's outputs are its run's
+        named = set(names)
+    return [sidecar.parent / name for name in sorted(names) if name in named]
+
+
+def _holds_input(path: Path, inputs: set[Path]) -> bool:
+    """Whether ``path`` is one of ``inputs`` or a folder holding one (a file being read is not an output)."""
+    target = path.resolve()
+    return any(target == source.resolve() or target in source.resolve().parents for source in inputs)
 
 
 @dataclass
@@ -692,12 +708,19 @@ class CorrectionRequest:
         findings = list(self._coil_findings(volume, where))
         inputs = [Path(str(source["file"]))] if source.get("file") else [
             Path(str(name).split("#")[0]) for names in source.get("slice_sources", [])[:1] for name in names[:1]]
+        if source.get("file"):
+            from trueshape.io import sidecar_path
+
+            inputs.append(sidecar_path(str(source["file"])))  # the facts the correction read
         if self.like is not None:
             inputs.append(parse_series_argument(self.like)[0])
-        # What the earlier run's sidecar names and this run does not write; never an input (the file or series
-        # being read, the --like grid).
-        obsolete = [p for p in _previous_outputs(targets[3]) if p not in targets
-                    and not any(i.resolve() == p.resolve() or p.resolve() in i.resolve().parents for i in inputs)]
+        # What the earlier run wrote for this label and this run does not; never an input (the file or series
+        # being read, its sidecar, the --like grid).
+        label = targets[3].name[: -len("_corrected.json")]
+        names = {label + "_corrected" + f.suffix for f in OutputFormat} | {
+            label + "_residual_field.nii", label + "_residual_field.nii.gz", label + "_residual.h5"}
+        obsolete = [p for p in _previous_outputs(targets[3], names) if p not in targets
+                    and not _holds_input(p, set(inputs))]
         with _staged(targets, force=self.force, obsolete=obsolete) as staged:
             try:
                 result = self._write(volume, source, staged, template, findings, where)

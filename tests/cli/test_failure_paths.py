@@ -291,3 +291,30 @@ def test_force_never_removes_files_trueshape_did_not_write_or_reads(write_series
     again = run("correct", folder, "--coef", coil, "--out", tmp_path / "c", "--like", like, "--force")
     assert again.exit_code == 0, again.output
     assert tree_digest(like) == before
+
+
+def test_force_keeps_inputs_a_sidecar_lists_and_clears_an_older_runs_outputs(write_series, coil, tmp_path):
+    folder = write_series(regular_planes(slices=6), image_type=("ORIGINAL", "PRIMARY", "M", "ND"))
+    out = tmp_path / "out"
+    assert run("convert", folder, "--out", out, "--format", "nii").exit_code == 0
+    volume, sidecar = out / "1_synthetic.nii", out / "1_synthetic.json"
+    corrected = tmp_path / "corrected"
+    assert run("correct", volume, "--coef", coil, "--out", corrected).exit_code == 0
+    written = corrected / "1_synthetic_corrected.json"
+    data = json.loads(written.read_text())
+    # A hand-edited sidecar that lists the input's own sidecar, or an older one that lists nothing.
+    data["outputs"] = [*data["outputs"], "../out/1_synthetic.json", "1_synthetic.json"]
+    (corrected / "1_synthetic.json").write_text("{}")
+    written.write_text(json.dumps(data))
+    again = run("correct", volume, "--coef", coil, "--out", corrected, "--format", "nrrd", "--force")
+    assert again.exit_code == 0, again.output
+    assert sidecar.is_file() and (corrected / "1_synthetic.json").is_file()
+    assert not (corrected / "1_synthetic_corrected.nii.gz").exists()
+    data = json.loads(written.read_text())
+    del data["outputs"]  # as trueshape wrote it before it listed its outputs
+    written.write_text(json.dumps(data))
+    third = run("correct", volume, "--coef", coil, "--out", corrected, "--format", "nii", "--force")
+    assert third.exit_code == 0, third.output
+    assert sorted(p.name for p in corrected.iterdir()) == [
+        "1_synthetic.json", "1_synthetic_corrected.json", "1_synthetic_corrected.nii", "1_synthetic_residual.h5",
+        "1_synthetic_residual_field.nii"]
