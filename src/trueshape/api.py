@@ -388,9 +388,10 @@ def _previous_outputs(sidecar: Path, names: set[str]) -> list[Path]:
             data["software"].get("name") != "trueshape":
         return []
     listed = data.get("outputs")
-    recorded = {data.get("volume_file"), data.get("acquisition_transform_file")} - {None}
+    recorded = {name for name in (data.get("volume_file"), data.get("acquisition_transform_file"))
+                if isinstance(name, str)}
     if isinstance(listed, list):
-        named = set(listed) | recorded
+        named = {name for name in listed if isinstance(name, str)} | recorded
     elif recorded:  # an older convert sidecar names its files
         named = recorded
     else:  # an older correction sidecar names none: this label's outputs are its run's
