@@ -28,10 +28,10 @@ from trueshape.dicom._csa import phoenix_protocol, phoenix_slice_positions, siem
 from trueshape.dicom._frame import Frame, PixelLocation, PixelReadMode
 from trueshape.dicom.vendor import (
     GE_PRIVATE_PARM,
-    _as_text_list,
-    _private_value,
+    private_value,
     read_per_frame_distortion_state,
     read_vendor_info,
+    text_values,
 )
 from trueshape.errors import DicomInputError
 
@@ -213,7 +213,7 @@ def _complex_component(image_type: Sequence[str], ds: Dataset | None = None) -> 
     for token in image_type[:2]:
         if token in mapping:
             return mapping[token]
-    ge = _private_value(ds, 0x0043, GE_PRIVATE_PARM, 0x2F) if ds is not None else None
+    ge = private_value(ds, 0x0043, GE_PRIVATE_PARM, 0x2F) if ds is not None else None
     ge_kind = _int(ge[0] if isinstance(ge, (list, tuple)) and ge else ge)
     return {0: "M", 1: "P", 2: "R", 3: "I"}.get(ge_kind, "") if ge_kind is not None else ""
 
@@ -256,7 +256,7 @@ def _native_location(ds: Dataset) -> PixelLocation:
 
 def _common(ds: Dataset, path: Path) -> dict[str, Any]:
     # One value comes back as a plain string: never iterate it character by character.
-    image_type = tuple(token.upper() for token in _as_text_list(ds.get("ImageType")))
+    image_type = tuple(token.upper() for token in text_values(ds.get("ImageType")))
     return {
         "path": str(path),
         "sop_instance_uid": str(ds.get("SOPInstanceUID", "")),

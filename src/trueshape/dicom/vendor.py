@@ -145,7 +145,7 @@ def _fmt3(values: Sequence[float] | NDArray[np.float64]) -> str:
     return "(" + ", ".join(f"{float(v):g}" for v in values) + ")"
 
 
-def _as_text_list(value: Any) -> list[str]:
+def text_values(value: Any) -> list[str]:
     """Normalise a CS/LO multi-value (or raw bytes from an unknown private tag) into tokens."""
     if value is None:
         return []
@@ -172,7 +172,7 @@ def _as_float_list(value: Any) -> list[float] | None:
         return None
 
 
-def _private_value(ds: Dataset, group: int, creator: str, element: int) -> Any:
+def private_value(ds: Dataset, group: int, creator: str, element: int) -> Any:
     """Return a private element's value by creator name, or None when absent.
 
     Creators are found by walking the data set's own tags (a dict) instead of ``Dataset.private_block``,
@@ -192,7 +192,7 @@ def _private_value(ds: Dataset, group: int, creator: str, element: int) -> Any:
 
 def _private_item(ds: Dataset, group: int, creator: str, element: int) -> Dataset | None:
     """Return the first item of a private sequence, or None."""
-    value = _private_value(ds, group, creator, element)
+    value = private_value(ds, group, creator, element)
     if isinstance(value, (list, tuple)) or hasattr(value, "__getitem__"):
         try:
             item = value[0]
@@ -235,7 +235,7 @@ def read_per_frame_distortion_state(per_frame_item: Dataset) -> tuple[Distortion
     sdi = _private_item(per_frame_item, 0x0021, SIEMENS_XA_SDI, 0xFE)
     if sdi is None:
         return None
-    state = distortion_state_from_image_type(_as_text_list(_private_value(sdi, 0x0021, SIEMENS_XA_SDI, 0x75)))
+    state = distortion_state_from_image_type(text_values(private_value(sdi, 0x0021, SIEMENS_XA_SDI, 0x75)))
     if state is None:
         return None
     return state, "ImageTypeText (0021,1175) in the Siemens per-frame sequence (0021,11FE)"
@@ -252,12 +252,12 @@ def read_distortion_state(ds: Dataset, *, per_frame_item: Dataset | None = None)
         per_frame = read_per_frame_distortion_state(per_frame_item)
         if per_frame is not None:
             return per_frame
-    state = distortion_state_from_image_type(_as_text_list(ds.get("ImageType")))
+    state = distortion_state_from_image_type(text_values(ds.get("ImageType")))
     if state is not None:
         return state, "ImageType (0008,0008)"
-    private_type = _private_value(ds, 0x0051, SIEMENS_MR_HEADER, 0x16)
+    private_type = private_value(ds, 0x0051, SIEMENS_MR_HEADER, 0x16)
     state = distortion_state_from_image_type(
-        [t for chunk in _as_text_list(private_type) for t in re.split(r"[/\s]", chunk)]
+        [t for chunk in text_values(private_type) for t in re.split(r"[/\s]", chunk)]
     )
     if state is not None:
         return state, "Siemens private image type (0051,1016)"
@@ -272,12 +272,12 @@ def _gradient_coil(ds: Dataset) -> str | None:
     if shared is not None:
         sds = _private_item(shared, 0x0021, SIEMENS_XA_SDS, 0xFE)
         if sds is not None:
-            coil = _private_value(sds, 0x0021, SIEMENS_XA_SDS, 0x33)
+            coil = private_value(sds, 0x0021, SIEMENS_XA_SDS, 0x33)
             if coil:
-                return _as_text_list(coil)[0]
-    coil = _private_value(ds, 0x0021, SIEMENS_XA_SDS, 0x33)
+                return text_values(coil)[0]
+    coil = private_value(ds, 0x0021, SIEMENS_XA_SDS, 0x33)
     if coil:
-        return _as_text_list(coil)[0]
+        return text_values(coil)[0]
     tags = siemens_csa_series_tags(ds)
     for name in ("CoilForGradient2", "CoilForGradient"):
         items = tags.get(name)
@@ -298,7 +298,7 @@ def _table_position(ds: Dataset) -> tuple[tuple[float, float, float] | None, str
     (ImaRelTablePosition 0 and +20) the phantom stays at the same patient coordinates while the field of view
     moves 20 mm superior with the isocentre (tests/corpus/test_real_corpus.py).
     """
-    rel = _as_float_list(_private_value(ds, 0x0019, SIEMENS_MR_HEADER, 0x14))
+    rel = _as_float_list(private_value(ds, 0x0019, SIEMENS_MR_HEADER, 0x14))
     if rel is not None and len(rel) == 3:
         return (rel[0], rel[1], rel[2]), "ImaRelTablePosition (0019,1014)"
     shared = _shared_item(ds)
@@ -309,7 +309,7 @@ def _table_position(ds: Dataset) -> tuple[tuple[float, float, float] | None, str
         for item in (sds, holder):
             if item is None:
                 continue
-            rel = _as_float_list(_private_value(item, 0x0021, SIEMENS_XA_SDS, 0x05))
+            rel = _as_float_list(private_value(item, 0x0021, SIEMENS_XA_SDS, 0x05))
             if rel is not None and len(rel) == 3:
                 return (rel[0], rel[1], rel[2]), "RelTablePosition (0021,1005)"
     csa_rel = siemens_csa_series_tags(ds).get("RelTablePosition")
@@ -320,11 +320,11 @@ def _table_position(ds: Dataset) -> tuple[tuple[float, float, float] | None, str
     # GE and Philips follow BIDS TablePosition (3rd value grows as the table moves into the bore; the isocentre
     # in HFS patient coordinates is its negative). GE: TablePosition = (0043,10B2)[2] - (0019,107F)
     # (dcm2niix PR #850). Philips MRStackTablePosLong (2005,143C) holds minus TablePosition (dcm2niix #726).
-    ge_position = _as_float_list(_private_value(ds, 0x0043, GE_PRIVATE_PARM, 0xB2))
-    ge_landmark = _as_float_list(_private_value(ds, 0x0019, GE_PRIVATE_ACQU, 0x7F))
+    ge_position = _as_float_list(private_value(ds, 0x0043, GE_PRIVATE_PARM, 0xB2))
+    ge_landmark = _as_float_list(private_value(ds, 0x0019, GE_PRIVATE_ACQU, 0x7F))
     if ge_position and len(ge_position) >= 3 and ge_landmark:
         return (0.0, 0.0, -(ge_position[2] - ge_landmark[0])), "GE TablePosition -((0043,10B2)[2] - (0019,107F))"
-    philips_long = _as_float_list(_private_value(ds, 0x2005, PHILIPS_IMAGING, 0x3C))
+    philips_long = _as_float_list(private_value(ds, 0x2005, PHILIPS_IMAGING, 0x3C))
     if philips_long:
         return (0.0, 0.0, philips_long[0]), "Philips MRStackTablePosLong (2005,143C)"
     return None, ""
