@@ -50,8 +50,8 @@ def main() -> int:
     WORK.mkdir(parents=True)
     coil = WORK / "SYN-AS.grad"
     coil.write_text(format_siemens_grad(SYN_AS))
-    header = ("series", "ImageType token", "position", "TablePosition", "isocentre via dcm2niix",
-              "isocentre via DICOM", "max voxel difference")
+    header = ("series", "ImageType token", "position", "TablePosition", "state via dcm2niix", "state via DICOM",
+              "isocentre via dcm2niix", "isocentre via DICOM", "max voxel difference")
     print(" | ".join(header))
     for name in SERIES:
         nifti_dir = WORK / name / "dcm2niix"
@@ -70,7 +70,8 @@ def main() -> int:
             token = [t for t in sidecar.get("ImageType", []) if t in ("ND", "DIS2D", "DIS3D")]
             print(" | ".join([
                 nifti.name, ",".join(token) or "-", str(sidecar.get("PatientPosition")),
-                str(sidecar.get("TablePosition")), str(via_nifti["source"]["isocentre_lps"]),
+                str(sidecar.get("TablePosition")), via_nifti["correction"]["distortion_state"],
+                via_dicom["correction"]["distortion_state"], str(via_nifti["source"]["isocentre_lps"]),
                 str(via_dicom["source"]["isocentre_lps"]),
                 f"{difference:.3g} (of {float(np.max(np.abs(images[1].get_fdata()))):.4g})",
             ]))

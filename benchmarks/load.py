@@ -82,7 +82,9 @@ def run(source: Path, label: str, repeats: int, dcm2niix: Path) -> None:
             peaks[name] = max(peaks.get(name, 0.0), peak)
             sizes[name] = sum(p.stat().st_size for p in out.iterdir() if ".nii" in p.name)
             shutil.rmtree(out)
-    print(f"\n{label}: {source}")
+    size = sum(p.stat().st_size for p in Path(source).rglob("*") if p.is_file())
+    files = sum(1 for p in Path(source).rglob("*") if p.is_file())
+    print(f"\n{label}: {source} ({files} files, {size / 1e6:.1f} MB)")
     print(f"{'tool':32s} {'median s':>9s} {'vs dcm2niix':>12s} {'peak MB':>8s} {'output MB':>10s}")
     for name, values in times.items():
         reference = "dcm2niix -z y (.nii.gz)" if ".gz" in name else "dcm2niix -z n (.nii)"

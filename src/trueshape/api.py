@@ -323,7 +323,12 @@ def convert(
             continue
         result.stacks.append(stack)
         try:
-            _refuse_incomplete(inspection, stack)  # the other series are still written
+            try:
+                _refuse_incomplete(inspection, stack)  # the other series are still written
+            except DicomInputError:  # the unreadable file is already named once above
+                result.errors.append(f"{stack.label}: not written: a file that may hold its slices could not be "
+                                     "read (named above)")
+                continue
             # warn: the findings go into each sidecar (and the CLI prints them); raise: refuse the stack
             _validate(stack, ValidationMode.IGNORE if mode is ValidationMode.WARN else mode)
             result.written.extend(_write_stack(stack, out_dir, output_format, force=force))
@@ -503,6 +508,7 @@ def correct_volume_file(
     """
     from trueshape.dicom import DistortionState
     from trueshape.io import (
+        FRAMES_DISAGREE,
         NIFTI_XFORM_CODE,
         UNVERIFIED_TABLE_POSITION,
         read_volume_file,
@@ -527,6 +533,10 @@ def correct_volume_file(
         reason = (f"its sidecar {Path(json_path).name}{known} does not say" if json_path else
                   f"no sidecar ({sidecar_path(path).name}) says")
         raise VolumeInputError(f"{path}: {reason} what the scanner corrected: give --state ND, DIS2D or DIS3D")
+    given = {"patient_position": request.position, "table_position": request.isocentre_lps}
+    for subject, message in provenance.extra.get(FRAMES_DISAGREE, {}).items():
+        if given.get(subject) is None:  # as for the DICOM series: the option the message names settles it
+            raise VolumeInputError(f"{path}: its sidecar says: {message}")
     table = provenance.extra.get(UNVERIFIED_TABLE_POSITION)
     if table is not None and request.isocentre_lps is None:
         raise VolumeInputError(

@@ -139,6 +139,13 @@ def test_slices_that_disagree_on_the_scanner_frame_are_refused_unless_settled(tm
         assert [Path(p).name for p in disagree.where] == ["IM00001.dcm"]  # the file that differs
         code, output = _run("correct", folder, "--coef", coil, "--out", tmp_path / name / "o", *settle)
         assert code == 0, output
+        # The same stack converted first: its sidecar carries the finding, and correct asks the same.
+        assert _run("convert", folder, "--out", tmp_path / name / "nii")[0] == 0
+        volume = tmp_path / name / "nii" / "4_cor.nii.gz"
+        code, output = _run("correct", volume, "--coef", coil, "--out", tmp_path / name / "v")
+        assert code == 2 and "its sidecar says" in output and said in output, output
+        code, output = _run("correct", volume, "--coef", coil, "--out", tmp_path / name / "v", *settle)
+        assert code == 0, output
 
 
 def test_table_positions_agree_within_the_tolerance(tmp_path):

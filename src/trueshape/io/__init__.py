@@ -18,6 +18,7 @@ from trueshape.io._transforms import (
     write_itk_transform,
 )
 from trueshape.io._volume_input import (
+    FRAMES_DISAGREE,
     UNVERIFIED_TABLE_POSITION,
     VOLUME_SUFFIXES,
     is_volume_file,
@@ -37,6 +38,7 @@ from trueshape.io._volumes import (
 
 __all__ = [
     "DERIVED_SERIES_NUMBER_OFFSET",
+    "FRAMES_DISAGREE",
     "LPS_TO_RAS",
     "NIFTI_XFORM_CODE",
     "UNVERIFIED_TABLE_POSITION",

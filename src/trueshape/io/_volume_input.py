@@ -230,8 +230,24 @@ def _from_trueshape(data: dict[str, Any], json_path: Path, volume: Volume) -> Pr
         gradient_coil=_text(data.get("gradient_coil")),
         # The sidecar's affine matched the volume's, so its k axis is the acquisition's slice axis.
         slice_normal_lps=tuple(float(v) for v in volume.geometry.direction[:, 2]),  # type: ignore[arg-type]
-        extra={**volume.provenance.extra, "sidecar": str(json_path)},
+        extra={**volume.provenance.extra, "sidecar": str(json_path),
+               FRAMES_DISAGREE: _disagreements(data.get("findings"))},
     )
+
+
+#: Key in :attr:`Provenance.extra`: what the slices of the converted stack disagreed on (``subject`` ->
+#: message), from its sidecar's FRAMES_DISAGREE findings; ``correct`` needs the option that settles each.
+FRAMES_DISAGREE = "frames_disagree"
+
+
+def _disagreements(findings: Any) -> dict[str, str]:
+    said: dict[str, str] = {}
+    for finding in findings if isinstance(findings, list) else []:
+        if isinstance(finding, dict) and finding.get("code") == "FRAMES_DISAGREE":
+            details = finding.get("details")
+            subject = details.get("disagree_on", "") if isinstance(details, dict) else ""
+            said[str(subject)] = str(finding.get("message", ""))
+    return said
 
 
 #: dcm2niix's NIfTI axes follow the DICOM row and column directions, reversed or (``-x``) reordered; both
