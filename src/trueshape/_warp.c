@@ -64,8 +64,7 @@ static int get_array(PyObject *object, Py_buffer *view, int ndim, char kind, int
    tap of weight 0 is not read: a NaN or inf neighbour of a sample taken at a whole index (every untouched
    axis of the through-plane path) must not reach it. */
 static inline float lerp(float a, float b, float t) {
-    /* a == b: a constant region stays exactly constant (the weighted sum would round it). */
-    return (t == 0.0f || a == b) ? a : (t == 1.0f ? b : (1.0f - t) * a + t * b);
+    return t == 0.0f ? a : (t == 1.0f ? b : (1.0f - t) * a + t * b);
 }
 
 static inline float clamp_index(float x, Py_ssize_t size) {
@@ -98,7 +97,16 @@ static inline float sample(const float *source, Py_ssize_t s0, Py_ssize_t s1, Py
     const Py_ssize_t step1 = s1 > 1 ? s2 : 0;
     const Py_ssize_t step0 = s0 > 1 ? s1 * s2 : 0;
     const float *p = source + (i0 * s1 + i1) * s2 + i2;
-    if (t0 == 0.0f && t1 == 0.0f) return lerp(p[0], p[step2], t2); /* the through-plane path's usual case */
+    /* The plain blend first (exact on constant regions, no branches); only a non-finite result, rare, pays
+       for the careful one, which does not read taps of weight 0. */
+    const float f00 = p[0] + t2 * (p[step2] - p[0]);
+    const float f01 = p[step1] + t2 * (p[step1 + step2] - p[step1]);
+    const float f10 = p[step0] + t2 * (p[step0 + step2] - p[step0]);
+    const float f11 = p[step0 + step1] + t2 * (p[step0 + step1 + step2] - p[step0 + step1]);
+    const float f0 = f00 + t1 * (f01 - f00), f1 = f10 + t1 * (f11 - f10);
+    const float fast = f0 + t0 * (f1 - f0);
+    if (isfinite(fast)) return fast;
+    if (t0 == 0.0f && t1 == 0.0f) return lerp(p[0], p[step2], t2);
     const float c00 = lerp(p[0], p[step2], t2);
     const float c01 = lerp(p[step1], p[step1 + step2], t2);
     const float c10 = lerp(p[step0], p[step0 + step2], t2);

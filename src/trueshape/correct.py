@@ -124,7 +124,7 @@ class CorrectionDiagnostics:
         Assumptions behind the residual field (patient position, isocentre, state).
     outside_fraction : float
         Share of the output voxels within the input grid whose displaced sample lies beyond it (more than
-        half a voxel outside its outer voxel centres), so that they are 0: on a lattice of at most 65 points
+        half a voxel outside its outer voxel centres), so that they are 0: on a lattice of at most 41 points
         per axis, edges included. A single slice moved through its plane by more than half its thickness
         loses voxels so.
     """
@@ -310,7 +310,7 @@ def _outside_fraction(interpolant: GridInterpolant, geometry_in: VolumeGeometry)
     corners = geometry_out.lps_to_index(geometry_in.corner_points())
     low = np.maximum(np.ceil(corners.min(axis=0)), 0).astype(int)
     high = np.minimum(np.floor(corners.max(axis=0)), np.asarray(geometry_out.shape) - 1).astype(int)
-    positions = tuple(_spread_range(int(a), int(b), most=64) for a, b in zip(low, high, strict=True))
+    positions = tuple(_spread_range(int(a), int(b), most=40) for a, b in zip(low, high, strict=True))
     if any(p.size == 0 for p in positions):
         return 0.0  # no output voxel lies within the input: nothing of it was there to lose
     displacement = interpolant.on_lattice((positions[0], positions[1], positions[2]))[..., :3]
