@@ -465,9 +465,7 @@ def correct_stack(
     where = f"{Path(stack.frames[0].path).parent} ({stack.label})"
     for finding in stack.findings:
         if finding.code is FindingCode.FRAMES_DISAGREE:
-            # The option the message names settles it: the user then says where the magnet was.
-            given = {"patient_position": request.position, "table_position": request.isocentre_lps}
-            if given.get(str(finding.details.get("disagree_on"))) is None:
+            if not request.settles(str(finding.details.get("disagree_on"))):
                 raise GeometryError(f"{where}: {finding.message}", findings=(finding,))
     if request.state is None and stack.distortion_state.value == "UNKNOWN":
         said = f" ({stack.distortion_source})" if stack.distortion_source else ""
@@ -533,9 +531,8 @@ def correct_volume_file(
         reason = (f"its sidecar {Path(json_path).name}{known} does not say" if json_path else
                   f"no sidecar ({sidecar_path(path).name}) says")
         raise VolumeInputError(f"{path}: {reason} what the scanner corrected: give --state ND, DIS2D or DIS3D")
-    given = {"patient_position": request.position, "table_position": request.isocentre_lps}
     for subject, message in provenance.extra.get(FRAMES_DISAGREE, {}).items():
-        if given.get(subject) is None:  # as for the DICOM series: the option the message names settles it
+        if not request.settles(subject):  # as for the DICOM series
             raise VolumeInputError(f"{path}: its sidecar says: {message}")
     table = provenance.extra.get(UNVERIFIED_TABLE_POSITION)
     if table is not None and request.isocentre_lps is None:
@@ -694,6 +691,14 @@ class CorrectionRequest:
                    _choice(PatientPosition, patient_position, "--patient-position"), isocentre,
                    _choice(OutputFormat, fmt, "--format"),
                    force, None if like is None else _grid_of(like), None if like is None else str(like))
+
+    def settles(self, disagreement: str) -> bool:
+        """Whether the caller said what slices disagreeing on ``disagreement`` (FRAMES_DISAGREE) leave open.
+
+        ``patient_position`` is settled by ``--patient-position``, ``table_position`` by ``--isocentre``.
+        """
+        given = {"patient_position": self.position, "table_position": self.isocentre_lps}
+        return given.get(disagreement) is not None
 
     def targets(self, out: str | os.PathLike[str], label: str) -> list[Path]:
         """Output paths for ``label``, checked writable before any work is done."""

@@ -491,10 +491,12 @@ def _read_file(path: Path) -> tuple[str, list[Frame] | FileProblem | None]:
     meta = getattr(ds, "file_meta", None)
     classes = {str(ds.get("SOPClassUID") or ""), str(meta.get("MediaStorageSOPClassUID", "") if meta else "")}
     classes.discard("")
-    meta_end = 132 + 12 + (_int(meta.get("FileMetaInformationGroupLength")) or 0) if meta else 0
+    # A file meta group cut short ends before its transfer syntax; only then is the file size worth a look.
+    meta_cut = meta is not None and len(meta) > 0 and "TransferSyntaxUID" not in meta and path.stat().st_size < (
+        132 + 12 + (_int(meta.get("FileMetaInformationGroupLength")) or 0))
     # An old file without SOP Class UID that holds a whole image is still read as one.
     whole_image = "Rows" in ds and "Columns" in ds and "PixelData" in ds
-    if (not classes and not whole_image) or path.stat().st_size < meta_end:  # cut before it says what it holds
+    if (not classes and not whole_image) or meta_cut:  # cut before it says what it holds
         if path.suffix.lower() in DICOM_SUFFIXES and not len(ds):
             return "problem", FileProblem(str(path), f"{path}: named like a DICOM file but holds no DICOM data "
                                                      f"({path.stat().st_size} bytes): truncated or damaged")
