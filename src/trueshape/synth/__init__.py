@@ -1,6 +1,14 @@
 """Synthetic phantoms and acquisitions written as real DICOM (tests, demo, benchmarks)."""
 
-from trueshape.synth._acquire import Acquisition, DisplacementFunction, Plane, SyntheticScan, acquire, inverse_map
+from trueshape.synth._acquire import (
+    Acquisition,
+    DisplacementFunction,
+    Phantom,
+    Plane,
+    SyntheticScan,
+    acquire,
+    inverse_map,
+)
 from trueshape.synth._phantom import Contrast, FemurPhantom, Tissue
 from trueshape.synth._session import (
     Session,
@@ -10,6 +18,7 @@ from trueshape.synth._session import (
     write_session,
 )
 from trueshape.synth._stacks import AXIAL, CORONAL, SAGITTAL, regular_planes, slice_pattern
+from trueshape.synth._volume_phantom import ContrastMap, VolumePhantom
 
 __all__ = [
     "AXIAL",
@@ -17,13 +26,16 @@ __all__ = [
     "SAGITTAL",
     "Acquisition",
     "Contrast",
+    "ContrastMap",
     "DisplacementFunction",
     "FemurPhantom",
+    "Phantom",
     "Plane",
     "Session",
     "SessionSeries",
     "SyntheticScan",
     "Tissue",
+    "VolumePhantom",
     "acquire",
     "demo_acquisitions",
     "inverse_map",

@@ -12,6 +12,7 @@ from __future__ import annotations
 import enum
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Protocol
 
 import numpy as np
 from numpy.typing import NDArray
@@ -19,13 +20,21 @@ from numpy.typing import NDArray
 from trueshape.dicom import LPS_FROM_MAGNET, DistortionState, PatientPosition
 from trueshape.errors import GeometryError
 from trueshape.geometry import DisplacementField, Volume, VolumeGeometry
-from trueshape.synth._phantom import Contrast, FemurPhantom
+from trueshape.synth._phantom import Contrast
 from trueshape.synth._stacks import AXIAL, CORONAL, SAGITTAL
 
-__all__ = ["Acquisition", "DisplacementFunction", "Plane", "SyntheticScan", "acquire", "inverse_map"]
+__all__ = ["Acquisition", "DisplacementFunction", "Phantom", "Plane", "SyntheticScan", "acquire", "inverse_map"]
 
 #: Residual displacement (mm, LPS) at true points (..., 3) (mm, LPS).
 DisplacementFunction = Callable[[NDArray[np.float64]], NDArray[np.float64]]
+
+
+class Phantom(Protocol):
+    """Anything with a noise-free signal at patient points: SYN-FEMUR, or a real image placed in the scanner."""
+
+    def signal(self, points: NDArray[np.float64], contrast: Contrast = ...) -> NDArray[np.float32]:
+        """Signal at points (..., 3) (mm, LPS), shape (...)."""
+        ...
 
 #: Spacing of the grid on which the inverse map is solved exactly before cubic interpolation (mm).
 INVERSE_GRID_MM = 6.0
@@ -229,7 +238,7 @@ def _coarse_inverse(displacement: DisplacementFunction, geometry: VolumeGeometry
     return coarse, offsets
 
 
-def acquire(phantom: FemurPhantom, acquisition: Acquisition,
+def acquire(phantom: Phantom, acquisition: Acquisition,
             displacement: DisplacementFunction | None = None) -> SyntheticScan:
     """Simulate one series of ``phantom`` with residual ``displacement`` (None: no distortion).
 

@@ -32,7 +32,7 @@ from trueshape.io import (
     write_itk_transform,
     write_json,
 )
-from trueshape.synth._acquire import Acquisition, Plane, SyntheticScan, acquire
+from trueshape.synth._acquire import Acquisition, Phantom, Plane, SyntheticScan, acquire
 from trueshape.synth._phantom import Contrast, FemurPhantom
 
 __all__ = ["Session", "SessionSeries", "demo_acquisitions", "residual_for", "write_session"]
@@ -55,17 +55,23 @@ class Session:
     """A synthetic session on disk."""
 
     folder: Path
-    phantom: FemurPhantom
+    phantom: Phantom
     coil_id: str
     series: tuple[SessionSeries, ...]
 
     def to_json(self) -> dict[str, Any]:
         """Return the manifest written as ``session.json``."""
+        anatomy: dict[str, Any]
+        if isinstance(self.phantom, FemurPhantom):
+            anatomy = {"phantom": asdict(self.phantom),
+                       "femoral_heads": [{"centre_lps": c.tolist(), "radius_mm": r,
+                                          "marrow_radius_mm": self.phantom.head_marrow_radius_mm()}
+                                         for c, r in self.phantom.femoral_heads()]}
+        else:
+            describe = getattr(self.phantom, "describe", None)
+            anatomy = {"phantom": describe() if callable(describe) else type(self.phantom).__name__}
         return {
-            "phantom": asdict(self.phantom),
-            "femoral_heads": [{"centre_lps": c.tolist(), "radius_mm": r,
-                               "marrow_radius_mm": self.phantom.head_marrow_radius_mm()}
-                              for c, r in self.phantom.femoral_heads()],
+            **anatomy,
             "coil": self.coil_id,
             "series": [{"acquisition": to_jsonable(asdict(s.acquisition)),
                         "dicom_folder": str(s.dicom_folder.relative_to(self.folder)),
@@ -160,7 +166,7 @@ def _on_whole_table_millimetres(acquisition: Acquisition) -> Acquisition:
 
 def write_session(
     folder: str | os.PathLike[str],
-    phantom: FemurPhantom,
+    phantom: Phantom,
     coil: GradientCoefficients,
     acquisitions: tuple[Acquisition, ...],
     *,
@@ -247,7 +253,7 @@ def _move_into_place(staging: Path, root: Path) -> None:
 
 
 def _write_series(
-    root: Path, phantom: FemurPhantom, coil: GradientCoefficients, acquisitions: tuple[Acquisition, ...],
+    root: Path, phantom: Phantom, coil: GradientCoefficients, acquisitions: tuple[Acquisition, ...],
     patient_id: str,
 ) -> list[SessionSeries]:
     study_uid = generate_uid()
