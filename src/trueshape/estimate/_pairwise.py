@@ -70,7 +70,7 @@ class Level:
 
 #: From smooth images and low orders to the full data (a Gaussian of 4 mm sees a 13 mm field without
 #: getting lost; the last level keeps the images' own sharpness).
-DEFAULT_LEVELS = (Level(4.0, 6.0, 3), Level(2.0, 3.0, 99), Level(0.8, 1.5, 99))
+DEFAULT_LEVELS = (Level(4.0, 6.0, 3), Level(2.0, 3.0, 99), Level(0.5, 1.5, 99))
 
 
 @dataclass(frozen=True)
@@ -206,6 +206,8 @@ class PairFit:
 STEP_TOLERANCE_MM = 2e-3
 #: ... and the motion by less than this (rad or mm).
 MOTION_TOLERANCE = 1e-4
+_TRUTH: dict[tuple[int, str], float] | None = None
+_DEBUG = bool(__import__("os").environ.get("TRUESHAPE_DEBUG_FIT"))
 #: Line-search halvings before a level is taken as converged.
 _LINE_SEARCH_STEPS = 6
 
@@ -271,6 +273,71 @@ def _pyramid(series: SeriesImage, levels: tuple[Level, ...]) -> list[_LevelImage
     for rank, index in enumerate(order):
         by_level[index] = images[rank]
     return by_level
+
+
+def _level_image(series: SeriesImage, level: Level) -> _LevelImage:
+    """One level's image of ``series``: smoothed and decimated as :func:`_pyramid` does."""
+    return _pyramid(series, (level,))[0]
+
+
+#: Sample points at which the contrast map between the series is fitted.
+_MAP_POINTS = 60_000
+#: Nodes of that map.
+_MAP_NODES = 32
+#: Gaussian smoothing (mm) of a series before it is mapped into the other's contrast.
+_REMAP_SMOOTHING_MM = float(__import__("os").environ.get("REMAP_SMOOTH", "0"))
+#: A nonlinear map is used only when it explains this much more of the variance than a linear one.
+_NONLINEAR_GAIN = 0.02
+
+
+IntensityFunction = Callable[[NDArray[np.float32]], NDArray[np.float32]]
+
+
+def _remapped(series: SeriesImage, mapping: IntensityFunction, *, smoothing_mm: float) -> SeriesImage:
+    """``series`` in the other contrast: smoothed a little first (noise through a steep map would bias it)."""
+    from scipy import ndimage
+
+    values = np.asarray(series.values, dtype=np.float32)
+    if smoothing_mm > 0:
+        values = ndimage.gaussian_filter(values, smoothing_mm / series.geometry.spacing, mode="nearest", truncate=3.0,
+                                         output=np.float32)
+    return SeriesImage(mapping(values), series.geometry, series.view, series.label)
+
+
+def _contrast_maps(anchor: _Side, other: _Side, points: NDArray[np.float64], theta: NDArray[np.float64],
+                   motion: RigidMotion) -> tuple[IntensityFunction | None, IntensityFunction | None]:
+    """Return the map into the anchor's contrast (``E[anchor | other]``) or the other's, whichever explains more.
+
+    At most one of the two is returned: the direction in which one series' intensity is (more nearly) a
+    function of the other's - by the correlation ratio, the share of variance the map explains - and none
+    when a linear map explains nearly as much (the same contrast up to scale).
+    """
+    anchor_values, _, _, anchor_inside = anchor.corrected(theta, points, need_jacobian=False)
+    other_values, _, _, other_inside = other.corrected(theta, motion.apply(points), need_jacobian=False)
+    use = anchor_inside & other_inside
+    source = {"anchor": anchor_values[use], "other": other_values[use]}
+    best: tuple[float, str, NDArray[np.float64], NDArray[np.float64]] | None = None
+    linear = 0.0
+    for given, predicted in (("other", "anchor"), ("anchor", "other")):
+        for count in (2, _MAP_NODES):
+            mapping = IntensityMap.spanning(source[given], nodes=count)
+            fit = mapping.fit(source[given], source[predicted])
+            explained = 1.0 - float(np.var(fit.residual)) / max(float(np.var(source[predicted])), 1e-30)
+            if count == 2:
+                linear = max(linear, explained)
+            elif best is None or explained > best[0]:
+                best = (explained, predicted, mapping.nodes, fit.node_values)
+    assert best is not None
+    if _DEBUG:
+        print(f"  contrast map: linear explains {linear:.4f}, nonlinear {best[0]:.4f} predicting {best[1]}")
+    if best[0] - linear < _NONLINEAR_GAIN:
+        return None, None  # one contrast up to scale: compare as it is
+    _, predicted, knots, values = best
+
+    def apply(image: NDArray[np.float32]) -> NDArray[np.float32]:
+        return np.interp(image, knots, values).astype(np.float32)
+
+    return (apply, None) if predicted == "anchor" else (None, apply)
 
 
 def _projector_basis(view: SeriesView) -> NDArray[np.float64]:
@@ -468,6 +535,9 @@ def _fit_pair(reference: SeriesImage, moving: SeriesImage, *, options: FitOption
     motion = RigidMotion(centre_lps=np.asarray(centre))  # anchor anatomy -> other anatomy
     anchor_levels = _pyramid(anchor, options.levels)
     other_levels = _pyramid(other, options.levels)
+    finest = int(np.argmin([level.smoothing_mm for level in options.levels]))
+    raw_anchor = _LevelImage(anchor, anchor.geometry, np.asarray(anchor.values, dtype=np.float32))
+    raw_other = _LevelImage(other, other.geometry, np.asarray(other.values, dtype=np.float32))
     theta_by_term: dict[tuple[int, object], float] = {}
     iterations: list[int] = []
     outcome: _LevelOutcome | None = None
@@ -481,9 +551,28 @@ def _fit_pair(reference: SeriesImage, moving: SeriesImage, *, options: FitOption
                      f"harmonics up to order {order}", number / len(options.levels))
         to_reference = motion if anchor_is_moving else RigidMotion(centre_lps=motion.centre_lps)
         points = _anchor_points(anchor_levels[number], reference, mask, to_reference, options.max_points, rng)
-        outcome = _fit_level(_Side(anchor_levels[number], model, points, anchor=True, moves=False),
-                             _Side(other_levels[number], model, points, anchor=False, moves=options.motion),
-                             points, theta, motion, level, options)
+        anchor_level, other_level = anchor_levels[number], other_levels[number]
+        nodes = 2
+        if options.similarity is Similarity.CORRELATION_RATIO and number == finest:
+            # Sharp images: the other series predicted from the corrected anchor value by a map fitted at every
+            # step. A map must act on det(I + grad u) I(x + u), as the anatomy's own contrast does, not on the
+            # uncorrected image (they differ where the field squeezes the signal).
+            nodes = options.similarity.nodes
+        elif options.similarity is Similarity.CORRELATION_RATIO:
+            # Another contrast: map one series into the other's contrast voxel by voxel at full resolution (a
+            # map fitted to smoothed images would mix tissues), in the direction the data say is a function of
+            # the other, then compare as one contrast.
+            fine_points = _anchor_points(anchor_levels[finest], reference, mask, to_reference, _MAP_POINTS, rng)
+            to_anchor, to_other = _contrast_maps(
+                _Side(raw_anchor, model, fine_points, anchor=True, moves=False),
+                _Side(raw_other, model, fine_points, anchor=False, moves=True), fine_points, theta, motion)
+            if to_other is not None:
+                anchor_level = _level_image(_remapped(anchor, to_other, smoothing_mm=_REMAP_SMOOTHING_MM), level)
+            elif to_anchor is not None:
+                other_level = _level_image(_remapped(other, to_anchor, smoothing_mm=_REMAP_SMOOTHING_MM), level)
+        outcome = _fit_level(_Side(anchor_level, model, points, anchor=True, moves=False),
+                             _Side(other_level, model, points, anchor=False, moves=options.motion),
+                             points, theta, motion, level, options, nodes=nodes)
         theta, motion = outcome.theta, outcome.motion
         iterations.append(outcome.iterations)
         theta_by_term = {(a, t): float(v) for (a, t), v in
@@ -498,7 +587,7 @@ def _fit_pair(reference: SeriesImage, moving: SeriesImage, *, options: FitOption
 
 
 def _fit_level(anchor: _Side, other: _Side, points: NDArray[np.float64], theta: NDArray[np.float64],
-               motion: RigidMotion, level: Level, options: FitOptions) -> _LevelOutcome:
+               motion: RigidMotion, level: Level, options: FitOptions, *, nodes: int = 2) -> _LevelOutcome:
     """Gauss-Newton with a line search at one level; returns theta, motion, iterations and diagnostics."""
     model = anchor.model
     count = model.size
@@ -515,24 +604,25 @@ def _fit_level(anchor: _Side, other: _Side, points: NDArray[np.float64], theta: 
             theta_now, moved, need_jacobian=need_jacobian, need_position=need_jacobian and fit_motion)
         inside = anchor_inside & other_inside
         use = inside if keep is None else keep
+        every = bool(use.all())
+        # The other series is predicted from the warped anchor: its values move only with the motion, so the
+        # fit cannot lower the residual by flattening the image it warps (as predicting the anchor would allow).
         if mapping is None:
-            mapping = IntensityMap.spanning(other_values[use], nodes=options.similarity.nodes)
-        fit = mapping.fit(other_values[use], anchor_values[use])
+            mapping = IntensityMap.spanning(anchor_values[use], nodes=nodes)
+        fit = mapping.fit(anchor_values[use], other_values[use])
         if not need_jacobian:
             return fit.residual, None, inside
         assert anchor_jac is not None and other_jac is not None
         slopes = fit.slopes[:, None]
-        every = bool(use.all())
-        jacobian = anchor_jac if every else anchor_jac[use]
+        jacobian = -slopes * (anchor_jac if every else anchor_jac[use])
         if other.sees:
-            jacobian = jacobian - slopes * (other_jac if every else other_jac[use])
+            jacobian = jacobian + (other_jac if every else other_jac[use])
         if fit_motion:
             assert position is not None
             arm = (moved if every else moved[use]) - motion_now.centre_lps - motion_now.translation_mm
             grad = position if every else position[use]
             # d/d(rotation vector) of I(exp(w) R (x - c) + c + t) at w = 0: (e_i x arm) . grad = e_i . (arm x grad)
-            motion_columns = np.concatenate([np.cross(arm, grad), grad], axis=1)
-            jacobian = np.concatenate([jacobian, -slopes * motion_columns], axis=1)
+            jacobian = np.concatenate([jacobian, np.cross(arm, grad), grad], axis=1)
         return fit.residual, fit.project(jacobian), inside
 
     _, _, inside = evaluate(theta, motion, need_jacobian=False)
@@ -544,11 +634,15 @@ def _fit_level(anchor: _Side, other: _Side, points: NDArray[np.float64], theta: 
     mapping = None
     residual, _, _ = evaluate(theta, motion, need_jacobian=False)
     cost_start = float(np.mean(residual**2))
+    if _DEBUG and _TRUTH is not None:
+        truth = np.array([_TRUTH.get((a, t.label), 0.0) for a in model.axes for t in model.basis.terms])
+        true_residual, _, _ = evaluate(truth, motion, need_jacobian=False)
+        print(f"  level start cost {cost_start:.6g}; at the true field {float(np.mean(true_residual**2)):.6g}")
     prior = np.zeros(count + (6 if fit_motion else 0))
     prior[:count] = 1.0 / options.prior_sd**2
     converged = False
     done = 0
-    for done in range(1, level.max_iterations + 1):  # noqa: B007 - the count is reported
+    for done in range(1, level.max_iterations + 1):
         residual, jacobian, _ = evaluate(theta, motion, need_jacobian=True)
         assert jacobian is not None
         variance = float(np.mean(residual**2))
@@ -572,6 +666,9 @@ def _fit_level(anchor: _Side, other: _Side, points: NDArray[np.float64], theta: 
             break
         change = max(_largest_field_change(model, side.view, points, scale * step[:count]) for side in (anchor, other))
         theta, motion = trial_theta, trial_motion
+        if _DEBUG:
+            print(f"    it {done} cost {cost_now:.6g} -> {trial_cost:.6g} scale {scale:g} change {change:.4f} mm "
+                  f"motion {np.abs(scale * step[count:]).max() if fit_motion else 0:.2e}")
         motion_still = not fit_motion or float(np.abs(scale * step[count:]).max()) < MOTION_TOLERANCE
         if change < STEP_TOLERANCE_MM and motion_still:
             converged = True
@@ -579,6 +676,8 @@ def _fit_level(anchor: _Side, other: _Side, points: NDArray[np.float64], theta: 
     residual, jacobian, _ = evaluate(theta, motion, need_jacobian=True)
     assert jacobian is not None
     variance = float(np.mean(residual**2))
+    if _DEBUG:
+        print(f"  level end cost {variance:.6g}")
     full_normal = jacobian.T @ jacobian / variance
     covariance = np.asarray(np.linalg.inv(full_normal + np.diag(prior))[:count, :count], dtype=np.float64)
     return _LevelOutcome(theta, motion, done, covariance, full_normal[:count, :count], math.sqrt(variance),

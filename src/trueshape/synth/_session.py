@@ -11,6 +11,7 @@ import os
 import re
 import shutil
 import tempfile
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -166,7 +167,7 @@ def _on_whole_table_millimetres(acquisition: Acquisition) -> Acquisition:
 
 def write_session(
     folder: str | os.PathLike[str],
-    phantom: Phantom,
+    phantom: Phantom | Sequence[Phantom],
     coil: GradientCoefficients,
     acquisitions: tuple[Acquisition, ...],
     *,
@@ -175,11 +176,17 @@ def write_session(
 ) -> Session:
     """Acquire every series of ``phantom`` with ``coil`` and write DICOM, truth fields and session.json.
 
+    ``phantom`` may be one per acquisition: the same patient who moved between series (same frame of
+    reference), so that an estimator must find the motion.
+
     The session is written beside ``folder`` and moved into place whole, so a folder never mixes the files
     of two sessions (a series with fewer slices would otherwise keep the old run's extra slices). An existing
     non-empty ``folder`` is replaced only with ``force``, and only if it holds nothing but a session.
     """
     root = Path(folder)
+    phantoms = tuple(phantom) if isinstance(phantom, Sequence) else (phantom,) * len(acquisitions)
+    if len(phantoms) != len(acquisitions):
+        raise ValueError(f"{len(phantoms)} phantoms for {len(acquisitions)} acquisitions")
     _check_replaceable(root, force=force)
     try:
         root.parent.mkdir(parents=True, exist_ok=True)
@@ -187,8 +194,8 @@ def write_session(
     except OSError as error:
         raise OutputError(f"{root}: cannot write here ({error.strerror or error})") from None
     try:
-        written = _write_series(staging, phantom, coil, acquisitions, patient_id)
-        write_json(Session(staging, phantom, coil.coil_id, tuple(written)).to_json(), staging / "session.json")
+        written = _write_series(staging, phantoms, coil, acquisitions, patient_id)
+        write_json(Session(staging, phantoms[0], coil.coil_id, tuple(written)).to_json(), staging / "session.json")
         _move_into_place(staging, root)
     except OSError as error:
         raise OutputError(f"{root}: writing the session failed ({error.strerror or error})") from None
@@ -197,7 +204,7 @@ def write_session(
     moved = tuple(replace(s, dicom_folder=root / s.dicom_folder.relative_to(staging),
                           truth_nifti=root / s.truth_nifti.relative_to(staging),
                           truth_transform=root / s.truth_transform.relative_to(staging)) for s in written)
-    return Session(root, phantom, coil.coil_id, moved)
+    return Session(root, phantoms[0], coil.coil_id, moved)
 
 
 #: What a session folder holds (paths relative to it): ``--force`` replaces a folder holding nothing else.
@@ -253,7 +260,7 @@ def _move_into_place(staging: Path, root: Path) -> None:
 
 
 def _write_series(
-    root: Path, phantom: Phantom, coil: GradientCoefficients, acquisitions: tuple[Acquisition, ...],
+    root: Path, phantoms: tuple[Phantom, ...], coil: GradientCoefficients, acquisitions: tuple[Acquisition, ...],
     patient_id: str,
 ) -> list[SessionSeries]:
     study_uid = generate_uid()
@@ -265,7 +272,8 @@ def _write_series(
     for index, requested in enumerate(acquisitions):
         acquisition = _on_whole_table_millimetres(requested)
         residual = residual_for(coil, acquisition)
-        scan: SyntheticScan = acquire(phantom, acquisition, None if residual.is_zero else residual.displacement_lps)
+        scan: SyntheticScan = acquire(phantoms[index], acquisition,
+                                      None if residual.is_zero else residual.displacement_lps)
         stored = np.clip(np.round(scan.volume.array), 0, 65535).astype(np.uint16)
         volume = scan.volume.with_array(stored)
         name = f"{acquisition.series_number:02d}_{acquisition.description}"

@@ -68,17 +68,22 @@ class VolumePhantom:
 
     @classmethod
     def from_volume(cls, volume: Volume, *, centre_lps: tuple[float, float, float], scale: float = 1.0,
+                    rotation: NDArray[np.float64] | None = None,
                     contrast_maps: dict[Contrast, ContrastMap] | None = None) -> VolumePhantom:
-        """Place ``volume`` with its grid centre at ``centre_lps`` (mm, LPS), scaled by ``scale`` about it."""
+        """Place ``volume`` with its grid centre at ``centre_lps`` (mm, LPS), scaled and turned about it.
+
+        ``scale`` multiplies its size and ``rotation`` (3x3, LPS) turns it.
+        """
         from scipy import ndimage
 
         values = volume.values(np.float64)
         values = values[..., 0] if values.ndim == 4 else values
         grid = volume.geometry
         middle = grid.index_to_lps((np.asarray(grid.shape, dtype=np.float64) - 1.0) / 2.0)
+        turn = np.eye(3) if rotation is None else np.asarray(rotation, dtype=np.float64)
         matrix = grid.lps_from_ijk.copy()
-        matrix[:3, :3] *= scale
-        matrix[:3, 3] = np.asarray(centre_lps, dtype=np.float64) + scale * (grid.origin - middle)
+        matrix[:3, :3] = turn @ matrix[:3, :3] * scale
+        matrix[:3, 3] = np.asarray(centre_lps, dtype=np.float64) + scale * turn @ (grid.origin - middle)
         placed = VolumeGeometry(shape=grid.shape, lps_from_ijk=matrix)
         level = float(np.percentile(values, 99.0)) or 1.0
         maps = {Contrast.PD: ContrastMap()} if contrast_maps is None else dict(contrast_maps)
