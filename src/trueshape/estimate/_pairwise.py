@@ -680,7 +680,13 @@ def _fit_level(anchor: _Side, other: _Side, points: NDArray[np.float64], theta: 
         print(f"  level end cost {variance:.6g}")
     full_normal = jacobian.T @ jacobian / variance
     covariance = np.asarray(np.linalg.inv(full_normal + np.diag(prior))[:count, :count], dtype=np.float64)
-    return _LevelOutcome(theta, motion, done, covariance, full_normal[:count, :count], math.sqrt(variance),
+    # What the data say about the coefficients once the motion is free (the Schur complement): what pooling
+    # sessions, each with its own motion, may add up.
+    normal = full_normal[:count, :count]
+    if fit_motion:
+        coupling = full_normal[:count, count:]
+        normal = normal - coupling @ np.linalg.solve(full_normal[count:, count:], coupling.T)
+    return _LevelOutcome(theta, motion, done, covariance, np.asarray(normal, dtype=np.float64), math.sqrt(variance),
                          cost_start, variance, int(keep.sum()), converged)
 
 
