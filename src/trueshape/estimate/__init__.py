@@ -1,1 +1,48 @@
-"""Work in progress: see the open issues."""
+"""Learn the scanner's distortion field from images: one session's pair, several sessions pooled, a phantom."""
+
+from trueshape.estimate._field_model import AXIS_WEIGHT_TOLERANCE, FieldModel, SeriesView
+from trueshape.estimate._identify import DETERMINED_RESOLUTION, Identifiability, TermEstimate
+from trueshape.estimate._intensity import IntensityMap, Similarity
+from trueshape.estimate._markers import MarkerFit, detect_markers, fit_markers, match_markers, read_marker_csv
+from trueshape.estimate._pairwise import DEFAULT_LEVELS, FitOptions, Level, PairFit, RigidMotion, SeriesImage, fit_pair
+from trueshape.estimate._pool import (
+    COVERAGE_MARGIN_MM,
+    DISAGREEMENT_MM,
+    CrossValidation,
+    PooledModel,
+    SessionEstimate,
+    coverage_box,
+    model_from_names,
+    pool_sessions,
+)
+
+__all__ = [
+    "AXIS_WEIGHT_TOLERANCE",
+    "COVERAGE_MARGIN_MM",
+    "DEFAULT_LEVELS",
+    "DETERMINED_RESOLUTION",
+    "DISAGREEMENT_MM",
+    "CrossValidation",
+    "FieldModel",
+    "FitOptions",
+    "Identifiability",
+    "IntensityMap",
+    "Level",
+    "MarkerFit",
+    "PairFit",
+    "PooledModel",
+    "RigidMotion",
+    "SeriesImage",
+    "SeriesView",
+    "SessionEstimate",
+    "Similarity",
+    "TermEstimate",
+    "coverage_box",
+    "detect_markers",
+    "fit_markers",
+    "fit_pair",
+    "match_markers",
+    "model_from_names",
+    "pool_sessions",
+    "read_marker_csv",
+]

@@ -68,9 +68,11 @@ class Level:
     max_iterations: int = 12
 
 
-#: From smooth images and low orders to the full data (a Gaussian of 4 mm sees a 13 mm field without
-#: getting lost; the last level keeps the images' own sharpness).
-DEFAULT_LEVELS = (Level(4.0, 6.0, 3), Level(2.0, 3.0, 99), Level(0.5, 1.5, 99))
+#: From smooth images and low orders to the full data: a Gaussian of 4 mm sees a 13 mm field without getting
+#: lost; the motion is fitted down to 1 mm (below a voxel, noise interpolated at moving points would make it
+#: wander); the last level keeps the images' own sharpness, which a contrast map between series needs
+#: (smoothing mixes tissues before the map, shifting edges).
+DEFAULT_LEVELS = (Level(4.0, 6.0, 3), Level(2.0, 3.0, 99), Level(1.0, 2.0, 99), Level(0.5, 1.5, 99))
 
 
 @dataclass(frozen=True)
@@ -355,6 +357,7 @@ class _Side:
 
         self.image = image
         self.model = model
+        self.points = points
         self.view = image.series.view
         self.vectors = _projector_basis(self.view)
         self.sees = self.vectors.shape[1] > 0
@@ -570,8 +573,12 @@ def _fit_pair(reference: SeriesImage, moving: SeriesImage, *, options: FitOption
                 anchor_level = _level_image(_remapped(anchor, to_other, smoothing_mm=_REMAP_SMOOTHING_MM), level)
             elif to_anchor is not None:
                 other_level = _level_image(_remapped(other, to_anchor, smoothing_mm=_REMAP_SMOOTHING_MM), level)
+        # The motion is fitted while the images are smooth; the sharpest level refines the field with it fixed
+        # (there a noisy, nearly degenerate motion would wander with the field's low orders).
+        moving_now = options.motion and number != finest
         outcome = _fit_level(_Side(anchor_level, model, points, anchor=True, moves=False),
-                             _Side(other_level, model, points, anchor=False, moves=options.motion),
+                             _Side(other_level, model, points if moving_now else motion.apply(points), anchor=False,
+                                   moves=moving_now),
                              points, theta, motion, level, options, nodes=nodes)
         theta, motion = outcome.theta, outcome.motion
         iterations.append(outcome.iterations)
@@ -599,7 +606,7 @@ def _fit_level(anchor: _Side, other: _Side, points: NDArray[np.float64], theta: 
                  ) -> tuple[NDArray[np.float64], NDArray[np.float64] | None, NDArray[np.bool_]]:
         nonlocal mapping
         anchor_values, anchor_jac, _, anchor_inside = anchor.corrected(theta_now, points, need_jacobian=need_jacobian)
-        moved = motion_now.apply(points) if fit_motion else points
+        moved = motion_now.apply(points) if fit_motion else other.points
         other_values, other_jac, position, other_inside = other.corrected(
             theta_now, moved, need_jacobian=need_jacobian, need_position=need_jacobian and fit_motion)
         inside = anchor_inside & other_inside
