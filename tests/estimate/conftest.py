@@ -11,16 +11,16 @@ from numpy.typing import NDArray
 from trueshape.dicom import DistortionState
 from trueshape.estimate import SeriesImage, SeriesView
 from trueshape.geometry import Volume, VolumeGeometry
-from trueshape.gnl import SYN_AS, GradientCoefficients, MagnetFrame, ResidualField
+from trueshape.gnl import SYN_AS, GradientCoefficients, ResidualField
 from trueshape.synth import Acquisition, Contrast, Plane, VolumePhantom, acquire, residual_for
 
 
-def textured_anatomy(seed: int = 0, *, size: int = 64, spacing_mm: float = 3.0) -> Volume:
+def textured_anatomy(seed: int = 0, *, size: int = 96, spacing_mm: float = 2.0) -> Volume:
     """An ellipsoid of smooth random texture with a bright rim: anatomy-like edges and texture at any scale."""
     from scipy import ndimage
 
     rng = np.random.default_rng(seed)
-    texture = ndimage.gaussian_filter(rng.normal(size=(size,) * 3), 2.0)
+    texture = ndimage.gaussian_filter(rng.normal(size=(size,) * 3), 1.2)
     texture = 600.0 + 1500.0 * texture / texture.std() * 0.15
     index = (np.indices((size,) * 3) - (size - 1) / 2.0) / (size / 2.0)
     radius = np.sqrt((index[0] / 0.85) ** 2 + (index[1] / 0.75) ** 2 + (index[2] / 0.9) ** 2)
@@ -47,21 +47,21 @@ class SyntheticPair:
         return points[self.phantom.inside(points)]
 
 
-def make_pair(*, centre_mm: float = 80.0, coil: GradientCoefficients = SYN_AS,
+def make_pair(*, centre_mm: float = 110.0, coil: GradientCoefficients = SYN_AS,
               reference_state: DistortionState = DistortionState.FULL_3D,
               reference_contrast: Contrast = Contrast.T1, motion_mm: tuple[float, float, float] = (0.0, 0.0, 0.0),
               scale: float = 1.0, seed: int = 0) -> SyntheticPair:
     anatomy = textured_anatomy(seed)
     centre = (0.0, 0.0, centre_mm)
     phantom = VolumePhantom.from_volume(anatomy, centre_lps=centre, scale=scale)
-    moved = VolumePhantom.from_volume(anatomy, centre_lps=tuple(c + m for c, m in zip(centre, motion_mm)),
+    moved = VolumePhantom.from_volume(anatomy, centre_lps=tuple(c + m for c, m in zip(centre, motion_mm, strict=True)),
                                       scale=scale)
     noise = 0.02 * phantom.level
-    reference = Acquisition(plane=Plane.AXIAL, fov_mm=(180.0, 180.0), matrix=(72, 72), slices=64,
-                            slice_thickness_mm=2.8, centre_lps=centre, distortion_state=reference_state,
+    reference = Acquisition(plane=Plane.AXIAL, fov_mm=(190.0, 190.0), matrix=(95, 95), slices=90,
+                            slice_thickness_mm=2.0, centre_lps=centre, distortion_state=reference_state,
                             contrast=reference_contrast, noise_sd=noise, in_plane_samples=1, slice_samples=2, seed=1)
-    moving = Acquisition(plane=Plane.CORONAL, fov_mm=(180.0, 180.0), matrix=(80, 80), slices=72,
-                         slice_thickness_mm=2.5, centre_lps=centre, distortion_state=DistortionState.IN_PLANE_2D,
+    moving = Acquisition(plane=Plane.CORONAL, fov_mm=(180.0, 180.0), matrix=(100, 100), slices=95,
+                         slice_thickness_mm=2.0, centre_lps=centre, distortion_state=DistortionState.IN_PLANE_2D,
                          noise_sd=noise, in_plane_samples=1, slice_samples=2, seed=2)
     series = []
     for acquisition, anatomy_now in ((reference, phantom), (moving, moved)):
@@ -75,11 +75,11 @@ def make_pair(*, centre_mm: float = 80.0, coil: GradientCoefficients = SYN_AS,
 
 @pytest.fixture(scope="session")
 def coronal_pair() -> SyntheticPair:
-    """A DIS3D axial reference and a DIS2D coronal series 80 mm above the isocentre (SYN-AS)."""
+    """A DIS3D axial reference and a DIS2D coronal series 110 mm above the isocentre (SYN-AS)."""
     return make_pair()
 
 
-def field_error(pair: SyntheticPair, series: SeriesImage, model, theta) -> NDArray[np.float64]:  # noqa: ANN001
+def field_error(pair: SyntheticPair, series: SeriesImage, model, theta) -> NDArray[np.float64]:
     """Per-point error (mm) of a fitted field against the truth inside the object."""
     points = pair.object_points(series)
     fitted = model.residual(series.view, theta, points)

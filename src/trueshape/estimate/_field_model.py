@@ -132,6 +132,15 @@ class FieldModel:
         full[list(self.axes)] = np.asarray(theta).reshape(len(self.axes), -1)
         return full
 
+    def prior_sd(self, *, symmetric: float, asymmetric: float) -> NDArray[np.float64]:
+        """Return the prior standard deviation of each parameter.
+
+        ``symmetric`` for the terms a symmetric coil of that axis has, ``asymmetric`` for the rest (a real
+        coil's asymmetries are small).
+        """
+        return np.array([symmetric if term.is_symmetric_for(axis) else asymmetric
+                         for axis in self.axes for term in self.basis.terms])
+
     def labels(self) -> list[str]:
         """``y B(3,1)``-style name of each parameter."""
         return [f"{AXIS_NAMES[a]} {t.label}" for a in self.axes for t in self.basis.terms]

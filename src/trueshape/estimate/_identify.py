@@ -73,14 +73,17 @@ class Identifiability:
 
     @classmethod
     def from_normal(cls, names: list[str], theta: NDArray[np.float64], normal: NDArray[np.float64], *,
-                    prior_precision: float) -> Identifiability:
-        """Analyse a fit from its normal matrix ``normal`` (data only) and scalar prior precision."""
+                    prior_precision: float | NDArray[np.float64]) -> Identifiability:
+        """Analyse a fit from its normal matrix ``normal`` (data only) and prior precision (scalar or per term)."""
         count = len(names)
         normal = np.asarray(normal, dtype=np.float64).reshape(count, count)
         normal = 0.5 * (normal + normal.T)
-        covariance = np.linalg.inv(normal + prior_precision * np.eye(count))
+        precision = np.broadcast_to(np.asarray(prior_precision, dtype=np.float64), (count,))
+        covariance = np.linalg.inv(normal + np.diag(precision))
         resolution = np.clip(np.diag(covariance @ normal), 0.0, 1.0)
-        eigenvalues = np.sort(np.clip(np.linalg.eigvalsh(normal / prior_precision), 0.0, None))[::-1]
+        scale = 1.0 / np.sqrt(precision)
+        whitened = normal * scale[:, None] * scale[None, :]
+        eigenvalues = np.sort(np.clip(np.linalg.eigvalsh(whitened), 0.0, None))[::-1]
         terms = tuple(TermEstimate(name, float(value), float(np.sqrt(max(covariance[i, i], 0.0))),
                                    float(resolution[i]))
                       for i, (name, value) in enumerate(zip(names, np.asarray(theta, dtype=np.float64), strict=True)))

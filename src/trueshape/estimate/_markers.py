@@ -137,8 +137,8 @@ class MarkerFit:
         Phantom frame -> patient LPS (centre: the phantom's origin).
     normal_matrix : ndarray
         Data normal matrix (pose marginalised), per mm^2 of marker position noise.
-    prior_precision : float
-        Prior precision of the coefficients.
+    prior_precision : ndarray
+        Prior precision of each coefficient.
     matched : int
         Markers matched and used.
     found : int
@@ -157,7 +157,7 @@ class MarkerFit:
     theta: NDArray[np.float64]
     pose: RigidMotion
     normal_matrix: NDArray[np.float64]
-    prior_precision: float
+    prior_precision: NDArray[np.float64]
     matched: int
     found: int
     residual_mm: NDArray[np.float64]
@@ -219,7 +219,7 @@ def _initial_pose(known: NDArray[np.float64], found: NDArray[np.float64], tolera
 
 def fit_markers(known_mm: NDArray[np.float64], found_lps: NDArray[np.float64], view: SeriesView, *,
                 order: int = 5, lowest_order: int = 2, r0_mm: float = 250.0, prior_sd: float = 0.1,
-                known_in_lps: bool = False, iterations: int = 30) -> MarkerFit:
+                asymmetric_prior_sd: float = 0.02, known_in_lps: bool = False, iterations: int = 30) -> MarkerFit:
     """Fit the pose and the field that put the known markers where the image shows them.
 
     Parameters
@@ -230,7 +230,7 @@ def fit_markers(known_mm: NDArray[np.float64], found_lps: NDArray[np.float64], v
         Markers found in the image (mm, LPS).
     view : SeriesView
         How the phantom series sees the field (ND: all three axes).
-    order, lowest_order, r0_mm, prior_sd : see :class:`~trueshape.estimate.FitOptions`.
+    order, lowest_order, r0_mm, prior_sd, asymmetric_prior_sd : see :class:`~trueshape.estimate.FitOptions`.
     known_in_lps : bool
         The positions are already in patient LPS: the pose starts at identity (it is still refined).
 
@@ -255,7 +255,7 @@ def fit_markers(known_mm: NDArray[np.float64], found_lps: NDArray[np.float64], v
     pose = RigidMotion(rotation, translation, np.zeros(3))  # phantom frame -> LPS (centre: phantom origin)
     model = FieldModel(HarmonicBasis.up_to(order, r0_mm=r0_mm, lowest=lowest_order), axes)
     theta = np.zeros(model.size)
-    precision = 1.0 / prior_sd**2
+    precision = 1.0 / model.prior_sd(symmetric=prior_sd, asymmetric=asymmetric_prior_sd) ** 2
     pairs = np.zeros((0, 2), dtype=np.intp)
     normal = np.zeros((model.size, model.size))
     variance = 1.0
@@ -271,7 +271,7 @@ def fit_markers(known_mm: NDArray[np.float64], found_lps: NDArray[np.float64], v
         residual = (observed - predicted[pairs[:, 1]]).reshape(-1)
         design = _design(model, view, posed_matched, known_mm[pairs[:, 1]], pose)
         variance = max(float(np.mean(residual**2)), 1e-8)
-        penalty = np.concatenate([np.full(model.size, variance * precision), np.zeros(6)])
+        penalty = np.concatenate([variance * precision, np.zeros(6)])
         system = design.T @ design + np.diag(penalty)
         parameters = np.concatenate([theta, np.zeros(6)])
         step = np.linalg.solve(system, design.T @ residual - penalty * parameters)

@@ -92,7 +92,12 @@ class FitOptions:
     motion : bool
         Fit a rigid motion of the patient between the series.
     prior_sd : float
-        Prior standard deviation of each coefficient (Siemens normalisation; real coils: 0.001-0.1).
+        Prior standard deviation of the coefficients a symmetric coil has (Siemens normalisation; real coils:
+        0.001-0.1).
+    asymmetric_prior_sd : float
+        Prior standard deviation of the other coefficients (a real coil's asymmetries: 0.001-0.01). A low
+        even-degree term over an object far from the isocentre looks much like a shift of the patient; this
+        prior tells them apart.
     levels : tuple of Level
         Resolution schedule.
     max_points : int
@@ -109,6 +114,7 @@ class FitOptions:
     similarity: Similarity = Similarity.CORRELATION_RATIO
     motion: bool = True
     prior_sd: float = 0.1
+    asymmetric_prior_sd: float = 0.02
     levels: tuple[Level, ...] = DEFAULT_LEVELS
     max_points: int = 250_000
     mask_fraction: float = 0.1
@@ -173,8 +179,8 @@ class PairFit:
         Posterior covariance of ``theta``.
     normal_matrix : ndarray, shape (N, N)
         ``J^T J / sigma^2`` of the data at the solution (what the data say about each combination).
-    prior_precision : float
-        ``1 / prior_sd^2``.
+    prior_precision : ndarray, shape (N,)
+        ``1 / prior_sd^2`` of each coefficient.
     residual_sd : float
         Standard deviation of the image residual at the solution (signal units).
     cost_start, cost_end : float
@@ -194,7 +200,7 @@ class PairFit:
     motion: RigidMotion
     covariance: NDArray[np.float64]
     normal_matrix: NDArray[np.float64]
-    prior_precision: float
+    prior_precision: NDArray[np.float64]
     residual_sd: float
     cost_start: float
     cost_end: float
@@ -204,6 +210,8 @@ class PairFit:
     seconds: float
 
 
+#: The motion is fitted at levels whose smoothing is at least this many of the other series' largest voxel size.
+MOTION_SMOOTHING_VOXELS = 0.6
 #: A Gauss-Newton level stops when no sample point's field moves by more than this, mm.
 STEP_TOLERANCE_MM = 2e-3
 #: ... and the motion by less than this (rad or mm).
@@ -282,6 +290,8 @@ def _level_image(series: SeriesImage, level: Level) -> _LevelImage:
     return _pyramid(series, (level,))[0]
 
 
+#: Fewer sample points than this in the object and both fields of view: the series do not overlap.
+_MIN_POINTS = 200
 #: Sample points at which the contrast map between the series is fitted.
 _MAP_POINTS = 60_000
 #: Nodes of that map.
@@ -554,6 +564,9 @@ def _fit_pair(reference: SeriesImage, moving: SeriesImage, *, options: FitOption
                      f"harmonics up to order {order}", number / len(options.levels))
         to_reference = motion if anchor_is_moving else RigidMotion(centre_lps=motion.centre_lps)
         points = _anchor_points(anchor_levels[number], reference, mask, to_reference, options.max_points, rng)
+        if points.shape[0] < _MIN_POINTS:
+            raise EstimationError(f"the two series overlap in {points.shape[0]} voxels of the object at most "
+                                  f"({_MIN_POINTS} needed): they must image the same anatomy in one frame of reference")
         anchor_level, other_level = anchor_levels[number], other_levels[number]
         nodes = 2
         if options.similarity is Similarity.CORRELATION_RATIO and number == finest:
@@ -573,9 +586,10 @@ def _fit_pair(reference: SeriesImage, moving: SeriesImage, *, options: FitOption
                 anchor_level = _level_image(_remapped(anchor, to_other, smoothing_mm=_REMAP_SMOOTHING_MM), level)
             elif to_anchor is not None:
                 other_level = _level_image(_remapped(other, to_anchor, smoothing_mm=_REMAP_SMOOTHING_MM), level)
-        # The motion is fitted while the images are smooth; the sharpest level refines the field with it fixed
-        # (there a noisy, nearly degenerate motion would wander with the field's low orders).
-        moving_now = options.motion and number != finest
+        # The motion is fitted while the images are smooth: below about a voxel, noise interpolated at moving
+        # points changes with the sub-voxel shift, and the motion would drift towards the smoothest sampling.
+        moving_now = (options.motion and number != finest
+                      and level.smoothing_mm >= MOTION_SMOOTHING_VOXELS * float(other.geometry.spacing.max()))
         outcome = _fit_level(_Side(anchor_level, model, points, anchor=True, moves=False),
                              _Side(other_level, model, points if moving_now else motion.apply(points), anchor=False,
                                    moves=moving_now),
@@ -588,7 +602,8 @@ def _fit_pair(reference: SeriesImage, moving: SeriesImage, *, options: FitOption
         progress("done", 1.0)
     assert outcome is not None
     reported = motion.inverse() if anchor_is_moving else motion
-    return PairFit(model, theta, reported, outcome.covariance, outcome.normal, 1.0 / options.prior_sd**2,
+    precision = 1.0 / model.prior_sd(symmetric=options.prior_sd, asymmetric=options.asymmetric_prior_sd) ** 2
+    return PairFit(model, theta, reported, outcome.covariance, outcome.normal, precision,
                    outcome.residual_sd, outcome.cost_start, outcome.cost_end, tuple(iterations), outcome.points,
                    outcome.converged, time.perf_counter() - started)
 
@@ -646,7 +661,7 @@ def _fit_level(anchor: _Side, other: _Side, points: NDArray[np.float64], theta: 
         true_residual, _, _ = evaluate(truth, motion, need_jacobian=False)
         print(f"  level start cost {cost_start:.6g}; at the true field {float(np.mean(true_residual**2)):.6g}")
     prior = np.zeros(count + (6 if fit_motion else 0))
-    prior[:count] = 1.0 / options.prior_sd**2
+    prior[:count] = 1.0 / model.prior_sd(symmetric=options.prior_sd, asymmetric=options.asymmetric_prior_sd) ** 2
     converged = False
     done = 0
     for done in range(1, level.max_iterations + 1):

@@ -15,9 +15,9 @@ Examples
 >>> from trueshape.dicom import DistortionState
 >>> view = SeriesView.build(DistortionState.IN_PLANE_2D, slice_normal_lps=(0.0, 1.0, 0.0))
 >>> points = np.array([[0.0, 0.0, 150.0], [50.0, 20.0, 100.0]])
->>> one = SessionEstimate("a", ("y B(3,1)",), np.array([-0.05]), np.array([[1e6]]), 100.0, 250.0,
+>>> one = SessionEstimate("a", ("y B(3,1)",), np.array([-0.05]), np.array([[1e6]]), np.array([100.0]), 250.0,
 ...                       ((view, points),))
->>> two = SessionEstimate("b", ("y B(3,1)",), np.array([-0.06]), np.array([[1e6]]), 100.0, 250.0,
+>>> two = SessionEstimate("b", ("y B(3,1)",), np.array([-0.06]), np.array([[1e6]]), np.array([100.0]), 250.0,
 ...                       ((view, points),))
 >>> round(float(pool_sessions([one, two], prior_sd=0.1).theta[0]), 4)
 -0.055
@@ -90,8 +90,8 @@ class SessionEstimate:
         The session's estimate (with its prior).
     normal : ndarray, shape (N, N)
         Its data normal matrix (motion marginalised).
-    prior_precision : float
-        The prior precision it was fitted with.
+    prior_precision : ndarray, shape (N,)
+        The prior precision of each coefficient it was fitted with.
     r0_mm : float
         Reference radius of the coefficients.
     series : tuple of (SeriesView, ndarray (P, 3))
@@ -102,7 +102,7 @@ class SessionEstimate:
     names: tuple[str, ...]
     theta: NDArray[np.float64]
     normal: NDArray[np.float64]
-    prior_precision: float
+    prior_precision: NDArray[np.float64]
     r0_mm: float
     series: tuple[tuple[SeriesView, NDArray[np.float64]], ...]
 
@@ -152,20 +152,21 @@ def _embed(session: SessionEstimate, columns: list[int], size: int) -> tuple[NDA
     normal = np.zeros((size, size))
     index = np.asarray(columns)
     normal[np.ix_(index, index)] = session.normal
-    information = (session.normal + session.prior_precision * np.eye(len(columns))) @ session.theta
+    information = (session.normal + np.diag(np.broadcast_to(session.prior_precision, (len(columns),)))) @ session.theta
     vector = np.zeros(size)
     vector[index] = information
     return normal, vector
 
 
-def _solve(normals: list[NDArray[np.float64]], vectors: list[NDArray[np.float64]], precision: float
+def _solve(normals: list[NDArray[np.float64]], vectors: list[NDArray[np.float64]], precision: NDArray[np.float64]
            ) -> tuple[NDArray[np.float64], NDArray[np.float64], NDArray[np.float64]]:
     total = np.sum(normals, axis=0)
-    system = total + precision * np.eye(total.shape[0])
+    system = total + np.diag(precision)
     return np.linalg.solve(system, np.sum(vectors, axis=0)), total, np.linalg.inv(system)
 
 
-def pool_sessions(sessions: Sequence[SessionEstimate], *, prior_sd: float = 0.1) -> PooledModel:
+def pool_sessions(sessions: Sequence[SessionEstimate], *, prior_sd: float = 0.1,
+                  asymmetric_prior_sd: float = 0.02) -> PooledModel:
     """Pool session estimates into one model, and cross-validate it session by session.
 
     Raises
@@ -182,7 +183,7 @@ def pool_sessions(sessions: Sequence[SessionEstimate], *, prior_sd: float = 0.1)
     model, _ = model_from_names(names, r0_mm=sessions[0].r0_mm)
     order = {name: i for i, name in enumerate(model.labels())}
     size = model.size
-    precision = 1.0 / prior_sd**2
+    precision = 1.0 / model.prior_sd(symmetric=prior_sd, asymmetric=asymmetric_prior_sd) ** 2
     embedded = [_embed(s, [order[name] for name in s.names], size) for s in sessions]
     theta, total, _ = _solve([n for n, _ in embedded], [v for _, v in embedded], precision)
     identifiability = Identifiability.from_normal(model.labels(), theta, total, prior_precision=precision)
@@ -195,7 +196,7 @@ def pool_sessions(sessions: Sequence[SessionEstimate], *, prior_sd: float = 0.1)
             own_theta = np.zeros(size)
             own_theta[[order[name] for name in session.names]] = session.theta
             own_normal, _ = embedded[index]
-            own_covariance = np.linalg.inv(own_normal + precision * np.eye(size))
+            own_covariance = np.linalg.inv(own_normal + np.diag(precision))
             covered = [box for j, box in enumerate(boxes) if j != index and box is not None]
             checks.append(_cross_validate(model, session, own_theta, others, own_covariance + others_covariance,
                                           covered))

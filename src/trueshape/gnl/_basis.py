@@ -48,6 +48,19 @@ class BasisTerm:
         """Odd n: the degrees a left-right and front-back symmetric coil uses."""
         return self.n % 2 == 1
 
+    def is_symmetric_for(self, axis: int) -> bool:
+        """Whether a symmetric gradient coil of ``axis`` (0 x, 1 y, 2 z) has this term.
+
+        Siemens convention (vendor coefficient files): x uses A(n, odd m), y B(n, odd m), z A(n, 0), all of
+        odd degree n; every other term comes from asymmetries of a real coil (small).
+        """
+        if not self.is_odd_degree:
+            return False
+        if axis == 2:
+            return self.kind is TermKind.A and self.m == 0
+        wanted = TermKind.A if axis == 0 else TermKind.B
+        return self.kind is wanted and self.m % 2 == 1
+
 
 @dataclass(frozen=True)
 class HarmonicBasis:
