@@ -50,12 +50,16 @@ class SeriesImage:
         How the series sees the scanner's field.
     label : str
         Name in reports.
+    psf_widths_mm : tuple of 3 float, optional
+        Width of the region each voxel averages along i, j, k (pixel size in-plane, slice thickness through
+        the plane); default: the voxel spacing.
     """
 
     values: NDArray[np.floating]
     geometry: VolumeGeometry
     view: SeriesView
     label: str = ""
+    psf_widths_mm: tuple[float, float, float] | None = None
 
 
 @dataclass(frozen=True)
@@ -256,20 +260,27 @@ class _LevelImage:
         return abs(abs(float(normal @ self.geometry.direction[:, 2])) - 1.0) < 1e-6
 
 
-def _pyramid(series: SeriesImage, levels: tuple[Level, ...]) -> list[_LevelImage]:
-    """Smoothed and decimated copies, finest first computed, one per level (coarse to fine order)."""
+def _pyramid(series: SeriesImage, levels: tuple[Level, ...], psf_sigma_mm: NDArray[np.float64] | None = None
+             ) -> list[_LevelImage]:
+    """Smoothed and decimated copies, one per level (in the order of ``levels``), computed finest first.
+
+    ``psf_sigma_mm`` (along the image's own axes) is added in quadrature at every level: the other series'
+    sampling, so that both images compared carry the same blur.
+    """
     from scipy import ndimage
 
     images: list[_LevelImage] = []
     values = np.asarray(series.values, dtype=np.float32)
     geometry = series.geometry
-    applied = 0.0  # Gaussian sigma already in ``values``, mm
+    psf = np.zeros(3) if psf_sigma_mm is None else np.asarray(psf_sigma_mm, dtype=np.float64)
+    applied = np.zeros(3)  # Gaussian sigma already in ``values`` per axis, mm
     for level in sorted(levels, key=lambda lv: lv.smoothing_mm):
-        extra = math.sqrt(max(level.smoothing_mm**2 - applied**2, 0.0))
-        if extra > 0:
+        wanted = np.sqrt(level.smoothing_mm**2 + psf**2)
+        extra = np.sqrt(np.maximum(wanted**2 - applied**2, 0.0))
+        if np.any(extra > 0):
             values = ndimage.gaussian_filter(values, extra / geometry.spacing, mode="nearest", truncate=3.0,
                                              output=np.float32)
-            applied = level.smoothing_mm
+            applied = np.maximum(wanted, applied)
         steps = np.maximum(np.floor(level.smoothing_mm / geometry.spacing).astype(int), 1)
         steps = np.where(np.asarray(values.shape) >= 4 * steps, steps, 1)
         if np.any(steps > 1):
@@ -285,9 +296,24 @@ def _pyramid(series: SeriesImage, levels: tuple[Level, ...]) -> list[_LevelImage
     return by_level
 
 
-def _level_image(series: SeriesImage, level: Level) -> _LevelImage:
+def _level_image(series: SeriesImage, level: Level, psf_sigma_mm: NDArray[np.float64] | None = None) -> _LevelImage:
     """One level's image of ``series``: smoothed and decimated as :func:`_pyramid` does."""
-    return _pyramid(series, (level,))[0]
+    return _pyramid(series, (level,), psf_sigma_mm)[0]
+
+
+def _cross_psf_sigma(target: SeriesImage, source: SeriesImage) -> NDArray[np.float64]:
+    """Gaussian sigma (mm, along ``target``'s axes) that gives ``target`` the blur of ``source``'s voxels.
+
+    A voxel averages a box (its pixel in-plane, its slice thickness through-plane): variance ``w^2 / 12``
+    along each of ``source``'s axes, projected onto ``target``'s. Each series blurred by the other's box,
+    both carry the same blur: sharp edges sampled differently by the two would otherwise shift against each
+    other and bias the field.
+    """
+    widths = np.asarray(source.psf_widths_mm if source.psf_widths_mm is not None else source.geometry.spacing)
+    directions = source.geometry.direction
+    covariance = directions @ np.diag(widths**2 / 12.0) @ directions.T
+    axes = target.geometry.direction
+    return np.sqrt(np.maximum(np.einsum("ia,ij,ja->a", axes, covariance, axes), 0.0))
 
 
 #: Fewer sample points than this in the object and both fields of view: the series do not overlap.
@@ -483,9 +509,36 @@ def _anchor_points(anchor: _LevelImage, reference: SeriesImage, mask: NDArray[np
                                       output_shape=anchor.geometry.shape, order=0, mode="constant", cval=0)
     flat = np.flatnonzero(inside)
     if flat.size > max_points:
-        flat = np.sort(rng.choice(flat, max_points, replace=False))
+        flat = _edge_weighted_subset(anchor.values, flat, max_points, rng)
     index = np.stack(np.unravel_index(flat, anchor.geometry.shape), axis=1)
     return anchor.geometry.index_to_lps(index.astype(np.float64))
+
+
+#: Share of the sample points drawn where the image changes (edges: where a displacement shows); the rest
+#: are drawn uniformly (flat regions pin the intensity map).
+EDGE_SAMPLE_FRACTION = 0.7
+
+
+def _edge_weighted_subset(values: NDArray[np.float32], flat: NDArray[np.intp], count: int,
+                          rng: np.random.Generator) -> NDArray[np.intp]:
+    """``count`` of the voxels ``flat``: most drawn in proportion to the image's gradient, the rest uniformly."""
+    shape = values.shape
+    data = values.reshape(-1)
+    strides = (shape[1] * shape[2], shape[2], 1)
+    index = np.unravel_index(flat, shape)
+    strength = np.zeros(flat.size)
+    for axis, stride in enumerate(strides):
+        up = np.where(index[axis] + 1 < shape[axis], flat + stride, flat)
+        down = np.where(index[axis] > 0, flat - stride, flat)
+        strength += (data[up].astype(np.float64) - data[down]) ** 2
+    strength = np.sqrt(strength) + 1e-6 * (float(np.sqrt(strength.mean())) + 1e-30)
+    edges = int(EDGE_SAMPLE_FRACTION * count)
+    # Weighted draw without replacement by the Gumbel top-k trick: linear time over millions of voxels.
+    keys = np.log(strength) - np.log(-np.log(rng.random(flat.size)))
+    chosen = np.argpartition(-keys, edges)[:edges]
+    rest = np.setdiff1d(np.arange(flat.size), chosen, assume_unique=True)
+    uniform = rng.choice(rest, count - edges, replace=False)
+    return np.sort(flat[np.concatenate([chosen, uniform])])
 
 
 def _mask_centre(geometry: VolumeGeometry, mask: NDArray[np.bool_]) -> NDArray[np.float64]:
@@ -546,11 +599,12 @@ def _fit_pair(reference: SeriesImage, moving: SeriesImage, *, options: FitOption
     mask = _object_mask(reference, options.mask_fraction)
     centre = _mask_centre(reference.geometry, mask)
     motion = RigidMotion(centre_lps=np.asarray(centre))  # anchor anatomy -> other anatomy
-    anchor_levels = _pyramid(anchor, options.levels)
-    other_levels = _pyramid(other, options.levels)
+    anchor_psf, other_psf = _cross_psf_sigma(anchor, other), _cross_psf_sigma(other, anchor)
+    anchor_levels = _pyramid(anchor, options.levels, anchor_psf)
+    other_levels = _pyramid(other, options.levels, other_psf)
     finest = int(np.argmin([level.smoothing_mm for level in options.levels]))
-    raw_anchor = _LevelImage(anchor, anchor.geometry, np.asarray(anchor.values, dtype=np.float32))
-    raw_other = _LevelImage(other, other.geometry, np.asarray(other.values, dtype=np.float32))
+    raw_anchor = _level_image(anchor, Level(0.0, 0.0, 0), anchor_psf)
+    raw_other = _level_image(other, Level(0.0, 0.0, 0), other_psf)
     theta_by_term: dict[tuple[int, object], float] = {}
     iterations: list[int] = []
     outcome: _LevelOutcome | None = None
@@ -583,9 +637,11 @@ def _fit_pair(reference: SeriesImage, moving: SeriesImage, *, options: FitOption
                 _Side(raw_anchor, model, fine_points, anchor=True, moves=False),
                 _Side(raw_other, model, fine_points, anchor=False, moves=True), fine_points, theta, motion)
             if to_other is not None:
-                anchor_level = _level_image(_remapped(anchor, to_other, smoothing_mm=_REMAP_SMOOTHING_MM), level)
+                anchor_level = _level_image(_remapped(anchor, to_other, smoothing_mm=_REMAP_SMOOTHING_MM), level,
+                                            anchor_psf)
             elif to_anchor is not None:
-                other_level = _level_image(_remapped(other, to_anchor, smoothing_mm=_REMAP_SMOOTHING_MM), level)
+                other_level = _level_image(_remapped(other, to_anchor, smoothing_mm=_REMAP_SMOOTHING_MM), level,
+                                           other_psf)
         # The motion is fitted while the images are smooth: below about a voxel, noise interpolated at moving
         # points changes with the sub-voxel shift, and the motion would drift towards the smoothest sampling.
         moving_now = (options.motion and number != finest
