@@ -10,18 +10,10 @@ Examples
 
 from __future__ import annotations
 
-import contextlib
 import enum
-import fcntl
 import itertools
-import json
 import os
 import re
-import shutil
-import signal
-import tempfile
-import threading
-from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -31,7 +23,7 @@ import numpy as np
 
 from trueshape._version import __version__
 from trueshape.dicom import scan
-from trueshape.errors import DicomInputError, GeometryError, OutputError, TrueshapeError, VolumeInputError
+from trueshape.errors import DicomInputError, GeometryError, TrueshapeError, VolumeInputError
 from trueshape.findings import Finding, FindingCode, Severity
 from trueshape.geometry import (
     DisplacementField,
@@ -43,7 +35,19 @@ from trueshape.geometry import (
     group_series,
     load_stack,
 )
-from trueshape.io import check_writable, physical_memory, write_itk_transform, write_json, write_volume
+from trueshape.io import (
+    OutputFormat,
+    OutputTransaction,
+    check_free_space,
+    check_output_folder,
+    check_writable,
+    obsolete_outputs,
+    physical_memory,
+    refuse_output_inside,
+    write_json,
+    write_stack,
+    write_volume,
+)
 
 if TYPE_CHECKING:
     from numpy.typing import NDArray
@@ -70,21 +74,6 @@ __all__ = [
     "parse_series_argument",
     "select_stacks",
 ]
-
-
-class OutputFormat(enum.StrEnum):
-    """Volume formats: ``convert`` writes the files, ``correct`` also a derived DICOM series."""
-
-    NIFTI = "nifti"  #: gzip-compressed NIfTI-1 (.nii.gz)
-    NII = "nii"  #: uncompressed NIfTI-1 (.nii)
-    NRRD = "nrrd"  #: gzip-encoded NRRD in LPS space
-    DICOM = "dicom"  #: a derived DICOM series (a folder), for corrected DICOM series only
-
-    @property
-    def suffix(self) -> str:
-        """File suffix of the format (a DICOM series is a folder: none)."""
-        return {OutputFormat.NIFTI: ".nii.gz", OutputFormat.NII: ".nii", OutputFormat.NRRD: ".nrrd",
-                OutputFormat.DICOM: ""}[self]
 
 
 def parse_series_argument(argument: str | os.PathLike[str]) -> tuple[Path, str | None, int | None]:
@@ -295,14 +284,14 @@ def convert(
     still written. Existing outputs are never overwritten unless ``force``. With ``validation="raise"`` a
     stack with geometry warnings is not written but reported in ``errors``.
     """
-    _check_output_argument(out)
+    check_output_folder(out)
     output_format = _choice(OutputFormat, fmt, "--format")
     irregular = _choice(IrregularPolicy, irregular, "--irregular")
     if output_format is OutputFormat.DICOM:
         raise TrueshapeError("trueshape convert writes NIfTI or NRRD; DICOM output is for corrected series "
                              "(trueshape correct --format dicom)")
     source, series_key, stack_index = parse_series_argument(path)
-    _refuse_output_inside(source, out)
+    refuse_output_inside(source, out)
     inspection = inspect(source, irregular=irregular)
     result = ConvertResult(inspection)
     result.errors.extend(p.message for p in inspection.problems)
@@ -331,83 +320,10 @@ def convert(
                 continue
             # warn: the findings go into each sidecar (and the CLI prints them); raise: refuse the stack
             _validate(stack, ValidationMode.IGNORE if mode is ValidationMode.WARN else mode)
-            result.written.extend(_write_stack(stack, out_dir, output_format, force=force))
+            result.written.extend(write_stack(stack, out_dir, output_format, force=force))
         except TrueshapeError as error:
             result.errors.append(str(error))
     return result
-
-
-def _check_all_writable(paths: list[Path], *, force: bool) -> None:
-    """Refuse before writing anything, so a run never leaves a mix of new and old files."""
-    for path in paths:
-        check_writable(path, force=force)
-
-
-def _write_stack(stack: Stack, out_dir: Path, output_format: OutputFormat, *, force: bool) -> list[Path]:
-    base = out_dir / stack.label
-    volume_path = base.with_name(base.name + output_format.suffix)
-    sidecar_path = base.with_name(base.name + ".json")
-    transform_path = base.with_name(base.name + "_acquisition.h5")
-    off_grid = stack.layout.acquisition is not None and not stack.layout.resampled
-    targets = [volume_path, sidecar_path] + ([transform_path] if off_grid else [])
-    # What an earlier run with other options wrote for this stack goes too (a stale acquisition transform
-    # beside a resampled volume would move the anatomy twice): the files its sidecar names, nothing else.
-    names = {stack.label + suffix for suffix in (*(f.suffix for f in OutputFormat if f.suffix), "_acquisition.h5")}
-    inputs = {Path(frame.path) for frame in stack.frames}
-    obsolete = [p for p in _previous_outputs(sidecar_path, names) if p not in targets and not _holds_input(p, inputs)]
-    _check_all_writable(targets, force=force)
-    _check_free_space(out_dir, float(np.prod(stack.shape, dtype=np.float64)) * (4 if stack.layout.resampled else 2))
-    # A stack's files appear together or not at all (an interrupted run leaves no volume without its sidecar).
-    with _staged(targets, force=force, obsolete=obsolete) as staged:
-        write_volume(load_stack(stack), staged[0])
-        sidecar = stack.to_json()
-        sidecar["volume_file"] = volume_path.name
-        if off_grid:
-            assert stack.layout.acquisition is not None
-            write_itk_transform(stack.layout.acquisition.resampling_field(), staged[2])
-            sidecar["acquisition_transform_file"] = transform_path.name
-            sidecar["acquisition_transform"] = {
-                "convention": "ITK resampling (true slice position -> regular grid position), LPS mm",
-                "max_slice_offset_mm": stack.layout.acquisition.max_offset_mm,
-                "how_to_use": "In 3D Slicer load both files, apply the transform to the volume and harden it; "
-                "or run trueshape convert --irregular resample.",
-            }
-        sidecar["outputs"] = [target.name for target in targets]
-        sidecar["software"] = {"name": "trueshape", "version": __version__}
-        write_json(sidecar, staged[1])
-    return targets
-
-
-def _previous_outputs(sidecar: Path, names: set[str]) -> list[Path]:
-    """Return the files of ``names`` that an earlier trueshape run wrote beside its sidecar ``sidecar``.
-
-    Only names this run could write for the same label count, whatever the sidecar lists (a hand-edited one
-    must not point anywhere else). A sidecar listing no outputs (an older trueshape) stands for all of them;
-    a file that is not trueshape's sidecar for none.
-    """
-    try:
-        data = json.loads(sidecar.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return []
-    if not isinstance(data, dict) or not isinstance(data.get("software"), dict) or \
-            data["software"].get("name") != "trueshape":
-        return []
-    listed = data.get("outputs")
-    recorded = {name for name in (data.get("volume_file"), data.get("acquisition_transform_file"))
-                if isinstance(name, str)}
-    if isinstance(listed, list):
-        named = {name for name in listed if isinstance(name, str)} | recorded
-    elif recorded:  # an older convert sidecar names its files
-        named = recorded
-    else:  # an older correction sidecar names none: this label's outputs are its run's
-        named = set(names)
-    return [sidecar.parent / name for name in sorted(names) if name in named]
-
-
-def _holds_input(path: Path, inputs: set[Path]) -> bool:
-    """Whether ``path`` is one of ``inputs`` or a folder holding one (a file being read is not an output)."""
-    target = path.resolve()
-    return any(target == source.resolve() or target in source.resolve().parents for source in inputs)
 
 
 @dataclass
@@ -611,24 +527,6 @@ class _DicomTemplate:
 MAX_ISOCENTRE_OFFSET_MM = 5000.0
 
 
-def _check_free_space(folder: Path, needed_bytes: float) -> None:
-    """Raise OutputError when the disk holding ``folder`` (or its nearest existing parent) has too little room."""
-    existing = folder
-    while not existing.exists() and existing != existing.parent:
-        existing = existing.parent
-    try:
-        free = shutil.disk_usage(existing).free
-    except OSError:
-        return  # cannot tell: the writers report a full disk themselves
-    if needed_bytes + _FREE_SPACE_MARGIN_BYTES > free:
-        raise OutputError(f"{folder}: the outputs need about {needed_bytes / 2**20:.0f} MB and the disk has "
-                          f"{free / 2**20:.0f} MB free")
-
-
-#: Room kept beyond the outputs' estimated size (sidecars, headers, file-system overhead), bytes.
-_FREE_SPACE_MARGIN_BYTES = 2**20
-
-
 def _boxes_overlap(first: VolumeGeometry, second: VolumeGeometry) -> bool:
     """Whether the LPS bounding boxes of two grids' voxel centres (half a voxel wider) intersect."""
     boxes = []
@@ -708,7 +606,8 @@ class CorrectionRequest:
         targets = [base.with_name(base.name + suffix) for suffix in
                    ("_corrected" + self.output_format.suffix, "_residual_field" + field_suffix, "_residual.h5",
                     "_corrected.json")]
-        _check_all_writable(targets, force=self.force)
+        for target in targets:  # refuse before any work, so a run never leaves a mix of new and old files
+            check_writable(target, force=self.force)
         return targets
 
     def run(self, volume: Volume, source: dict[str, Any], targets: list[Path], *,
@@ -735,11 +634,10 @@ class CorrectionRequest:
         label = targets[3].name[: -len("_corrected.json")]
         names = {label + "_corrected" + f.suffix for f in OutputFormat} | {
             label + "_residual_field.nii", label + "_residual_field.nii.gz", label + "_residual.h5"}
-        obsolete = [p for p in _previous_outputs(targets[3], names) if p not in targets
-                    and not _holds_input(p, set(inputs))]
-        with _staged(targets, force=self.force, obsolete=obsolete) as staged:
+        obsolete = obsolete_outputs(targets[3], names, targets=targets, inputs=inputs)
+        with OutputTransaction(targets, force=self.force, obsolete=obsolete) as transaction:
             try:
-                result = self._write(volume, source, staged, template, findings, where)
+                result = self._write(volume, source, targets, transaction, template, findings, where)
             except GeometryError as error:  # e.g. through-plane asked of a grid it cannot serve: name the input
                 raise GeometryError(f"{where}: {error}", findings=error.findings) from None
         return CorrectOutput(result.volume, targets, result.diagnostics.to_json(), tuple(findings))
@@ -769,7 +667,7 @@ class CorrectionRequest:
         volumes = volume.array.shape[3] if volume.array.ndim == 4 else 1
         voxel_bytes = 2 if self.output_format is OutputFormat.DICOM else 4
         nodes = float(np.prod(exported_field_shape(grid), dtype=np.float64))
-        _check_free_space(folder, voxel_bytes * volumes * float(np.prod(grid.shape, dtype=np.float64))
+        check_free_space(folder, voxel_bytes * volumes * float(np.prod(grid.shape, dtype=np.float64))
                           + nodes * 3 * (4 + 8))  # the field as float32 NIfTI and float64 HDF5
 
     def _check_output_grid(self, volume: Volume, label: str) -> None:
@@ -788,11 +686,11 @@ class CorrectionRequest:
                                  f"grid needs {needed / 2**30:.1f} GiB, more than this machine's "
                                  f"{memory / 2**30:.1f} GiB of memory")
 
-    def _write(self, volume: Volume, source: dict[str, Any], staged: list[Path],
+    def _write(self, volume: Volume, source: dict[str, Any], targets: list[Path], transaction: OutputTransaction,
                template: _DicomTemplate | None, findings: list[Finding], where: str) -> CorrectionResult:
         from trueshape.correct import correct_volume
         from trueshape.gnl import ResidualField
-        from trueshape.io import write_derived_series, write_field_nifti
+        from trueshape.io import write_derived_series, write_field_nifti, write_itk_transform
 
         residual = ResidualField.from_volume(self.coil, volume, distortion_state=self.state,
                                              patient_position=self.position, isocentre_lps=self.isocentre_lps)
@@ -804,8 +702,8 @@ class CorrectionRequest:
             field_writes: list[Future[Path]] = []
 
             def write_field(field: DisplacementField) -> None:
-                field_writes.append(pool.submit(write_field_nifti, field, staged[1]))
-                field_writes.append(pool.submit(write_itk_transform, field, staged[2]))
+                field_writes.append(pool.submit(write_field_nifti, field, targets[1], transaction=transaction))
+                field_writes.append(pool.submit(write_itk_transform, field, targets[2], transaction=transaction))
 
             result = correct_volume(volume, residual, mode=self.mode, intensity_correction=self.intensity_correction,
                                     output_geometry=self.output_geometry, on_field=write_field)
@@ -823,12 +721,13 @@ class CorrectionRequest:
                 from trueshape.correct import sampled_normal_range
 
                 cited = template.cited_sources(sampled_normal_range(result, volume.geometry), volume.geometry)
-                derived = write_derived_series(result.volume, staged[0], template=template.paths,
+                derived = write_derived_series(result.volume, targets[0], transaction=transaction,
+                                               template=template.paths,
                                                source_images=cited,
                                                derivation=derivation, table_position_mm=template.table_position_mm,
                                                integer_source=template.integer_source)
             else:
-                write_volume(result.volume, staged[0])
+                write_volume(result.volume, targets[0], transaction=transaction)
             for future in field_writes:
                 future.result()
         file = self.coefficient_file
@@ -841,7 +740,7 @@ class CorrectionRequest:
                                     "LPS mm",
             "output_grid": None if self.like is None else {"like": self.like, **result.volume.geometry.to_json()},
             "findings": [finding.to_json() for finding in findings],
-            "outputs": [path.name for path in staged],  # staged under their final names
+            "outputs": [path.name for path in targets],
             "software": {"name": "trueshape", "version": __version__},
         }
         if derived is not None:
@@ -851,7 +750,7 @@ class CorrectionRequest:
                 "rescale_slope": derived.rescale_slope, "rescale_intercept": derived.rescale_intercept,
                 "quantization_step": derived.quantization_step, "nonfinite_voxels": derived.nonfinite_voxels,
             }
-        write_json(sidecar, staged[3])
+        write_json(sidecar, targets[3], transaction=transaction)
         return result
 
 
@@ -870,124 +769,6 @@ def _outside_findings(fraction: float, volume: Volume, where: str) -> tuple[Find
                     f"{where}: about {100 * fraction:.1f}% of the corrected voxels take their value from outside "
                     f"the acquired volume and are left 0 ({why}); acquire more slices, or a thicker slab, to keep "
                     "them", measured=fraction, tolerance=OUTSIDE_WARNING_FRACTION, unit="fraction"),)
-
-
-@contextlib.contextmanager
-def _staged(targets: list[Path], *, force: bool, obsolete: list[Path] | None = None) -> Iterator[list[Path]]:
-    """Yield paths in a hidden folder beside ``targets`` (same names); move them into place on success.
-
-    The move holds a lock on the output folder, so concurrent runs cannot interleave their files. Existing
-    targets are replaced only with ``force``: first every old one is moved aside, then every new one in; if
-    any move fails, those done are undone and the old outputs are back. A folder target (a DICOM series)
-    is replaced only if it holds nothing but files trueshape writes there. ``obsolete`` files (an earlier
-    run's outputs under other options) are removed with the old targets, under the same rules.
-    """
-    folder = targets[0].parent
-    created = not folder.exists()
-    if folder.exists() and not folder.is_dir():
-        raise OutputError(f"{folder}: is a file, not a folder: choose another --out")
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-        staging = Path(tempfile.mkdtemp(prefix=".trueshape-", suffix=".part", dir=folder))
-    except OSError as error:
-        raise OutputError(f"{folder}: cannot write here ({error.strerror or error})") from None
-    staged = [staging / target.name for target in targets]
-    succeeded = False
-    try:
-        try:
-            yield staged
-        except OutputError as error:  # name the file the user asked for, not its staging place
-            raise OutputError(_unstage(str(error), staging, folder)) from None
-        _move_into_place(staged, targets, staging, force=force, obsolete=obsolete or [])
-        succeeded = True
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
-        if created and not succeeded:
-            with contextlib.suppress(OSError):
-                folder.rmdir()  # only if still empty: a failed first run leaves no empty folder behind
-
-
-def _unstage(message: str, staging: Path, folder: Path) -> str:
-    """Rewrite paths inside ``staging`` (and writers' own hidden temporaries there) as the final paths."""
-    pattern = re.escape(str(staging)) + r"/\.?([^/]+?)(?:\.[A-Za-z0-9_]+\.part(?:\.[^/]*)?)?(?=/|[\s:)]|$)"
-    return re.sub(pattern, lambda match: str(folder / match.group(1)), message)
-
-
-#: Files trueshape writes into a derived DICOM series folder (a folder holding anything else is not replaced).
-_DERIVED_FILE = re.compile(r"IM\d{5}\.dcm")
-
-
-def _move_into_place(staged: list[Path], targets: list[Path], staging: Path, *, force: bool,
-                     obsolete: list[Path]) -> None:
-    folder_fd = os.open(targets[0].parent, os.O_RDONLY)
-    stale = [path for path in obsolete if path.exists()]
-    try:
-        fcntl.flock(folder_fd, fcntl.LOCK_EX)
-        for path, target in [*zip(staged, targets, strict=True), *((p, p) for p in stale)]:
-            check_writable(target, force=force)
-            if target.exists() and target.is_dir() != path.is_dir():
-                kind = "a folder" if target.is_dir() else "a file"
-                raise OutputError(f"{target}: is {kind}; trueshape writes {'a folder' if path.is_dir() else 'a file'} "
-                                  "there (move it away or choose another --out)")
-            if target.is_dir():
-                foreign = sorted(p.name for p in target.iterdir() if not _DERIVED_FILE.fullmatch(p.name))
-                if foreign:
-                    raise OutputError(f"{target}: holds files trueshape did not write ({', '.join(foreign[:3])}"
-                                      f"{', ...' if len(foreign) > 3 else ''}); --force replaces the whole folder, "
-                                      "so move them away first")
-        moved_aside: list[tuple[Path, Path]] = []
-        moved_in: list[Path] = []
-        # Ctrl-C or a scheduler's SIGTERM waits until the moves (or their undoing) are done: between moving
-        # the old outputs aside and the new ones in, an interruption would lose both.
-        with _signals_deferred():
-            try:
-                for target in [*targets, *stale]:
-                    if target.exists():
-                        aside = staging / f"replaced-{target.name}"
-                        os.replace(target, aside)
-                        moved_aside.append((aside, target))
-                for path, target in zip(staged, targets, strict=True):
-                    os.replace(path, target)
-                    moved_in.append(target)
-            except BaseException as error:
-                for target in reversed(moved_in):
-                    with contextlib.suppress(OSError):
-                        shutil.rmtree(target) if target.is_dir() else target.unlink()
-                for aside, target in reversed(moved_aside):
-                    with contextlib.suppress(OSError):
-                        os.replace(aside, target)
-                if not isinstance(error, OSError):
-                    raise
-                raise OutputError(f"{targets[0].parent}: moving the outputs into place failed "
-                                  f"({error.strerror or error}); the folder is as it was") from None
-    finally:
-        os.close(folder_fd)
-
-
-@contextlib.contextmanager
-def _signals_deferred() -> Iterator[None]:
-    """Hold SIGINT and SIGTERM until the block ends, then deliver the first one that came.
-
-    Python runs signal handlers in the main thread, so a handler that only notes the signal holds it there
-    whichever thread the kernel gave it to (blocking it with pthread_sigmask would not: numpy's BLAS threads
-    would take it). Elsewhere than the main thread handlers cannot be set, and nothing is held.
-    """
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    arrived: list[int] = []
-
-    def note(number: int, _frame: object) -> None:
-        arrived.append(number)
-
-    previous = {number: signal.signal(number, note) for number in (signal.SIGINT, signal.SIGTERM)}
-    try:
-        yield
-    finally:
-        for number, handler in previous.items():
-            signal.signal(number, handler)
-        if arrived:
-            signal.raise_signal(arrived[0])  # now handled as it would have been (KeyboardInterrupt, exit, ...)
 
 
 def correct(
@@ -1028,7 +809,7 @@ def correct(
     from trueshape.gnl import read_coefficients
     from trueshape.io import is_volume_file
 
-    _check_output_argument(out)
+    check_output_folder(out)
     if (coefficients is None) == (model is None):
         raise TrueshapeError("give exactly one of --coef (vendor .grad/.coef) or --model (trueshape .json)")
     coefficient_file = coefficients if coefficients is not None else model
@@ -1040,33 +821,10 @@ def correct(
         fmt=fmt, force=force, like=like,
     )
     if like is not None and not is_volume_file(like):  # the --like series is read too: never written into
-        _refuse_output_inside(parse_series_argument(like)[0], out)
+        refuse_output_inside(parse_series_argument(like)[0], out)
     if is_volume_file(series):
         return correct_volume_file(series, request, out)
     path, series_key, stack_index = parse_series_argument(series)
-    _refuse_output_inside(path, out)
+    refuse_output_inside(path, out)
     stack = _one_stack(inspect(path, irregular=irregular), path, series_key, stack_index)
     return correct_stack(stack, request, out)
-
-
-def _check_output_argument(out: str | os.PathLike[str]) -> None:
-    """Refuse an empty output folder name: it would mean the current folder (an unset shell variable?)."""
-    if not str(out).strip():
-        raise OutputError("an empty --out was given (an unset shell variable?): name the output folder")
-    try:
-        a_file = Path(out).exists() and not Path(out).is_dir()
-    except OSError:  # an unusable name is reported where the folder is made
-        a_file = False
-    if a_file:
-        raise OutputError(f"{out}: is a file, not a folder: choose another --out")
-
-
-def _refuse_output_inside(source: Path, out: str | os.PathLike[str]) -> None:
-    """Refuse an output folder inside the DICOM folder being read (it would change the input, and join it)."""
-    if not source.is_dir():
-        return  # a single file: files written beside it leave it as it was
-    folder = source
-    target = Path(out).resolve()
-    if target == folder.resolve() or folder.resolve() in target.parents:
-        raise OutputError(f"{out}: is inside the DICOM folder {folder} being read; inputs are never changed: "
-                          "choose an --out outside it")

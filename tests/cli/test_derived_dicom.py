@@ -214,7 +214,7 @@ def test_a_file_where_the_series_folder_goes_is_named(corrected: Path, tmp_path:
 @pytest.mark.parametrize("failure", [OSError(13, "Permission denied"), KeyboardInterrupt()])
 def test_a_failed_move_puts_the_old_outputs_back(corrected: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                                  failure: BaseException) -> None:
-    import trueshape.api
+    import trueshape.io._transaction
 
     out = tmp_path / "o"
     assert _correct_to(corrected, out).exit_code == 0
@@ -230,7 +230,7 @@ def test_a_failed_move_puts_the_old_outputs_back(corrected: Path, tmp_path: Path
                 raise failure
         real_replace(source, target)
 
-    monkeypatch.setattr(trueshape.api.os, "replace", failing_replace)
+    monkeypatch.setattr(trueshape.io._transaction.os, "replace", failing_replace)
     result = _correct_to(corrected, out, "--force")
     if isinstance(failure, OSError):
         assert result.exit_code == 2
@@ -332,7 +332,7 @@ def test_a_copy_cites_the_slice_it_copies(corrected: Path, tmp_path: Path) -> No
 @pytest.mark.parametrize("signal_number", [signal.SIGINT, signal.SIGTERM])
 def test_a_signal_during_the_moves_waits_for_them(corrected: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                                   signal_number: int) -> None:
-    import trueshape.api
+    import trueshape.io._transaction
 
     out = tmp_path / "o"
     assert _correct_to(corrected, out).exit_code == 0
@@ -349,8 +349,8 @@ def test_a_signal_during_the_moves_waits_for_them(corrected: Path, tmp_path: Pat
                 os.kill(os.getpid(), signal_number)
         real_replace(source, target)
 
-    monkeypatch.setattr(trueshape.api.os, "replace", interrupted_replace)
-    monkeypatch.setattr(trueshape.api.signal, "getsignal", signal.getsignal)  # keep the module's own
+    monkeypatch.setattr(trueshape.io._transaction.os, "replace", interrupted_replace)
+    monkeypatch.setattr(trueshape.io._transaction.signal, "getsignal", signal.getsignal)  # keep the module's own
     previous = signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(SystemExit(143)))
     try:
         result = _correct_to(corrected, out, "--force")

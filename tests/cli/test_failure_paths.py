@@ -129,14 +129,14 @@ def test_parallel_orientation_vectors_are_missing_geometry_not_a_crash(write_ser
 
 
 def test_an_interrupted_convert_leaves_no_volume_without_its_sidecar(write_series, tmp_path, monkeypatch):
-    import trueshape.api
+    import trueshape.io._stack_files
 
     folder = write_series(regular_planes(slices=3))
 
     def interrupted(*_args, **_kwargs):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(trueshape.api, "write_json", interrupted)  # the volume is written, then Ctrl-C
+    monkeypatch.setattr(trueshape.io._stack_files, "write_json", interrupted)  # the volume is written, then Ctrl-C
     with pytest.raises(KeyboardInterrupt):
         trueshape.convert(folder, tmp_path / "out")
     assert not (tmp_path / "out").exists()
@@ -150,13 +150,13 @@ def test_a_full_disk_is_said_before_the_work_and_while_writing(write_series, tmp
 
     import SimpleITK as sitk
 
-    import trueshape.api
+    import trueshape.io._outputs
 
     folder = write_series(regular_planes(slices=4))
     coil = tmp_path / "c.grad"
     coil.write_text(format_siemens_grad(SYN_AS))
     real_usage = shutil.disk_usage
-    monkeypatch.setattr(trueshape.api.shutil, "disk_usage",
+    monkeypatch.setattr(trueshape.io._outputs.shutil, "disk_usage",
                         lambda path: real_usage(path)._replace(free=2**19))
     result = run("correct", folder, "--coef", coil, "--state", "ND", "--out", tmp_path / "o")
     assert result.exit_code == 2 and "and the disk has 0 MB free" in result.output and not (tmp_path / "o").exists()

@@ -1,6 +1,9 @@
-"""Files trueshape writes and reads: NIfTI, NRRD, ITK transforms, JSON sidecars (RAS lives only here)."""
+"""Files trueshape writes and reads: NIfTI, NRRD, ITK transforms, JSON sidecars (RAS lives only here).
 
-from trueshape.io._atomic import atomic_path, check_writable
+Every writer takes the final path and, optionally, an :class:`OutputTransaction` whose outputs appear
+together or not at all.
+"""
+
 from trueshape.io._derived import DERIVED_SERIES_NUMBER_OFFSET, DerivedSeries, SourceImage, write_derived_series
 from trueshape.io._dicom_write import (
     SeriesMetadata,
@@ -9,9 +12,19 @@ from trueshape.io._dicom_write import (
     write_dicom_slices,
     write_enhanced_dicom,
 )
+from trueshape.io._formats import OutputFormat
 from trueshape.io._frames import LPS_TO_RAS, lps_to_ras_affine, ras_to_lps_affine
 from trueshape.io._models import write_scanner_model
+from trueshape.io._outputs import check_free_space, check_output_folder, obsolete_outputs, refuse_output_inside
 from trueshape.io._sidecar import to_jsonable, write_json
+from trueshape.io._stack_files import write_stack
+from trueshape.io._transaction import (
+    TRUESHAPE_FOLDER_FILE,
+    OutputTransaction,
+    atomic_folder,
+    atomic_path,
+    check_writable,
+)
 from trueshape.io._transforms import (
     read_itk_displacement_field,
     write_field_nifti,
@@ -41,16 +54,23 @@ __all__ = [
     "FRAMES_DISAGREE",
     "LPS_TO_RAS",
     "NIFTI_XFORM_CODE",
+    "TRUESHAPE_FOLDER_FILE",
     "UNVERIFIED_TABLE_POSITION",
     "VOLUME_SUFFIXES",
     "DerivedSeries",
+    "OutputFormat",
+    "OutputTransaction",
     "SeriesMetadata",
     "SlicePlane",
     "SourceImage",
+    "atomic_folder",
     "atomic_path",
+    "check_free_space",
+    "check_output_folder",
     "check_writable",
     "is_volume_file",
     "lps_to_ras_affine",
+    "obsolete_outputs",
     "physical_memory",
     "planes_from_volume",
     "ras_to_lps_affine",
@@ -58,6 +78,7 @@ __all__ = [
     "read_volume",
     "read_volume_file",
     "read_volume_geometry",
+    "refuse_output_inside",
     "sidecar_path",
     "to_jsonable",
     "volume_stem",
@@ -70,5 +91,6 @@ __all__ = [
     "write_nifti",
     "write_nrrd",
     "write_scanner_model",
+    "write_stack",
     "write_volume",
 ]

@@ -10,12 +10,9 @@ slope chosen to keep the volume's range; the quantisation step is returned so re
 
 from __future__ import annotations
 
-import contextlib
 import datetime
 import os
-import shutil
-import tempfile
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -28,10 +25,10 @@ from pydicom.errors import InvalidDicomError
 from pydicom.sequence import Sequence as DicomSequence
 from pydicom.uid import generate_uid
 
-from trueshape.errors import DicomInputError, OutputError, OutputExistsError, TrueshapeError
+from trueshape.errors import DicomInputError
 from trueshape.geometry import Volume
-from trueshape.io._atomic import check_writable
 from trueshape.io._dicom_write import SeriesMetadata, SlicePlane, planes_from_volume, write_dicom_slices
+from trueshape.io._transaction import OutputTransaction, atomic_folder, check_writable
 
 __all__ = ["COPIED_KEYWORDS", "DERIVED_SERIES_NUMBER_OFFSET", "DerivedSeries", "SourceImage", "write_derived_series"]
 
@@ -157,6 +154,7 @@ def write_derived_series(
     integer_source: bool = False,
     source_images: Sequence[Sequence[Sequence[SourceImage]]] | None = None,
     force: bool = False,
+    transaction: OutputTransaction | None = None,
 ) -> DerivedSeries:
     """Write ``volume`` as a derived classic DICOM series in ``folder`` (one file per slice and volume).
 
@@ -182,7 +180,9 @@ def write_derived_series(
         ``source_images[t][k]``: the source images slice k of volume t was computed from, written as its
         SourceImageSequence (omitted for a slice with none).
     force : bool
-        Replace an existing folder.
+        Replace an existing folder (only if it holds nothing but a series trueshape wrote).
+    transaction : OutputTransaction, optional
+        Write the folder as one output of this transaction (``folder`` must be one of its targets).
 
     Raises
     ------
@@ -197,7 +197,8 @@ def write_derived_series(
     ...                                derivation="trueshape GNL correction")  # doctest: +SKIP
     """
     target = Path(folder)
-    check_writable(target, force=force)
+    if transaction is None:  # refuse before the work (a transaction checks its own targets)
+        check_writable(target, force=force)
     templates = [template] if isinstance(template, str | os.PathLike) else list(template)
     sources = [_read_header(path) for path in templates]
     source = sources[0]
@@ -261,8 +262,8 @@ def write_derived_series(
             if cited is not None and cited[k]:
                 own_overrides["SourceImageSequence"] = source_image_sequence(cited[k])
             planes.append(replace(plane, overrides=own_overrides))
-    with _atomic_folder(target, force=force) as temporary:
-        written = write_dicom_slices(temporary, planes, metadata)
+    with OutputTransaction.join(transaction, target, force=force) as joined, atomic_folder(target, transaction=joined):
+        written = write_dicom_slices(target, planes, metadata, transaction=joined)
     files = tuple(target / path.name for path in written)
     return DerivedSeries(target, files, metadata.series_instance_uid, number, slope, intercept,
                          int(np.count_nonzero(~np.isfinite(values))))
@@ -315,36 +316,3 @@ def _positive_float(value: Any) -> float | None:
     except (TypeError, ValueError):
         return None
     return number if np.isfinite(number) and number > 0 else None
-
-
-@contextlib.contextmanager
-def _atomic_folder(target: Path, *, force: bool) -> Iterator[Path]:
-    """Yield an empty folder beside ``target``; it becomes ``target`` (replacing it with ``force``) on success."""
-    try:
-        target.parent.mkdir(parents=True, exist_ok=True)
-        temporary = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".part", dir=target.parent))
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(temporary, 0o777 & ~umask)  # mkdtemp makes 0700; a series folder gets the usual permissions
-    except OSError as error:
-        raise OutputError(f"{target}: cannot write here ({error.strerror or error})") from None
-    try:
-        try:
-            yield temporary
-        except TrueshapeError:
-            raise
-        except OSError as error:
-            raise OutputError(f"{target}: writing failed ({error.strerror or error})") from None
-        if target.exists():
-            if not force:
-                raise OutputExistsError(f"{target}: appeared while writing (use --force to overwrite)")
-            # Move the old series aside first: a failure between the two renames loses nothing.
-            old = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".old", dir=target.parent))
-            os.replace(target, old / target.name)
-            os.replace(temporary, target)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(temporary, target)
-    finally:
-        if temporary.exists():
-            shutil.rmtree(temporary, ignore_errors=True)

@@ -25,7 +25,7 @@ from pydicom.uid import UID, ExplicitVRLittleEndian, generate_uid
 from trueshape._version import __version__
 from trueshape.dicom.vendor import SIEMENS_MR_HEADER, SIEMENS_XA_SDI, SIEMENS_XA_SDS
 from trueshape.geometry import Volume
-from trueshape.io._atomic import atomic_path
+from trueshape.io._transaction import OutputTransaction, atomic_path
 
 __all__ = ["SeriesMetadata", "SlicePlane", "planes_from_volume", "write_dicom_slices", "write_enhanced_dicom"]
 
@@ -166,8 +166,12 @@ def write_dicom_slices(
     *,
     file_prefix: str = "IM",
     force: bool = False,
+    transaction: OutputTransaction | None = None,
 ) -> list[Path]:
     """Write one classic DICOM file per plane (MR or CT Image Storage) and return the paths.
+
+    Each file is written atomically; with ``transaction`` (``folder`` one of its folder targets) they move
+    into place with its other outputs.
 
     Examples
     --------
@@ -178,7 +182,7 @@ def write_dicom_slices(
     5
     """
     out = Path(folder)
-    out.mkdir(parents=True, exist_ok=True)
+    (out if transaction is None else transaction.staged(out)).mkdir(parents=True, exist_ok=True)
     sop_class = CT_IMAGE_STORAGE if metadata.modality == "CT" else MR_IMAGE_STORAGE
     paths: list[Path] = []
     for index, plane in enumerate(planes):
@@ -205,7 +209,7 @@ def write_dicom_slices(
         for keyword, value in plane.overrides.items():
             setattr(ds, keyword, value)
         path = out / f"{file_prefix}{index + 1:05d}.dcm"
-        with atomic_path(path, force=force) as temporary:
+        with atomic_path(path, force=force, transaction=transaction) as temporary:
             pydicom.dcmwrite(temporary, ds, enforce_file_format=True)
         paths.append(path)
     return paths
@@ -218,6 +222,7 @@ def write_enhanced_dicom(
     *,
     temporal_indices: Sequence[int] | None = None,
     force: bool = False,
+    transaction: OutputTransaction | None = None,
 ) -> Path:
     """Write all planes as one Enhanced MR Image Storage file with per-frame functional groups.
 
@@ -316,7 +321,7 @@ def write_enhanced_dicom(
     stacked = np.stack([p.pixels for p in planes])
     _set_pixels(ds, stacked)
     target = Path(path)
-    with atomic_path(target, force=force) as temporary:
+    with atomic_path(target, force=force, transaction=transaction) as temporary:
         pydicom.dcmwrite(temporary, ds, enforce_file_format=True)
     return target
 

@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 
-from trueshape.io._atomic import atomic_path
+from trueshape.io._transaction import OutputTransaction, atomic_path
 
 __all__ = ["to_jsonable", "write_json"]
 
@@ -33,9 +33,10 @@ def to_jsonable(value: Any) -> Any:
     return value
 
 
-def write_json(data: dict[str, Any], path: str | os.PathLike[str], *, force: bool = False) -> Path:
-    """Write ``data`` as indented JSON, atomically."""
+def write_json(data: dict[str, Any], path: str | os.PathLike[str], *, force: bool = False,
+               transaction: OutputTransaction | None = None) -> Path:
+    """Write ``data`` as indented JSON, atomically (as one output of ``transaction``)."""
     target = Path(path)
-    with atomic_path(target, force=force) as temporary:
+    with atomic_path(target, force=force, transaction=transaction) as temporary:
         temporary.write_text(json.dumps(to_jsonable(data), indent=2) + "\n")
     return target

@@ -21,8 +21,8 @@ import numpy as np
 
 from trueshape.errors import OutputError
 from trueshape.geometry import DisplacementField, VolumeGeometry
-from trueshape.io._atomic import atomic_path
 from trueshape.io._frames import lps_to_ras_affine
+from trueshape.io._transaction import OutputTransaction, atomic_path
 from trueshape.io._volumes import save_nifti_image
 
 if TYPE_CHECKING:
@@ -76,13 +76,14 @@ def _stderr_captured() -> Iterator[list[str]]:
 _STDERR_LOCK = threading.Lock()
 
 
-def write_itk_transform(field: DisplacementField, path: str | os.PathLike[str], *, force: bool = False) -> Path:
+def write_itk_transform(field: DisplacementField, path: str | os.PathLike[str], *, force: bool = False,
+                        transaction: OutputTransaction | None = None) -> Path:
     """Write an ITK DisplacementFieldTransform (``.h5`` or ``.tfm``) for Slicer, ANTs and SimpleITK."""
     import SimpleITK as sitk
 
     target = Path(path)
     transform = sitk.DisplacementFieldTransform(field_to_sitk_image(field))
-    with atomic_path(target, force=force) as temporary:
+    with atomic_path(target, force=force, transaction=transaction) as temporary:
         try:
             with _stderr_captured() as captured:
                 sitk.WriteTransform(transform, str(temporary))
@@ -114,7 +115,8 @@ def read_itk_displacement_field(path: str | os.PathLike[str]) -> DisplacementFie
     return DisplacementField(geometry, vectors)
 
 
-def write_field_nifti(field: DisplacementField, path: str | os.PathLike[str], *, force: bool = False) -> Path:
+def write_field_nifti(field: DisplacementField, path: str | os.PathLike[str], *, force: bool = False,
+                      transaction: OutputTransaction | None = None) -> Path:
     """Write the field as ITK and ANTs write displacement fields: 5-D, intent 1007, LPS components (mm).
 
     The array is (I, J, K, 1, 3). The grid is stored in RAS as NIfTI requires, but the vectors stay LPS:
@@ -129,6 +131,6 @@ def write_field_nifti(field: DisplacementField, path: str | os.PathLike[str], *,
     image.header.set_xyzt_units("mm")
     image.header.set_qform(image.affine, code=1)
     image.header.set_sform(image.affine, code=1)
-    with atomic_path(target, force=force) as temporary:
+    with atomic_path(target, force=force, transaction=transaction) as temporary:
         save_nifti_image(image, temporary, compress=target.name.endswith(".gz"))
     return target

@@ -16,9 +16,9 @@ from numpy.typing import NDArray
 
 from trueshape.errors import TrueshapeError, VolumeInputError
 from trueshape.geometry import Provenance, Volume, VolumeGeometry
-from trueshape.io._atomic import atomic_path
 from trueshape.io._frames import lps_to_ras_affine, ras_to_lps_affine
 from trueshape.io._gzip import ParallelGzipWriter
+from trueshape.io._transaction import OutputTransaction, atomic_path
 
 __all__ = ["NIFTI_XFORM_CODE", "read_volume", "read_volume_geometry", "write_nifti", "write_nrrd", "write_volume"]
 
@@ -34,7 +34,7 @@ NIFTI_TIME_STEP = "nifti_time_step"
 
 
 def write_nifti(
-    volume: Volume, path: str | os.PathLike[str], *, force: bool = False
+    volume: Volume, path: str | os.PathLike[str], *, force: bool = False, transaction: OutputTransaction | None = None
 ) -> Path:
     """Write ``volume`` as NIfTI-1 (``.nii`` or ``.nii.gz``) with stored values and their scaling.
 
@@ -60,7 +60,7 @@ def write_nifti(
     header.set_zooms(zooms)
     description = f"trueshape {volume.provenance.distortion_state}".encode()[:79]
     header["descrip"] = description
-    with atomic_path(target, force=force) as temporary:
+    with atomic_path(target, force=force, transaction=transaction) as temporary:
         save_nifti_image(image, temporary, compress=target.name.endswith(".gz"))
     return target
 
@@ -74,7 +74,8 @@ def save_nifti_image(image: nib.Nifti1Image, path: Path, *, compress: bool) -> N
         nib.save(image, path)
 
 
-def write_nrrd(volume: Volume, path: str | os.PathLike[str], *, force: bool = False) -> Path:
+def write_nrrd(volume: Volume, path: str | os.PathLike[str], *, force: bool = False,
+               transaction: OutputTransaction | None = None) -> Path:
     """Write ``volume`` as NRRD (``.nrrd``, gzip) in LPS space; scaled data are written as float32."""
     import nrrd  # deferred: only NRRD output needs it
 
@@ -93,18 +94,19 @@ def write_nrrd(volume: Volume, path: str | os.PathLike[str], *, force: bool = Fa
         header["space directions"] = np.vstack([directions, np.full(3, np.nan)])
     else:
         header["space directions"] = directions
-    with atomic_path(target, force=force) as temporary:
+    with atomic_path(target, force=force, transaction=transaction) as temporary:
         nrrd.write(str(temporary), np.asarray(data), header, index_order="F")
     return target
 
 
-def write_volume(volume: Volume, path: str | os.PathLike[str], *, force: bool = False) -> Path:
-    """Write by suffix: ``.nii``/``.nii.gz`` -> NIfTI, ``.nrrd`` -> NRRD."""
+def write_volume(volume: Volume, path: str | os.PathLike[str], *, force: bool = False,
+                 transaction: OutputTransaction | None = None) -> Path:
+    """Write by suffix: ``.nii``/``.nii.gz`` -> NIfTI, ``.nrrd`` -> NRRD (as one output of ``transaction``)."""
     name = str(path)
     if name.endswith((".nii", ".nii.gz")):
-        return write_nifti(volume, path, force=force)
+        return write_nifti(volume, path, force=force, transaction=transaction)
     if name.endswith(".nrrd"):
-        return write_nrrd(volume, path, force=force)
+        return write_nrrd(volume, path, force=force, transaction=transaction)
     raise TrueshapeError(f"{path}: unknown volume format (use .nii, .nii.gz or .nrrd)")
 
 

@@ -1,0 +1,64 @@
+"""One converted stack on disk: its volume, its JSON sidecar and, when slices are off-grid, their transform."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from trueshape._version import __version__
+from trueshape.geometry import Stack, load_stack
+from trueshape.io._formats import OutputFormat
+from trueshape.io._outputs import check_free_space, obsolete_outputs
+from trueshape.io._sidecar import write_json
+from trueshape.io._transaction import OutputTransaction, check_writable
+from trueshape.io._transforms import write_itk_transform
+from trueshape.io._volumes import write_volume
+
+__all__ = ["write_stack"]
+
+
+def write_stack(stack: Stack, out_dir: Path, output_format: OutputFormat, *, force: bool = False) -> list[Path]:
+    """Write ``stack`` as ``<label>`` + the format's suffix, ``<label>.json`` and ``<label>_acquisition.h5``.
+
+    The acquisition transform is written when the slices are kept off their true positions (policy
+    ``warn``). The files appear together or not at all; what an earlier run with other options wrote for
+    this stack goes too (a stale acquisition transform beside a resampled volume would move the anatomy
+    twice): the files its sidecar names, never an input.
+
+    Raises
+    ------
+    OutputExistsError
+        An output exists and ``force`` is false (nothing is written).
+    OutputError
+        The folder cannot be written or the disk is too full.
+    """
+    base = out_dir / stack.label
+    volume_path = base.with_name(base.name + output_format.suffix)
+    sidecar_path = base.with_name(base.name + ".json")
+    transform_path = base.with_name(base.name + "_acquisition.h5")
+    off_grid = stack.layout.acquisition is not None and not stack.layout.resampled
+    targets = [volume_path, sidecar_path] + ([transform_path] if off_grid else [])
+    names = {stack.label + suffix for suffix in (*(f.suffix for f in OutputFormat if f.suffix), "_acquisition.h5")}
+    obsolete = obsolete_outputs(sidecar_path, names, targets=targets, inputs={Path(f.path) for f in stack.frames})
+    for target in targets:  # refuse before writing anything, so a run never leaves a mix of new and old files
+        check_writable(target, force=force)
+    check_free_space(out_dir, float(np.prod(stack.shape, dtype=np.float64)) * (4 if stack.layout.resampled else 2))
+    with OutputTransaction(targets, force=force, obsolete=obsolete) as transaction:
+        write_volume(load_stack(stack), volume_path, transaction=transaction)
+        sidecar = stack.to_json()
+        sidecar["volume_file"] = volume_path.name
+        if off_grid:
+            assert stack.layout.acquisition is not None
+            write_itk_transform(stack.layout.acquisition.resampling_field(), transform_path, transaction=transaction)
+            sidecar["acquisition_transform_file"] = transform_path.name
+            sidecar["acquisition_transform"] = {
+                "convention": "ITK resampling (true slice position -> regular grid position), LPS mm",
+                "max_slice_offset_mm": stack.layout.acquisition.max_offset_mm,
+                "how_to_use": "In 3D Slicer load both files, apply the transform to the volume and harden it; "
+                "or run trueshape convert --irregular resample.",
+            }
+        sidecar["outputs"] = [target.name for target in targets]
+        sidecar["software"] = {"name": "trueshape", "version": __version__}
+        write_json(sidecar, sidecar_path, transaction=transaction)
+    return targets
