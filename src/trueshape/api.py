@@ -422,9 +422,8 @@ def correct_volume_file(
     """
     from trueshape.dicom import DistortionState
     from trueshape.io import (
-        FRAMES_DISAGREE,
-        NIFTI_XFORM_CODE,
-        UNVERIFIED_TABLE_POSITION,
+        NIFTI_XFORM_ALIGNED_ANAT,
+        NIFTI_XFORM_SCANNER_ANAT,
         read_volume_file,
         sidecar_path,
         volume_stem,
@@ -436,24 +435,25 @@ def correct_volume_file(
     targets = request.targets(out, volume_stem(path))
     volume = read_volume_file(path)
     provenance = volume.provenance
-    if provenance.extra.get(NIFTI_XFORM_CODE, 1) not in (1, 2):
+    code = provenance.nifti_xform_code
+    if code is not None and code not in (NIFTI_XFORM_SCANNER_ANAT, NIFTI_XFORM_ALIGNED_ANAT):
         raise VolumeInputError(
-            f"{path}: its affine is in a template space (NIfTI xform code {provenance.extra[NIFTI_XFORM_CODE]}); "
+            f"{path}: its affine is in a template space (NIfTI xform code {code}); "
             "gradient distortion lives in scanner coordinates (code 1, or 2 for aligned)"
         )
-    json_path = provenance.extra.get("sidecar")
-    if request.state is None and provenance.distortion_state == DistortionState.UNKNOWN.value:
+    json_path = provenance.sidecar
+    if request.state is None and provenance.distortion_state is DistortionState.UNKNOWN:
         known = f" ({provenance.distortion_source})" if provenance.distortion_source else ""
         reason = (f"its sidecar {Path(json_path).name}{known} does not say" if json_path else
                   f"no sidecar ({sidecar_path(path).name}) says")
         raise VolumeInputError(f"{path}: {reason} what the scanner corrected: give --state ND, DIS2D or DIS3D")
-    for subject, message in provenance.extra.get(FRAMES_DISAGREE, {}).items():
+    for subject, message in provenance.frames_disagree.items():
         if not request.settles(subject):  # as for the DICOM series
             raise VolumeInputError(f"{path}: its sidecar says: {message}")
-    table = provenance.extra.get(UNVERIFIED_TABLE_POSITION)
+    table = provenance.unverified_table_position_mm
     if table is not None and request.isocentre_lps is None:
         raise VolumeInputError(
-            f"{json_path}: TablePosition {table} is not applied (its sign convention is unverified here): give "
+            f"{json_path}: TablePosition {list(table)} is not applied (its sign convention is unverified here): give "
             "--isocentre X,Y,Z, the isocentre in patient LPS mm (0,0,0 when the table was not moved)"
         )
     source = {

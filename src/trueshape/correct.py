@@ -617,9 +617,8 @@ def correct_volume(
     corrected = corrected_volumes[0] if volume.array.ndim == 3 else np.stack(corrected_volumes, axis=-1)
     provenance = replace(
         volume.provenance,
-        distortion_state=DistortionState.FULL_3D.value,
+        distortion_state=DistortionState.FULL_3D,
         distortion_source=f"trueshape GNL correction of a {residual.distortion_state.value} series",
-        extra={**volume.provenance.extra, "gnl_correction": diagnostics.to_json()},
     )
     result_volume = Volume(corrected, geometry_out, provenance=provenance)
     return CorrectionResult(result_volume, field, diagnostics, interpolant)

@@ -9,6 +9,7 @@ from typing import Any, Self
 import numpy as np
 from numpy.typing import NDArray
 
+from trueshape.dicom.vendor import DistortionState, PatientPosition
 from trueshape.geometry._affine import apply_affine, check_affine
 
 __all__ = ["Provenance", "Volume", "VolumeGeometry"]
@@ -111,6 +112,12 @@ class Provenance:
     """Where a volume came from and what the scanner did to it.
 
     ``slice_sources[k][t]`` names the file (``file`` or ``file#frame``) that became slice k of volume t.
+    The distortion state and the patient position may be given by their DICOM text (``"DIS2D"``, ``"HFS"``).
+
+    Examples
+    --------
+    >>> Provenance(distortion_state="DIS2D").distortion_state
+    <DistortionState.IN_PLANE_2D: 'DIS2D'>
     """
 
     series_instance_uid: str = ""
@@ -121,7 +128,7 @@ class Provenance:
     study_instance_uid: str = ""
     frame_of_reference_uid: str = ""
     slice_sources: tuple[tuple[str, ...], ...] = ()
-    distortion_state: str = "UNKNOWN"
+    distortion_state: DistortionState = DistortionState.UNKNOWN
     distortion_source: str = ""
     isocentre_lps: tuple[float, float, float] = (0.0, 0.0, 0.0)
     isocentre_source: str = ""
@@ -129,14 +136,30 @@ class Provenance:
     #: the patient position gets the isocentre rotated for that position, not for the recorded one.
     table_offset_mm: tuple[float, float, float] | None = None
     table_source: str = ""
-    patient_position: str | None = None
+    patient_position: PatientPosition | None = None
     gradient_coil: str | None = None
     slice_thickness_mm: float | None = None
     spacing_between_slices_mm: float | None = None
     echo_time_ms: float | None = None
     #: Normal (LPS unit vector) of the slices as acquired, when known; a reoriented file's k axis may not be it.
     slice_normal_lps: tuple[float, float, float] | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
+    #: The JSON sidecar the facts above were read from (a volume file's), if any.
+    sidecar: str | None = None
+    #: NIfTI qform/sform code of the affine read (1 scanner, 2 aligned, 3 Talairach, 4 MNI), written back.
+    nifti_xform_code: int | None = None
+    #: A 4-D NIfTI volume's 4th voxel size and its unit (e.g. the repetition time), written back so that FSL
+    #: and AFNI keep it.
+    nifti_time_step: tuple[float, str] | None = None
+    #: A dcm2niix ``TablePosition`` that was not applied (its sign convention is unverified for the position).
+    unverified_table_position_mm: tuple[float, float, float] | None = None
+    #: What the slices of a converted stack disagreed on (``patient_position`` or ``table_position``) -> the
+    #: FRAMES_DISAGREE message of its sidecar; ``correct`` needs the option that settles each.
+    frames_disagree: dict[str, str] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "distortion_state", DistortionState(self.distortion_state))
+        if self.patient_position is not None:
+            object.__setattr__(self, "patient_position", PatientPosition(self.patient_position))
 
 
 @dataclass(frozen=True, eq=False)

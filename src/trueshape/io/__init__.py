@@ -31,8 +31,6 @@ from trueshape.io._transforms import (
     write_itk_transform,
 )
 from trueshape.io._volume_input import (
-    FRAMES_DISAGREE,
-    UNVERIFIED_TABLE_POSITION,
     VOLUME_SUFFIXES,
     is_volume_file,
     read_volume_file,
@@ -40,7 +38,8 @@ from trueshape.io._volume_input import (
     volume_stem,
 )
 from trueshape.io._volumes import (
-    NIFTI_XFORM_CODE,
+    NIFTI_XFORM_ALIGNED_ANAT,
+    NIFTI_XFORM_SCANNER_ANAT,
     physical_memory,
     read_volume,
     read_volume_geometry,
@@ -51,11 +50,10 @@ from trueshape.io._volumes import (
 
 __all__ = [
     "DERIVED_SERIES_NUMBER_OFFSET",
-    "FRAMES_DISAGREE",
     "LPS_TO_RAS",
-    "NIFTI_XFORM_CODE",
+    "NIFTI_XFORM_ALIGNED_ANAT",
+    "NIFTI_XFORM_SCANNER_ANAT",
     "TRUESHAPE_FOLDER_FILE",
-    "UNVERIFIED_TABLE_POSITION",
     "VOLUME_SUFFIXES",
     "DerivedSeries",
     "OutputFormat",

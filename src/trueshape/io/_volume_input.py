@@ -11,7 +11,7 @@ beside the file, which may be
   -moved-h20, ImaRelTablePosition 0 and +20, gets TablePosition 0 and -20 from dcm2niix v1.0.20260724:
   ``benchmarks/dcm2niix_sidecars.py`` prints it), so the isocentre is
   ``LPS_FROM_MAGNET[HFS] @ -TablePosition``. For other positions no sample pins how dcm2niix normalises
-  it, so it is kept aside (:data:`UNVERIFIED_TABLE_POSITION`) and not used.
+  it, so it is kept aside (``Provenance.unverified_table_position_mm``) and not used.
 
 Without a sidecar every fact is unknown, and the caller must state what correction needs.
 """
@@ -38,7 +38,6 @@ from trueshape.io._volumes import read_volume
 
 __all__ = [
     "SIDECAR_AFFINE_TOLERANCE_MM",
-    "UNVERIFIED_TABLE_POSITION",
     "VOLUME_SUFFIXES",
     "is_volume_file",
     "read_volume_file",
@@ -50,8 +49,6 @@ __all__ = [
 VOLUME_SUFFIXES = (".nii.gz", ".nii", ".nrrd")
 #: A trueshape sidecar describes the volume only if its affine agrees to this (mm, any entry).
 SIDECAR_AFFINE_TOLERANCE_MM = 1e-3
-#: Key in :attr:`Provenance.extra` holding a dcm2niix ``TablePosition`` that was not applied.
-UNVERIFIED_TABLE_POSITION = "unverified_table_position"
 
 
 def is_volume_file(path: str | os.PathLike[str]) -> bool:
@@ -99,7 +96,7 @@ def read_volume_file(path: str | os.PathLike[str], *, sidecar: str | os.PathLike
     -------
     Volume
         Provenance: distortion state (UNKNOWN without a sidecar), patient position, isocentre and their
-        sources; ``extra["sidecar"]`` names the sidecar read.
+        sources; ``sidecar`` names the sidecar read.
 
     Raises
     ------
@@ -110,7 +107,7 @@ def read_volume_file(path: str | os.PathLike[str], *, sidecar: str | os.PathLike
     --------
     >>> volume = read_volume_file("cor_t1.nii.gz")  # doctest: +SKIP
     >>> volume.provenance.distortion_state           # doctest: +SKIP
-    'DIS2D'
+    <DistortionState.IN_PLANE_2D: 'DIS2D'>
     """
     volume = read_volume(path)
     json_path = Path(sidecar) if sidecar is not None else sidecar_path(path)
@@ -137,9 +134,9 @@ def _provenance(data: dict[str, Any], json_path: Path, volume: Volume) -> Proven
         base = _from_trueshape(source, json_path, volume)
         return replace(
             base,
-            distortion_state=DistortionState.FULL_3D.value,
+            distortion_state=DistortionState.FULL_3D,
             distortion_source=f"corrected by trueshape ({json_path.name})",
-            extra={**base.extra, "sidecar": str(json_path)},
+            sidecar=str(json_path),
         )
     if "distortion_state" in data and "affine_lps" in data:
         return _from_trueshape(data, json_path, volume)
@@ -197,7 +194,7 @@ def _from_trueshape(data: dict[str, Any], json_path: Path, volume: Volume) -> Pr
     try:
         state = DistortionState(str(data["distortion_state"]))
         position_text = data.get("patient_position")
-        position = PatientPosition(str(position_text)).value if position_text else None
+        position = PatientPosition(str(position_text)) if position_text else None
     except ValueError as error:
         raise VolumeInputError(f"{json_path}: malformed trueshape sidecar ({error})") from None
     if data.get("isocentre_lps") is None:
@@ -219,7 +216,7 @@ def _from_trueshape(data: dict[str, Any], json_path: Path, volume: Volume) -> Pr
         series_number=number if isinstance(number, int) and not isinstance(number, bool) else None,
         series_description=_text(data.get("series_description")) or "",
         modality=_text(data.get("modality")) or "",
-        distortion_state=state.value,
+        distortion_state=state,
         distortion_source=f"{source} (trueshape sidecar {json_path.name})" if source else json_path.name,
         isocentre_lps=isocentre,
         isocentre_source=isocentre_source,
@@ -230,17 +227,13 @@ def _from_trueshape(data: dict[str, Any], json_path: Path, volume: Volume) -> Pr
         gradient_coil=_text(data.get("gradient_coil")),
         # The sidecar's affine matched the volume's, so its k axis is the acquisition's slice axis.
         slice_normal_lps=tuple(float(v) for v in volume.geometry.direction[:, 2]),  # type: ignore[arg-type]
-        extra={**volume.provenance.extra, "sidecar": str(json_path),
-               FRAMES_DISAGREE: _disagreements(data.get("findings"))},
+        sidecar=str(json_path),
+        frames_disagree=_disagreements(data.get("findings")),
     )
 
 
-#: Key in :attr:`Provenance.extra`: what the slices of the converted stack disagreed on (``subject`` ->
-#: message), from its sidecar's FRAMES_DISAGREE findings; ``correct`` needs the option that settles each.
-FRAMES_DISAGREE = "frames_disagree"
-
-
 def _disagreements(findings: Any) -> dict[str, str]:
+    """Return what the converted stack's slices disagreed on (subject -> message): its FRAMES_DISAGREE findings."""
     said: dict[str, str] = {}
     for finding in findings if isinstance(findings, list) else []:
         if isinstance(finding, dict) and finding.get("code") == "FRAMES_DISAGREE":
@@ -282,15 +275,15 @@ def _from_bids(data: dict[str, Any], json_path: Path, volume: Volume) -> Provena
         source = "NonlinearGradientCorrection true: corrected, but in 2-D or 3-D is not recorded"
     position_text = data.get("PatientPosition")
     try:
-        position = PatientPosition(str(position_text).strip().upper()).value if position_text else None
+        position = PatientPosition(str(position_text).strip().upper()) if position_text else None
     except ValueError:
         raise VolumeInputError(f"{json_path}: unknown PatientPosition {position_text!r}") from None
-    extra: dict[str, Any] = {**volume.provenance.extra, "sidecar": str(json_path)}
+    unverified: tuple[float, float, float] | None = None
     isocentre, isocentre_source = volume.provenance.isocentre_lps, volume.provenance.isocentre_source
     table_offset, table_source = volume.provenance.table_offset_mm, volume.provenance.table_source
     if "TablePosition" in data:
         table = _numbers(data["TablePosition"], 3, "TablePosition", json_path)
-        if position == PatientPosition.HFS.value or not any(table):
+        if position is PatientPosition.HFS or not any(table):
             magnet = -np.asarray(table)
             offset = LPS_FROM_MAGNET[PatientPosition.HFS] @ magnet
             isocentre = (float(offset[0]), float(offset[1]), float(offset[2]))
@@ -298,7 +291,7 @@ def _from_bids(data: dict[str, Any], json_path: Path, volume: Volume) -> Provena
             table_offset = (float(magnet[0]), float(magnet[1]), float(magnet[2]))
             table_source = f"TablePosition in {json_path.name} (dcm2niix: minus the table offset)"
         else:
-            extra[UNVERIFIED_TABLE_POSITION] = table
+            unverified = (table[0], table[1], table[2])
     number = data.get("SeriesNumber")
     return replace(
         volume.provenance,
@@ -306,7 +299,7 @@ def _from_bids(data: dict[str, Any], json_path: Path, volume: Volume) -> Provena
         series_number=number if isinstance(number, int) and not isinstance(number, bool) else None,
         manufacturer=_text(data.get("Manufacturer")) or "",
         modality=_text(data.get("Modality")) or "",
-        distortion_state=(state or DistortionState.UNKNOWN).value,
+        distortion_state=state or DistortionState.UNKNOWN,
         distortion_source=source,
         patient_position=position,
         isocentre_lps=isocentre,
@@ -314,5 +307,6 @@ def _from_bids(data: dict[str, Any], json_path: Path, volume: Volume) -> Provena
         table_offset_mm=table_offset,
         table_source=table_source,
         slice_normal_lps=slice_normal,
-        extra=extra,
+        sidecar=str(json_path),
+        unverified_table_position_mm=unverified,
     )

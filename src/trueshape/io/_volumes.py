@@ -20,17 +20,22 @@ from trueshape.io._frames import lps_to_ras_affine, ras_to_lps_affine
 from trueshape.io._gzip import ParallelGzipWriter
 from trueshape.io._transaction import OutputTransaction, atomic_path
 
-__all__ = ["NIFTI_XFORM_CODE", "read_volume", "read_volume_geometry", "write_nifti", "write_nrrd", "write_volume"]
+__all__ = [
+    "NIFTI_XFORM_ALIGNED_ANAT",
+    "NIFTI_XFORM_SCANNER_ANAT",
+    "read_volume",
+    "read_volume_geometry",
+    "write_nifti",
+    "write_nrrd",
+    "write_volume",
+]
 
 _T = TypeVar("_T")
 
 #: NIfTI qform/sform code 1: scanner-based anatomical coordinates (DICOM patient frame, in RAS).
 NIFTI_XFORM_SCANNER_ANAT = 1
-#: Key in :attr:`Provenance.extra` of a NIfTI volume: the xform code of the affine read (1 scanner, 2 aligned, ...).
-NIFTI_XFORM_CODE = "nifti_xform_code"
-#: Key in :attr:`Provenance.extra` of a 4-D NIfTI volume: its 4th voxel size and time unit (e.g. the repetition
-#: time), written back so that FSL and AFNI keep it.
-NIFTI_TIME_STEP = "nifti_time_step"
+#: NIfTI qform/sform code 2: aligned to another scan (still scanner coordinates for a correction).
+NIFTI_XFORM_ALIGNED_ANAT = 2
 
 
 def write_nifti(
@@ -47,14 +52,15 @@ def write_nifti(
     affine = lps_to_ras_affine(volume.geometry.lps_from_ijk)
     image = nib.Nifti1Image(volume.array, affine)
     header = image.header
-    code = int(volume.provenance.extra.get(NIFTI_XFORM_CODE, NIFTI_XFORM_SCANNER_ANAT))
+    recorded = volume.provenance.nifti_xform_code
+    code = NIFTI_XFORM_SCANNER_ANAT if recorded is None else int(recorded)
     header.set_qform(affine, code=code)
     header.set_sform(affine, code=code)
     header.set_data_dtype(volume.array.dtype)
     if volume.is_scaled:
         header.set_slope_inter(volume.rescale_slope, volume.rescale_intercept)
     default_step = (1.0, "sec" if volume.array.ndim == 3 else "unknown")
-    step, time_unit = volume.provenance.extra.get(NIFTI_TIME_STEP, default_step)
+    step, time_unit = volume.provenance.nifti_time_step or default_step
     header.set_xyzt_units("mm", time_unit)
     zooms = list(volume.geometry.spacing) + ([float(step)] if volume.array.ndim == 4 else [])
     header.set_zooms(zooms)
@@ -233,13 +239,11 @@ def _read_volume(path: str) -> Volume:
         slope, intercept = proxy.slope, proxy.inter
         array = np.asanyarray(proxy.get_unscaled())
         scaled = bool(np.isfinite(slope) and np.isfinite(intercept) and (slope != 1 or intercept != 0))
-        extra: dict[str, Any] = {NIFTI_XFORM_CODE: code}
-        if array.ndim == 4:
-            extra[NIFTI_TIME_STEP] = (float(image.header.get_zooms()[3]), image.header.get_xyzt_units()[1])
+        time_step = (float(image.header.get_zooms()[3]), image.header.get_xyzt_units()[1]) if array.ndim == 4 else None
         return Volume(
             array,
             VolumeGeometry(array.shape[:3], affine),
-            Provenance(extra=extra),
+            Provenance(nifti_xform_code=code, nifti_time_step=time_step),
             float(slope) if scaled else 1.0,
             float(intercept) if scaled else 0.0,
         )
