@@ -41,8 +41,7 @@ import nibabel as nib
 import numpy as np
 from scipy import ndimage
 
-import trueshape.correct as correct_module
-from trueshape.correct import correct_volume, correction_interpolant
+from trueshape.correction import _kernel, correct_volume, correction_interpolant
 from trueshape.dicom.vendor import DistortionState
 from trueshape.geometry import Volume, VolumeGeometry
 from trueshape.gnl import (
@@ -269,18 +268,18 @@ def time_correction_call(distorted: Path, grad: Path, repeats: int) -> dict[str,
     volume = read_volume(distorted)
     residual = ResidualField(read_siemens_grad(grad), MagnetFrame(), DistortionState.NONE)
     times: dict[str, list[float]] = {"compiled": [], "numpy/scipy": []}
-    kernel = correct_module._KERNEL
+    kernel = _kernel.KERNEL
     try:
         for _ in range(repeats):
             for label, use in (("compiled", kernel), ("numpy/scipy", None)):
                 if label == "compiled" and use is None:
                     continue
-                correct_module._KERNEL = use
+                _kernel.KERNEL = use
                 started = time.perf_counter()
                 correct_volume(volume, residual)
                 times[label].append(time.perf_counter() - started)
     finally:
-        correct_module._KERNEL = kernel
+        _kernel.KERNEL = kernel
     return times
 
 

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 
-from trueshape.correct import CorrectionMode, correct_volume, sampled_normal_range
+from trueshape.correction import CorrectionMode, correct_volume, sampled_normal_range
 from trueshape.dicom.vendor import DistortionState, PatientPosition
 from trueshape.errors import GeometryError
 from trueshape.geometry import Provenance, Volume, VolumeGeometry

@@ -8,13 +8,12 @@ import numpy as np
 import pytest
 from scipy import ndimage
 
-import trueshape.correct as correct_module
-from trueshape.correct import MAX_JACOBIAN_DETERMINANT, correct_volume
+from trueshape.correction import MAX_JACOBIAN_DETERMINANT, _kernel, compiled_kernel_disabled, correct_volume
 from trueshape.dicom.vendor import DistortionState
 from trueshape.geometry import Provenance, Volume, VolumeGeometry
 from trueshape.gnl import SYN_AS, MagnetFrame, ResidualField
 
-KERNEL = correct_module._KERNEL
+KERNEL = _kernel.KERNEL
 
 
 def test_kernel_is_built() -> None:
@@ -188,7 +187,7 @@ def test_compiled_and_python_paths_agree(
 ) -> None:
     volume, residual = _case(state, fortran)
     compiled = correct_volume(volume, residual, intensity_correction=intensity, threads=2)
-    monkeypatch.setattr(correct_module, "_KERNEL", None)
+    monkeypatch.setattr(_kernel, "KERNEL", None)
     python = correct_volume(volume, residual, intensity_correction=intensity, threads=2)
     assert compiled.diagnostics.mode is python.diagnostics.mode
     assert compiled.diagnostics.max_displacement_mm > 1.0
@@ -212,11 +211,8 @@ def test_non_finite_voxels_reach_the_same_voxels_with_and_without_the_kernel(sta
     values, grid = _with_bad_voxels()
     residual = ResidualField(SYN_AS, MagnetFrame(isocentre_lps=np.array([0.0, 0.0, 90.0])), state, grid.direction[:, 2])
     compiled = correct_volume(Volume(values, grid), residual).volume.array
-    try:
-        correct_module._KERNEL = None
+    with compiled_kernel_disabled():
         fallback = correct_volume(Volume(values, grid), residual).volume.array
-    finally:
-        correct_module._KERNEL = KERNEL
     np.testing.assert_array_equal(np.isnan(compiled), np.isnan(fallback))
     np.testing.assert_array_equal(np.isinf(compiled), np.isinf(fallback))
     bad = ~np.isfinite(compiled)

@@ -7,9 +7,9 @@
  * ITK's WarpImageFilter needs a full-resolution float64 field (24 bytes per voxel) and takes ~50 ns per
  * voxel per core. Fusing the four-term spline upsampling, the trilinear sample, the intensity factor and the
  * statistics into one loop needs no intermediate arrays and no library does it. The Python fallback in
- * trueshape.correct computes the same values (tests/test_warp_kernel.py compares both paths).
+ * trueshape.correction computes the same values (tests/correction/test_kernel.py compares both paths).
  *
- * Conventions (see trueshape.correct._resample):
+ * Conventions (see trueshape.correction._kernel.pull_back):
  *   - source: float32, C-contiguous, shape (SI, SJ, SK).
  *   - node_values, node_moments: float32, shape (N, C, OJ * OK): the field upsampled along j and k at the
  *     coarse nodes along i, with its second derivatives along i (a natural cubic spline per voxel column).
@@ -305,7 +305,7 @@ static PyMethodDef methods[] = {
      "pull_back(source, node_values, node_moments, row_interval, row_weights, out, start, stop, axis, affine,\n"
      "          spacing_sq, has_det, max_det)\n"
      "-> (max_norm_sq, sum_norm, det_min, det_max, folded)\n\n"
-     "Pull rows start:stop of out back from source through the upsampled field (see trueshape.correct)."},
+     "Pull rows start:stop of out back from source through the upsampled field (see trueshape.correction)."},
     {NULL, NULL, 0, NULL},
 };
 

@@ -17,11 +17,11 @@ from rich.markup import escape
 from rich.table import Table
 
 from trueshape import api
-from trueshape.correct import CorrectionMode
+from trueshape.correction import CorrectionMode
 from trueshape.dicom import DistortionState, PatientPosition
 from trueshape.errors import TrueshapeError
 from trueshape.findings import FindingCode, Severity
-from trueshape.geometry import Inspection, IrregularPolicy
+from trueshape.geometry import Inspection, IrregularPolicy, describe_empty
 from trueshape.io import to_jsonable
 from trueshape.settings import ValidationMode
 
@@ -152,7 +152,7 @@ def inspect(
         _render_inspection(inspection)
     messages = [p.message for p in inspection.problems] + list(inspection.errors)
     if not inspection.series and not messages:
-        messages.append(api.describe_empty(inspection))
+        messages.append(describe_empty(inspection))
     for message in messages:
         _fail(message)
     # Images that cannot be placed (GEOMETRY_MISSING) are an input error too, shown above with the series.
@@ -229,10 +229,10 @@ def correct(
         _fail(str(error))
         raise typer.Exit(EXIT_INPUT_ERROR) from None
     diagnostics = result.diagnostics
-    console.print(f"corrected ({diagnostics['mode']}, {diagnostics['distortion_state']}): residual displacement "
-                  f"up to {float(diagnostics['max_displacement_mm']):.2f} mm, mean "  # type: ignore[arg-type]
-                  f"{float(diagnostics['mean_displacement_mm']):.2f} mm")  # type: ignore[arg-type]
-    for assumption in diagnostics.get("assumptions", []):  # type: ignore[attr-defined]
+    console.print(f"corrected ({diagnostics.mode.value}, {diagnostics.distortion_state.value}): residual "
+                  f"displacement up to {diagnostics.max_displacement_mm:.2f} mm, mean "
+                  f"{diagnostics.mean_displacement_mm:.2f} mm")
+    for assumption in diagnostics.assumptions:
         console.print(f"  assumed: {_e(assumption)}")
     for finding in result.findings:
         # Warnings, and what changed the voxels before correction (interpolated or split slices).
@@ -286,8 +286,8 @@ def demo(
             f"({100 * (prediction.predicted_ap_mm / prediction.true_ap_mm - 1):+.1f}%)")
     console.print(f"\n[bold]Diagnosis:[/] {_e(result.diagnosis())}")
     diagnostics = result.correction.diagnostics
-    console.print(f"\n[bold]3. Correction[/] with the coil coefficients ({diagnostics['mode']} mode, residual up "
-                  f"to {float(diagnostics['max_displacement_mm']):.1f} mm in the field of view)")  # type: ignore[arg-type]
+    console.print(f"\n[bold]3. Correction[/] with the coil coefficients ({diagnostics.mode.value} mode, residual up "
+                  f"to {diagnostics.max_displacement_mm:.1f} mm in the field of view)")
     table = Table(title=f"Femoral head marrow, true diameter {result.true_diameter_mm:.1f} mm")
     for column in ("series", "head", "left-right (mm)", "front-back (mm)", "front-back / left-right"):
         table.add_column(column)

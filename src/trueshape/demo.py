@@ -19,11 +19,12 @@ from pathlib import Path
 import numpy as np
 from numpy.typing import NDArray
 
-from trueshape.api import GEOMETRY_WARNING_CODES, CorrectionRequest, CorrectOutput, correct_stack, inspect
+from trueshape.api import inspect
+from trueshape.correction import CorrectionRequest, CorrectOutput, correct_stack
 from trueshape.dicom import DistortionState
 from trueshape.errors import OutputError
 from trueshape.findings import FindingCode
-from trueshape.geometry import Inspection, Volume, load_stack
+from trueshape.geometry import GEOMETRY_WARNING_CODES, Inspection, Volume, load_stack
 from trueshape.gnl import SYN_AS, ResidualField, format_siemens_grad
 from trueshape.io import atomic_path
 from trueshape.report import SphereMeasurement, measure_bright_sphere

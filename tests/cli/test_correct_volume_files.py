@@ -400,13 +400,13 @@ def test_unusable_niftis_are_refused_with_their_name(session: Path, tmp_path: Pa
 
 
 def test_a_failure_while_writing_leaves_no_outputs(session: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    import trueshape.api
+    import trueshape.correction._pipeline
     from trueshape.errors import OutputError
 
     def broken(_volume: object, path: Path, **_kwargs: object) -> Path:
         raise OutputError(f"{path}: writing failed (No space left on device)")
 
-    monkeypatch.setattr(trueshape.api, "write_volume", broken)
+    monkeypatch.setattr(trueshape.correction._pipeline, "write_volume", broken)
     code, output = _correct(session, session / "nifti" / "4_cor.nii", "full_disk")
     target = session / "full_disk" / "4_cor_corrected.nii"
     assert code == 2 and f"{target}: writing failed (No space left on device)" in output

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import SimpleITK as sitk
 
-from trueshape.correct import correction_interpolant, residual_displacement_field
+from trueshape.correction import correction_interpolant, residual_displacement_field
 from trueshape.dicom import DistortionState
 from trueshape.geometry import VolumeGeometry
 from trueshape.gnl import SYN_AS, MagnetFrame, ResidualField

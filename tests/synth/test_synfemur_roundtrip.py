@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 import trueshape
-from trueshape.correct import correct_volume
+from trueshape.correction import correct_volume
 from trueshape.dicom import DistortionState, PatientPosition
 from trueshape.gnl import SYN_AS, ResidualField
 from trueshape.report import measure_bright_sphere

@@ -5,6 +5,15 @@ from trueshape.geometry._affine import apply_affine, lps_from_ijk_matrix, orthon
 from trueshape.geometry._distortion import FAR_FROM_ISOCENTRE_RADIUS_MM, anatomical_axis_name
 from trueshape.geometry._field import DisplacementField
 from trueshape.geometry._load import load_stack
+from trueshape.geometry._selection import (
+    GEOMETRY_WARNING_CODES,
+    apply_validation,
+    describe_empty,
+    one_stack,
+    parse_series_argument,
+    refuse_incomplete,
+    select_stacks,
+)
 from trueshape.geometry._series import ORIENTATION_GROUP_TOLERANCE, Inspection, Series, Stack, group_series
 from trueshape.geometry._stack import (
     CORNER_TOLERANCE_MM,
@@ -21,6 +30,7 @@ from trueshape.geometry._volume import Provenance, Volume, VolumeGeometry
 __all__ = [
     "CORNER_TOLERANCE_MM",
     "FAR_FROM_ISOCENTRE_RADIUS_MM",
+    "GEOMETRY_WARNING_CODES",
     "ORIENTATION_GROUP_TOLERANCE",
     "POSITION_TOLERANCE",
     "SHEAR_TOLERANCE",
@@ -38,9 +48,15 @@ __all__ = [
     "VolumeGeometry",
     "anatomical_axis_name",
     "apply_affine",
+    "apply_validation",
+    "describe_empty",
     "group_series",
     "layout_stack",
     "load_stack",
     "lps_from_ijk_matrix",
+    "one_stack",
     "orthonormal_directions",
+    "parse_series_argument",
+    "refuse_incomplete",
+    "select_stacks",
 ]
