@@ -14,16 +14,16 @@ Examples
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
+from trueshape._lazy import lazy_names
 from trueshape._version import __version__
 
 if TYPE_CHECKING:  # what the lazy names are, for type checkers and editors
     from trueshape.api import ConvertResult, CorrectOutput, OutputFormat, convert, correct, inspect, load
 
 #: Public name -> the module that defines it (loaded on first use).
-_LAZY = {
+_ORIGINS = {
     "ConvertResult": "trueshape.api",
     "CorrectOutput": "trueshape.api",
     "OutputFormat": "trueshape.api",
@@ -36,15 +36,4 @@ _LAZY = {
 __all__ = ["ConvertResult", "CorrectOutput", "OutputFormat", "__version__", "convert", "correct", "inspect", "load"]
 
 
-def __getattr__(name: str) -> Any:
-    """Load a public name's module on first use (and keep the name, so that this runs once per name)."""
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module 'trueshape' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted({*globals(), *_LAZY})
+__getattr__, __dir__ = lazy_names(__name__, _ORIGINS, namespace=globals())

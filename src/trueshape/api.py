@@ -2,9 +2,11 @@
 
 Each function takes what a user types (paths, a SERIES argument, option names as text or enums), checks it
 once, and hands the work to the layer that owns it: ``dicom`` and ``geometry`` (:func:`inspect`,
-:func:`load`), ``io`` (:func:`convert`), ``correction`` (:func:`correct`). Planned beside them, each a
-function here over its own layer (docs/architecture.md): ``estimate`` (learn the field from images),
-``learn`` (a scanner model from sessions), ``report`` (HTML figures) and ``batch`` (cohorts).
+:func:`load`), ``io`` (:func:`convert`), ``correction`` (:func:`correct`). The layers that need nibabel,
+scipy or SimpleITK are imported by the functions that use them, so that ``trueshape inspect`` starts fast.
+Planned beside them, each a function here over its own layer (docs/architecture.md): ``estimate`` (learn
+the field from images), ``learn`` (a scanner model from sessions), ``report`` (HTML figures) and ``batch``
+(cohorts).
 
 Examples
 --------
@@ -21,13 +23,7 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from trueshape.correction import (
-    CorrectionMode,
-    CorrectionRequest,
-    CorrectOutput,
-    correct_stack,
-    correct_volume_file,
-)
+from trueshape.correction import CorrectionMode, CorrectOutput
 from trueshape.dicom import DistortionState, PatientPosition, scan
 from trueshape.errors import DicomInputError, TrueshapeError
 from trueshape.findings import FindingCode, Severity
@@ -45,7 +41,7 @@ from trueshape.geometry import (
     refuse_incomplete,
     select_stacks,
 )
-from trueshape.io import OutputFormat, check_output_folder, is_volume_file, refuse_output_inside, write_stack
+from trueshape.io import OutputFormat, check_output_folder, refuse_output_inside
 from trueshape.settings import ValidationMode, parse_choice, settings
 
 __all__ = ["ConvertResult", "CorrectOutput", "OutputFormat", "convert", "correct", "inspect", "load"]
@@ -151,6 +147,8 @@ def convert(
     >>> result.ok, [p.name for p in result.written]                 # doctest: +SKIP
     (True, ['2_ax.nrrd', '2_ax.json', '3_cor.nrrd', '3_cor.json'])
     """
+    from trueshape.io import write_stack  # deferred with nibabel: inspect and load need neither
+
     check_output_folder(out)
     output_format = parse_choice(OutputFormat, fmt, "--format")
     policy = parse_choice(IrregularPolicy, irregular, "--irregular")
@@ -231,7 +229,9 @@ def correct(
     >>> correct("session/cor_t1", "out", coefficients="AS82.grad")          # doctest: +SKIP
     >>> correct("cor_t1.nii.gz", "out", coefficients="AS82.grad", distortion_state="DIS2D")  # doctest: +SKIP
     """
+    from trueshape.correction import CorrectionRequest, correct_stack, correct_volume_file
     from trueshape.gnl import read_coefficients
+    from trueshape.io import is_volume_file
 
     check_output_folder(out)
     if (coefficients is None) == (model is None):

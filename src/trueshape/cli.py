@@ -1,41 +1,85 @@
-"""The ``trueshape`` command: parse options, call the API, render. No logic of its own."""
+"""The ``trueshape`` command: parse options, call the API, render. No logic of its own.
+
+Start-up stays short (``benchmarks/startup.py`` measures it): only typer and the enums the options offer
+load with the module; the API, rich and the layers that need nibabel, scipy or SimpleITK load when a
+command runs. The options offer the core enums' values (a ``--state`` is a DistortionState, ...), some of
+them restricted to what a user may ask for.
+"""
 
 from __future__ import annotations
 
 import enum
+import functools
 import gc
 import json
 import os
 import signal
 import sys
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
-from rich.console import Console
-from rich.markup import escape
-from rich.table import Table
 
-from trueshape import api
-from trueshape.correction import CorrectionMode
+from trueshape.correction import REQUESTED_MODES, CorrectionMode
 from trueshape.dicom import DistortionState, PatientPosition
 from trueshape.errors import TrueshapeError
 from trueshape.findings import FindingCode, Severity
-from trueshape.geometry import Inspection, IrregularPolicy, describe_empty
-from trueshape.io import to_jsonable
+from trueshape.geometry import IrregularPolicy
+from trueshape.io import OutputFormat
 from trueshape.settings import ValidationMode
+
+if TYPE_CHECKING:
+    from rich.console import Console
+
+    from trueshape.geometry import Inspection
 
 EXIT_INPUT_ERROR = 2
 #: Exit code of an unexpected failure (a bug); bad input exits with EXIT_INPUT_ERROR.
 EXIT_INTERNAL_ERROR = 1
 
+_Member = TypeVar("_Member", bound=enum.Enum)
+
+
+def _offered(name: str, members: Iterable[_Member]) -> Any:
+    """Return a StrEnum of ``members`` (same names and values): a core enum's choices a command offers."""
+    return enum.StrEnum(name, [(member.name, str(member.value)) for member in members], module=__name__)
+
+
+# What the options offer, derived from the core enums; type checkers see the core enum itself.
+if TYPE_CHECKING:
+    ConvertFormat = OutputFormat
+    CorrectIrregular = IrregularPolicy
+    RequestedMode = CorrectionMode
+    StatedState = DistortionState
+else:
+    #: ``convert --format``: a derived DICOM series is for corrected series only.
+    ConvertFormat = _offered("ConvertFormat", (f for f in OutputFormat if f is not OutputFormat.DICOM))
+    #: ``correct --irregular``: a correction needs one regular grid in true geometry.
+    CorrectIrregular = _offered("CorrectIrregular", (IrregularPolicy.RESAMPLE, IrregularPolicy.FAIL))
+    #: ``--mode``: the modes one can ask for (``none`` is only ever a result).
+    RequestedMode = _offered("RequestedMode", REQUESTED_MODES)
+    #: ``--state``: what the scanner corrected (``UNKNOWN`` is what headers may say, not a fact).
+    StatedState = _offered("StatedState", (s for s in DistortionState if s is not DistortionState.UNKNOWN))
+
 app = typer.Typer(
     add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
     help="Why does this anatomy look distorted, and how do I fix it?",
 )
-# No emoji codes: ":ok:" in a file name is a file name.
-console = Console(highlight=False, emoji=False)
-error_console = Console(stderr=True, highlight=False, emoji=False)
+
+
+@functools.cache
+def _consoles() -> tuple[Console, Console]:
+    """Return the standard output and standard error consoles (rich loads when a command first prints)."""
+    from rich.console import Console
+
+    # No emoji codes: ":ok:" in a file name is a file name.
+    return Console(highlight=False, emoji=False), Console(stderr=True, highlight=False, emoji=False)
+
+
+def _out() -> Console:
+    return _consoles()[0]
+
 
 _SEVERITY_STYLE = {Severity.INFO: "cyan", Severity.WARNING: "yellow", Severity.ERROR: "bold red"}
 
@@ -56,51 +100,25 @@ ValidationOption = Annotated[
 ]
 
 
-class ConvertFormat(enum.StrEnum):
-    """What ``convert --format`` offers (a derived DICOM series is for corrected series only)."""
-
-    NIFTI = "nifti"
-    NII = "nii"
-    NRRD = "nrrd"
-
-
-class CorrectIrregular(enum.StrEnum):
-    """What ``correct --irregular`` offers: a correction needs one regular grid in true geometry."""
-
-    RESAMPLE = "resample"
-    FAIL = "fail"
-
-
-class RequestedMode(enum.StrEnum):
-    """What ``--mode`` offers: the correction modes one can ask for (``none`` is only ever a result)."""
-
-    AUTO = CorrectionMode.AUTO.value
-    FULL = CorrectionMode.FULL.value
-    THROUGH_PLANE = CorrectionMode.THROUGH_PLANE.value
-
-
-class StatedState(enum.StrEnum):
-    """What ``--state`` offers: what the scanner corrected (``UNKNOWN`` is what headers may say, not a fact)."""
-
-    ND = DistortionState.NONE.value
-    DIS2D = DistortionState.IN_PLANE_2D.value
-    DIS3D = DistortionState.FULL_3D.value
-
-
 _DATA_CHANGING = frozenset({FindingCode.STACK_RESAMPLED, FindingCode.STACK_SPLIT})
 
 
 def _fail(message: str) -> None:
     # One line, and no markup from the message: paths such as "sub-01_[run1].nii" are data, not styles.
-    error_console.print(f"[bold red]error:[/] {_e(' '.join(message.split()))}", soft_wrap=True)
+    _consoles()[1].print(f"[bold red]error:[/] {_e(' '.join(message.split()))}", soft_wrap=True)
 
 
 def _e(value: object) -> str:
     """``value`` as text that rich prints literally (file names, descriptions and messages are data)."""
+    from rich.markup import escape
+
     return escape(str(value))
 
 
 def _render_inspection(inspection: Inspection) -> None:
+    from rich.table import Table
+
+    console = _out()
     for series in inspection.series:
         console.rule(_e(f"Series {series.series_number} {series.series_description} ({series.modality})"))
         for finding in series.findings:
@@ -141,6 +159,10 @@ def inspect(
     irregular: IrregularOption = IrregularPolicy.WARN,
 ) -> None:
     """Every series and stack: geometry, findings in plain words, distortion state."""
+    from trueshape import api
+    from trueshape.geometry import describe_empty
+    from trueshape.io import to_jsonable
+
     try:
         inspection = api.inspect(path, irregular=irregular)
     except TrueshapeError as error:
@@ -171,6 +193,9 @@ def convert(
     validation: ValidationOption = ValidationMode.WARN,
 ) -> None:
     """Write one volume per stack (NIfTI or NRRD) with a JSON sidecar."""
+    from trueshape import api
+
+    console = _out()
     try:
         result = api.convert(path, out, fmt=fmt.value, irregular=irregular, force=force, validation=validation)
     except TrueshapeError as error:
@@ -211,7 +236,7 @@ def correct(
     r0_mm: Annotated[float | None, typer.Option("--r0-mm", help="Reference radius for .coef files (mm).")] = None,
     no_intensity: Annotated[bool, typer.Option("--no-intensity", help="Skip Jacobian intensity correction.")]
     = False,
-    fmt: Annotated[api.OutputFormat, typer.Option("--format", case_sensitive=False)] = api.OutputFormat.NIFTI,
+    fmt: Annotated[OutputFormat, typer.Option("--format", case_sensitive=False)] = OutputFormat.NIFTI,
     like: Annotated[str | None, typer.Option(
         "--like", metavar="VOLUME_OR_SERIES",
         help="Write the corrected volume on the grid of this volume file or DICOM series (default: its own).")]
@@ -219,6 +244,9 @@ def correct(
     force: Annotated[bool, typer.Option("--force", help="Overwrite existing outputs.")] = False,
 ) -> None:
     """Remove gradient-nonlinearity distortion with coil coefficients or a scanner model."""
+    from trueshape import api
+
+    console = _out()
     try:
         result = api.correct(series, out, coefficients=coef, model=model, mode=mode.value,
                              distortion_state=None if state is None else state.value,
@@ -264,8 +292,11 @@ def demo(
     force: Annotated[bool, typer.Option("--force", help="Overwrite a previous demo in FOLDER.")] = False,
 ) -> None:
     """Show the whole story on synthetic data: a flattened femoral head, why, and the fix."""
+    from rich.table import Table
+
     from trueshape.demo import run_demo
 
+    console = _out()
     console.rule("trueshape demo: why does the femoral head look flattened?")
     console.print("Writing a synthetic session (SYN-FEMUR phantom, SYN-AS gradient coil) as DICOM ...")
     try:

@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from trueshape.dicom.vendor import DistortionState
-from trueshape.findings import Finding
-from trueshape.geometry import DisplacementField, Volume
-from trueshape.gnl import GridInterpolant
+if TYPE_CHECKING:  # annotations only: the CLI reads CorrectionMode without loading the layers below
+    from pathlib import Path
+
+    from trueshape.dicom.vendor import DistortionState
+    from trueshape.findings import Finding
+    from trueshape.geometry import DisplacementField, Volume
+    from trueshape.gnl import GridInterpolant
 
 __all__ = ["REQUESTED_MODES", "CorrectOutput", "CorrectionDiagnostics", "CorrectionMode", "CorrectionResult"]
 
