@@ -21,12 +21,13 @@ from numpy.typing import NDArray
 
 from trueshape._version import __version__
 from trueshape.correction._field import sampled_normal_range
+from trueshape.correction._findings import coil_mismatch, outside_acquired_volume
 from trueshape.correction._request import CorrectionRequest
 from trueshape.correction._resample import correct_volume
 from trueshape.correction._result import CorrectionDiagnostics, CorrectionMode, CorrectionResult, CorrectOutput
 from trueshape.dicom import DistortionState, Frame
 from trueshape.errors import DicomInputError, GeometryError, TrueshapeError, VolumeInputError
-from trueshape.findings import Finding, FindingCode, Severity
+from trueshape.findings import Finding, FindingCode
 from trueshape.geometry import DisplacementField, Stack, Volume, VolumeGeometry, load_stack, parse_series_argument
 from trueshape.gnl import ResidualField
 from trueshape.io import (
@@ -284,10 +285,7 @@ def _coil_findings(request: CorrectionRequest, volume: Volume, where: str) -> tu
     series_coil, model_coil = volume.provenance.gradient_coil or "", request.coil.coil_id or ""
     if not key(series_coil) or not key(model_coil) or key(series_coil) == key(model_coil):
         return ()
-    return (Finding(FindingCode.COIL_MISMATCH, Severity.WARNING,
-                    f"{where} was acquired on gradient coil {series_coil!r}, but the coefficients describe "
-                    f"{model_coil!r}: a scanner model corrects only series of its own coil",
-                    details={"series_coil": series_coil, "model_coil": model_coil}),)
+    return (coil_mismatch(where, series_coil, model_coil),)
 
 
 def _outside_findings(fraction: float, volume: Volume, where: str) -> tuple[Finding, ...]:
@@ -297,10 +295,7 @@ def _outside_findings(fraction: float, volume: Volume, where: str) -> tuple[Find
         return ()
     why = (f"a single slice is {float(volume.geometry.spacing[2]):g} mm thick and the residual moves part of it "
            "further through its plane" if single else "the residual moves them beyond the acquired volume")
-    return (Finding(FindingCode.OUTSIDE_ACQUIRED_VOLUME, Severity.WARNING,
-                    f"{where}: about {100 * fraction:.1f}% of the corrected voxels take their value from outside "
-                    f"the acquired volume and are left 0 ({why}); acquire more slices, or a thicker slab, to keep "
-                    "them", measured=fraction, tolerance=OUTSIDE_WARNING_FRACTION, unit="fraction"),)
+    return (outside_acquired_volume(where, fraction, why, OUTSIDE_WARNING_FRACTION),)
 
 
 @dataclass(frozen=True)

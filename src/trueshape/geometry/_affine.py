@@ -29,6 +29,7 @@ __all__ = [
     "apply_affine",
     "check_affine",
     "lps_from_ijk_matrix",
+    "orientation_usable",
     "orthonormal_directions",
 ]
 
@@ -76,6 +77,21 @@ def check_affine(matrix: NDArray[np.float64]) -> NDArray[np.float64]:
             f"{ORTHOGONALITY_TOLERANCE:g})"
         )
     return affine
+
+
+def orientation_usable(orientation: Sequence[float] | None) -> bool:
+    """Whether ImageOrientationPatient can place a frame: row and column vectors non-zero and not parallel.
+
+    Examples
+    --------
+    >>> orientation_usable((1, 0, 0, 0, 1, 0)), orientation_usable((1, 0, 0, 1, 0, 0))
+    (True, False)
+    """
+    if orientation is None:
+        return False
+    row, column = np.asarray(orientation[:3]), np.asarray(orientation[3:])
+    return bool(np.linalg.norm(row) > 1e-6 and np.linalg.norm(column) > 1e-6
+                and np.linalg.norm(np.cross(row, column)) > 1e-3 * np.linalg.norm(row) * np.linalg.norm(column))
 
 
 def orthonormal_directions(image_orientation: Sequence[float]) -> tuple[NDArray[np.float64], float]:

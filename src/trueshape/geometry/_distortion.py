@@ -8,7 +8,15 @@ import numpy as np
 from numpy.typing import NDArray
 
 from trueshape.dicom import DistortionState, Frame
-from trueshape.findings import Finding, FindingCode, Severity
+from trueshape.findings import Finding
+from trueshape.geometry._findings import (
+    distortion_2d_only,
+    distortion_not_corrected,
+    distortion_state_unknown,
+    far_from_isocentre,
+    frames_disagree,
+    isocentre_assumed,
+)
 
 __all__ = ["FAR_FROM_ISOCENTRE_RADIUS_MM", "anatomical_axis_name", "distortion_findings"]
 
@@ -116,77 +124,19 @@ def distortion_findings(
     findings: list[Finding] = []
     where = (first.path,)
     for disagreement, subject, odd in _scanner_frame_disagreements(frames):
-        findings.append(Finding(FindingCode.FRAMES_DISAGREE, Severity.ERROR, disagreement,
-                                where=tuple(dict.fromkeys(f.path for f in odd)),  # the files that differ
-                                details={"disagree_on": subject}))
+        findings.append(frames_disagree(disagreement, subject, odd))
     if first.modality.upper() not in ("MR", ""):
         return state, source, distance, findings
-    axis = anatomical_axis_name(normal)
     if state is DistortionState.IN_PLANE_2D:
-        findings.append(
-            Finding(
-                FindingCode.DISTORTION_2D_ONLY,
-                Severity.WARNING,
-                f"The scanner corrected gradient distortion only within each slice ({source} says DIS2D): the "
-                f"through-plane part, along the slice normal ({axis}), is still in the images and grows steeply "
-                f"with distance from the isocentre; this field of view reaches {distance:.0f} mm from it.",
-                measured=distance,
-                unit="mm",
-                where=where,
-                details={"slice_normal_axis": axis},
-            )
-        )
+        findings.append(distortion_2d_only(source, anatomical_axis_name(normal), distance, where))
     elif state is DistortionState.NONE:
-        findings.append(
-            Finding(
-                FindingCode.DISTORTION_NOT_CORRECTED,
-                Severity.WARNING,
-                f"The scanner did not correct gradient distortion ({source} says ND): anatomy is displaced in all "
-                f"three directions, increasingly with distance from the isocentre; this field of view reaches "
-                f"{distance:.0f} mm from it.",
-                measured=distance,
-                unit="mm",
-                where=where,
-            )
-        )
+        findings.append(distortion_not_corrected(source, distance, where))
     elif state is DistortionState.UNKNOWN:
-        findings.append(
-            Finding(
-                FindingCode.DISTORTION_STATE_UNKNOWN,
-                Severity.INFO,
-                (
-                    "The headers do not say whether gradient distortion was corrected (no ND/DIS2D/DIS3D in "
-                    "ImageType or the Siemens private tags); "
-                    if len(states) == 1 else
-                    "The slices disagree on whether gradient distortion was corrected "
-                    f"({_counted(frames, lambda f: f.vendor.distortion_state)}); "
-                )
-                + "treat the geometry far from the isocentre with care.",
-                where=where,
-            )
-        )
+        counted = None if len(states) == 1 else _counted(frames, lambda f: f.vendor.distortion_state)
+        findings.append(distortion_state_unknown(counted, where))
     if distance > radius_mm:
-        findings.append(
-            Finding(
-                FindingCode.FAR_FROM_ISOCENTRE,
-                Severity.INFO if state is DistortionState.FULL_3D else Severity.WARNING,
-                f"The field of view reaches {distance:.0f} mm from the magnet isocentre (beyond {radius_mm:g} mm), "
-                f"where uncorrected gradient non-linearity typically displaces anatomy by several millimetres "
-                f"(isocentre {np.round(isocentre_lps, 1).tolist()} mm LPS: {isocentre_source}).",
-                measured=distance,
-                tolerance=radius_mm,
-                unit="mm",
-                where=where,
-            )
-        )
+        findings.append(far_from_isocentre(distance, radius_mm, isocentre_lps, isocentre_source,
+                                           corrected_3d=state is DistortionState.FULL_3D, where=where))
     if not first.vendor.table_source and first.manufacturer:
-        findings.append(
-            Finding(
-                FindingCode.ISOCENTRE_ASSUMED,
-                Severity.INFO,
-                "No table position in the headers: the magnet isocentre is assumed at the patient-coordinate origin "
-                "(true for most scans at the landmark position).",
-                where=where,
-            )
-        )
+        findings.append(isocentre_assumed(where))
     return state, source, distance, findings

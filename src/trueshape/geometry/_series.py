@@ -18,8 +18,16 @@ from numpy.typing import NDArray
 
 from trueshape.dicom import DistortionState, FileProblem, Frame, ScanResult
 from trueshape.errors import GeometryError
-from trueshape.findings import Finding, FindingCode, Severity
+from trueshape.findings import Finding, Severity
+from trueshape.geometry._affine import orientation_usable
 from trueshape.geometry._distortion import distortion_findings
+from trueshape.geometry._findings import (
+    files_unreadable,
+    geometry_missing,
+    localizer_excluded,
+    orientation_mixed,
+    series_split,
+)
 from trueshape.geometry._stack import IrregularPolicy, StackLayout, layout_stack
 from trueshape.geometry._volume import Provenance, VolumeGeometry
 
@@ -210,40 +218,13 @@ class Inspection:
         }
 
 
-def _orientation_usable(orientation: tuple[float, ...] | None) -> bool:
-    """Row and column vectors non-zero and not parallel (else the frame cannot be placed at all)."""
-    if orientation is None:
-        return False
-    row, column = np.asarray(orientation[:3]), np.asarray(orientation[3:])
-    return bool(np.linalg.norm(row) > 1e-6 and np.linalg.norm(column) > 1e-6
-                and np.linalg.norm(np.cross(row, column)) > 1e-3 * np.linalg.norm(row) * np.linalg.norm(column))
-
-
 def _has_geometry(frame: Frame) -> bool:
     return (
         frame.image_position is not None
-        and _orientation_usable(frame.image_orientation)
+        and orientation_usable(frame.image_orientation)
         and frame.pixel_spacing is not None
         and min(frame.pixel_spacing) > 0
     )
-
-
-def _missing_geometry_tags(frame: Frame) -> str:
-    missing = [
-        name
-        for name, value in (
-            ("ImagePositionPatient (0020,0032)", frame.image_position),
-            ("ImageOrientationPatient (0020,0037)", frame.image_orientation),
-            ("PixelSpacing (0028,0030)", frame.pixel_spacing),
-        )
-        if value is None
-    ]
-    if frame.pixel_spacing is not None and min(frame.pixel_spacing) <= 0:
-        missing.append(f"a positive PixelSpacing (0028,0030) (found {list(frame.pixel_spacing)})")
-    if frame.image_orientation is not None and not _orientation_usable(frame.image_orientation):
-        missing.append(f"a usable ImageOrientationPatient (0020,0037) (found {list(frame.image_orientation)}: "
-                       f"a zero or parallel row/column vector)")
-    return ", ".join(missing)
 
 
 def _split_enhanced_echoes(groups: dict[tuple[Any, ...], list[Frame]]) -> dict[tuple[Any, ...], list[Frame]]:
@@ -266,16 +247,6 @@ def _split_enhanced_echoes(groups: dict[tuple[Any, ...], list[Frame]]) -> dict[t
         else:
             result[key] = members
     return result
-
-
-def _unplaced_reasons(unplaced: Sequence[Frame]) -> str:
-    """One clause per reason ("3 lack PixelSpacing (0028,0030), e.g. a.dcm; 1 lacks a positive ..., e.g. b.dcm")."""
-    by_reason: dict[str, list[Frame]] = {}
-    for frame in unplaced:
-        reason = re.sub(r" \(found .*?\)(?=,|$)", "", _missing_geometry_tags(frame))  # group by kind, not value
-        by_reason.setdefault(reason, []).append(frame)
-    return "; ".join(f"{len(frames)} lack{'s' if len(frames) == 1 else ''} {_missing_geometry_tags(frames[0])}, "
-                     f"e.g. {frames[0].where}" for reason, frames in by_reason.items())
 
 
 def _group_key(frame: Frame) -> tuple[Any, ...]:
@@ -341,12 +312,8 @@ def _split_finding(groups: dict[tuple[Any, ...], list[Frame]]) -> Finding | None
         return None
     parts = [f"{_describe_key(key, names)} ({len(groups[key])} image{'s' if len(groups[key]) > 1 else ''})"
              for key in keys]
-    return Finding(
-        FindingCode.SERIES_SPLIT,
-        Severity.WARNING if _GRID_NAMES.intersection(names) else Severity.INFO,
-        f"This series holds images that differ in {' and '.join(names)}: {'; '.join(parts)}; each kind became its "
-        "own stack (a slice on another grid is not a missing slice of the rest).",
-        measured=float(len(keys)), unit="stacks", where=tuple(groups[key][0].where for key in keys))
+    return series_split(names, parts, grid_changes=bool(_GRID_NAMES.intersection(names)),
+                        where=tuple(groups[key][0].where for key in keys))
 
 
 def _split_orientations(frames: Sequence[Frame]) -> list[list[Frame]]:
@@ -438,113 +405,26 @@ def _disambiguate(series_list: list[Series]) -> list[Series]:
 
 
 def _build_series(uid: str, frames: list[Frame], problems: list[FileProblem], policy: IrregularPolicy) -> Series:
+    """One series: what could not be placed, its stacks (grouped, split by orientation, localizers apart)."""
     first = frames[0]
-    series_findings: list[Finding] = []
-    placed = [f for f in frames if _has_geometry(f)]
     unplaced = [f for f in frames if not _has_geometry(f)]
-    if unplaced:
-        series_findings.append(
-            Finding(
-                FindingCode.GEOMETRY_MISSING,
-                Severity.ERROR,
-                f"{len(unplaced)} image(s) cannot be placed in space and were left out: "
-                f"{_unplaced_reasons(unplaced)}.",
-                measured=float(len(unplaced)),
-                unit="images",
-                where=tuple(f.where for f in unplaced),
-            )
-        )
+    series_findings = [geometry_missing(unplaced)] if unplaced else []
     if problems:
-        series_findings.append(
-            Finding(
-                FindingCode.FILES_UNREADABLE,
-                Severity.ERROR,
-                f"{len(problems)} file(s) of this series could not be used (e.g. {problems[0].message}).",
-                measured=float(len(problems)),
-                unit="files",
-                where=tuple(p.path for p in problems),
-            )
-        )
+        series_findings.append(files_unreadable(problems))
     groups: dict[tuple[Any, ...], list[Frame]] = {}
-    for frame in placed:
-        groups.setdefault(_group_key(frame), []).append(frame)
+    for frame in frames:
+        if _has_geometry(frame):
+            groups.setdefault(_group_key(frame), []).append(frame)
     groups = _split_enhanced_echoes(groups)
-    candidates: list[tuple[list[Frame], bool]] = []
-    for key, members in groups.items():
-        for orientation_group in _split_orientations(members):
-            candidates.append((orientation_group, bool(key[-1])))
-    volume_groups = [g for g, localizer in candidates if not localizer]
+    grouping = _Grouping.of(groups)
+    shared = grouping.findings()
     split = _split_finding(groups)
-    largest = max((len(g) for g in volume_groups), default=0)
-    # Orientations are told apart with the tolerance that split them, so that every split is explained.
-    orientation_of = dict(zip(map(id, volume_groups), _orientation_classes([g[0] for g in volume_groups]),
-                              strict=True))
-    orientations = set(orientation_of.values())
-    lone: list[list[Frame]] = []
-    if len(orientations) > 1 and largest > LONE_IMAGE_MAX:
-        main_orientations = {orientation_of[id(g)] for g in volume_groups if len(g) > LONE_IMAGE_MAX}
-        lone = [
-            g for g in volume_groups if len(g) <= LONE_IMAGE_MAX and orientation_of[id(g)] not in main_orientations
-        ]
-    localizer_groups = [g for g, localizer in candidates if localizer] + lone
-    volume_groups = [g for g in volume_groups if not any(g is lone_group for lone_group in lone)]
-    excluded = [f for g in localizer_groups for f in g]
-    shared: list[Finding] = []
-    if excluded and volume_groups:
-        reason = (
-            "ImageType says LOCALIZER"
-            if any(f.is_localizer for f in excluded)
-            else "a lone image with another orientation, typical of a localizer"
-        )
-        # A localizer is tilted far from the stack; a lone image within a degree of it is a slice of the
-        # stack whose orientation was written slightly differently, and the volume lacks it.
-        tilts = [min(_orientation_difference_degrees(g[0], main[0]) for main in volume_groups) for g in lone]
-        nearly = [tilt for tilt in tilts if tilt < NEAR_ORIENTATION_DEGREES]
-        if nearly and not any(f.is_localizer for f in excluded):
-            # Beside a slice the stack has, it is an extra image; elsewhere, a slice the volume now lacks.
-            kept = np.array([f.image_position for g in volume_groups for f in g if f.image_position is not None])
-            extra = all(kept.size and float(np.min(np.linalg.norm(kept - np.asarray(f.image_position), axis=1))) < 0.5
-                        for g in lone for f in g if f.image_position is not None)
-            what = ("an extra image at a position the stack already has" if extra else
-                    "probably one of its slices, which the volume now lacks")
-            reason = (f"a lone image whose orientation differs by only {max(nearly):.2g} degrees from the stack's: "
-                      f"{what}")
-        shared.append(
-            Finding(
-                FindingCode.LOCALIZER_EXCLUDED,
-                Severity.WARNING if nearly else Severity.INFO,
-                f"{len(excluded)} {'' if nearly else 'localizer '}image(s) in this series ({reason}) were kept out "
-                "of the volume, so they "
-                f"cannot distort its slice spacing (e.g. {excluded[0].where}).",
-                measured=float(len(excluded)),
-                unit="images",
-                where=tuple(f.where for f in excluded),
-            )
-        )
-    main_orientations = {orientation_of[id(g)] for g in volume_groups}
-    if len(main_orientations) > 1:
-        described = sorted({f"{_orientation_text(g[0])} ({len(g)} images)" for g in volume_groups})
-        normals = [_normal(g[0]) for g in volume_groups]
-        widest = max(_angle_degrees(a, b) for a in normals for b in normals)
-        shared.append(
-            Finding(
-                FindingCode.ORIENTATION_MIXED,
-                Severity.WARNING,
-                f"This series mixes {len(main_orientations)} slice orientations ({', '.join(described)}; slice "
-                f"normals up to {widest:.3g} degrees apart); each orientation became its own stack.",
-                measured=float(len(main_orientations)),
-                tolerance=1.0,  # one orientation per stack; the grouping tolerance is in the details
-                unit="orientations",
-                details={"orientation_tolerance": ORIENTATION_GROUP_TOLERANCE},
-                where=tuple(g[0].where for g in volume_groups),
-            )
-        )
     if split is not None:
         shared.append(split)
     layouts: list[tuple[StackLayout, bool]] = []
-    for group in volume_groups:
+    for group in grouping.volumes:
         layouts.extend((layout, False) for layout in layout_stack(group, policy=policy))
-    for group in localizer_groups:
+    for group in grouping.localizers:
         for orientation_group in _split_orientations(group):
             layouts.extend((layout, True) for layout in layout_stack(orientation_group, policy=IrregularPolicy.WARN))
     layouts.sort(key=lambda item: (item[1], _layout_order(item[0])))
@@ -552,15 +432,75 @@ def _build_series(uid: str, frames: list[Frame], problems: list[FileProblem], po
         _make_stack(uid, layout, index + 1, len(layouts), localizer, [] if localizer else shared)
         for index, (layout, localizer) in enumerate(layouts)
     )
-    return Series(
-        uid,
-        first.series_number,
-        first.series_description,
-        first.modality,
-        stacks,
-        tuple(series_findings),
-        tuple(problems),
-    )
+    return Series(uid, first.series_number, first.series_description, first.modality, stacks,
+                  tuple(series_findings), tuple(problems))
+
+
+@dataclass(frozen=True, eq=False)
+class _Grouping:
+    """A series' frame groups sorted into volumes and localizers (ImageType, or lone images of another orientation).
+
+    ``orientation_of`` numbers the orientation of each volume group as first grouped (lone ones included), so
+    that every split is explained with the tolerance that made it.
+    """
+
+    volumes: list[list[Frame]]
+    localizers: list[list[Frame]]
+    lone: list[list[Frame]]
+    orientation_of: dict[int, int]
+
+    @classmethod
+    def of(cls, groups: dict[tuple[Any, ...], list[Frame]]) -> _Grouping:
+        """Split each group by orientation; a small group beside a larger one of another orientation is lone."""
+        candidates = [(orientation_group, bool(key[-1])) for key, members in groups.items()
+                      for orientation_group in _split_orientations(members)]
+        volumes = [g for g, localizer in candidates if not localizer]
+        largest = max((len(g) for g in volumes), default=0)
+        orientation_of = dict(zip(map(id, volumes), _orientation_classes([g[0] for g in volumes]), strict=True))
+        lone: list[list[Frame]] = []
+        if len(set(orientation_of.values())) > 1 and largest > LONE_IMAGE_MAX:
+            main = {orientation_of[id(g)] for g in volumes if len(g) > LONE_IMAGE_MAX}
+            lone = [g for g in volumes if len(g) <= LONE_IMAGE_MAX and orientation_of[id(g)] not in main]
+        localizers = [g for g, localizer in candidates if localizer] + lone
+        volumes = [g for g in volumes if not any(g is lone_group for lone_group in lone)]
+        return cls(volumes, localizers, lone, orientation_of)
+
+    def findings(self) -> list[Finding]:
+        """LOCALIZER_EXCLUDED and ORIENTATION_MIXED, shared by every volume stack of the series."""
+        shared: list[Finding] = []
+        excluded = [f for g in self.localizers for f in g]
+        if excluded and self.volumes:
+            shared.append(self._excluded_finding(excluded))
+        main_orientations = {self.orientation_of[id(g)] for g in self.volumes}
+        if len(main_orientations) > 1:
+            described = sorted({f"{_orientation_text(g[0])} ({len(g)} images)" for g in self.volumes})
+            normals = [_normal(g[0]) for g in self.volumes]
+            widest = max(_angle_degrees(a, b) for a in normals for b in normals)
+            shared.append(orientation_mixed(len(main_orientations), described, widest,
+                                            tuple(g[0].where for g in self.volumes),
+                                            tolerance=ORIENTATION_GROUP_TOLERANCE))
+        return shared
+
+    def _excluded_finding(self, excluded: list[Frame]) -> Finding:
+        reason = (
+            "ImageType says LOCALIZER"
+            if any(f.is_localizer for f in excluded)
+            else "a lone image with another orientation, typical of a localizer"
+        )
+        # A localizer is tilted far from the stack; a lone image within a degree of it is a slice of the
+        # stack whose orientation was written slightly differently, and the volume lacks it.
+        tilts = [min(_orientation_difference_degrees(g[0], main[0]) for main in self.volumes) for g in self.lone]
+        nearly = [tilt for tilt in tilts if tilt < NEAR_ORIENTATION_DEGREES]
+        if nearly and not any(f.is_localizer for f in excluded):
+            # Beside a slice the stack has, it is an extra image; elsewhere, a slice the volume now lacks.
+            kept = np.array([f.image_position for g in self.volumes for f in g if f.image_position is not None])
+            extra = all(kept.size and float(np.min(np.linalg.norm(kept - np.asarray(f.image_position), axis=1))) < 0.5
+                        for g in self.lone for f in g if f.image_position is not None)
+            what = ("an extra image at a position the stack already has" if extra else
+                    "probably one of its slices, which the volume now lacks")
+            reason = (f"a lone image whose orientation differs by only {max(nearly):.2g} degrees from the stack's: "
+                      f"{what}")
+        return localizer_excluded(excluded, reason, near_stack=bool(nearly))
 
 
 def _as_triple(vector: NDArray[np.float64]) -> tuple[float, float, float]:

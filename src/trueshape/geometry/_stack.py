@@ -9,7 +9,6 @@ slice's four corners against the affine (plus the acquisition transform when sli
 from __future__ import annotations
 
 import enum
-from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -22,6 +21,23 @@ from trueshape.errors import GeometryError
 from trueshape.findings import Finding, FindingCode, Severity, Tolerance
 from trueshape.geometry._acquisition import AcquisitionTransform
 from trueshape.geometry._affine import ORTHOGONALITY_TOLERANCE, lps_from_ijk_matrix, orthonormal_directions
+from trueshape.geometry._findings import (
+    corners_mismatch,
+    gantry_tilt,
+    orientation_not_orthonormal,
+    positions_copied,
+    positions_incomplete,
+    positions_untold,
+    single_slice,
+    slices_missing,
+    spacing_from_protocol,
+    spacing_irregular,
+    spacing_tag_mismatch,
+    stack_resampled,
+    stack_split,
+    thickness_ne_spacing,
+    uid_reused,
+)
 from trueshape.geometry._volume import VolumeGeometry
 
 __all__ = [
@@ -149,55 +165,14 @@ def _when(frame: Frame) -> tuple[object, ...]:
 
 def _time_axis(clusters: list[list[Frame]], copies: list[Frame]) -> tuple[list[list[Frame]], list[Finding]]:
     """Turn repeated positions into a 4th axis when every position repeats equally, else keep the first."""
-    findings: list[Finding] = []
-    if copies:
-        findings.append(
-            Finding(
-                FindingCode.POSITIONS_DUPLICATED,
-                Severity.WARNING,
-                f"{len(copies)} file(s) are copies of an image already loaded (same SOPInstanceUID); "
-                f"each copy was ignored.",
-                measured=float(len(copies)),
-                tolerance=0.0,
-                unit="images",
-                where=tuple(f.where for f in copies),
-            )
-        )
+    findings = [positions_copied(copies)] if copies else []
     counts = [len(c) for c in clusters]
     ordered = [sorted(c, key=lambda f: f.temporal_key) for c in clusters]
     if len(set(counts)) <= 1:
         if counts and counts[0] > 1 and all(len({_when(f) for f in c}) == 1 for c in clusters):
-            # Nothing says which is first, or that they are volumes at all (an export twice over looks alike).
-            findings.append(
-                Finding(
-                    FindingCode.POSITIONS_DUPLICATED,
-                    Severity.WARNING,
-                    f"Every position holds {counts[0]} images that no time, echo or acquisition tag tells apart: "
-                    f"they were taken as {counts[0]} volumes in instance-number order; if they are copies of one "
-                    "acquisition, load one of them.",
-                    measured=float(counts[0]),
-                    unit="images per position",
-                    where=tuple(f.where for f in clusters[0]),
-                )
-            )
+            findings.append(positions_untold(counts[0], tuple(f.where for f in clusters[0])))
         return ordered, findings
-    extra = [f for c in ordered for f in c[1:]]
-    histogram = Counter(counts)
-    findings.append(
-        Finding(
-            FindingCode.POSITIONS_DUPLICATED,
-            Severity.WARNING,
-            f"{len(extra)} image(s) repeat a slice position without forming a complete time or echo series "
-            f"(positions hold {min(counts)} to {max(counts)} images: "
-            + ", ".join(f"{n} position(s) with {k}" for k, n in sorted(histogram.items()))
-            + "); the first image at each position was kept.",
-            measured=float(len(extra)),
-            tolerance=0.0,
-            unit="images",
-            where=tuple(f.where for f in extra),
-            details={"images_per_position": counts},
-        )
-    )
+    findings.append(positions_incomplete([f for c in ordered for f in c[1:]], counts))
     return [[c[0]] for c in ordered], findings
 
 
@@ -267,22 +242,7 @@ def _analyse_spacing(along: NDArray[np.float64], slices: list[list[Frame]]) -> _
             }
             for k in np.flatnonzero(multiples > 1)
         ]
-        missing = sum(int(h["missing"]) for h in holes)
-        first = holes[0]
-        findings.append(
-            Finding(
-                FindingCode.SLICES_MISSING,
-                Severity.WARNING,
-                f"{missing} slice(s) missing: slices are {dominant:.3f} mm apart but {len(holes)} gap(s) are "
-                f"whole multiples of that (e.g. {first['gap_mm']:.3f} mm after slice {first['after_slice'] + 1}, "
-                f"between {first['between'][0]} and {first['between'][1]}).",
-                measured=float(missing),
-                tolerance=0.0,
-                unit="slices",
-                where=tuple(w for h in holes for w in h["between"]),
-                details={"holes": holes, "spacing_mm": dominant},
-            )
-        )
+        findings.append(slices_missing(holes, dominant))
         kind = "missing"
     else:
         worst = int(np.argmax(np.abs(gaps - dominant)))
@@ -291,24 +251,7 @@ def _analyse_spacing(along: NDArray[np.float64], slices: list[list[Frame]]) -> _
             for start, stop in _runs(gaps, tolerance)
             if stop - start >= 2
         ]
-        zone_text = "; ".join(
-            f"slices {z['slices'][0] + 1}-{z['slices'][1] + 1} {z['spacing_mm']:.3f} mm apart" for z in zones[:3]
-        )
-        findings.append(
-            Finding(
-                FindingCode.SPACING_IRREGULAR,
-                Severity.WARNING,
-                f"Slice spacing is irregular: gaps range from {float(np.min(gaps)):.3f} to "
-                f"{float(np.max(gaps)):.3f} mm (most common {dominant:.3f} mm; largest deviation "
-                f"{float(abs(gaps[worst] - dominant)):.3f} mm between {slices[worst][0].where} and "
-                f"{slices[worst + 1][0].where})" + (f"; {zone_text}" if zone_text else "") + ".",
-                measured=float(abs(gaps[worst] - dominant)),
-                tolerance=tolerance,
-                unit="mm",
-                where=(slices[worst][0].where, slices[worst + 1][0].where),
-                details={"zones": zones, "gaps_mm": [round(float(g), 4) for g in gaps]},
-            )
-        )
+        findings.append(spacing_irregular(gaps, dominant, worst, tolerance, zones, slices))
         kind = "irregular"
     runs = tuple(_runs(gaps, tolerance))
     return _Spacing(mean, dominant, kind, tuple(findings), runs)
@@ -330,61 +273,22 @@ def _shear(
     extent = float(along[-1] - along[0])
     slope = np.linalg.lstsq((along - along[0])[:, None], drift, rcond=None)[0][0] if extent > 0 else np.zeros(3)
     angle = float(np.degrees(np.arctan(np.linalg.norm(slope))))
-    tag = slices[0][0].gantry_tilt_deg
-    tag_text = f"; GantryDetectorTilt (0018,1120) says {tag:g} degrees" if tag is not None else ""
     worst = int(np.argmax(np.linalg.norm(drift, axis=1)))
-    return drift, Finding(
-        FindingCode.GANTRY_TILT,
-        Severity.WARNING,
-        f"Slices are not stacked along their normal: the stack is sheared by {angle:.2f} degrees (gantry tilt), "
-        f"slice {worst + 1} sits {largest:.3f} mm sideways of a straight stack{tag_text}; on an orthogonal grid "
-        f"the true positions need an acquisition transform, or resampling (--irregular resample).",
-        measured=angle,
-        tolerance=float(np.degrees(np.arctan(tolerance / extent))) if extent > 0 else 0.0,
-        unit="deg",
-        where=(slices[0][0].where, slices[worst][0].where),
-        details={"max_in_plane_shift_mm": largest, "gantry_detector_tilt_deg": tag},
-    )
+    angle_tolerance = float(np.degrees(np.arctan(tolerance / extent))) if extent > 0 else 0.0
+    return drift, gantry_tilt(angle, largest, worst, angle_tolerance, slices)
 
 
 def _tag_checks(spacing_mm: float, slices: list[list[Frame]], measured_from: str) -> list[Finding]:
+    """SliceThickness and SpacingBetweenSlices against the measured spacing."""
     findings: list[Finding] = []
     first = slices[0][0]
     tolerance = THICKNESS_TOLERANCE.mm(voxel_size_mm=spacing_mm)
     thickness = first.slice_thickness
     if thickness is not None and thickness > 0 and abs(thickness - spacing_mm) > tolerance:
-        gap = spacing_mm - thickness
-        relation = f"a {gap:.3f} mm gap between slices" if gap > 0 else f"slices overlapping by {-gap:.3f} mm"
-        findings.append(
-            Finding(
-                FindingCode.THICKNESS_NE_SPACING,
-                Severity.INFO,
-                f"Slices are {thickness:.3f} mm thick but {spacing_mm:.3f} mm apart ({relation}); spacing is "
-                f"measured from {measured_from}: a loader that uses SliceThickness would make this volume "
-                f"{100 * abs(thickness - spacing_mm) / spacing_mm:.1f}% too {'short' if gap > 0 else 'long'} "
-                f"along the slice axis.",
-                measured=spacing_mm - thickness,
-                tolerance=tolerance,
-                unit="mm",
-                where=(first.where,),
-                details={"slice_thickness_mm": thickness, "slice_spacing_mm": spacing_mm},
-            )
-        )
+        findings.append(thickness_ne_spacing(first, thickness, spacing_mm, tolerance, measured_from))
     tag = first.spacing_between_slices
     if tag is not None and tag != 0 and abs(abs(tag) - spacing_mm) > tolerance:
-        findings.append(
-            Finding(
-                FindingCode.SPACING_TAG_MISMATCH,
-                Severity.WARNING,
-                f"SpacingBetweenSlices (0018,0088) says {tag:g} mm but the slices are {spacing_mm:.3f} mm apart "
-                f"(measured from {measured_from}); the measured spacing is used.",
-                measured=abs(abs(tag) - spacing_mm),
-                tolerance=tolerance,
-                unit="mm",
-                where=(first.where,),
-                details={"spacing_between_slices_mm": tag, "slice_spacing_mm": spacing_mm},
-            )
-        )
+        findings.append(spacing_tag_mismatch(first, tag, spacing_mm, tolerance, measured_from))
     return findings
 
 
@@ -440,89 +344,20 @@ def layout_stack(frames: Sequence[Frame], *, policy: IrregularPolicy = Irregular
     findings: list[Finding] = []
     directions, deviation = orthonormal_directions(first.image_orientation)
     if deviation > ORTHOGONALITY_TOLERANCE:
-        findings.append(
-            Finding(
-                FindingCode.ORIENTATION_NOT_ORTHONORMAL,
-                Severity.WARNING,
-                f"ImageOrientationPatient (0020,0037) {list(first.image_orientation)} is not orthonormal "
-                f"(largest |length - 1| or |cos| {deviation:.2e}); the column direction was made perpendicular "
-                f"to the row direction and both normalised.",
-                measured=deviation,
-                tolerance=ORTHOGONALITY_TOLERANCE,
-                unit="",
-                where=(first.where,),
-            )
-        )
+        findings.append(orientation_not_orthonormal(first, deviation, ORTHOGONALITY_TOLERANCE))
     normal = directions[:, 2]
     pixel_mm = float(min(first.pixel_spacing))
-    unique, copies, clashes = _drop_copies(frames)
-    if clashes:
-        findings.append(Finding(
-            FindingCode.UID_REUSED, Severity.WARNING,
-            f"{len(clashes)} image(s) share a SOPInstanceUID with another image at a different position, e.g. "
-            f"{clashes[0].label}; they were kept as distinct images (UIDs rewritten by an anonymiser?).",
-            measured=float(len(clashes)), tolerance=0.0, unit="images", where=tuple(f.where for f in clashes)))
-    clusters = _cluster_positions(unique, normal, POSITION_TOLERANCE.mm(voxel_size_mm=pixel_mm))
-    slices, time_findings = _time_axis(clusters, copies)
-    findings.extend(time_findings)
+    slices = _sorted_slices(frames, normal, pixel_mm, findings)
     positions = np.array([s[0].image_position for s in slices], dtype=np.float64)
     along = positions @ normal
     spacing = _analyse_spacing(along, slices)
     findings.extend(spacing.findings)
-    measured_from = "ImagePositionPatient (0020,0032)"
-    if first.mosaic_slice_count:
-        measured_from = first.geometry_source.replace("mosaic tiles placed from ", "")
-        severity = Severity.INFO if "Phoenix" in first.geometry_source else Severity.WARNING
-        findings.append(
-            Finding(
-                FindingCode.SPACING_FROM_PROTOCOL,
-                severity,
-                f"A Siemens mosaic carries one position for all {first.mosaic_slice_count} slices; "
-                f"{first.geometry_source}.",
-                unit="",
-                where=(first.where,),
-            )
-        )
-    if spacing.kind == "single":
-        slice_mm = first.spacing_between_slices or first.slice_thickness or 1.0
-        source = (
-            "SpacingBetweenSlices (0018,0088)"
-            if first.spacing_between_slices
-            else "SliceThickness (0018,0050)"
-            if first.slice_thickness
-            else "a 1 mm default"
-        )
-        findings.append(
-            Finding(
-                FindingCode.SINGLE_SLICE,
-                Severity.INFO,
-                f"A single slice: its thickness along the normal ({abs(slice_mm):g} mm) is taken from {source}.",
-                measured=abs(slice_mm),
-                unit="mm",
-                where=(first.where,),
-            )
-        )
-        slice_mm = abs(slice_mm)
-    else:
-        slice_mm = spacing.mean
-        if not first.mosaic_slice_count or "Phoenix" in first.geometry_source:
-            findings.extend(_tag_checks(spacing.dominant, slices, measured_from))
+    slice_mm = _slice_spacing(spacing, slices, findings)
     drift, shear_finding = _shear(positions, along, normal, pixel_mm, slices)
     if shear_finding is not None:
         findings.append(shear_finding)
-
     off_grid = spacing.kind in ("missing", "irregular") or shear_finding is not None
-    problems = [
-        f
-        for f in findings
-        if f.code
-        in (
-            FindingCode.SLICES_MISSING,
-            FindingCode.SPACING_IRREGULAR,
-            FindingCode.GANTRY_TILT,
-            FindingCode.POSITIONS_DUPLICATED,
-        )
-    ]
+    problems = [f for f in findings if f.code in _REFUSED_BY_FAIL]
     if policy is IrregularPolicy.FAIL and problems:
         raise GeometryError(
             f"{first.where}: " + " ".join(f.message for f in problems) + " (policy --irregular fail)",
@@ -531,6 +366,46 @@ def layout_stack(frames: Sequence[Frame], *, policy: IrregularPolicy = Irregular
     if policy is IrregularPolicy.SPLIT and spacing.kind in ("missing", "irregular") and len(spacing.runs) > 1:
         return _split(frames_runs=[slices[a:b] for a, b in spacing.runs], findings=findings)
     return [_place(slices, directions, positions, along, drift, slice_mm, spacing, findings, off_grid, policy)]
+
+
+#: Findings that refuse a stack under ``--irregular fail``: slices off a regular grid, or repeated positions.
+_REFUSED_BY_FAIL = (FindingCode.SLICES_MISSING, FindingCode.SPACING_IRREGULAR, FindingCode.GANTRY_TILT,
+                   FindingCode.POSITIONS_DUPLICATED)
+
+
+def _sorted_slices(frames: Sequence[Frame], normal: NDArray[np.float64], pixel_mm: float,
+                   findings: list[Finding]) -> list[list[Frame]]:
+    """Frames without repeated copies, clustered by position along ``normal``: ``slices[k][t]`` (findings added)."""
+    unique, copies, clashes = _drop_copies(frames)
+    if clashes:
+        findings.append(uid_reused(clashes))
+    clusters = _cluster_positions(unique, normal, POSITION_TOLERANCE.mm(voxel_size_mm=pixel_mm))
+    slices, time_findings = _time_axis(clusters, copies)
+    findings.extend(time_findings)
+    return slices
+
+
+def _slice_spacing(spacing: _Spacing, slices: list[list[Frame]], findings: list[Finding]) -> float:
+    """Return the grid's slice spacing, mm: measured, or a tag's for a single slice (adding findings about it)."""
+    first = slices[0][0]
+    measured_from = "ImagePositionPatient (0020,0032)"
+    if first.mosaic_slice_count:
+        measured_from = first.geometry_source.replace("mosaic tiles placed from ", "")
+        findings.append(spacing_from_protocol(first))
+    if spacing.kind != "single":
+        if not first.mosaic_slice_count or "Phoenix" in first.geometry_source:
+            findings.extend(_tag_checks(spacing.dominant, slices, measured_from))
+        return spacing.mean
+    slice_mm = first.spacing_between_slices or first.slice_thickness or 1.0
+    source = (
+        "SpacingBetweenSlices (0018,0088)"
+        if first.spacing_between_slices
+        else "SliceThickness (0018,0050)"
+        if first.slice_thickness
+        else "a 1 mm default"
+    )
+    findings.append(single_slice(first, slice_mm, source))
+    return abs(slice_mm)
 
 
 def _place(
@@ -555,38 +430,8 @@ def _place(
     acquisition = AcquisitionTransform(source, offsets) if off_grid else None
     plain, corrected, worst = _corner_error(slices, source, acquisition)
     if corrected > CORNER_TOLERANCE_MM:
-        # Say which it is: slice positions drifting from the mean spacing (each gap within tolerance, the sum
-        # not), or orientations / pixel spacings varying.
-        drifted = float(np.max(np.abs(offsets @ directions[:, 2]))) if acquisition is None else 0.0
-        frames = [frame for group in slices for frame in group]
-        varies = any(not np.allclose(f.image_orientation or (), first.image_orientation, atol=1e-6, rtol=0.0)
-                     or not np.allclose(f.pixel_spacing or (), first.pixel_spacing, atol=1e-6, rtol=0.0)
-                     for f in frames)
-        row, column = np.asarray(first.image_orientation[:3]), np.asarray(first.image_orientation[3:])
-        skewed = max(abs(float(np.linalg.norm(row)) - 1.0), abs(float(np.linalg.norm(column)) - 1.0),
-                     abs(float(row @ column)))
-        if drifted >= 0.5 * corrected:
-            cause = (f"slice positions drift from the regular spacing by up to {drifted:.4f} mm (each gap is within "
-                     "tolerance, their sum is not)")
-        elif varies:
-            cause = "slice orientations or pixel spacings vary slightly within the stack"
-        elif skewed > 1e-6:
-            cause = (f"the ImageOrientationPatient row and column vectors are not unit length and perpendicular "
-                     f"(off by {skewed:.2g}); the volume uses them made orthonormal")
-        else:
-            cause = "the slice corners do not fit one regular grid"
-        findings.append(
-            Finding(
-                FindingCode.CORNERS_MISMATCH,
-                Severity.WARNING,
-                f"Slice corners from the headers differ from the volume geometry by up to {corrected:.4f} mm "
-                f"(at {worst}): {cause}.",
-                measured=corrected,
-                tolerance=CORNER_TOLERANCE_MM,
-                unit="mm",
-                where=(worst,),
-            )
-        )
+        cause = _corner_cause(slices, offsets @ directions[:, 2] if acquisition is None else None, corrected)
+        findings.append(corners_mismatch(corrected, worst, cause, CORNER_TOLERANCE_MM))
     if acquisition is not None:
         findings[:] = [
             replace(f, details={**f.details, "max_corner_error_without_transform_mm": plain})
@@ -601,19 +446,36 @@ def _place(
         target_matrix = matrix.copy()
         target_matrix[:3, 2] = directions[:, 2] * step
         geometry = VolumeGeometry((first.columns, first.rows, count), target_matrix)
-        findings.append(
-            Finding(
-                FindingCode.STACK_RESAMPLED,
-                Severity.INFO,
-                f"The {len(slices)} slices were interpolated (linear) onto {count} regular slices "
-                f"{step:.3f} mm apart in their true positions (policy 'resample').",
-                measured=step,
-                unit="mm",
-                where=(first.where,),
-                details={"source_slices": len(slices), "target_slices": count},
-            )
-        )
+        findings.append(stack_resampled(first, len(slices), count, step))
     return StackLayout(tuple(tuple(s) for s in slices), source, acquisition, geometry, tuple(findings))
+
+
+def _corner_cause(slices: list[list[Frame]], drift_mm: NDArray[np.float64] | None, error_mm: float) -> str:
+    """Say why slice corners are off the grid by ``error_mm``.
+
+    Slice positions drifting from the mean spacing (each gap within tolerance, the sum not: ``drift_mm``, the
+    offsets along the normal, when no acquisition transform holds them), orientations or pixel spacings
+    varying, or orientation vectors that are not orthonormal.
+    """
+    first = slices[0][0]
+    assert first.pixel_spacing is not None and first.image_orientation is not None
+    drifted = float(np.max(np.abs(drift_mm))) if drift_mm is not None else 0.0
+    frames = [frame for group in slices for frame in group]
+    varies = any(not np.allclose(f.image_orientation or (), first.image_orientation, atol=1e-6, rtol=0.0)
+                 or not np.allclose(f.pixel_spacing or (), first.pixel_spacing, atol=1e-6, rtol=0.0)
+                 for f in frames)
+    row, column = np.asarray(first.image_orientation[:3]), np.asarray(first.image_orientation[3:])
+    skewed = max(abs(float(np.linalg.norm(row)) - 1.0), abs(float(np.linalg.norm(column)) - 1.0),
+                 abs(float(row @ column)))
+    if drifted >= 0.5 * error_mm:
+        return (f"slice positions drift from the regular spacing by up to {drifted:.4f} mm (each gap is within "
+                "tolerance, their sum is not)")
+    if varies:
+        return "slice orientations or pixel spacings vary slightly within the stack"
+    if skewed > 1e-6:
+        return (f"the ImageOrientationPatient row and column vectors are not unit length and perpendicular "
+                f"(off by {skewed:.2g}); the volume uses them made orthonormal")
+    return "the slice corners do not fit one regular grid"
 
 
 def _split(
@@ -623,16 +485,7 @@ def _split(
     for index, run in enumerate(frames_runs):
         flat = [f for position in run for f in position]
         (layout,) = layout_stack(flat, policy=IrregularPolicy.WARN)
-        note = Finding(
-            FindingCode.STACK_SPLIT,
-            Severity.INFO,
-            f"Part {index + 1} of {len(frames_runs)}: the stack was split where its slice spacing changes "
-            f"(policy 'split'); this part holds {len(run)} slice(s).",
-            measured=float(len(run)),
-            unit="slices",
-            where=(run[0][0].where,),
-            details={"part": index + 1, "parts": len(frames_runs)},
-        )
+        note = stack_split(index + 1, len(frames_runs), run)
         layouts.append(
             StackLayout(
                 layout.slices,
