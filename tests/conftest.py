@@ -5,11 +5,16 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
+import trueshape
+from trueshape.findings import FindingCode
 from trueshape.io import SeriesMetadata, SlicePlane, write_dicom_slices
+
+if TYPE_CHECKING:
+    from trueshape.geometry import Stack
 
 CORPUS = Path(__file__).resolve().parents[2] / "shared" / "corpus" / "real"
 
@@ -58,3 +63,31 @@ def tree_digest(folder: Path) -> dict[str, str]:
 needs_corpus = pytest.mark.skipif(
     not CORPUS.is_dir(), reason=f"real DICOM corpus not found at {CORPUS} (../shared/corpus is absent)"
 )
+
+
+# Stack findings (tests/geometry): the one non-localizer stack of a folder, one finding of a code, all codes.
+
+
+def only_stack(path, **kwargs) -> Stack:
+    stacks = [s for s in trueshape.inspect(path, **kwargs).stacks if not s.is_localizer]
+    assert len(stacks) == 1, [s.label for s in stacks]
+    return stacks[0]
+
+
+def finding(stack: Stack, code: FindingCode):
+    matches = [f for f in stack.findings if f.code is code]
+    assert len(matches) == 1, [f.code for f in stack.findings]
+    return matches[0]
+
+
+def codes(stack: Stack) -> set[FindingCode]:
+    return {f.code for f in stack.findings}
+
+
+GEOMETRY_CODES = {
+    FindingCode.SPACING_IRREGULAR,
+    FindingCode.SLICES_MISSING,
+    FindingCode.POSITIONS_DUPLICATED,
+    FindingCode.GANTRY_TILT,
+    FindingCode.CORNERS_MISMATCH,
+}

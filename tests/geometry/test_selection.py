@@ -1,0 +1,60 @@
+"""Selecting stacks and the strictness policy over their geometry findings."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+import trueshape
+from trueshape.errors import DicomInputError, GeometryError
+from trueshape.geometry import describe_empty, one_stack, parse_series_argument, select_stacks
+from trueshape.synth import AXIAL, CORONAL, regular_planes
+
+
+def test_a_series_argument_names_a_folder_a_series_and_a_stack(tmp_path: Path) -> None:
+    assert parse_series_argument("dicom#3:2") == (Path("dicom"), "3", 2)
+    assert parse_series_argument("dicom#1.2.840.5") == (Path("dicom"), "1.2.840.5", None)
+    (tmp_path / "a#b").mkdir()
+    assert parse_series_argument(tmp_path / "a#b") == (tmp_path / "a#b", None, None)  # exists whole: a folder
+    with pytest.raises(DicomInputError, match="the stack after ':' must be a number"):
+        parse_series_argument("dicom#3:x")
+    with pytest.raises(DicomInputError, match="an empty path was given"):
+        parse_series_argument(" ")
+
+
+def test_stacks_are_selected_by_number_or_uid_and_one_is_resolved(write_series) -> None:
+    folder = write_series(regular_planes(slices=6, orientation=AXIAL)
+                          + regular_planes(slices=5, orientation=CORONAL, origin=(0.0, -10.0, 20.0)), series_number=3)
+    inspection = trueshape.inspect(folder)
+    assert [s.selector for s in select_stacks(inspection, "3", None)] == ["3:1", "3:2"]
+    uid = inspection.stacks[0].series_instance_uid
+    assert [s.selector for s in select_stacks(inspection, uid, 2)] == ["3:2"]
+    with pytest.raises(DicomInputError, match=r"no stack matches series '4' \(available: 3:1, 3:2\)"):
+        select_stacks(inspection, "4", None)
+    with pytest.raises(DicomInputError, match=r"2 stacks match; name one as .*\(choices: 3:1, 3:2\)"):
+        one_stack(inspection, folder, None, None)
+    assert one_stack(inspection, folder, "3", 2).shape == (10, 8, 5)
+
+
+def test_an_empty_folder_says_so(tmp_path: Path) -> None:
+    (tmp_path / "notes.txt").write_text("no images")
+    inspection = trueshape.inspect(tmp_path)
+    assert describe_empty(inspection) == f"{tmp_path}: no DICOM images found (1 other file(s) skipped)"
+    with pytest.raises(DicomInputError, match="no DICOM images found"):
+        one_stack(inspection, tmp_path, None, None)
+
+
+def test_load_warns_ignores_or_raises_on_geometry_findings(write_series):
+    from trueshape.settings import TrueshapeWarning
+
+    planes = regular_planes(slices=10)
+    del planes[3]
+    folder = write_series(planes)
+    with pytest.warns(TrueshapeWarning, match="SLICES_MISSING: 1 slice"):
+        trueshape.load(folder)
+    assert trueshape.load(folder, validation="ignore").array.shape == (10, 8, 9)
+    with pytest.raises(GeometryError, match="SLICES_MISSING"):
+        trueshape.load(folder, validation="raise")
+    result = trueshape.convert(folder, folder.parent / "out", validation="raise")
+    assert not result.written and "SLICES_MISSING" in result.errors[0]
