@@ -30,6 +30,7 @@ import re
 import shutil
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -121,19 +122,34 @@ def write_inputs() -> None:
 # ------------------------------------------------------------------------------------------- commands
 
 
+Add = Callable[..., None]
+SESSION = f"{INPUTS}/session/dicom"
+COIL = f"{INPUTS}/SYN-AS.grad"
+IRREGULAR = f"{INPUTS}/irregular"
+
+
 def commands() -> list[tuple[str, list[str], str | None]]:
     """(name, arguments, output folder relative to RUN or None) in a fixed order."""
-    session = f"{INPUTS}/session/dicom"
-    coil = f"{INPUTS}/SYN-AS.grad"
-    model = f"{INPUTS}/syn-as-model.json"
-    irregular = f"{INPUTS}/irregular"
-    out = str(RUN)
     result: list[tuple[str, list[str], str | None]] = []
 
     def add(name: str, arguments: list[str], folder: str | None = None) -> None:
         result.append((name, arguments, folder))
 
     corpus = sorted(p.name for p in CORPUS.iterdir() if (p / "dicom").is_dir()) if CORPUS.is_dir() else []
+    _inspect_commands(add, corpus)
+    _convert_commands(add, corpus)
+    _correct_commands(add, corpus)
+    add("demo-quick", ["demo", f"{RUN}/demo", "--quick"], "demo")
+    add("help", ["--help"])
+    for command in ("inspect", "convert", "correct", "demo"):
+        add(f"help-{command}", [command, "--help"])
+    return result
+
+
+
+
+def _inspect_commands(add: Add, corpus: list[str]) -> None:
+    session, irregular = SESSION, IRREGULAR
     for name in corpus:
         add(f"inspect-json-{name}", ["inspect", "--json", f"{CORPUS}/{name}/dicom"])
     for name in ("siemens-t1-2d-sag-dis2d", "siemens-xa10-epi-enhanced-4d", "transfer-syntaxes"):
@@ -148,6 +164,9 @@ def commands() -> list[tuple[str, list[str], str | None]]:
     add("inspect-text-missing", ["inspect", f"{irregular}/missing"])
     add("inspect-missing-path", ["inspect", f"{INPUTS}/no-such-folder"])
 
+
+def _convert_commands(add: Add, corpus: list[str]) -> None:
+    session, irregular, out = SESSION, IRREGULAR, str(RUN)
     for name in corpus:
         add(f"convert-{name}", ["convert", f"{CORPUS}/{name}/dicom", "--out", f"{out}/convert-{name}"],
             f"convert-{name}")
@@ -173,6 +192,10 @@ def commands() -> list[tuple[str, list[str], str | None]]:
                                  "--irregular", "resample", "--force"], "convert-missing-warn")
     add("convert-dicom-refused", ["convert", session, "--out", f"{out}/convert-dicom", "--format", "dicom"])
     add("convert-into-input", ["convert", session, "--out", f"{session}/out"])
+
+
+def _correct_commands(add: Add, corpus: list[str]) -> None:
+    session, irregular, out, coil, model = SESSION, IRREGULAR, str(RUN), COIL, f"{INPUTS}/syn-as-model.json"
 
     def correct(name: str, series: str, *options: str) -> None:
         add(f"correct-{name}", ["correct", series, "--out", f"{out}/correct-{name}", *options], f"correct-{name}")
@@ -219,27 +242,22 @@ def commands() -> list[tuple[str, list[str], str | None]]:
     correct("volume-bare-stated", f"{INPUTS}/volumes/bare_cor.nii", "--coef", coil, "--state", "DIS2D",
             "--like", f"{session}#6")
     correct("volume-dicom-refused", converted, "--coef", coil, "--format", "dicom")
-    if "siemens-t1-2d-sag-dis2d" in corpus:
-        correct("corpus-t1-dicom", f"{CORPUS}/siemens-t1-2d-sag-dis2d/dicom", "--coef", coil, "--format", "dicom")
-        correct("corpus-t1", f"{CORPUS}/siemens-t1-2d-sag-dis2d/dicom", "--coef", coil, "--mode", "full")
-    if "siemens-xa30-t1-3d-enhanced" in corpus:
-        correct("corpus-xa30-dicom", f"{CORPUS}/siemens-xa30-t1-3d-enhanced/dicom", "--coef", coil, "--format",
-                "dicom")
-    if "siemens-table-moved-h20" in corpus:
-        correct("corpus-table-moved", f"{CORPUS}/siemens-table-moved-h20/dicom", "--coef", coil)
-    if "siemens-xa10-epi-enhanced-4d" in corpus:
-        correct("corpus-xa10-4d-dicom", f"{CORPUS}/siemens-xa10-epi-enhanced-4d/dicom", "--coef", coil, "--format",
-                "dicom")
-    if "ge-dwi-classic-r3" in corpus:
-        correct("corpus-ge-unknown", f"{CORPUS}/ge-dwi-classic-r3/dicom", "--coef", coil)
-        correct("corpus-ge-stated", f"{CORPUS}/ge-dwi-classic-r3/dicom", "--coef", coil, "--state", "ND")
-    if "siemens-epi-mosaic-ax" in corpus:
-        correct("corpus-mosaic-nrrd", f"{CORPUS}/siemens-epi-mosaic-ax/dicom", "--coef", coil, "--format", "nrrd")
-    add("demo-quick", ["demo", f"{out}/demo", "--quick"], "demo")
-    add("help", ["--help"])
-    for command in ("inspect", "convert", "correct", "demo"):
-        add(f"help-{command}", [command, "--help"])
-    return result
+    for name, folder, options in _CORPUS_CORRECTIONS:
+        if folder in corpus:
+            correct(name, f"{CORPUS}/{folder}/dicom", "--coef", coil, *options)
+
+
+#: Corrections of the real corpus, in order: (record name, corpus folder, options).
+_CORPUS_CORRECTIONS = (
+    ("corpus-t1-dicom", "siemens-t1-2d-sag-dis2d", ("--format", "dicom")),
+    ("corpus-t1", "siemens-t1-2d-sag-dis2d", ("--mode", "full")),
+    ("corpus-xa30-dicom", "siemens-xa30-t1-3d-enhanced", ("--format", "dicom")),
+    ("corpus-table-moved", "siemens-table-moved-h20", ()),
+    ("corpus-xa10-4d-dicom", "siemens-xa10-epi-enhanced-4d", ("--format", "dicom")),
+    ("corpus-ge-unknown", "ge-dwi-classic-r3", ()),
+    ("corpus-ge-stated", "ge-dwi-classic-r3", ("--state", "ND")),
+    ("corpus-mosaic-nrrd", "siemens-epi-mosaic-ax", ("--format", "nrrd")),
+)
 
 
 # ------------------------------------------------------------------------------------------ normalise

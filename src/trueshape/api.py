@@ -158,13 +158,7 @@ def convert(
     source, series_key, stack_index = parse_series_argument(path)
     refuse_output_inside(source, out)
     inspection = inspect(source, irregular=policy)
-    result = ConvertResult(inspection)
-    result.errors.extend(p.message for p in inspection.problems)
-    result.errors.extend(inspection.errors)
-    for series in inspection.series:
-        for finding in series.findings:
-            if finding.severity is Severity.ERROR and finding.code is FindingCode.GEOMETRY_MISSING:
-                result.errors.append(f"{finding.where[0]}: {finding.message}")
+    result = ConvertResult(inspection, errors=_input_errors(inspection))
     if not inspection.stacks:
         if not result.errors:
             result.errors.append(describe_empty(inspection))
@@ -187,6 +181,16 @@ def convert(
         except TrueshapeError as error:
             result.errors.append(str(error))
     return result
+
+
+def _input_errors(inspection: Inspection) -> list[str]:
+    """Return what of the input could not be used: unreadable files, refused series, images without geometry."""
+    errors = [p.message for p in inspection.problems] + list(inspection.errors)
+    for series in inspection.series:
+        for finding in series.findings:
+            if finding.severity is Severity.ERROR and finding.code is FindingCode.GEOMETRY_MISSING:
+                errors.append(f"{finding.where[0]}: {finding.message}")
+    return errors
 
 
 # ---------------------------------------------------------------------------------------------- correct

@@ -370,27 +370,8 @@ def _resample(
     starts = list(range(0, size_i, slab))
 
     if order == 1 and _kernel.KERNEL is not None:
-        row_interval = np.ascontiguousarray(upsampler.row_interval, dtype=np.int64)
-        row_weights = np.ascontiguousarray(upsampler.row_weights, dtype=np.float32)
-        # The 1-D path is the same loop with one displacement component; the grids are equal there, so the
-        # base map is the identity exactly and untouched axes sample at whole indices.
-        base_map = tuple(float(a) for a in (np.eye(4)[:3] if through_axis is not None
-                                             else linear_in_from_out[:3]).ravel())
-        spacing_sq = (float(scale_sq[0]), float(scale_sq[1]), float(scale_sq[2]))
-
-        def work_slab(start: int) -> SlabStatistics:
-            stop = min(start + slab, size_i)
-            stats = SlabStatistics()
-            for number, (source, target) in enumerate(zip(stack, outputs, strict=True)):
-                measured = _kernel.pull_back(
-                    source=source, node_values=upsampler.node_values, node_moments=upsampler.node_moments,
-                    row_interval=row_interval, row_weights=row_weights, out=target, start=start, stop=stop,
-                    through_axis=through_axis, base_map=base_map, spacing_squared=spacing_sq,
-                    intensity_correction=intensity_correction, max_jacobian_determinant=MAX_JACOBIAN_DETERMINANT,
-                )
-                if number == 0:
-                    stats = measured
-            return stats
+        work_slab = _compiled_slab_worker(stack, outputs, upsampler, linear_in_from_out, through_axis, scale_sq,
+                                          intensity_correction=intensity_correction, slab=slab, size_i=size_i)
     else:
         jj = np.arange(size_j, dtype=np.float32)[None, :, None]
         kk = np.arange(size_k, dtype=np.float32)[None, None, :]
@@ -411,6 +392,36 @@ def _resample(
         return [work_slab(start) for start in starts]
     with ThreadPoolExecutor(max_workers=workers) as pool:
         return list(pool.map(work_slab, starts))
+
+
+def _compiled_slab_worker(stack: list[NDArray[np.float32]], outputs: list[NDArray[np.float32]],
+                          upsampler: SlabUpsampler, linear_in_from_out: NDArray[np.float64], through_axis: int | None,
+                          scale_sq: NDArray[np.float32], *, intensity_correction: bool, slab: int,
+                          size_i: int) -> Callable[[int], SlabStatistics]:
+    """Return the compiled kernel's work for the slab of rows starting at a given row (statistics of volume 0)."""
+    row_interval = np.ascontiguousarray(upsampler.row_interval, dtype=np.int64)
+    row_weights = np.ascontiguousarray(upsampler.row_weights, dtype=np.float32)
+    # The 1-D path is the same loop with one displacement component; the grids are equal there, so the
+    # base map is the identity exactly and untouched axes sample at whole indices.
+    base_map = tuple(float(a) for a in (np.eye(4)[:3] if through_axis is not None
+                                         else linear_in_from_out[:3]).ravel())
+    spacing_sq = (float(scale_sq[0]), float(scale_sq[1]), float(scale_sq[2]))
+
+    def work_slab(start: int) -> SlabStatistics:
+        stop = min(start + slab, size_i)
+        stats = SlabStatistics()
+        for number, (source, target) in enumerate(zip(stack, outputs, strict=True)):
+            measured = _kernel.pull_back(
+                source=source, node_values=upsampler.node_values, node_moments=upsampler.node_moments,
+                row_interval=row_interval, row_weights=row_weights, out=target, start=start, stop=stop,
+                through_axis=through_axis, base_map=base_map, spacing_squared=spacing_sq,
+                intensity_correction=intensity_correction, max_jacobian_determinant=MAX_JACOBIAN_DETERMINANT,
+            )
+            if number == 0:
+                stats = measured
+        return stats
+
+    return work_slab
 
 
 def _index_upsampler(interpolant: GridInterpolant, geometry_in: VolumeGeometry, through_axis: int | None,
