@@ -200,7 +200,7 @@ def inverse_map(displacement: DisplacementFunction, points: NDArray[np.float64])
     Examples
     --------
     >>> shrink = lambda p: -0.1 * p
-    >>> inverse_map(shrink, np.array([[9.0, 0.0, 0.0]]))
+    >>> inverse_map(shrink, np.array([[9.0, 0.0, 0.0]])).round(6)
     array([[10.,  0.,  0.]])
     """
     recorded = np.asarray(points, dtype=np.float64)
