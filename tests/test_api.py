@@ -29,8 +29,8 @@ def test_import_trueshape_loads_no_layer_until_a_name_is_used() -> None:
 def test_the_package_face_lists_the_commands() -> None:
     assert trueshape.correct is trueshape.api.correct  # the function, not a module of that name
     assert {"inspect", "load", "convert", "correct"} <= set(dir(trueshape))
-    with pytest.raises(AttributeError, match="no attribute 'estimate'"):
-        trueshape.estimate  # noqa: B018 - planned, not there yet
+    with pytest.raises(AttributeError, match="no attribute 'no_such_command'"):
+        trueshape.no_such_command  # noqa: B018
 
 
 def test_inspect_load_and_convert(write_series, tmp_path: Path) -> None:
