@@ -185,13 +185,26 @@ class _Spacing:
     runs: tuple[tuple[int, int], ...]  # half-open slice ranges with constant spacing
 
 
+def _median(values: NDArray[np.float64]) -> float:
+    """Return the median as ``np.median`` computes it for finite values (without importing numpy.ma: 20 ms).
+
+    Examples
+    --------
+    >>> _median(np.array([3.0, 1.0, 2.0])), _median(np.array([4.0, 1.0, 2.0, 3.0]))
+    (2.0, 2.5)
+    """
+    ordered = np.sort(values)
+    middle = ordered.size // 2
+    return float((ordered[(ordered.size - 1) // 2] + ordered[middle]) / 2)
+
+
 def _dominant_gap(gaps: NDArray[np.float64], tolerance_mm: float) -> float:
     """Return the gap shared by most neighbouring pairs (clusters within tolerance; ties go to the smaller)."""
     best_count, best_value = -1, float(gaps[0])
     for gap in np.sort(gaps):
         members = gaps[np.abs(gaps - gap) <= tolerance_mm]
         if members.size > best_count:
-            best_count, best_value = members.size, float(np.median(members))
+            best_count, best_value = members.size, _median(members)
     return best_value
 
 
@@ -224,7 +237,7 @@ def _analyse_spacing(along: NDArray[np.float64], slices: list[list[Frame]]) -> _
         return _Spacing(0.0, 0.0, "single", (), ((0, 1),))
     gaps = np.diff(along)
     mean = float((along[-1] - along[0]) / (count - 1))
-    tolerance = SPACING_TOLERANCE.mm(voxel_size_mm=float(np.median(gaps)))
+    tolerance = SPACING_TOLERANCE.mm(voxel_size_mm=_median(gaps))
     deviation = np.abs(gaps - mean)
     if float(np.max(deviation)) <= tolerance:
         return _Spacing(mean, mean, "regular", (), ((0, count),))
