@@ -46,8 +46,8 @@ def ensure_dcm2niix() -> Path:
     return binary
 
 
-def timed(command: list[str]) -> tuple[float, float]:
-    """Wall seconds and peak RSS (MB) of one child process (its own rusage, via wait4)."""
+def run_child(command: list[str]) -> tuple[float, os.struct_rusage]:
+    """Wall seconds and the resource usage of one child process (its own rusage, via wait4)."""
     start = time.perf_counter()
     child = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     _, status, usage = os.wait4(child.pid, 0)
@@ -55,6 +55,12 @@ def timed(command: list[str]) -> tuple[float, float]:
     child.returncode = os.waitstatus_to_exitcode(status)
     if child.returncode != 0:
         raise subprocess.CalledProcessError(child.returncode, command)
+    return elapsed, usage
+
+
+def timed(command: list[str]) -> tuple[float, float]:
+    """Wall seconds and peak RSS (MB) of one child process."""
+    elapsed, usage = run_child(command)
     return elapsed, usage.ru_maxrss / 1024
 
 

@@ -16,15 +16,13 @@ import argparse
 import os
 import shutil
 import statistics
-import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _series import WORK
-from load import ensure_dcm2niix
+from load import ensure_dcm2niix, run_child
 
 PYTHON = Path(sys.executable)
 TRUESHAPE = PYTHON.with_name("trueshape")
@@ -48,13 +46,8 @@ def twenty_slices() -> Path:
 
 
 def measured(command: list[str]) -> tuple[float, float]:
-    """Wall and CPU seconds of one child process (its own rusage, via wait4)."""
-    start = time.perf_counter()
-    child = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    _, status, usage = os.wait4(child.pid, 0)
-    wall = time.perf_counter() - start
-    if os.waitstatus_to_exitcode(status) != 0:
-        raise subprocess.CalledProcessError(os.waitstatus_to_exitcode(status), command)
+    """Wall and CPU (user + system) seconds of one child process."""
+    wall, usage = run_child(command)
     return wall, usage.ru_utime + usage.ru_stime
 
 
