@@ -19,6 +19,7 @@ SOURCE = ROOT / "src" / "trueshape"
 CONFIG = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))
 LAYOUT = CONFIG["tool"]["trueshape"]["layout"]
 LONG_FUNCTIONS = CONFIG["tool"]["trueshape"]["long-functions"]
+LONG_MODULES = CONFIG["tool"]["trueshape"]["long-modules"]
 
 
 def _modules() -> dict[str, Path]:
@@ -38,9 +39,11 @@ def _functions_longer_than(limit: int) -> dict[str, int]:
     return found
 
 
-def test_no_module_is_longer_than_the_limit() -> None:
+def test_no_module_is_longer_than_the_limit_unless_listed() -> None:
     lengths = {module: len(path.read_text(encoding="utf-8").splitlines()) for module, path in _modules().items()}
-    assert {m: n for m, n in lengths.items() if n > LAYOUT["max-module-lines"]} == {}
+    long = {m: n for m, n in lengths.items() if n > LAYOUT["max-module-lines"]}
+    assert sorted(set(long) - set(LONG_MODULES)) == [], "split these, or list them with a reason in pyproject.toml"
+    assert sorted(set(LONG_MODULES) - set(long)) == [], "remove these from [tool.trueshape.long-modules]"
     assert lengths["trueshape.api"] <= LAYOUT["max-api-lines"]
 
 
