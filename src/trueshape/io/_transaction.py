@@ -35,7 +35,7 @@ import signal
 import tempfile
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -54,7 +54,14 @@ def _optional_module(name: str) -> Any:
 fcntl: Any = _optional_module("fcntl")
 msvcrt: Any = _optional_module("msvcrt")
 
-__all__ = ["TRUESHAPE_FOLDER_FILE", "OutputTransaction", "atomic_folder", "atomic_path", "check_writable"]
+__all__ = [
+    "TRUESHAPE_FOLDER_FILE",
+    "OutputTransaction",
+    "atomic_folder",
+    "atomic_path",
+    "check_writable",
+    "files_not_written_by_trueshape",
+]
 
 #: Files trueshape writes into an output folder (a derived DICOM series): a folder target holding anything
 #: else is not replaced.
@@ -63,6 +70,11 @@ TRUESHAPE_FOLDER_FILE = re.compile(r"IM\d{5}\.dcm")
 _LOCK_POLL_S = 0.05
 #: A lock file older than this was left by a process that died while holding it (moves take milliseconds), s.
 _STALE_LOCK_S = 60.0
+
+
+def files_not_written_by_trueshape(folder: Path) -> list[str]:
+    """Name what ``folder`` holds beside the files trueshape writes into one (:data:`TRUESHAPE_FOLDER_FILE`)."""
+    return sorted(p.name for p in folder.iterdir() if not TRUESHAPE_FOLDER_FILE.fullmatch(p.name))
 
 
 def check_writable(path: Path, *, force: bool) -> None:
@@ -83,10 +95,12 @@ class OutputTransaction:
     targets : sequence of path
         Final paths of the files or folders to write, in one folder.
     force : bool
-        Replace existing targets (a folder target only if it holds nothing but :data:`TRUESHAPE_FOLDER_FILE`
-        files).
+        Replace existing targets (a folder target only if ``foreign`` finds nothing in it).
     obsolete : sequence of path
         Files an earlier run wrote that this one does not: removed with the old targets, under the same rules.
+    foreign : callable
+        Names what an existing folder target holds that trueshape did not write there (default: anything but
+        :data:`TRUESHAPE_FOLDER_FILE` files); such a folder is never replaced.
 
     Notes
     -----
@@ -95,13 +109,15 @@ class OutputTransaction:
     """
 
     def __init__(self, targets: Sequence[str | os.PathLike[str]], *, force: bool = False,
-                 obsolete: Sequence[Path] = ()) -> None:
+                 obsolete: Sequence[Path] = (),
+                 foreign: Callable[[Path], Sequence[str]] = files_not_written_by_trueshape) -> None:
         self.targets = tuple(Path(target) for target in targets)
         if not self.targets or len({target.parent for target in self.targets}) != 1:
             raise ValueError(f"an output transaction writes into one folder, got {list(self.targets)}")
         self.folder = self.targets[0].parent
         self.force = force
         self.obsolete = tuple(obsolete)
+        self.foreign = foreign
         self._staging: Path | None = None
         self._created = False
 
@@ -194,7 +210,7 @@ class OutputTransaction:
             raise OutputError(f"{target}: is {kind}; trueshape writes {'a folder' if path.is_dir() else 'a file'} "
                               "there (move it away or choose another --out)")
         if target.is_dir():
-            foreign = sorted(p.name for p in target.iterdir() if not TRUESHAPE_FOLDER_FILE.fullmatch(p.name))
+            foreign = self.foreign(target)
             if foreign:
                 raise OutputError(f"{target}: holds files trueshape did not write ({', '.join(foreign[:3])}"
                                   f"{', ...' if len(foreign) > 3 else ''}); --force replaces the whole folder, "
@@ -248,6 +264,7 @@ def atomic_path(path: str | os.PathLike[str], *, force: bool = False,
     with OutputTransaction.join(transaction, target, force=force) as joined:
         staged = joined.staged(target)
         try:
+            staged.parent.mkdir(parents=True, exist_ok=True)  # a file inside a folder target's subfolder
             yield staged
         except TrueshapeError:  # already says which file and what went wrong
             raise

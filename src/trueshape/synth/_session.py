@@ -9,8 +9,6 @@ from __future__ import annotations
 import datetime
 import os
 import re
-import shutil
-import tempfile
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
@@ -20,11 +18,13 @@ import numpy as np
 from pydicom.uid import generate_uid
 
 from trueshape.dicom import LPS_FROM_MAGNET, DistortionState
-from trueshape.errors import OutputError, OutputExistsError
+from trueshape.errors import OutputError, OutputExistsError, TrueshapeError
 from trueshape.geometry import DisplacementField, VolumeGeometry
 from trueshape.gnl import GradientCoefficients, MagnetFrame, ResidualField
 from trueshape.io import (
+    OutputTransaction,
     SeriesMetadata,
+    atomic_folder,
     planes_from_volume,
     to_jsonable,
     write_dicom_slices,
@@ -188,23 +188,18 @@ def write_session(
     if len(phantoms) != len(acquisitions):
         raise ValueError(f"{len(phantoms)} phantoms for {len(acquisitions)} acquisitions")
     _check_replaceable(root, force=force)
+    # The checks above passed: an existing folder is empty, or (with force) holds a session and nothing else.
     try:
-        root.parent.mkdir(parents=True, exist_ok=True)
-        staging = Path(tempfile.mkdtemp(prefix=f".{root.name}.", suffix=".part", dir=root.parent))
-    except OSError as error:
-        raise OutputError(f"{root}: cannot write here ({error.strerror or error})") from None
-    try:
-        written = _write_series(staging, phantoms, coil, acquisitions, patient_id)
-        write_json(Session(staging, phantoms[0], coil.coil_id, tuple(written)).to_json(), staging / "session.json")
-        _move_into_place(staging, root)
+        with OutputTransaction([root], force=True, foreign=_not_session_files) as transaction, \
+                atomic_folder(root, transaction=transaction):
+            written = _write_series(root, phantoms, coil, acquisitions, patient_id, transaction)
+            write_json(Session(root, phantoms[0], coil.coil_id, tuple(written)).to_json(), root / "session.json",
+                       transaction=transaction)
+    except TrueshapeError:  # names the file (its final path) and what went wrong
+        raise
     except OSError as error:
         raise OutputError(f"{root}: writing the session failed ({error.strerror or error})") from None
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
-    moved = tuple(replace(s, dicom_folder=root / s.dicom_folder.relative_to(staging),
-                          truth_nifti=root / s.truth_nifti.relative_to(staging),
-                          truth_transform=root / s.truth_transform.relative_to(staging)) for s in written)
-    return Session(root, phantoms[0], coil.coil_id, moved)
+    return Session(root, phantoms[0], coil.coil_id, tuple(written))
 
 
 #: What a session folder holds (paths relative to it): ``--force`` replaces a folder holding nothing else.
@@ -233,35 +228,22 @@ def _check_replaceable(root: Path, *, force: bool) -> None:
         return
     if not force:
         raise OutputExistsError(f"{root}: already exists and is not empty (use --force to replace a session)")
-    # Every file, however deep: a note left in a series folder must not go with the session.
-    foreign = sorted(str(path.relative_to(root)) for path in root.rglob("*")
-                     if not path.is_dir() and not SESSION_FILE.fullmatch(path.relative_to(root).as_posix()))
+    foreign = _not_session_files(root)
     if foreign:
         more = ", ..." if len(foreign) > 3 else ""
         raise OutputError(f"{root}: holds {', '.join(foreign[:3])}{more} besides a synthetic session; not replaced "
                           "(choose another folder)")
 
 
-def _move_into_place(staging: Path, root: Path) -> None:
-    """Rename ``staging`` to ``root``; an existing ``root`` is moved aside first and removed after."""
-    if not root.exists():
-        os.rename(staging, root)
-        return
-    aside = Path(tempfile.mkdtemp(prefix=f".{root.name}.", suffix=".old", dir=root.parent))
-    os.rename(root, aside / root.name)
-    try:
-        os.rename(staging, root)
-    except OSError:
-        os.rename(aside / root.name, root)
-        raise
-    finally:
-        if root.exists():
-            shutil.rmtree(aside, ignore_errors=True)
+def _not_session_files(root: Path) -> list[str]:
+    """Every file under ``root`` that is not a session's, however deep: a note in a series folder must stay."""
+    return sorted(str(path.relative_to(root)) for path in root.rglob("*")
+                  if not path.is_dir() and not SESSION_FILE.fullmatch(path.relative_to(root).as_posix()))
 
 
 def _write_series(
     root: Path, phantoms: tuple[Phantom, ...], coil: GradientCoefficients, acquisitions: tuple[Acquisition, ...],
-    patient_id: str,
+    patient_id: str, transaction: OutputTransaction,
 ) -> list[SessionSeries]:
     study_uid = generate_uid()
     # The patient lies still within one position; turned round (HFS then FFS) they are a new frame of reference.
@@ -282,11 +264,15 @@ def _write_series(
         metadata = _metadata(acquisition, study_uid, frame_uid, patient_id, started,
                              started + datetime.timedelta(minutes=5 * index))
         if acquisition.enhanced:
-            write_enhanced_dicom(dicom_folder / "EN00001.dcm", planes_from_volume(volume), metadata)
+            write_enhanced_dicom(dicom_folder / "EN00001.dcm", planes_from_volume(volume), metadata,
+                                 transaction=transaction)
         else:
-            write_dicom_slices(dicom_folder, planes_from_volume(volume), metadata, file_prefix="IM")
-        truth_nifti = write_field_nifti(scan.truth, root / "truth" / f"{name}_residual_field.nii.gz")
-        truth_transform = write_itk_transform(scan.truth, root / "truth" / f"{name}_residual.h5")
+            write_dicom_slices(dicom_folder, planes_from_volume(volume), metadata, file_prefix="IM",
+                               transaction=transaction)
+        truth_nifti = write_field_nifti(scan.truth, root / "truth" / f"{name}_residual_field.nii.gz",
+                                        transaction=transaction)
+        truth_transform = write_itk_transform(scan.truth, root / "truth" / f"{name}_residual.h5",
+                                              transaction=transaction)
         written.append(SessionSeries(acquisition, dicom_folder, truth_nifti, truth_transform,
                                      _largest_inside(scan.truth, volume.geometry)))
     return written
