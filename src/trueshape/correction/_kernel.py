@@ -131,7 +131,13 @@ def pull_back(
 
 
 def has_compiled_kernel() -> bool:
-    """Whether corrections run in the compiled kernel (else in the numpy/scipy fallback)."""
+    """Whether corrections run in the compiled kernel (else in the numpy/scipy fallback).
+
+    Examples
+    --------
+    >>> has_compiled_kernel() in (True, False)
+    True
+    """
     return KERNEL is not None
 
 

@@ -188,6 +188,11 @@ def write_correction(request: CorrectionRequest, volume: Volume, record: dict[st
     an earlier run's outputs; the ``--like`` series is added); ``where`` names the input in messages.
     Everything is written into a hidden folder beside the targets and moved into place only when all of it
     succeeded: a failure leaves the output folder as it was.
+
+    Examples
+    --------
+    >>> targets = request.targets("out", "cor")                                         # doctest: +SKIP
+    >>> write_correction(request, volume, {"label": "cor"}, targets, inputs=[], where="cor")  # doctest: +SKIP
     """
     request.check_output_grid(volume, where)
     request.check_room_for_outputs(volume, targets[0].parent)

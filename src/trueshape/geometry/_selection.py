@@ -66,6 +66,11 @@ def parse_series_argument(argument: str | os.PathLike[str]) -> tuple[Path, str |
 def select_stacks(inspection: Inspection, series: str | None, stack: int | None) -> list[Stack]:
     """Pick stacks by SeriesInstanceUID or SeriesNumber (and 1-based stack index).
 
+    Examples
+    --------
+    >>> [s.selector for s in select_stacks(trueshape.inspect("dicom"), "3", None)]  # doctest: +SKIP
+    ['3:1', '3:2']
+
     Raises
     ------
     DicomInputError
@@ -98,6 +103,12 @@ def one_stack(inspection: Inspection, path: Path, series_key: str | None, stack_
         No stack, several, or one of whose files could not be read (:func:`refuse_incomplete`).
     GeometryError
         The only series was refused by the irregular-slice policy.
+
+    Examples
+    --------
+    >>> path, series, stack = parse_series_argument("session/dicom#3")
+    >>> one_stack(trueshape.inspect(path), path, series, stack).selector   # doctest: +SKIP
+    '3:1'
     """
     if not inspection.stacks:
         if inspection.errors:
@@ -165,6 +176,13 @@ def apply_validation(stack: Stack, validation: ValidationMode | str | None) -> N
     ------
     GeometryError
         With ``raise``, when the stack has geometry warnings (they are its ``findings``).
+
+    Examples
+    --------
+    >>> apply_validation(trueshape.inspect("dicom").stacks[0], "raise")  # doctest: +SKIP
+    Traceback (most recent call last):
+    ...
+    trueshape.errors.GeometryError: dicom/IM00001.dcm: SLICES_MISSING: 1 slice(s) missing: ...
     """
     mode = ValidationMode(validation) if validation is not None else settings.validation_mode
     on_grid = stack.layout.resampled or stack.layout.acquisition is None  # resampled or split: grid is true

@@ -70,6 +70,15 @@ def obsolete_outputs(sidecar: Path, names: Iterable[str], *, targets: Iterable[P
     """Files an earlier run wrote beside ``sidecar`` under ``names`` that this run does not write again.
 
     Never one of ``targets`` or an input (a file being read, or a folder holding one).
+
+    Examples
+    --------
+    >>> import json, tempfile, pathlib
+    >>> out = pathlib.Path(tempfile.mkdtemp())
+    >>> _ = (out / "a.json").write_text(json.dumps({"software": {"name": "trueshape"}, "outputs": ["a.nrrd"]}))
+    >>> [p.name for p in obsolete_outputs(out / "a.json", {"a.nrrd", "a.nii.gz"}, targets=[out / "a.nii.gz"],
+    ...                                   inputs=[])]
+    ['a.nrrd']
     """
     written = set(targets)
     sources = set(inputs)

@@ -32,6 +32,12 @@ def write_stack(stack: Stack, out_dir: Path, output_format: OutputFormat, *, for
         An output exists and ``force`` is false (nothing is written).
     OutputError
         The folder cannot be written or the disk is too full.
+
+    Examples
+    --------
+    >>> stack = trueshape.inspect("dicom").stacks[0]                       # doctest: +SKIP
+    >>> [p.name for p in write_stack(stack, Path("out"), OutputFormat.NRRD)]  # doctest: +SKIP
+    ['3_t1.nrrd', '3_t1.json']
     """
     base = out_dir / stack.label
     volume_path = base.with_name(base.name + output_format.suffix)

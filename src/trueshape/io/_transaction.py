@@ -275,7 +275,17 @@ def atomic_path(path: str | os.PathLike[str], *, force: bool = False,
 @contextlib.contextmanager
 def atomic_folder(path: str | os.PathLike[str], *, force: bool = False,
                   transaction: OutputTransaction | None = None) -> Iterator[Path]:
-    """Yield an empty folder that becomes ``path`` when the block succeeds (see :func:`atomic_path`)."""
+    """Yield an empty folder that becomes ``path`` when the block succeeds (see :func:`atomic_path`).
+
+    Examples
+    --------
+    >>> import tempfile, pathlib
+    >>> series = pathlib.Path(tempfile.mkdtemp()) / "series"
+    >>> with atomic_folder(series) as staged:
+    ...     _ = (staged / "IM00001.dcm").write_bytes(b"")
+    >>> [p.name for p in series.iterdir()]
+    ['IM00001.dcm']
+    """
     target = Path(path)
     with OutputTransaction.join(transaction, target, force=force) as joined:
         staged = joined.staged(target)
