@@ -277,7 +277,7 @@ def test_a_reused_uid_at_another_position_is_not_a_copy(write_series):
 
 
 def test_cardiac_phases_are_ordered_by_trigger_time_and_dates_may_carry_a_utc_offset(write_series):
-    from trueshape.dicom._scan import _seconds
+    from trueshape.dicom._headers import _seconds
 
     planes = [
         replace(p, overrides={"TriggerTime": 100.0 * phase, "InstanceNumber": 100 - (phase * 5 + k)})
