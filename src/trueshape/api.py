@@ -215,18 +215,13 @@ def correct(
 ) -> CorrectOutput:
     """Remove gradient-nonlinearity distortion from one series with a coil's coefficients or a scanner model.
 
-    ``series`` is a DICOM folder or file (``FOLDER#<series>[:stack]`` picks one), or a NIfTI/NRRD volume
-    whose JSON sidecar (trueshape's or dcm2niix's) says what the scanner corrected (see
-    :func:`trueshape.correction.correct_volume_file`). Writes ``<label>_corrected`` (volume),
-    ``<label>_residual_field.nii.gz`` (the field as a vector image; ``.nii`` with ``fmt="nii"``),
-    ``<label>_residual.h5`` (ITK displacement-field transform: apply it to the original volume in Slicer or
-    ANTs to get the same correction) and ``<label>_corrected.json`` (diagnostics, assumptions, provenance).
-    Stacks with missing or uneven slices are resampled onto their true geometry first (``irregular``).
-    ``like`` (a volume file or DICOM series) puts the corrected volume on that series' grid instead of its
-    own, e.g. the reference series of the session. Nothing is written unless every output can be.
-
-    ``mode`` is ``auto``, ``full`` or ``through-plane``; ``distortion_state`` (``ND``, ``DIS2D``, ``DIS3D``),
-    ``patient_position`` and ``isocentre_lps`` (mm, LPS) override what the headers or the sidecar say.
+    ``series`` is a DICOM folder or file (``FOLDER#<series>[:stack]`` picks one), or a NIfTI/NRRD volume whose
+    JSON sidecar (trueshape's or dcm2niix's) says what the scanner corrected. Writes ``<label>_corrected``
+    (volume), ``<label>_residual_field.nii.gz`` (the field; ``.nii`` with ``fmt="nii"``), ``<label>_residual.h5``
+    (ITK transform: applied to the original volume in Slicer or ANTs it gives the same correction) and
+    ``<label>_corrected.json``, all or none. Uneven slices are resampled first (``irregular``); ``like`` (a
+    volume file or series) puts the result on that grid. ``mode`` is auto, full or through-plane;
+    ``distortion_state``, ``patient_position`` and ``isocentre_lps`` (mm, LPS) override the headers.
 
     Examples
     --------
@@ -238,16 +233,11 @@ def correct(
     from trueshape.io import is_volume_file
 
     check_output_folder(out)
-    if (coefficients is None) == (model is None):
-        raise TrueshapeError("give exactly one of --coef (vendor .grad/.coef) or --model (trueshape .json)")
-    coefficient_file = coefficients if coefficients is not None else model
-    assert coefficient_file is not None
-    coil = read_coefficients(coefficient_file, r0_mm=r0_mm)
+    coefficient_file = _one_coefficient_file(coefficients, model)
     request = CorrectionRequest.build(
-        coil, coefficient_file=coefficient_file, mode=mode, intensity_correction=intensity_correction,
-        distortion_state=distortion_state, patient_position=patient_position, isocentre_lps=isocentre_lps,
-        fmt=fmt, force=force, like=like,
-    )
+        read_coefficients(coefficient_file, r0_mm=r0_mm), coefficient_file=coefficient_file, mode=mode,
+        intensity_correction=intensity_correction, distortion_state=distortion_state,
+        patient_position=patient_position, isocentre_lps=isocentre_lps, fmt=fmt, force=force, like=like)
     if like is not None and not is_volume_file(like):  # the --like series is read too: never written into
         refuse_output_inside(parse_series_argument(like)[0], out)
     if is_volume_file(series):
@@ -256,6 +246,16 @@ def correct(
     refuse_output_inside(path, out)
     stack = one_stack(inspect(path, irregular=irregular), path, series_key, stack_index)
     return correct_stack(stack, request, out)
+
+def _one_coefficient_file(coefficients: str | os.PathLike[str] | None,
+                          model: str | os.PathLike[str] | None) -> str | os.PathLike[str]:
+    """Return the one coefficient file given: vendor coefficients or a trueshape scanner model."""
+    if coefficients is not None and model is None:
+        return coefficients
+    if model is not None and coefficients is None:
+        return model
+    raise TrueshapeError("give exactly one of --coef (vendor .grad/.coef) or --model (trueshape .json)")
+
 
 # ----------------------------------------------------------------------------------------------- planned
 # estimate(reference, moving, out, ...) -> EstimateResult       over trueshape.estimate (pairwise, phantom)

@@ -98,6 +98,31 @@ ValidationOption = Annotated[
     typer.Option("--validation", case_sensitive=False,
                  help="Geometry warnings: warn (report), ignore, or raise (refuse those stacks, exit code 2)."),
 ]
+OutOption = Annotated[str, typer.Option("--out", "-o", help="Output folder.")]
+ForceOption = Annotated[bool, typer.Option("--force", help="Overwrite existing outputs.")]
+
+# The options of ``correct``, in the order its help lists them.
+SeriesArgument = Annotated[str, typer.Argument(
+    help="DICOM folder/file, optionally FOLDER#<series>[:stack]; or a NIfTI/NRRD volume (its JSON sidecar, "
+         "from trueshape convert or dcm2niix, says what the scanner corrected).")]
+CoefficientsOption = Annotated[Path | None, typer.Option("--coef", help="Vendor coefficients (.grad or .coef).")]
+ModelOption = Annotated[Path | None, typer.Option("--model", help="trueshape scanner model (.json).")]
+ModeOption = Annotated[RequestedMode, typer.Option("--mode", case_sensitive=False)]
+StateOption = Annotated[StatedState | None, typer.Option("--state", case_sensitive=False,
+                                                         help="Override the distortion state.")]
+PositionOption = Annotated[PatientPosition | None, typer.Option("--patient-position", case_sensitive=False,
+                                                                help="Override PatientPosition.")]
+IsocentreOption = Annotated[str | None, typer.Option(
+    "--isocentre", metavar="X,Y,Z",
+    help="Override the isocentre: patient LPS mm (0,0,0 when the table was not moved).")]
+CorrectIrregularOption = Annotated[CorrectIrregular, typer.Option(
+    "--irregular", case_sensitive=False, help="Slices off a regular grid: resample them first (default) or fail.")]
+RadiusOption = Annotated[float | None, typer.Option("--r0-mm", help="Reference radius for .coef files (mm).")]
+NoIntensityOption = Annotated[bool, typer.Option("--no-intensity", help="Skip Jacobian intensity correction.")]
+CorrectFormatOption = Annotated[OutputFormat, typer.Option("--format", case_sensitive=False)]
+LikeOption = Annotated[str | None, typer.Option(
+    "--like", metavar="VOLUME_OR_SERIES",
+    help="Write the corrected volume on the grid of this volume file or DICOM series (default: its own).")]
 
 
 _DATA_CHANGING = frozenset({FindingCode.STACK_RESAMPLED, FindingCode.STACK_SPLIT})
@@ -186,10 +211,10 @@ def inspect(
 @app.command()
 def convert(
     path: Annotated[str, typer.Argument(help="DICOM folder/file, optionally FOLDER#<series>[:stack].")],
-    out: Annotated[str, typer.Option("--out", "-o", help="Output folder.")],
+    out: OutOption,
     fmt: Annotated[ConvertFormat, typer.Option("--format", case_sensitive=False)] = ConvertFormat.NIFTI,
     irregular: IrregularOption = IrregularPolicy.WARN,
-    force: Annotated[bool, typer.Option("--force", help="Overwrite existing outputs.")] = False,
+    force: ForceOption = False,
     validation: ValidationOption = ValidationMode.WARN,
 ) -> None:
     """Write one volume per stack (NIfTI or NRRD) with a JSON sidecar."""
@@ -216,32 +241,20 @@ def convert(
 
 @app.command()
 def correct(
-    series: Annotated[str, typer.Argument(
-        help="DICOM folder/file, optionally FOLDER#<series>[:stack]; or a NIfTI/NRRD volume (its JSON sidecar, "
-             "from trueshape convert or dcm2niix, says what the scanner corrected).")],
-    out: Annotated[str, typer.Option("--out", "-o", help="Output folder.")],
-    coef: Annotated[Path | None, typer.Option("--coef", help="Vendor coefficients (.grad or .coef).")] = None,
-    model: Annotated[Path | None, typer.Option("--model", help="trueshape scanner model (.json).")] = None,
-    mode: Annotated[RequestedMode, typer.Option("--mode", case_sensitive=False)] = RequestedMode.AUTO,
-    state: Annotated[StatedState | None, typer.Option("--state", case_sensitive=False,
-                                                          help="Override the distortion state.")] = None,
-    patient_position: Annotated[PatientPosition | None, typer.Option("--patient-position", case_sensitive=False,
-                                                                     help="Override PatientPosition.")] = None,
-    isocentre: Annotated[str | None, typer.Option(
-        "--isocentre", metavar="X,Y,Z",
-        help="Override the isocentre: patient LPS mm (0,0,0 when the table was not moved).")] = None,
-    irregular: Annotated[CorrectIrregular, typer.Option("--irregular", case_sensitive=False,
-                         help="Slices off a regular grid: resample them first (default) or fail.")]
-    = CorrectIrregular.RESAMPLE,
-    r0_mm: Annotated[float | None, typer.Option("--r0-mm", help="Reference radius for .coef files (mm).")] = None,
-    no_intensity: Annotated[bool, typer.Option("--no-intensity", help="Skip Jacobian intensity correction.")]
-    = False,
-    fmt: Annotated[OutputFormat, typer.Option("--format", case_sensitive=False)] = OutputFormat.NIFTI,
-    like: Annotated[str | None, typer.Option(
-        "--like", metavar="VOLUME_OR_SERIES",
-        help="Write the corrected volume on the grid of this volume file or DICOM series (default: its own).")]
-    = None,
-    force: Annotated[bool, typer.Option("--force", help="Overwrite existing outputs.")] = False,
+    series: SeriesArgument,
+    out: OutOption,
+    coef: CoefficientsOption = None,
+    model: ModelOption = None,
+    mode: ModeOption = RequestedMode.AUTO,
+    state: StateOption = None,
+    patient_position: PositionOption = None,
+    isocentre: IsocentreOption = None,
+    irregular: CorrectIrregularOption = CorrectIrregular.RESAMPLE,
+    r0_mm: RadiusOption = None,
+    no_intensity: NoIntensityOption = False,
+    fmt: CorrectFormatOption = OutputFormat.NIFTI,
+    like: LikeOption = None,
+    force: ForceOption = False,
 ) -> None:
     """Remove gradient-nonlinearity distortion with coil coefficients or a scanner model."""
     from trueshape import api

@@ -33,6 +33,7 @@ from trueshape.gnl import ResidualField
 from trueshape.io import (
     NIFTI_XFORM_ALIGNED_ANAT,
     NIFTI_XFORM_SCANNER_ANAT,
+    DerivedSeries,
     OutputFormat,
     OutputTransaction,
     SourceImage,
@@ -219,7 +220,7 @@ def _write_outputs(request: CorrectionRequest, volume: Volume, record: dict[str,
                                          patient_position=request.patient_position,
                                          isocentre_lps=request.isocentre_lps)
     coil = request.coil.coil_id or (Path(request.coefficient_file).stem if request.coefficient_file else "")
-    derived = None
+    derived: DerivedSeries | None = None
     # The field is written while the image is resampled; the writers spend their time in zlib, HDF5 and
     # write(), without the GIL.
     with ThreadPoolExecutor(max_workers=2) as pool:
@@ -245,6 +246,14 @@ def _write_outputs(request: CorrectionRequest, volume: Volume, record: dict[str,
             write_volume(result.volume, targets[0], transaction=transaction)
         for future in field_writes:
             future.result()
+    write_json(_sidecar(request, record, result, coil, findings, targets, derived), targets[3],
+               transaction=transaction)
+    return result
+
+
+def _sidecar(request: CorrectionRequest, record: dict[str, Any], result: CorrectionResult, coil: str,
+             findings: list[Finding], targets: list[Path], derived: DerivedSeries | None) -> dict[str, Any]:
+    """Return the correction's JSON sidecar: source, coil, diagnostics, output grid, findings, outputs."""
     file = request.coefficient_file
     sidecar = {
         "source": record,
@@ -265,8 +274,7 @@ def _write_outputs(request: CorrectionRequest, volume: Volume, record: dict[str,
             "rescale_slope": derived.rescale_slope, "rescale_intercept": derived.rescale_intercept,
             "quantization_step": derived.quantization_step, "nonfinite_voxels": derived.nonfinite_voxels,
         }
-    write_json(sidecar, targets[3], transaction=transaction)
-    return result
+    return sidecar
 
 
 def _derivation(done: CorrectionDiagnostics, coil: str) -> str:

@@ -95,15 +95,7 @@ class CorrectionRequest:
         >>> request.distortion_state, request.output_format
         (<DistortionState.IN_PLANE_2D: 'DIS2D'>, <OutputFormat.NRRD: 'nrrd'>)
         """
-        isocentre = None
-        if isocentre_lps is not None:
-            values = tuple(float(v) for v in isocentre_lps)
-            if len(values) != 3 or not all(np.isfinite(values)):
-                raise TrueshapeError(f"--isocentre needs three finite numbers (LPS mm), got {isocentre_lps!r}")
-            if max(abs(v) for v in values) > MAX_ISOCENTRE_OFFSET_MM:
-                raise TrueshapeError(f"--isocentre {values} is more than {MAX_ISOCENTRE_OFFSET_MM:.0f} mm from the "
-                                     "patient origin: no scanner table moves that far (the unit is mm)")
-            isocentre = (values[0], values[1], values[2])
+        isocentre = None if isocentre_lps is None else _checked_isocentre(isocentre_lps)
         unrequested = frozenset(CorrectionMode) - frozenset(REQUESTED_MODES)
         requested = parse_choice(CorrectionMode, mode, "--mode", unlisted=unrequested)
         if requested is CorrectionMode.NONE:
@@ -168,6 +160,17 @@ class CorrectionRequest:
             raise TrueshapeError(f"{self.like or label}: the corrected volume on a {' x '.join(map(str, grid.shape))} "
                                  f"grid needs {needed / 2**30:.1f} GiB, more than this machine's "
                                  f"{memory / 2**30:.1f} GiB of memory")
+
+
+def _checked_isocentre(isocentre_lps: tuple[float, float, float]) -> tuple[float, float, float]:
+    """Return the isocentre as three floats, refused unless finite and within reach of a table (mm, LPS)."""
+    values = tuple(float(v) for v in isocentre_lps)
+    if len(values) != 3 or not all(np.isfinite(values)):
+        raise TrueshapeError(f"--isocentre needs three finite numbers (LPS mm), got {isocentre_lps!r}")
+    if max(abs(v) for v in values) > MAX_ISOCENTRE_OFFSET_MM:
+        raise TrueshapeError(f"--isocentre {values} is more than {MAX_ISOCENTRE_OFFSET_MM:.0f} mm from the "
+                             "patient origin: no scanner table moves that far (the unit is mm)")
+    return values[0], values[1], values[2]
 
 
 def grid_of(like: str | os.PathLike[str]) -> VolumeGeometry:

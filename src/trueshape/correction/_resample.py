@@ -373,17 +373,9 @@ def _resample(
         work_slab = _compiled_slab_worker(stack, outputs, upsampler, linear_in_from_out, through_axis, scale_sq,
                                           intensity_correction=intensity_correction, slab=slab, size_i=size_i)
     else:
-        jj = np.arange(size_j, dtype=np.float32)[None, :, None]
-        kk = np.arange(size_k, dtype=np.float32)[None, None, :]
-        # Input index of each output voxel without displacement: a[0] i + (a[1] j + a[2] k + a[3]).
-        planes = [
-            (linear_in_from_out[axis, 1] * jj + linear_in_from_out[axis, 2] * kk
-             + linear_in_from_out[axis, 3]).astype(np.float32)
-            for axis in range(3)
-        ]
-        sampler = FallbackSampler(stack, outputs, upsampler, through_axis, order, intensity_correction,
-                                  MAX_JACOBIAN_DETERMINANT, linear_in_from_out, geometry_in.shape, scale_sq, planes,
-                                  kk)
+        sampler = _fallback_sampler(stack, outputs, upsampler, linear_in_from_out, through_axis, scale_sq,
+                                    geometry_in.shape, (size_j, size_k), order=order,
+                                    intensity_correction=intensity_correction)
 
         def work_slab(start: int) -> SlabStatistics:
             return sampler.slab(start, min(start + slab, size_i))
@@ -392,6 +384,24 @@ def _resample(
         return [work_slab(start) for start in starts]
     with ThreadPoolExecutor(max_workers=workers) as pool:
         return list(pool.map(work_slab, starts))
+
+
+def _fallback_sampler(stack: list[NDArray[np.float32]], outputs: list[NDArray[np.float32]],
+                      upsampler: SlabUpsampler, linear_in_from_out: NDArray[np.float64], through_axis: int | None,
+                      scale_sq: NDArray[np.float32], input_shape: tuple[int, int, int], slab_shape: tuple[int, int],
+                      *, order: int, intensity_correction: bool) -> FallbackSampler:
+    """Return the numpy/scipy sampler, with the base map over a slab's (j, k) computed once."""
+    size_j, size_k = slab_shape
+    jj = np.arange(size_j, dtype=np.float32)[None, :, None]
+    kk = np.arange(size_k, dtype=np.float32)[None, None, :]
+    # Input index of each output voxel without displacement: a[0] i + (a[1] j + a[2] k + a[3]).
+    planes = [
+        (linear_in_from_out[axis, 1] * jj + linear_in_from_out[axis, 2] * kk
+         + linear_in_from_out[axis, 3]).astype(np.float32)
+        for axis in range(3)
+    ]
+    return FallbackSampler(stack, outputs, upsampler, through_axis, order, intensity_correction,
+                           MAX_JACOBIAN_DETERMINANT, linear_in_from_out, input_shape, scale_sq, planes, kk)
 
 
 def _compiled_slab_worker(stack: list[NDArray[np.float32]], outputs: list[NDArray[np.float32]],
