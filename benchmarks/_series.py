@@ -24,8 +24,13 @@ def large_classic_series(rows: int = 512, columns: int = 512, slices: int = 400)
         texture = 800 + 300 * np.sin(x / 17.0 + k / 9.0) * np.cos(y / 23.0)
         noise = rng.normal(0, 20, size=(rows, columns))
         plane = np.where(body, texture + noise, rng.normal(5, 3, size=(rows, columns))).clip(0, 4095)
-        planes.append(SlicePlane(plane.astype(np.uint16), (-0.5 * columns * 0.5, -0.5 * rows * 0.5, k * 0.6),
-                                 (1, 0, 0, 0, 1, 0), (0.5, 0.5)))
-    write_dicom_slices(folder, planes, SeriesMetadata(series_description="bench", slice_thickness_mm=0.6),
-                       force=True)
+        planes.append(
+            SlicePlane(
+                plane.astype(np.uint16),
+                (-0.5 * columns * 0.5, -0.5 * rows * 0.5, k * 0.6),
+                (1, 0, 0, 0, 1, 0),
+                (0.5, 0.5),
+            )
+        )
+    write_dicom_slices(folder, planes, SeriesMetadata(series_description="bench", slice_thickness_mm=0.6), force=True)
     return folder

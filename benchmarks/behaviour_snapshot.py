@@ -61,31 +61,83 @@ def write_inputs() -> None:
     INPUTS.mkdir(parents=True)
     small = {"in_plane_samples": 1, "slice_samples": 1}
     acquisitions = (
-        Acquisition(plane=Plane.CORONAL, fov_mm=(120.0, 120.0), matrix=(32, 32), slices=10, slice_thickness_mm=5.0,
-                    centre_lps=(95.0, 0.0, -100.0), isocentre_lps=(0.0, 0.0, -120.0),
-                    distortion_state=DistortionState.IN_PLANE_2D, series_number=4, description="cor", **small),
-        Acquisition(plane=Plane.AXIAL, fov_mm=(200.0, 160.0), matrix=(40, 32), slices=8, slice_thickness_mm=6.0,
-                    centre_lps=(20.0, -10.0, 60.0), isocentre_lps=(0.0, 0.0, 30.0),
-                    distortion_state=DistortionState.NONE, series_number=5, description="ax_nd", **small),
-        Acquisition(plane=Plane.AXIAL, fov_mm=(240.0, 200.0), matrix=(24, 20), slices=12, slice_thickness_mm=5.0,
-                    centre_lps=(60.0, 0.0, -110.0), isocentre_lps=(0.0, 0.0, -120.0),
-                    distortion_state=DistortionState.FULL_3D, series_number=6, description="ax_ref_dis3d", **small),
-        Acquisition(plane=Plane.SAGITTAL, fov_mm=(160.0, 160.0), matrix=(24, 24), slices=6, slice_thickness_mm=5.0,
-                    slice_gap_mm=1.0, centre_lps=(40.0, 0.0, 0.0), isocentre_lps=(0.0, 0.0, 0.0),
-                    distortion_state=DistortionState.NONE, series_number=7, description="sag_unknown",
-                    extra={"ImageType": ["ORIGINAL", "PRIMARY", "M", "NORM"]}, **small),  # headers say nothing
-        Acquisition(plane=Plane.CORONAL, fov_mm=(160.0, 160.0), matrix=(24, 24), slices=6, slice_thickness_mm=5.0,
-                    centre_lps=(0.0, 10.0, -40.0), isocentre_lps=(0.0, 0.0, -40.0),
-                    patient_position=PatientPosition.FFS, distortion_state=DistortionState.NONE, series_number=8,
-                    description="cor_ffs_nd", **small),
+        Acquisition(
+            plane=Plane.CORONAL,
+            fov_mm=(120.0, 120.0),
+            matrix=(32, 32),
+            slices=10,
+            slice_thickness_mm=5.0,
+            centre_lps=(95.0, 0.0, -100.0),
+            isocentre_lps=(0.0, 0.0, -120.0),
+            distortion_state=DistortionState.IN_PLANE_2D,
+            series_number=4,
+            description="cor",
+            **small,
+        ),
+        Acquisition(
+            plane=Plane.AXIAL,
+            fov_mm=(200.0, 160.0),
+            matrix=(40, 32),
+            slices=8,
+            slice_thickness_mm=6.0,
+            centre_lps=(20.0, -10.0, 60.0),
+            isocentre_lps=(0.0, 0.0, 30.0),
+            distortion_state=DistortionState.NONE,
+            series_number=5,
+            description="ax_nd",
+            **small,
+        ),
+        Acquisition(
+            plane=Plane.AXIAL,
+            fov_mm=(240.0, 200.0),
+            matrix=(24, 20),
+            slices=12,
+            slice_thickness_mm=5.0,
+            centre_lps=(60.0, 0.0, -110.0),
+            isocentre_lps=(0.0, 0.0, -120.0),
+            distortion_state=DistortionState.FULL_3D,
+            series_number=6,
+            description="ax_ref_dis3d",
+            **small,
+        ),
+        Acquisition(
+            plane=Plane.SAGITTAL,
+            fov_mm=(160.0, 160.0),
+            matrix=(24, 24),
+            slices=6,
+            slice_thickness_mm=5.0,
+            slice_gap_mm=1.0,
+            centre_lps=(40.0, 0.0, 0.0),
+            isocentre_lps=(0.0, 0.0, 0.0),
+            distortion_state=DistortionState.NONE,
+            series_number=7,
+            description="sag_unknown",
+            extra={"ImageType": ["ORIGINAL", "PRIMARY", "M", "NORM"]},
+            **small,
+        ),  # headers say nothing
+        Acquisition(
+            plane=Plane.CORONAL,
+            fov_mm=(160.0, 160.0),
+            matrix=(24, 24),
+            slices=6,
+            slice_thickness_mm=5.0,
+            centre_lps=(0.0, 10.0, -40.0),
+            isocentre_lps=(0.0, 0.0, -40.0),
+            patient_position=PatientPosition.FFS,
+            distortion_state=DistortionState.NONE,
+            series_number=8,
+            description="cor_ffs_nd",
+            **small,
+        ),
     )
     write_session(INPUTS / "session", FemurPhantom(), SYN_AS, acquisitions)
     (INPUTS / "SYN-AS.grad").write_text(format_siemens_grad(SYN_AS))
     write_scanner_model(SYN_AS, INPUTS / "syn-as-model.json")
 
     def series(name: str, planes: list[Any], **metadata: Any) -> None:
-        write_dicom_slices(INPUTS / "irregular" / name, planes, SeriesMetadata(series_description=name, **metadata),
-                           file_prefix="IM")
+        write_dicom_slices(
+            INPUTS / "irregular" / name, planes, SeriesMetadata(series_description=name, **metadata), file_prefix="IM"
+        )
 
     planes = regular_planes(slices=12, origin=(-5.0, -4.0, 20.0), slice_spacing=3.0)
     series("missing", planes[:5] + planes[6:], series_number=11, image_type=("ORIGINAL", "PRIMARY", "M", "DIS2D"))
@@ -95,12 +147,19 @@ def write_inputs() -> None:
             position = (plane.image_position[0], plane.image_position[1], 10.0 + (k - 5) * 2.5)
             zones[k] = type(plane)(plane.pixels, position, plane.image_orientation, plane.pixel_spacing)
     series("zones", zones, series_number=12, slice_thickness_mm=2.0)
-    tilted = [type(p)(p.pixels, (p.image_position[0], p.image_position[1] + 0.3 * k, p.image_position[2]),
-                      p.image_orientation, p.pixel_spacing)
-              for k, p in enumerate(regular_planes(slices=9, slice_spacing=2.5))]
+    tilted = [
+        type(p)(
+            p.pixels,
+            (p.image_position[0], p.image_position[1] + 0.3 * k, p.image_position[2]),
+            p.image_orientation,
+            p.pixel_spacing,
+        )
+        for k, p in enumerate(regular_planes(slices=9, slice_spacing=2.5))
+    ]
     series("tilt", tilted, series_number=13, image_type=("ORIGINAL", "PRIMARY", "M", "ND"))
-    mixed = regular_planes(slices=6, orientation=AXIAL) + regular_planes(slices=5, orientation=CORONAL,
-                                                                          origin=(0.0, 40.0, 0.0))
+    mixed = regular_planes(slices=6, orientation=AXIAL) + regular_planes(
+        slices=5, orientation=CORONAL, origin=(0.0, 40.0, 0.0)
+    )
     series("mixed", mixed, series_number=14)
 
     # A NIfTI volume with a dcm2niix-style BIDS sidecar (DIS2D coronal, head first supine, table moved).
@@ -108,9 +167,16 @@ def write_inputs() -> None:
 
     volume = load(INPUTS / "session" / "dicom" / "04_cor")
     write_nifti(volume, INPUTS / "volumes" / "bids_cor.nii.gz")
-    bids = {"Modality": "MR", "Manufacturer": "Siemens", "SeriesDescription": "cor", "SeriesNumber": 4,
-            "ImageType": ["ORIGINAL", "PRIMARY", "M", "NORM", "DIS2D"], "PatientPosition": "HFS",
-            "TablePosition": [0, 0, 120], "ImageOrientationPatientDICOM": [1, 0, 0, 0, 0, -1]}
+    bids = {
+        "Modality": "MR",
+        "Manufacturer": "Siemens",
+        "SeriesDescription": "cor",
+        "SeriesNumber": 4,
+        "ImageType": ["ORIGINAL", "PRIMARY", "M", "NORM", "DIS2D"],
+        "PatientPosition": "HFS",
+        "TablePosition": [0, 0, 120],
+        "ImageOrientationPatientDICOM": [1, 0, 0, 0, 0, -1],
+    }
     (INPUTS / "volumes" / "bids_cor.json").write_text(json.dumps(bids, indent=2))
     write_nifti(volume, INPUTS / "volumes" / "bare_cor.nii")
     bids_ffs = dict(bids, PatientPosition="FFS")
@@ -146,8 +212,6 @@ def commands() -> list[tuple[str, list[str], str | None]]:
     return result
 
 
-
-
 def _inspect_commands(add: Add, corpus: list[str]) -> None:
     session, irregular = SESSION, IRREGULAR
     for name in corpus:
@@ -168,28 +232,64 @@ def _inspect_commands(add: Add, corpus: list[str]) -> None:
 def _convert_commands(add: Add, corpus: list[str]) -> None:
     session, irregular, out = SESSION, IRREGULAR, str(RUN)
     for name in corpus:
-        add(f"convert-{name}", ["convert", f"{CORPUS}/{name}/dicom", "--out", f"{out}/convert-{name}"],
-            f"convert-{name}")
+        add(
+            f"convert-{name}",
+            ["convert", f"{CORPUS}/{name}/dicom", "--out", f"{out}/convert-{name}"],
+            f"convert-{name}",
+        )
     for name in ("siemens-t1-2d-sag-dis2d", "siemens-xa10-epi-enhanced-4d"):
         if name in corpus:
-            add(f"convert-nrrd-{name}", ["convert", f"{CORPUS}/{name}/dicom", "--out", f"{out}/convert-nrrd-{name}",
-                                         "--format", "nrrd"], f"convert-nrrd-{name}")
+            add(
+                f"convert-nrrd-{name}",
+                ["convert", f"{CORPUS}/{name}/dicom", "--out", f"{out}/convert-nrrd-{name}", "--format", "nrrd"],
+                f"convert-nrrd-{name}",
+            )
     if "siemens-epi-mosaic-ax" in corpus:
-        add("convert-nii-mosaic", ["convert", f"{CORPUS}/siemens-epi-mosaic-ax/dicom", "--out",
-                                   f"{out}/convert-nii-mosaic", "--format", "nii"], "convert-nii-mosaic")
+        add(
+            "convert-nii-mosaic",
+            [
+                "convert",
+                f"{CORPUS}/siemens-epi-mosaic-ax/dicom",
+                "--out",
+                f"{out}/convert-nii-mosaic",
+                "--format",
+                "nii",
+            ],
+            "convert-nii-mosaic",
+        )
     add("convert-session", ["convert", session, "--out", f"{out}/convert-session"], "convert-session")
-    add("convert-session-nrrd", ["convert", f"{session}#4", "--out", f"{out}/convert-session-nrrd", "--format",
-                                 "NRRD"], "convert-session-nrrd")
+    add(
+        "convert-session-nrrd",
+        ["convert", f"{session}#4", "--out", f"{out}/convert-session-nrrd", "--format", "NRRD"],
+        "convert-session-nrrd",
+    )
     for name in ("missing", "zones", "tilt", "mixed"):
         for policy in ("warn", "resample", "split", "fail"):
             folder = f"convert-{name}-{policy}"
             add(folder, ["convert", f"{irregular}/{name}", "--out", f"{out}/{folder}", "--irregular", policy], folder)
-    add("convert-missing-raise", ["convert", f"{irregular}/missing", "--out", f"{out}/convert-missing-raise",
-                                  "--validation", "raise"], "convert-missing-raise")
-    add("convert-again-refused", ["convert", f"{irregular}/missing", "--out", f"{out}/convert-missing-warn"],
-        "convert-missing-warn")
-    add("convert-again-forced", ["convert", f"{irregular}/missing", "--out", f"{out}/convert-missing-warn",
-                                 "--irregular", "resample", "--force"], "convert-missing-warn")
+    add(
+        "convert-missing-raise",
+        ["convert", f"{irregular}/missing", "--out", f"{out}/convert-missing-raise", "--validation", "raise"],
+        "convert-missing-raise",
+    )
+    add(
+        "convert-again-refused",
+        ["convert", f"{irregular}/missing", "--out", f"{out}/convert-missing-warn"],
+        "convert-missing-warn",
+    )
+    add(
+        "convert-again-forced",
+        [
+            "convert",
+            f"{irregular}/missing",
+            "--out",
+            f"{out}/convert-missing-warn",
+            "--irregular",
+            "resample",
+            "--force",
+        ],
+        "convert-missing-warn",
+    )
     add("convert-dicom-refused", ["convert", session, "--out", f"{out}/convert-dicom", "--format", "dicom"])
     add("convert-into-input", ["convert", session, "--out", f"{session}/out"])
 
@@ -215,8 +315,18 @@ def _correct_commands(add: Add, corpus: list[str]) -> None:
     correct("unknown", f"{session}#7", "--coef", coil)
     correct("unknown-stated", f"{session}#7", "--coef", coil, "--state", "dis2d")
     correct("ffs", f"{session}#8", "--coef", coil)
-    correct("ffs-overrides", f"{session}#8", "--coef", coil, "--patient-position", "hfs", "--isocentre",
-            "0,0,-40", "--state", "ND")
+    correct(
+        "ffs-overrides",
+        f"{session}#8",
+        "--coef",
+        coil,
+        "--patient-position",
+        "hfs",
+        "--isocentre",
+        "0,0,-40",
+        "--state",
+        "ND",
+    )
     correct("bad-isocentre", f"{session}#8", "--coef", coil, "--isocentre", "0,0")
     correct("far-isocentre", f"{session}#8", "--coef", coil, "--isocentre", "0,0,90000")
     correct("no-coil", f"{session}#4")
@@ -226,21 +336,34 @@ def _correct_commands(add: Add, corpus: list[str]) -> None:
     correct("missing-fail", f"{irregular}/missing", "--coef", coil, "--irregular", "fail")
     correct("missing-resampled", f"{irregular}/missing", "--coef", coil)
     correct("missing-resampled-dicom", f"{irregular}/missing", "--coef", coil, "--format", "dicom")
-    add("correct-dis2d-again", ["correct", f"{session}#4", "--out", f"{out}/correct-dis2d", "--coef", coil],
-        "correct-dis2d")
-    add("correct-dis2d-forced-nrrd", ["correct", f"{session}#4", "--out", f"{out}/correct-dis2d", "--coef", coil,
-                                      "--format", "nrrd", "--force"], "correct-dis2d")
+    add(
+        "correct-dis2d-again",
+        ["correct", f"{session}#4", "--out", f"{out}/correct-dis2d", "--coef", coil],
+        "correct-dis2d",
+    )
+    add(
+        "correct-dis2d-forced-nrrd",
+        ["correct", f"{session}#4", "--out", f"{out}/correct-dis2d", "--coef", coil, "--format", "nrrd", "--force"],
+        "correct-dis2d",
+    )
     # Volume files: trueshape's convert sidecar, its correction sidecar, dcm2niix's, none.
     converted = f"{out}/convert-session-nrrd/4_cor.nrrd"
     correct("volume-trueshape", converted, "--coef", coil)
     correct("volume-corrected", f"{out}/correct-dis2d/4_cor_corrected.nrrd", "--coef", coil)
     correct("volume-bids", f"{INPUTS}/volumes/bids_cor.nii.gz", "--coef", coil)
     correct("volume-bids-ffs", f"{INPUTS}/volumes/bids_ffs.nii.gz", "--coef", coil)
-    correct("volume-bids-ffs-isocentre", f"{INPUTS}/volumes/bids_ffs.nii.gz", "--coef", coil, "--isocentre",
-            "0,0,-120")
+    correct("volume-bids-ffs-isocentre", f"{INPUTS}/volumes/bids_ffs.nii.gz", "--coef", coil, "--isocentre", "0,0,-120")
     correct("volume-bare", f"{INPUTS}/volumes/bare_cor.nii", "--coef", coil)
-    correct("volume-bare-stated", f"{INPUTS}/volumes/bare_cor.nii", "--coef", coil, "--state", "DIS2D",
-            "--like", f"{session}#6")
+    correct(
+        "volume-bare-stated",
+        f"{INPUTS}/volumes/bare_cor.nii",
+        "--coef",
+        coil,
+        "--state",
+        "DIS2D",
+        "--like",
+        f"{session}#6",
+    )
     correct("volume-dicom-refused", converted, "--coef", coil, "--format", "dicom")
     for name, folder, options in _CORPUS_CORRECTIONS:
         if folder in corpus:
@@ -305,11 +428,31 @@ def describe_file(path: Path, normaliser: Normaliser) -> Any:
 
         image = nib.load(path)
         header = image.header
-        fields = {key: header[key].tolist() for key in ("dim", "pixdim", "datatype", "qform_code", "sform_code",
-                                                         "intent_code", "intent_name", "xyzt_units", "scl_slope",
-                                                         "scl_inter", "descrip", "quatern_b", "quatern_c",
-                                                         "quatern_d", "qoffset_x", "qoffset_y", "qoffset_z",
-                                                         "srow_x", "srow_y", "srow_z")}
+        fields = {
+            key: header[key].tolist()
+            for key in (
+                "dim",
+                "pixdim",
+                "datatype",
+                "qform_code",
+                "sform_code",
+                "intent_code",
+                "intent_name",
+                "xyzt_units",
+                "scl_slope",
+                "scl_inter",
+                "descrip",
+                "quatern_b",
+                "quatern_c",
+                "quatern_d",
+                "qoffset_x",
+                "qoffset_y",
+                "qoffset_z",
+                "srow_x",
+                "srow_y",
+                "srow_z",
+            )
+        }
         fields = {k: (v.decode() if isinstance(v, bytes) else v) for k, v in fields.items()}
         fields = json.loads(json.dumps(fields, default=str).replace("NaN", "null"))
         return {"header": normaliser.json(fields), "voxels": digest(image.dataobj.get_unscaled())}
@@ -317,9 +460,15 @@ def describe_file(path: Path, normaliser: Normaliser) -> Any:
         import nrrd
 
         data, header = nrrd.read(str(path), index_order="F")
-        return {"header": json.loads(json.dumps({k: np.asarray(v).tolist() if isinstance(v, np.ndarray) else v
-                                                 for k, v in header.items()}, default=str)),
-                "voxels": digest(data)}
+        return {
+            "header": json.loads(
+                json.dumps(
+                    {k: np.asarray(v).tolist() if isinstance(v, np.ndarray) else v for k, v in header.items()},
+                    default=str,
+                )
+            ),
+            "voxels": digest(data),
+        }
     if name.endswith((".h5", ".tfm")):
         import SimpleITK as sitk
 
@@ -327,8 +476,13 @@ def describe_file(path: Path, normaliser: Normaliser) -> Any:
         if transform.GetName() == "CompositeTransform":
             transform = sitk.CompositeTransform(transform).GetNthTransform(0)
         image = sitk.DisplacementFieldTransform(transform).GetDisplacementField()
-        return {"size": list(image.GetSize()), "origin": list(image.GetOrigin()), "spacing": list(image.GetSpacing()),
-                "direction": list(image.GetDirection()), "vectors": digest(sitk.GetArrayFromImage(image))}
+        return {
+            "size": list(image.GetSize()),
+            "origin": list(image.GetOrigin()),
+            "spacing": list(image.GetSpacing()),
+            "direction": list(image.GetDirection()),
+            "vectors": digest(sitk.GetArrayFromImage(image)),
+        }
     if name.endswith(".dcm"):
         return describe_dicom(path, normaliser)
     return {"bytes": hashlib.sha256(path.read_bytes()).hexdigest()}
@@ -369,8 +523,9 @@ def run_all() -> dict[str, Any]:
     environment.update({"COLUMNS": "200", "NO_COLOR": "1", "TERM": "dumb", "LC_ALL": "C.UTF-8"})
     records: dict[str, Any] = {}
     for name, arguments, folder in commands():
-        completed = subprocess.run([str(TRUESHAPE), *arguments], capture_output=True, text=True, env=environment,
-                                   cwd=RUN, check=False)
+        completed = subprocess.run(
+            [str(TRUESHAPE), *arguments], capture_output=True, text=True, env=environment, cwd=RUN, check=False
+        )
         record: dict[str, Any] = {
             "argv": normaliser.text(" ".join(arguments)),
             "exit": completed.returncode,

@@ -35,8 +35,7 @@ def main() -> None:
                 difference = float(np.max(np.abs(ours.affine - theirs.affine)))
                 same = ours.shape == theirs.shape and np.array_equal(ours.get_fdata(), theirs.get_fdata())
                 worst = max(worst, difference)
-                print(f"{folder + '/' + reference['file']:58.58s} {ours.shape!s:>16s} {difference:21.2e} "
-                      f"{same!s:>17s}")
+                print(f"{folder + '/' + reference['file']:58.58s} {ours.shape!s:>16s} {difference:21.2e} {same!s:>17s}")
     print(f"largest affine difference: {worst:.2e} mm")
 
 

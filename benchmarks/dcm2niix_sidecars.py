@@ -31,8 +31,16 @@ SERIES = ["siemens-t1-2d-sag-dis2d", "siemens-table-baseline", "siemens-table-mo
 
 
 def trueshape_correct(source: Path, out: Path, coil: Path) -> Path:
-    command = [str(Path(sys.executable).with_name("trueshape")), "correct", str(source), "--coef", str(coil),
-               "--out", str(out), "--force"]
+    command = [
+        str(Path(sys.executable).with_name("trueshape")),
+        "correct",
+        str(source),
+        "--coef",
+        str(coil),
+        "--out",
+        str(out),
+        "--force",
+    ]
     result = subprocess.run(command, capture_output=True, text=True)
     if result.returncode != 0:
         raise RuntimeError(f"{' '.join(command)}:\n{result.stdout}{result.stderr}")
@@ -50,31 +58,54 @@ def main() -> int:
     WORK.mkdir(parents=True)
     coil = WORK / "SYN-AS.grad"
     coil.write_text(format_siemens_grad(SYN_AS))
-    header = ("series", "ImageType token", "position", "TablePosition", "state via dcm2niix", "state via DICOM",
-              "isocentre via dcm2niix", "isocentre via DICOM", "max voxel difference")
+    header = (
+        "series",
+        "ImageType token",
+        "position",
+        "TablePosition",
+        "state via dcm2niix",
+        "state via DICOM",
+        "isocentre via dcm2niix",
+        "isocentre via DICOM",
+        "max voxel difference",
+    )
     print(" | ".join(header))
     for name in SERIES:
         nifti_dir = WORK / name / "dcm2niix"
         nifti_dir.mkdir(parents=True)
-        subprocess.run([str(dcm2niix), "-z", "y", "-b", "y", "-o", str(nifti_dir), "-f", "%s_%d",
-                        str(CORPUS / name / "dicom")], check=True, capture_output=True)
+        subprocess.run(
+            [str(dcm2niix), "-z", "y", "-b", "y", "-o", str(nifti_dir), "-f", "%s_%d", str(CORPUS / name / "dicom")],
+            check=True,
+            capture_output=True,
+        )
         for nifti in sorted(nifti_dir.glob("*.nii.gz")):
             sidecar = json.loads(nifti.with_name(nifti.name[: -len(".nii.gz")] + ".json").read_text())
             via_nifti = json.loads(trueshape_correct(nifti, WORK / name / "from_nifti", coil).read_text())
-            via_dicom = json.loads(trueshape_correct(CORPUS / name / "dicom", WORK / name / "from_dicom",
-                                                     coil).read_text())
-            images = [nib.as_closest_canonical(nib.load(next((WORK / name / which).glob("*_corrected.nii.gz"))))
-                      for which in ("from_nifti", "from_dicom")]
+            via_dicom = json.loads(
+                trueshape_correct(CORPUS / name / "dicom", WORK / name / "from_dicom", coil).read_text()
+            )
+            images = [
+                nib.as_closest_canonical(nib.load(next((WORK / name / which).glob("*_corrected.nii.gz"))))
+                for which in ("from_nifti", "from_dicom")
+            ]
             assert np.allclose(images[0].affine, images[1].affine, atol=1e-3)
             difference = float(np.max(np.abs(images[0].get_fdata() - images[1].get_fdata())))
             token = [t for t in sidecar.get("ImageType", []) if t in ("ND", "DIS2D", "DIS3D")]
-            print(" | ".join([
-                nifti.name, ",".join(token) or "-", str(sidecar.get("PatientPosition")),
-                str(sidecar.get("TablePosition")), via_nifti["correction"]["distortion_state"],
-                via_dicom["correction"]["distortion_state"], str(via_nifti["source"]["isocentre_lps"]),
-                str(via_dicom["source"]["isocentre_lps"]),
-                f"{difference:.3g} (of {float(np.max(np.abs(images[1].get_fdata()))):.4g})",
-            ]))
+            print(
+                " | ".join(
+                    [
+                        nifti.name,
+                        ",".join(token) or "-",
+                        str(sidecar.get("PatientPosition")),
+                        str(sidecar.get("TablePosition")),
+                        via_nifti["correction"]["distortion_state"],
+                        via_dicom["correction"]["distortion_state"],
+                        str(via_nifti["source"]["isocentre_lps"]),
+                        str(via_dicom["source"]["isocentre_lps"]),
+                        f"{difference:.3g} (of {float(np.max(np.abs(images[1].get_fdata()))):.4g})",
+                    ]
+                )
+            )
     return 0
 
 

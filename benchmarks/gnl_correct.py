@@ -248,9 +248,24 @@ def trueshape_command(distorted: Path, grad: Path, out_dir: Path) -> list[str]:
     """The measured command: what a user with a NIfTI volume and a .grad file types (gradunwarp's assumptions:
     nothing corrected by the scanner, head first supine, isocentre at the origin)."""
     trueshape = Path(sys.executable).with_name("trueshape")
-    return [str(trueshape), "correct", str(distorted), "--coef", str(grad), "--state", "ND",
-            "--patient-position", "HFS", "--isocentre", "0,0,0", "--format", "nii", "--out", str(out_dir),
-            "--force"]
+    return [
+        str(trueshape),
+        "correct",
+        str(distorted),
+        "--coef",
+        str(grad),
+        "--state",
+        "ND",
+        "--patient-position",
+        "HFS",
+        "--isocentre",
+        "0,0,0",
+        "--format",
+        "nii",
+        "--out",
+        str(out_dir),
+        "--force",
+    ]
 
 
 def time_start_up(repeats: int) -> list[float]:
@@ -392,8 +407,10 @@ def run_size(name: str, grad: Path, repeats: int, repeats_gradunwarp: int) -> di
         cwd = size_dir / label
         command = [python, str(script), str(distorted), str(cwd / "corrected.nii"), "siemens", "-g", str(grad)]
         m = run_measured([*command, *extra], cwd)
-        log(f"  gradunwarp {' '.join(extra) or '(Jacobian on)'} run {repeat + 1}: {m.wall_s:.1f} s wall, "
-            f"{m.cpu_s:.1f} s CPU, {m.peak_rss_mb:.0f} MB")
+        log(
+            f"  gradunwarp {' '.join(extra) or '(Jacobian on)'} run {repeat + 1}: {m.wall_s:.1f} s wall, "
+            f"{m.cpu_s:.1f} s CPU, {m.peak_rss_mb:.0f} MB"
+        )
         return {"wall_s": m.wall_s, "cpu_s": m.cpu_s, "peak_rss_mb": m.peak_rss_mb, "load": m.load}
 
     def trueshape(repeat: int) -> dict[str, float]:
@@ -460,9 +477,11 @@ def print_table(name: str, outcome: dict[str, Any]) -> None:
         walls = ", ".join(f"{r['wall_s']:.2f}" for r in runs[key])
         loads = ", ".join(f"{r['load']:.2f}" for r in runs[key])
         log(f"{label} runs: wall {walls} s; 1-minute load average after each: {loads}")
-    log("trueshape correction call alone (medians): "
+    log(
+        "trueshape correction call alone (medians): "
         + ", ".join(f"{label} {value:.2f} s" for label, value in calls.items())
-        + f"; start-up (python -c 'import trueshape.cli') {float(np.median(runs['start_up'])):.2f} s")
+        + f"; start-up (python -c 'import trueshape.cli') {float(np.median(runs['start_up'])):.2f} s"
+    )
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -95,8 +95,9 @@ def run(source: Path, label: str, repeats: int, dcm2niix: Path) -> None:
     for name, values in times.items():
         reference = "dcm2niix -z y (.nii.gz)" if ".gz" in name else "dcm2niix -z n (.nii)"
         ratio = statistics.median(values) / statistics.median(times[reference])
-        print(f"{name:32s} {statistics.median(values):9.3f} {ratio:11.2f}x {peaks[name]:8.0f} "
-              f"{sizes[name] / 1e6:10.1f}")
+        print(
+            f"{name:32s} {statistics.median(values):9.3f} {ratio:11.2f}x {peaks[name]:8.0f} {sizes[name] / 1e6:10.1f}"
+        )
 
 
 def main() -> None:

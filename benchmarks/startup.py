@@ -64,13 +64,26 @@ def main() -> None:
         "python -c 'import trueshape'": [str(PYTHON), "-c", "import trueshape"],
         # What any Python CLI of this stack pays before its own code: numpy and pydicom, typer (which validates
         # options with pydantic) and rich.
-        "libraries alone (floor of inspect)": [str(PYTHON), "-c", "import numpy, pydicom, typer, typer._adapters, "
-                                               "rich.console, rich.table"],
+        "libraries alone (floor of inspect)": [
+            str(PYTHON),
+            "-c",
+            "import numpy, pydicom, typer, typer._adapters, rich.console, rich.table",
+        ],
         "trueshape --help": [str(TRUESHAPE), "--help"],
         "trueshape inspect SERIES": [str(TRUESHAPE), "inspect", str(series)],
         "trueshape inspect --json SERIES": [str(TRUESHAPE), "inspect", "--json", str(series)],
-        "dcm2niix -z n SERIES (converts)": [str(dcm2niix), "-z", "n", "-b", "n", "-f", "%s_%p", "-o", str(out),
-                                            str(series)],
+        "dcm2niix -z n SERIES (converts)": [
+            str(dcm2niix),
+            "-z",
+            "n",
+            "-b",
+            "n",
+            "-f",
+            "%s_%p",
+            "-o",
+            str(out),
+            str(series),
+        ],
     }
     walls: dict[str, list[float]] = {name: [] for name in commands}
     cpus: dict[str, list[float]] = {name: [] for name in commands}
@@ -84,8 +97,10 @@ def main() -> None:
                     written.unlink()
     finally:
         shutil.rmtree(out, ignore_errors=True)
-    print(f"machine: {os.cpu_count()} cores, load average {' '.join(f'{v:.2f}' for v in os.getloadavg())}; "
-          f"medians of {args.repeats} interleaved runs; series: {series} (20 slices, 256 x 256)")
+    print(
+        f"machine: {os.cpu_count()} cores, load average {' '.join(f'{v:.2f}' for v in os.getloadavg())}; "
+        f"medians of {args.repeats} interleaved runs; series: {series} (20 slices, 256 x 256)"
+    )
     print(f"{'command':38s} {'wall s':>8s} {'cpu s':>8s}")
     wall = {name: statistics.median(values) for name, values in walls.items()}
     cpu = {name: statistics.median(values) for name, values in cpus.items()}
@@ -94,13 +109,17 @@ def main() -> None:
     beyond_numpy = wall["python -c 'import trueshape'"] - wall["python -c 'import numpy'"]
     beyond_numpy_cpu = cpu["python -c 'import trueshape'"] - cpu["python -c 'import numpy'"]
     inspect = wall["trueshape inspect SERIES"]
-    print(f"import trueshape beyond import numpy: {beyond_numpy:+.3f} s wall, {beyond_numpy_cpu:+.3f} s cpu "
-          f"(budget {IMPORT_BUDGET_S} s): {'met' if beyond_numpy <= IMPORT_BUDGET_S else 'MISSED'}")
+    print(
+        f"import trueshape beyond import numpy: {beyond_numpy:+.3f} s wall, {beyond_numpy_cpu:+.3f} s cpu "
+        f"(budget {IMPORT_BUDGET_S} s): {'met' if beyond_numpy <= IMPORT_BUDGET_S else 'MISSED'}"
+    )
     floor = wall["libraries alone (floor of inspect)"]
-    print(f"trueshape inspect of 20 slices: {inspect:.3f} s wall, {cpu['trueshape inspect SERIES']:.3f} s cpu "
-          f"(budget {INSPECT_BUDGET_S} s): {'met' if inspect <= INSPECT_BUDGET_S else 'MISSED'}; "
-          f"{inspect - floor:+.3f} s beyond importing its libraries ({floor:.3f} s); "
-          f"dcm2niix converts it in {wall['dcm2niix -z n SERIES (converts)']:.3f} s")
+    print(
+        f"trueshape inspect of 20 slices: {inspect:.3f} s wall, {cpu['trueshape inspect SERIES']:.3f} s cpu "
+        f"(budget {INSPECT_BUDGET_S} s): {'met' if inspect <= INSPECT_BUDGET_S else 'MISSED'}; "
+        f"{inspect - floor:+.3f} s beyond importing its libraries ({floor:.3f} s); "
+        f"dcm2niix converts it in {wall['dcm2niix -z n SERIES (converts)']:.3f} s"
+    )
 
 
 if __name__ == "__main__":

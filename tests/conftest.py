@@ -41,10 +41,18 @@ def write_coronal_session(root: Path, **changes: Any) -> tuple[Path, Path]:
     from trueshape.synth import Acquisition, FemurPhantom, Plane, write_session
 
     settings: dict[str, Any] = {
-        "plane": Plane.CORONAL, "fov_mm": (120.0, 120.0), "matrix": (32, 32), "slices": 10, "slice_thickness_mm": 5.0,
-        "centre_lps": (95.0, 0.0, -100.0), "isocentre_lps": (0.0, 0.0, -120.0),
-        "distortion_state": DistortionState.IN_PLANE_2D, "in_plane_samples": 1, "slice_samples": 1,
-        "series_number": 4, "description": "cor",
+        "plane": Plane.CORONAL,
+        "fov_mm": (120.0, 120.0),
+        "matrix": (32, 32),
+        "slices": 10,
+        "slice_thickness_mm": 5.0,
+        "centre_lps": (95.0, 0.0, -100.0),
+        "isocentre_lps": (0.0, 0.0, -120.0),
+        "distortion_state": DistortionState.IN_PLANE_2D,
+        "in_plane_samples": 1,
+        "slice_samples": 1,
+        "series_number": 4,
+        "description": "cor",
     }
     write_session(root / "s", FemurPhantom(), SYN_AS, (Acquisition(**(settings | changes)),))
     (root / "SYN-AS.grad").write_text(format_siemens_grad(SYN_AS))

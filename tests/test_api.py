@@ -18,8 +18,10 @@ from trueshape.synth import regular_planes
 
 
 def test_import_trueshape_loads_no_layer_until_a_name_is_used() -> None:
-    code = ("import sys, trueshape; loaded = sorted(m for m in sys.modules if m.startswith('trueshape')); "
-            "print(loaded); trueshape.inspect; print('trueshape.api' in sys.modules, 'nibabel' in sys.modules)")
+    code = (
+        "import sys, trueshape; loaded = sorted(m for m in sys.modules if m.startswith('trueshape')); "
+        "print(loaded); trueshape.inspect; print('trueshape.api' in sys.modules, 'nibabel' in sys.modules)"
+    )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     first, second = done.stdout.splitlines()
     assert first == "['trueshape', 'trueshape._lazy', 'trueshape._version']"
@@ -53,11 +55,21 @@ def test_correct_returns_typed_diagnostics(tmp_path: Path) -> None:
     assert diagnostics.mode is CorrectionMode.THROUGH_PLANE
     assert diagnostics.distortion_state is DistortionState.IN_PLANE_2D
     assert diagnostics.max_displacement_mm > 0.1 and np.isfinite(diagnostics.mean_displacement_mm)
-    assert [p.name for p in output.written] == ["4_cor_corrected.nii.gz", "4_cor_residual_field.nii.gz",
-                                                "4_cor_residual.h5", "4_cor_corrected.json"]
+    assert [p.name for p in output.written] == [
+        "4_cor_corrected.nii.gz",
+        "4_cor_residual_field.nii.gz",
+        "4_cor_residual.h5",
+        "4_cor_corrected.json",
+    ]
     assert output.volume.provenance.distortion_state is DistortionState.FULL_3D
-    stated = trueshape.correct(f"{dicom}#4", tmp_path / "full", coefficients=coil, mode=CorrectionMode.FULL,
-                               distortion_state=DistortionState.NONE, fmt="nii")
+    stated = trueshape.correct(
+        f"{dicom}#4",
+        tmp_path / "full",
+        coefficients=coil,
+        mode=CorrectionMode.FULL,
+        distortion_state=DistortionState.NONE,
+        fmt="nii",
+    )
     assert stated.diagnostics.mode is CorrectionMode.FULL
     assert stated.diagnostics.distortion_state is DistortionState.NONE
 

@@ -23,8 +23,10 @@ LONG_MODULES = CONFIG["tool"]["trueshape"]["long-modules"]
 
 
 def _modules() -> dict[str, Path]:
-    return {".".join(path.relative_to(SOURCE.parent).with_suffix("").parts).removesuffix(".__init__"): path
-            for path in sorted(SOURCE.rglob("*.py"))}
+    return {
+        ".".join(path.relative_to(SOURCE.parent).with_suffix("").parts).removesuffix(".__init__"): path
+        for path in sorted(SOURCE.rglob("*.py"))
+    }
 
 
 def _functions_longer_than(limit: int) -> dict[str, int]:
@@ -58,8 +60,9 @@ def test_every_long_function_is_listed_with_a_reason_and_the_list_only_shrinks()
     assert all(len(reason) > 20 for reason in LONG_FUNCTIONS.values())
 
 
-COMPLEXITY_EXCEPTIONS = sorted(file for file, rules in CONFIG["tool"]["ruff"]["lint"]["per-file-ignores"].items()
-                               if "C901" in rules)
+COMPLEXITY_EXCEPTIONS = sorted(
+    file for file, rules in CONFIG["tool"]["ruff"]["lint"]["per-file-ignores"].items() if "C901" in rules
+)
 
 
 @pytest.mark.parametrize("path", COMPLEXITY_EXCEPTIONS)
@@ -67,7 +70,21 @@ def test_each_complexity_exception_is_still_needed(path: str) -> None:
     ruff = Path(sys.executable).with_name("ruff")
     if not ruff.exists():
         pytest.skip("ruff is not installed beside this Python")
-    checked = subprocess.run([str(ruff), "check", "--isolated", "--select", "C901", "--config",
-                              "lint.mccabe.max-complexity=15", "--output-format", "concise", str(ROOT / path)],
-                             capture_output=True, text=True, check=False)
+    checked = subprocess.run(
+        [
+            str(ruff),
+            "check",
+            "--isolated",
+            "--select",
+            "C901",
+            "--config",
+            "lint.mccabe.max-complexity=15",
+            "--output-format",
+            "concise",
+            str(ROOT / path),
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     assert "C901" in checked.stdout, f"{path} needs no C901 exception any more: remove it from pyproject.toml"

@@ -22,8 +22,9 @@ from typing import Any
 __all__ = ["lazy_names"]
 
 
-def lazy_names(package: str, origins: Mapping[str, str], *, namespace: MutableMapping[str, Any]
-               ) -> tuple[Callable[[str], Any], Callable[[], list[str]]]:
+def lazy_names(
+    package: str, origins: Mapping[str, str], *, namespace: MutableMapping[str, Any]
+) -> tuple[Callable[[str], Any], Callable[[], list[str]]]:
     """Return a package's ``__getattr__`` and ``__dir__`` for ``origins`` (public name -> defining module).
 
     ``namespace`` is the package's ``globals()``: a name, once loaded, is kept there (``__getattr__`` then

@@ -101,8 +101,9 @@ def load(
     ((146, 146, 30), <DistortionState.IN_PLANE_2D: 'DIS2D'>)
     """
     path, series_key, stack_index = parse_series_argument(series)
-    stack = one_stack(inspect(path, irregular=irregular), path, series_key, stack_index,
-                      include_localizers=include_localizers)
+    stack = one_stack(
+        inspect(path, irregular=irregular), path, series_key, stack_index, include_localizers=include_localizers
+    )
     apply_validation(stack, validation)
     return load_stack(stack)
 
@@ -153,8 +154,10 @@ def convert(
     output_format = parse_choice(OutputFormat, fmt, "--format")
     policy = parse_choice(IrregularPolicy, irregular, "--irregular")
     if output_format is OutputFormat.DICOM:
-        raise TrueshapeError("trueshape convert writes NIfTI or NRRD; DICOM output is for corrected series "
-                             "(trueshape correct --format dicom)")
+        raise TrueshapeError(
+            "trueshape convert writes NIfTI or NRRD; DICOM output is for corrected series "
+            "(trueshape correct --format dicom)"
+        )
     source, series_key, stack_index = parse_series_argument(path)
     refuse_output_inside(source, out)
     inspection = inspect(source, irregular=policy)
@@ -172,8 +175,9 @@ def convert(
             try:
                 refuse_incomplete(inspection, stack)  # the other series are still written
             except DicomInputError:  # the unreadable file is already named once above
-                result.errors.append(f"{stack.label}: not written: a file that may hold its slices could not be "
-                                     "read (named above)")
+                result.errors.append(
+                    f"{stack.label}: not written: a file that may hold its slices could not be read (named above)"
+                )
                 continue
             # warn: the findings go into each sidecar (and the CLI prints them); raise: refuse the stack
             apply_validation(stack, ValidationMode.IGNORE if mode is ValidationMode.WARN else mode)
@@ -235,9 +239,17 @@ def correct(
     check_output_folder(out)
     coefficient_file = _one_coefficient_file(coefficients, model)
     request = CorrectionRequest.build(
-        read_coefficients(coefficient_file, r0_mm=r0_mm), coefficient_file=coefficient_file, mode=mode,
-        intensity_correction=intensity_correction, distortion_state=distortion_state,
-        patient_position=patient_position, isocentre_lps=isocentre_lps, fmt=fmt, force=force, like=like)
+        read_coefficients(coefficient_file, r0_mm=r0_mm),
+        coefficient_file=coefficient_file,
+        mode=mode,
+        intensity_correction=intensity_correction,
+        distortion_state=distortion_state,
+        patient_position=patient_position,
+        isocentre_lps=isocentre_lps,
+        fmt=fmt,
+        force=force,
+        like=like,
+    )
     if like is not None and not is_volume_file(like):  # the --like series is read too: never written into
         refuse_output_inside(parse_series_argument(like)[0], out)
     if is_volume_file(series):
@@ -247,8 +259,10 @@ def correct(
     stack = one_stack(inspect(path, irregular=irregular), path, series_key, stack_index)
     return correct_stack(stack, request, out)
 
-def _one_coefficient_file(coefficients: str | os.PathLike[str] | None,
-                          model: str | os.PathLike[str] | None) -> str | os.PathLike[str]:
+
+def _one_coefficient_file(
+    coefficients: str | os.PathLike[str] | None, model: str | os.PathLike[str] | None
+) -> str | os.PathLike[str]:
     """Return the one coefficient file given: vendor coefficients or a trueshape scanner model."""
     if coefficients is not None and model is None:
         return coefficients

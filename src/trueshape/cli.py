@@ -63,7 +63,9 @@ else:
     StatedState = _offered("StatedState", (s for s in DistortionState if s is not DistortionState.UNKNOWN))
 
 app = typer.Typer(
-    add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+    add_completion=False,
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
     help="Why does this anatomy look distorted, and how do I fix it?",
 )
 
@@ -95,34 +97,57 @@ IrregularOption = Annotated[
 
 ValidationOption = Annotated[
     ValidationMode,
-    typer.Option("--validation", case_sensitive=False,
-                 help="Geometry warnings: warn (report), ignore, or raise (refuse those stacks, exit code 2)."),
+    typer.Option(
+        "--validation",
+        case_sensitive=False,
+        help="Geometry warnings: warn (report), ignore, or raise (refuse those stacks, exit code 2).",
+    ),
 ]
 OutOption = Annotated[str, typer.Option("--out", "-o", help="Output folder.")]
 ForceOption = Annotated[bool, typer.Option("--force", help="Overwrite existing outputs.")]
 
 # The options of ``correct``, in the order its help lists them.
-SeriesArgument = Annotated[str, typer.Argument(
-    help="DICOM folder/file, optionally FOLDER#<series>[:stack]; or a NIfTI/NRRD volume (its JSON sidecar, "
-         "from trueshape convert or dcm2niix, says what the scanner corrected).")]
+SeriesArgument = Annotated[
+    str,
+    typer.Argument(
+        help="DICOM folder/file, optionally FOLDER#<series>[:stack]; or a NIfTI/NRRD volume (its JSON sidecar, "
+        "from trueshape convert or dcm2niix, says what the scanner corrected)."
+    ),
+]
 CoefficientsOption = Annotated[Path | None, typer.Option("--coef", help="Vendor coefficients (.grad or .coef).")]
 ModelOption = Annotated[Path | None, typer.Option("--model", help="trueshape scanner model (.json).")]
 ModeOption = Annotated[RequestedMode, typer.Option("--mode", case_sensitive=False)]
-StateOption = Annotated[StatedState | None, typer.Option("--state", case_sensitive=False,
-                                                         help="Override the distortion state.")]
-PositionOption = Annotated[PatientPosition | None, typer.Option("--patient-position", case_sensitive=False,
-                                                                help="Override PatientPosition.")]
-IsocentreOption = Annotated[str | None, typer.Option(
-    "--isocentre", metavar="X,Y,Z",
-    help="Override the isocentre: patient LPS mm (0,0,0 when the table was not moved).")]
-CorrectIrregularOption = Annotated[CorrectIrregular, typer.Option(
-    "--irregular", case_sensitive=False, help="Slices off a regular grid: resample them first (default) or fail.")]
+StateOption = Annotated[
+    StatedState | None, typer.Option("--state", case_sensitive=False, help="Override the distortion state.")
+]
+PositionOption = Annotated[
+    PatientPosition | None, typer.Option("--patient-position", case_sensitive=False, help="Override PatientPosition.")
+]
+IsocentreOption = Annotated[
+    str | None,
+    typer.Option(
+        "--isocentre",
+        metavar="X,Y,Z",
+        help="Override the isocentre: patient LPS mm (0,0,0 when the table was not moved).",
+    ),
+]
+CorrectIrregularOption = Annotated[
+    CorrectIrregular,
+    typer.Option(
+        "--irregular", case_sensitive=False, help="Slices off a regular grid: resample them first (default) or fail."
+    ),
+]
 RadiusOption = Annotated[float | None, typer.Option("--r0-mm", help="Reference radius for .coef files (mm).")]
 NoIntensityOption = Annotated[bool, typer.Option("--no-intensity", help="Skip Jacobian intensity correction.")]
 CorrectFormatOption = Annotated[OutputFormat, typer.Option("--format", case_sensitive=False)]
-LikeOption = Annotated[str | None, typer.Option(
-    "--like", metavar="VOLUME_OR_SERIES",
-    help="Write the corrected volume on the grid of this volume file or DICOM series (default: its own).")]
+LikeOption = Annotated[
+    str | None,
+    typer.Option(
+        "--like",
+        metavar="VOLUME_OR_SERIES",
+        help="Write the corrected volume on the grid of this volume file or DICOM series (default: its own).",
+    ),
+]
 
 
 _DATA_CHANGING = frozenset({FindingCode.STACK_RESAMPLED, FindingCode.STACK_SPLIT})
@@ -155,8 +180,10 @@ def _render_inspection(inspection: Inspection) -> None:
             table.add_row("spacing (mm)", " x ".join(f"{s:.4g}" for s in stack.geometry.spacing))
             table.add_row(
                 "distortion",
-                _e(f"{stack.distortion_state.value}"
-                   + (f"  (from {stack.distortion_source})" if stack.distortion_source else "")),
+                _e(
+                    f"{stack.distortion_state.value}"
+                    + (f"  (from {stack.distortion_source})" if stack.distortion_source else "")
+                ),
             )
             table.add_row(
                 "isocentre (LPS mm)",
@@ -229,8 +256,10 @@ def convert(
     for stack in result.stacks:
         for finding in stack.findings:
             if finding.severity is not Severity.INFO:
-                console.print(f"[{_SEVERITY_STYLE[finding.severity]}]{finding.code.value}[/] {_e(stack.label)}: "
-                              f"{_e(finding.message)}")
+                console.print(
+                    f"[{_SEVERITY_STYLE[finding.severity]}]{finding.code.value}[/] {_e(stack.label)}: "
+                    f"{_e(finding.message)}"
+                )
     for written in result.written:
         console.print(f"wrote {_e(written)}", soft_wrap=True)
     for message in result.errors:
@@ -261,18 +290,31 @@ def correct(
 
     console = _out()
     try:
-        result = api.correct(series, out, coefficients=coef, model=model, mode=mode.value,
-                             distortion_state=None if state is None else state.value,
-                             patient_position=patient_position, isocentre_lps=_isocentre(isocentre),
-                             r0_mm=r0_mm, irregular=irregular.value, intensity_correction=not no_intensity, fmt=fmt,
-                             force=force, like=like)
+        result = api.correct(
+            series,
+            out,
+            coefficients=coef,
+            model=model,
+            mode=mode.value,
+            distortion_state=None if state is None else state.value,
+            patient_position=patient_position,
+            isocentre_lps=_isocentre(isocentre),
+            r0_mm=r0_mm,
+            irregular=irregular.value,
+            intensity_correction=not no_intensity,
+            fmt=fmt,
+            force=force,
+            like=like,
+        )
     except TrueshapeError as error:
         _fail(str(error))
         raise typer.Exit(EXIT_INPUT_ERROR) from None
     diagnostics = result.diagnostics
-    console.print(f"corrected ({diagnostics.mode.value}, {diagnostics.distortion_state.value}): residual "
-                  f"displacement up to {diagnostics.max_displacement_mm:.2f} mm, mean "
-                  f"{diagnostics.mean_displacement_mm:.2f} mm")
+    console.print(
+        f"corrected ({diagnostics.mode.value}, {diagnostics.distortion_state.value}): residual "
+        f"displacement up to {diagnostics.max_displacement_mm:.2f} mm, mean "
+        f"{diagnostics.mean_displacement_mm:.2f} mm"
+    )
     for assumption in diagnostics.assumptions:
         console.print(f"  assumed: {_e(assumption)}")
     for finding in result.findings:
@@ -298,10 +340,10 @@ def _isocentre(text: str | None) -> tuple[float, float, float] | None:
 
 @app.command()
 def demo(
-    folder: Annotated[Path | None, typer.Argument(help="Where to write the demo (default: a temporary folder).")]
-    = None,
-    quick: Annotated[bool, typer.Option("--quick", help="Coarser synthetic scans (seconds, not a minute).")]
-    = False,
+    folder: Annotated[
+        Path | None, typer.Argument(help="Where to write the demo (default: a temporary folder).")
+    ] = None,
+    quick: Annotated[bool, typer.Option("--quick", help="Coarser synthetic scans (seconds, not a minute).")] = False,
     force: Annotated[bool, typer.Option("--force", help="Overwrite a previous demo in FOLDER.")] = False,
 ) -> None:
     """Show the whole story on synthetic data: a flattened femoral head, why, and the fix."""
@@ -327,24 +369,34 @@ def demo(
             f"  {side} head, {prediction.distance_from_isocentre_mm:.0f} mm from the isocentre: front edge moves "
             f"{_outward(prediction.front_shift_mm)}, back edge {_outward(prediction.back_shift_mm)} -> "
             f"front-to-back {prediction.true_ap_mm:.1f} mm appears as {prediction.predicted_ap_mm:.1f} mm "
-            f"({100 * (prediction.predicted_ap_mm / prediction.true_ap_mm - 1):+.1f}%)")
+            f"({100 * (prediction.predicted_ap_mm / prediction.true_ap_mm - 1):+.1f}%)"
+        )
     console.print(f"\n[bold]Diagnosis:[/] {_e(result.diagnosis())}")
     diagnostics = result.correction.diagnostics
-    console.print(f"\n[bold]3. Correction[/] with the coil coefficients ({diagnostics.mode.value} mode, residual up "
-                  f"to {diagnostics.max_displacement_mm:.1f} mm in the field of view)")
+    console.print(
+        f"\n[bold]3. Correction[/] with the coil coefficients ({diagnostics.mode.value} mode, residual up "
+        f"to {diagnostics.max_displacement_mm:.1f} mm in the field of view)"
+    )
     table = Table(title=f"Femoral head marrow, true diameter {result.true_diameter_mm:.1f} mm")
     for column in ("series", "head", "left-right (mm)", "front-back (mm)", "front-back / left-right"):
         table.add_column(column)
     for name, measured in result.measurements.items():
         for measurement in measured:
             side = "left" if measurement.centre_lps[0] > 0 else "right"
-            table.add_row(name, side, f"{measurement.diameters_mm[0]:.2f}", f"{measurement.diameters_mm[1]:.2f}",
-                          f"{measurement.ap_lr_ratio:.3f}")
+            table.add_row(
+                name,
+                side,
+                f"{measurement.diameters_mm[0]:.2f}",
+                f"{measurement.diameters_mm[1]:.2f}",
+                f"{measurement.ap_lr_ratio:.3f}",
+            )
     console.print(table)
     if result.quick:
-        console.print("[dim](--quick samples the heads on 3 mm pixels and 4 mm slices, and the correction "
-                      "interpolates along those slices: front-back diameters are off by a few percent; run without "
-                      "--quick for the real figures.)[/]")
+        console.print(
+            "[dim](--quick samples the heads on 3 mm pixels and 4 mm slices, and the correction "
+            "interpolates along those slices: front-back diameters are off by a few percent; run without "
+            "--quick for the real figures.)[/]"
+        )
     for written in result.written:
         console.print(f"[dim]wrote {_e(written)}[/]", soft_wrap=True)
 
@@ -368,8 +420,10 @@ def main() -> None:
     except Exception as error:  # a bug rather than bad input: one line, and the traceback on request
         if os.environ.get("TRUESHAPE_TRACEBACK", "0").strip() not in ("", "0"):
             raise
-        _fail(f"unexpected {type(error).__name__}: {error} (a trueshape bug: please report it with the command; "
-              "TRUESHAPE_TRACEBACK=1 shows where it happened)")
+        _fail(
+            f"unexpected {type(error).__name__}: {error} (a trueshape bug: please report it with the command; "
+            "TRUESHAPE_TRACEBACK=1 shows where it happened)"
+        )
         sys.exit(EXIT_INTERNAL_ERROR)
 
 

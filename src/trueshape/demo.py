@@ -65,24 +65,34 @@ class DemoResult:
     def diagnosis(self) -> str:
         """Which of the three causes the findings point to, in one sentence."""
         loader = sorted({f.code.value for s in self.inspection.stacks for f in s.findings if f.code in LOADER_CODES})
-        coronal_codes = {f.code for s in self.inspection.stacks
-                         if s.distortion_state is DistortionState.IN_PLANE_2D for f in s.findings}
+        coronal_codes = {
+            f.code
+            for s in self.inspection.stacks
+            if s.distortion_state is DistortionState.IN_PLANE_2D
+            for f in s.findings
+        }
         if loader:
             return f"Cause 1, the geometry: {', '.join(loader)} - fix the loading before anything else."
         if FindingCode.DISTORTION_2D_ONLY in coronal_codes:
             far = max(p.distance_from_isocentre_mm for p in self.predictions)
-            return (f"Not the loader (every slice's geometry verified, no spacing findings). Cause 2: the coronal "
-                    f"series was corrected in 2-D only (DIS2D) and its femoral heads lie {far:.0f} mm from the "
-                    f"isocentre, so their front-to-back extent keeps the through-plane distortion.")
+            return (
+                f"Not the loader (every slice's geometry verified, no spacing findings). Cause 2: the coronal "
+                f"series was corrected in 2-D only (DIS2D) and its femoral heads lie {far:.0f} mm from the "
+                f"isocentre, so their front-to-back extent keeps the through-plane distortion."
+            )
         return "Cause 3: residual gradient non-linearity (no DIS2D flag, no geometry findings)."
 
 
 def _measure(volume: Volume, phantom: FemurPhantom, contrast: Contrast) -> list[SphereMeasurement]:
     return [
-        measure_bright_sphere(volume, centre, phantom.head_marrow_radius_mm(),
-                              inside_level=phantom.signal_of(Tissue.MARROW, contrast),
-                              outside_level=phantom.signal_of(Tissue.CORTEX, contrast),
-                              surround_level=phantom.signal_of(Tissue.MUSCLE, contrast))
+        measure_bright_sphere(
+            volume,
+            centre,
+            phantom.head_marrow_radius_mm(),
+            inside_level=phantom.signal_of(Tissue.MARROW, contrast),
+            outside_level=phantom.signal_of(Tissue.CORTEX, contrast),
+            surround_level=phantom.signal_of(Tissue.MUSCLE, contrast),
+        )
         for centre, _ in phantom.femoral_heads()
     ]
 
@@ -98,14 +108,17 @@ def run_demo(folder: str | os.PathLike[str] | None = None, *, quick: bool = Fals
         raise OutputError(f"{root}: cannot write here ({error.strerror or error})") from None
     phantom = FemurPhantom()
     reference_acquisition, coronal_acquisition = demo_acquisitions(phantom, quick=quick)
-    session = write_session(root / "session", phantom, SYN_AS, (reference_acquisition, coronal_acquisition),
-                            force=force)
+    session = write_session(
+        root / "session", phantom, SYN_AS, (reference_acquisition, coronal_acquisition), force=force
+    )
     coil_file = root / "SYN-AS.grad"
     with atomic_path(coil_file, force=force) as temporary:
         temporary.write_text(format_siemens_grad(SYN_AS))
     inspection = inspect(root / "session" / "dicom")
-    reference_stack, coronal_stack = (next(s for s in inspection.stacks if s.series_number == a.series_number)
-                                      for a in (reference_acquisition, coronal_acquisition))
+    reference_stack, coronal_stack = (
+        next(s for s in inspection.stacks if s.series_number == a.series_number)
+        for a in (reference_acquisition, coronal_acquisition)
+    )
     coronal = load_stack(coronal_stack)
     residual = ResidualField.from_volume(SYN_AS, coronal)
     marrow = phantom.head_marrow_radius_mm()
@@ -115,10 +128,16 @@ def run_demo(folder: str | os.PathLike[str] | None = None, *, quick: bool = Fals
         front, back = centre + marrow * anterior, centre - marrow * anterior
         along = residual.displacement_lps(np.stack([front, back])) @ anterior
         front_out, back_out = float(along[0]), -float(along[1])
-        predictions.append(HeadPrediction(
-            centre, float(np.linalg.norm(residual.magnet_frame.magnet_from_lps(centre))),
-            front_out, back_out, 2 * marrow, 2 * marrow + front_out + back_out,
-        ))
+        predictions.append(
+            HeadPrediction(
+                centre,
+                float(np.linalg.norm(residual.magnet_frame.magnet_from_lps(centre))),
+                front_out,
+                back_out,
+                2 * marrow,
+                2 * marrow + front_out + back_out,
+            )
+        )
     request = CorrectionRequest.build(SYN_AS, coefficient_file=coil_file, force=force)
     correction = correct_stack(coronal_stack, request, root / "corrected", volume=coronal)
     measurements = {

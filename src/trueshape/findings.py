@@ -164,4 +164,3 @@ class Finding:
             "where": list(self.where),
             "details": self.details,
         }
-

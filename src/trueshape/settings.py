@@ -56,13 +56,14 @@ def warn_and_log(message: str, *, stacklevel: int = 2) -> None:
 
 
 @overload
-def parse_choice(enum_type: type[_Choice], value: None, option: str, *,
-                 unlisted: Collection[_Choice] = ()) -> None: ...
+def parse_choice(enum_type: type[_Choice], value: None, option: str, *, unlisted: Collection[_Choice] = ()) -> None: ...
 @overload
-def parse_choice(enum_type: type[_Choice], value: _Choice | str, option: str, *,
-                 unlisted: Collection[_Choice] = ()) -> _Choice: ...
-def parse_choice(enum_type: type[_Choice], value: _Choice | str | None, option: str, *,
-                 unlisted: Collection[_Choice] = ()) -> _Choice | None:
+def parse_choice(
+    enum_type: type[_Choice], value: _Choice | str, option: str, *, unlisted: Collection[_Choice] = ()
+) -> _Choice: ...
+def parse_choice(
+    enum_type: type[_Choice], value: _Choice | str | None, option: str, *, unlisted: Collection[_Choice] = ()
+) -> _Choice | None:
     """Return the member of ``enum_type`` a user's ``value`` names (any case), None for None.
 
     ``option`` names the option in the error; ``unlisted`` members are not offered there.

@@ -248,10 +248,16 @@ def test_file_names_are_printed_as_they_are(good_series, tmp_path):
 def test_api_option_values_are_checked_with_the_valid_ones(good_series, tmp_path):
     from trueshape.errors import TrueshapeError
 
-    for keyword, value, listed in (("fmt", "bogus", "nifti, nii, nrrd, dicom"), ("irregular", "bogus", "warn"),
-                                   ("validation", "bogus", "raise")):
-        with pytest.raises(TrueshapeError, match=rf"--{'format' if keyword == 'fmt' else keyword} 'bogus' is not "
-                                                 rf"one of: .*{listed}"):
+    for keyword, value, listed in (
+        ("fmt", "bogus", "nifti, nii, nrrd, dicom"),
+        ("irregular", "bogus", "warn"),
+        ("validation", "bogus", "raise"),
+    ):
+        with pytest.raises(
+            TrueshapeError,
+            match=rf"--{'format' if keyword == 'fmt' else keyword} 'bogus' is not "
+            rf"one of: .*{listed}",
+        ):
             trueshape.convert(good_series, tmp_path / "o", **{keyword: value})
     assert trueshape.convert(good_series, tmp_path / "o", fmt="NRRD").written[0].suffix == ".nrrd"
     coil = tmp_path / "c.grad"
@@ -290,5 +296,6 @@ def test_an_out_that_is_a_file_is_said_once(write_series, tmp_path):
     write_series(regular_planes(slices=3), root / "b", series_number=2)
     (tmp_path / "afile").write_text("x")
     result = run("convert", root, "--out", tmp_path / "afile")
-    assert result.exit_code == 2 and error_lines(result) == [f"error: {tmp_path / 'afile'}: is a file, not a folder: "
-                                                             "choose another --out"], result.output
+    assert result.exit_code == 2 and error_lines(result) == [
+        f"error: {tmp_path / 'afile'}: is a file, not a folder: choose another --out"
+    ], result.output

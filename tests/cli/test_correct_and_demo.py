@@ -23,19 +23,34 @@ runner = CliRunner()
 
 def test_correct_writes_volume_field_transform_and_sidecar(tmp_path):
     phantom = FemurPhantom()
-    acquisition = Acquisition(plane=Plane.CORONAL, fov_mm=(120.0, 120.0), matrix=(40, 40), slices=12,
-                              slice_thickness_mm=4.0, centre_lps=(95.0, 0.0, 0.0), isocentre_lps=(0.0, 0.0, -150.0),
-                              distortion_state=DistortionState.IN_PLANE_2D, in_plane_samples=1, slice_samples=1,
-                              series_number=7, description="cor")
+    acquisition = Acquisition(
+        plane=Plane.CORONAL,
+        fov_mm=(120.0, 120.0),
+        matrix=(40, 40),
+        slices=12,
+        slice_thickness_mm=4.0,
+        centre_lps=(95.0, 0.0, 0.0),
+        isocentre_lps=(0.0, 0.0, -150.0),
+        distortion_state=DistortionState.IN_PLANE_2D,
+        in_plane_samples=1,
+        slice_samples=1,
+        series_number=7,
+        description="cor",
+    )
     write_session(tmp_path / "s", phantom, SYN_AS, (acquisition,))
     coil = tmp_path / "SYN-AS.grad"
     coil.write_text(format_siemens_grad(SYN_AS))
-    result = runner.invoke(app, ["correct", f"{tmp_path / 's' / 'dicom'}#7", "--coef", str(coil),
-                                 "--out", str(tmp_path / "out")])
+    result = runner.invoke(
+        app, ["correct", f"{tmp_path / 's' / 'dicom'}#7", "--coef", str(coil), "--out", str(tmp_path / "out")]
+    )
     assert result.exit_code == 0, result.output
     names = sorted(p.name for p in (tmp_path / "out").iterdir())
-    assert names == ["7_cor_corrected.json", "7_cor_corrected.nii.gz", "7_cor_residual.h5",
-                     "7_cor_residual_field.nii.gz"]
+    assert names == [
+        "7_cor_corrected.json",
+        "7_cor_corrected.nii.gz",
+        "7_cor_residual.h5",
+        "7_cor_residual_field.nii.gz",
+    ]
     sidecar = json.loads((tmp_path / "out" / "7_cor_corrected.json").read_text())
     assert sidecar["correction"]["mode"] == "through-plane"
     assert sidecar["coil"] == "SYN-AS"
@@ -44,8 +59,9 @@ def test_correct_writes_volume_field_transform_and_sidecar(tmp_path):
     # DIS2D coronal: only the through-plane (AP) component remains: LPS components x, z are zero
     assert np.abs(field[..., 0, 1]).max() > 0.5
     assert np.abs(field[..., 0, [0, 2]]).max() < 1e-6
-    again = runner.invoke(app, ["correct", f"{tmp_path / 's' / 'dicom'}#7", "--coef", str(coil),
-                                "--out", str(tmp_path / "out")])
+    again = runner.invoke(
+        app, ["correct", f"{tmp_path / 's' / 'dicom'}#7", "--coef", str(coil), "--out", str(tmp_path / "out")]
+    )
     assert again.exit_code == 2 and "already exists" in again.output
 
 
@@ -60,8 +76,9 @@ def test_correct_refuses_unknown_state_with_advice(tmp_path, write_series):
     assert result.exit_code == 2 and "Traceback" not in result.output
     assert f"error: {folder} (" in message and "the headers do not say what the scanner corrected" in message
     assert "give --state ND, DIS2D or DIS3D" in message
-    forced = runner.invoke(app, ["correct", str(folder), "--coef", str(coil), "--out", str(tmp_path / "o"),
-                                 "--state", "ND"])
+    forced = runner.invoke(
+        app, ["correct", str(folder), "--coef", str(coil), "--out", str(tmp_path / "o"), "--state", "ND"]
+    )
     assert forced.exit_code == 0, forced.output
 
 
@@ -79,8 +96,9 @@ def test_demo_quick_tells_the_story(tmp_path):
     # The manifest's largest true residual is the one over the image (as the correction measured it).
     manifest = json.loads((tmp_path / "demo" / "session" / "session.json").read_text())
     done = json.loads((tmp_path / "demo" / "corrected" / "3_cor_t1_widefov_dis2d_corrected.json").read_text())
-    assert manifest["series"][1]["max_residual_mm"] == pytest.approx(done["correction"]["max_displacement_mm"],
-                                                                     abs=0.05)
+    assert manifest["series"][1]["max_residual_mm"] == pytest.approx(
+        done["correction"]["max_displacement_mm"], abs=0.05
+    )
     # A rerun with --force replaces the session whole (the earlier run's slices and study do not linger).
     again = runner.invoke(app, ["demo", str(tmp_path / "demo"), "--quick", "--force"])
     assert again.exit_code == 0, again.output
@@ -118,14 +136,26 @@ def _table(values):
 
 def test_slices_that_disagree_on_the_scanner_frame_are_refused_unless_settled(tmp_path):
     for name, change, said, settle in (
-        ("position", lambda ds: setattr(ds, "PatientPosition", "FFS"),
-         "5 slices say PatientPosition HFS, 1 slice says PatientPosition FFS (IM00001.dcm), but the slices of one "
-         "stack must share one patient position; give --patient-position", ["--patient-position", "HFS"]),
-        ("no_position", lambda ds: delattr(ds, "PatientPosition"),
-         "1 slice says PatientPosition (none) (IM00001.dcm)", ["--patient-position", "HFS"]),
-        ("table", _table([0, 0, -60]),
-         "1 slice(s) give another table position than the other 5 ([0.0, 0.0, -120.0] mm), e.g. IM00001.dcm: "
-         "[0.0, 0.0, -60.0] mm; the stack's isocentre is not known: give --isocentre", ["--isocentre", "0,0,-120"]),
+        (
+            "position",
+            lambda ds: setattr(ds, "PatientPosition", "FFS"),
+            "5 slices say PatientPosition HFS, 1 slice says PatientPosition FFS (IM00001.dcm), but the slices of one "
+            "stack must share one patient position; give --patient-position",
+            ["--patient-position", "HFS"],
+        ),
+        (
+            "no_position",
+            lambda ds: delattr(ds, "PatientPosition"),
+            "1 slice says PatientPosition (none) (IM00001.dcm)",
+            ["--patient-position", "HFS"],
+        ),
+        (
+            "table",
+            _table([0, 0, -60]),
+            "1 slice(s) give another table position than the other 5 ([0.0, 0.0, -120.0] mm), e.g. IM00001.dcm: "
+            "[0.0, 0.0, -60.0] mm; the stack's isocentre is not known: give --isocentre",
+            ["--isocentre", "0,0,-120"],
+        ),
     ):
         folder, coil = _coronal_session(tmp_path / name)
         _edit_first_file(folder, change)
@@ -179,7 +209,20 @@ def test_out_inside_the_like_series_folder_is_refused(tmp_path):
     reference.mkdir()
     for path in series.iterdir():
         (reference / path.name).write_bytes(path.read_bytes())
-    result = runner.invoke(app, ["correct", str(series), "--coef", str(coil), "--like", str(reference),
-                                 "--out", str(reference / "corrected"), "--format", "dicom"])
+    result = runner.invoke(
+        app,
+        [
+            "correct",
+            str(series),
+            "--coef",
+            str(coil),
+            "--like",
+            str(reference),
+            "--out",
+            str(reference / "corrected"),
+            "--format",
+            "dicom",
+        ],
+    )
     assert result.exit_code == 2 and "is inside the DICOM folder" in " ".join(result.output.split()), result.output
     assert sorted(p.name for p in reference.iterdir()) == sorted(p.name for p in series.iterdir())

@@ -211,8 +211,10 @@ def test_sidecar_of_another_volume_is_refused(session: Path, tmp_path: Path) -> 
 @pytest.mark.parametrize(
     ("make", "message"),
     [
-        (lambda p, good: p.write_bytes(good[:1000]), "truncated: its header (32 x 32 x 10 voxels) needs 20480 bytes of "
-         "data, the file holds 648"),
+        (
+            lambda p, good: p.write_bytes(good[:1000]),
+            "truncated: its header (32 x 32 x 10 voxels) needs 20480 bytes of data, the file holds 648",
+        ),
         (lambda p, good: p.write_bytes(good[:300]), "cannot read the volume"),
         (lambda p, good: p.write_bytes(b"not a nifti at all" * 30), "cannot read the volume"),
         (lambda p, good: None, "no such file"),
@@ -235,9 +237,16 @@ def test_nrrd_in_other_units_is_refused(session: Path, tmp_path: Path) -> None:
     import nrrd
 
     volume = tmp_path / "cm.nrrd"
-    nrrd.write(str(volume), np.zeros((4, 4, 4), np.float32), {
-        "space": "left-posterior-superior", "space directions": np.eye(3), "space origin": np.zeros(3),
-        "space units": ["cm", "cm", "cm"]})
+    nrrd.write(
+        str(volume),
+        np.zeros((4, 4, 4), np.float32),
+        {
+            "space": "left-posterior-superior",
+            "space directions": np.eye(3),
+            "space origin": np.zeros(3),
+            "space units": ["cm", "cm", "cm"],
+        },
+    )
     code, output = _correct(session, volume, "cm", "--state", "ND")
     assert code == 2 and f"{volume}: NRRD space units ['cm', 'cm', 'cm']; trueshape reads millimetres" in output
 
@@ -385,10 +394,14 @@ def _zero_axis(path: Path) -> Path:
         (lambda p: _nifti(p, np.zeros((6, 6, 4), np.float32), unit="meter"), "spatial unit 'meter'"),
         (lambda p: _zero_axis(_nifti(p, np.zeros((6, 6, 4), np.float32), codes=(1, 0))), "zero-length axis"),
         (lambda p: _nifti(p, np.zeros((6, 6, 4), np.float32), codes=(4, 0)), "template space (NIfTI xform code 4)"),
-        (lambda p: _nan_sform(_nifti(p, np.zeros((6, 6, 4), np.float32), codes=(1, 0))),
-         "affine holds non-finite values"),
-        (lambda p: _claiming(_nifti(p, np.zeros((6, 6, 4), np.float32)), (30000, 30000, 30000)),
-         "truncated: its header (30000 x 30000 x 30000 voxels) needs 108000000000000 bytes of data, the file holds"),
+        (
+            lambda p: _nan_sform(_nifti(p, np.zeros((6, 6, 4), np.float32), codes=(1, 0))),
+            "affine holds non-finite values",
+        ),
+        (
+            lambda p: _claiming(_nifti(p, np.zeros((6, 6, 4), np.float32)), (30000, 30000, 30000)),
+            "truncated: its header (30000 x 30000 x 30000 voxels) needs 108000000000000 bytes of data, the file holds",
+        ),
         (lambda p: _claiming(_nifti(p, np.zeros((6, 6, 4), np.float32)), (6, 0, 4)), "the header gives an empty grid"),
     ],
 )
@@ -493,8 +506,11 @@ def test_like_puts_the_corrected_volume_on_another_grid(session: Path) -> None:
     # The result is known as corrected: correcting it again leaves it as it is (its sidecar names its grid).
     code, output = _correct(session, session / "like_crop" / "4_cor_corrected.nii", "like_again")
     assert code == 0 and "corrected (none, DIS3D)" in output, output
-    np.testing.assert_allclose(_image(session / "like_again" / "4_cor_corrected_corrected.nii"),
-                               np.asanyarray(on_crop.dataobj), atol=1e-6 * np.abs(full).max())
+    np.testing.assert_allclose(
+        _image(session / "like_again" / "4_cor_corrected_corrected.nii"),
+        np.asanyarray(on_crop.dataobj),
+        atol=1e-6 * np.abs(full).max(),
+    )
     # A DICOM series names a grid too: its own grid gives the default result.
     code, output = _correct(
         session, session / "nifti" / "4_cor.nii", "like_self", "--like", f"{session / 's' / 'dicom'}#4"
@@ -526,8 +542,9 @@ def test_requests_that_would_give_an_empty_or_nan_image_are_refused(session: Pat
     blown = (session / "SYN-AS.grad").read_text().replace("-0.055000000  y", "1e300  y")
     assert blown != (session / "SYN-AS.grad").read_text()
     (tmp_path / "blown.grad").write_text(blown)
-    result = runner.invoke(app, ["correct", str(volume), "--coef", str(tmp_path / "blown.grad"),
-                                 "--out", str(tmp_path / "blown")])
+    result = runner.invoke(
+        app, ["correct", str(volume), "--coef", str(tmp_path / "blown.grad"), "--out", str(tmp_path / "blown")]
+    )
     message = " ".join(result.output.split())
     assert result.exit_code == 2 and f"the residual field of {tmp_path / 'blown.grad'}" in message, message
     assert "over the output grid, beyond any gradient coil" in message and not (tmp_path / "blown").exists()
@@ -552,8 +569,10 @@ def test_a_converted_four_dimensional_series_corrects_from_its_sidecar(tmp_path:
     (volume,) = (tmp_path / "nifti").glob("*.nii")
     assert json.loads(volume.with_suffix(".json").read_text())["shape"][3] == 3
     (tmp_path / "c.grad").write_text(format_siemens_grad(SYN_AS))
-    result = runner.invoke(app, ["correct", str(volume), "--coef", str(tmp_path / "c.grad"), "--out",
-                                 str(tmp_path / "o"), "--format", "nii"])
+    result = runner.invoke(
+        app,
+        ["correct", str(volume), "--coef", str(tmp_path / "c.grad"), "--out", str(tmp_path / "o"), "--format", "nii"],
+    )
     assert result.exit_code == 0, result.output
     assert nib.load(next((tmp_path / "o").glob("*_corrected.nii"))).shape[3] == 3
 
@@ -565,9 +584,15 @@ def test_a_reoriented_dis2d_volume_is_corrected_along_its_acquired_slices(sessio
     canonical = nib.as_closest_canonical(nib.load(session / "nifti" / "4_cor.nii"))
     nib.save(canonical, tmp_path / "cor.nii")
     first = pydicom.dcmread(next((session / "s" / "dicom").rglob("*.dcm")), stop_before_pixels=True)
-    (tmp_path / "cor.json").write_text(json.dumps({
-        "ImageType": ["ORIGINAL", "PRIMARY", "M", "DIS2D"], "PatientPosition": "FFS",
-        "ImageOrientationPatientDICOM": [float(v) for v in first.ImageOrientationPatient]}))
+    (tmp_path / "cor.json").write_text(
+        json.dumps(
+            {
+                "ImageType": ["ORIGINAL", "PRIMARY", "M", "DIS2D"],
+                "PatientPosition": "FFS",
+                "ImageOrientationPatientDICOM": [float(v) for v in first.ImageOrientationPatient],
+            }
+        )
+    )
     isocentre = ",".join(str(v) for v in TABLE_ISOCENTRE_LPS)
     code, output = _correct(session, tmp_path / "cor.nii", "reoriented", "--isocentre", isocentre)
     assert code == 0, output
@@ -598,12 +623,14 @@ def test_a_given_patient_position_moves_the_isocentre_with_the_table_offset(sess
     # The same through a trueshape sidecar that records no patient position.
     sidecar = json.loads((session / "nifti" / "4_cor.json").read_text())
     assert sidecar["table_position_mm"] is not None
-    target = _bare_copy(session, "no_position_nifti", {**sidecar, "patient_position": None,
-                                                       "isocentre_lps": [0.0, 0.0, 120.0]})
+    target = _bare_copy(
+        session, "no_position_nifti", {**sidecar, "patient_position": None, "isocentre_lps": [0.0, 0.0, 120.0]}
+    )
     code, output = _correct(session, target, "no_position_nifti_out", "--patient-position", "FFS")
     assert code == 0, output
-    np.testing.assert_allclose(_image(session / "no_position_nifti_out" / "cor_corrected.nii"), expected,
-                               atol=1e-4 * np.abs(expected).max())
+    np.testing.assert_allclose(
+        _image(session / "no_position_nifti_out" / "cor_corrected.nii"), expected, atol=1e-4 * np.abs(expected).max()
+    )
 
 
 def test_a_model_for_another_coil_is_flagged(session: Path) -> None:
@@ -613,8 +640,19 @@ def test_a_model_for_another_coil_is_flagged(session: Path) -> None:
     sidecar = json.loads((session / "nifti" / "4_cor.json").read_text())
     for coil, flagged in (("AS097", True), ("syn as", False)):
         target = _bare_copy(session, f"coil_{flagged}", {**sidecar, "gradient_coil": coil})
-        result = runner.invoke(app, ["correct", str(target), "--model", str(model), "--out",
-                                     str(session / f"coil_out_{flagged}"), "--format", "nii"])
+        result = runner.invoke(
+            app,
+            [
+                "correct",
+                str(target),
+                "--model",
+                str(model),
+                "--out",
+                str(session / f"coil_out_{flagged}"),
+                "--format",
+                "nii",
+            ],
+        )
         assert result.exit_code == 0, result.output
         text = " ".join(result.output.split())
         written = json.loads((session / f"coil_out_{flagged}" / "cor_corrected.json").read_text())

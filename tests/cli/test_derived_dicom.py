@@ -34,8 +34,19 @@ def corrected(tmp_path_factory: pytest.TempPathFactory) -> Path:
     write_coronal_session(root)
     digest = tree_digest(root / "s" / "dicom")
     for fmt in ("nii", "dicom"):
-        result = runner.invoke(app, ["correct", str(root / "s" / "dicom"), "--coef", str(root / "SYN-AS.grad"),
-                                     "--out", str(root / fmt), "--format", fmt])
+        result = runner.invoke(
+            app,
+            [
+                "correct",
+                str(root / "s" / "dicom"),
+                "--coef",
+                str(root / "SYN-AS.grad"),
+                "--out",
+                str(root / fmt),
+                "--format",
+                fmt,
+            ],
+        )
         assert result.exit_code == 0, result.output
     assert tree_digest(root / "s" / "dicom") == digest
     return root
@@ -72,12 +83,31 @@ def test_derived_series_keeps_patient_study_and_frame(corrected: Path) -> None:
 
 def test_derived_series_is_not_corrected_again_and_is_replaced_only_with_force(corrected: Path) -> None:
     derived = corrected / "dicom" / "4_cor_corrected"
-    again = runner.invoke(app, ["correct", str(derived), "--coef", str(corrected / "SYN-AS.grad"),
-                                "--out", str(corrected / "again"), "--format", "nii"])
+    again = runner.invoke(
+        app,
+        [
+            "correct",
+            str(derived),
+            "--coef",
+            str(corrected / "SYN-AS.grad"),
+            "--out",
+            str(corrected / "again"),
+            "--format",
+            "nii",
+        ],
+    )
     assert again.exit_code == 0, again.output
     assert "corrected (none, DIS3D)" in " ".join(again.output.split())
-    arguments = ["correct", str(corrected / "s" / "dicom"), "--coef", str(corrected / "SYN-AS.grad"),
-                 "--out", str(corrected / "dicom"), "--format", "dicom"]
+    arguments = [
+        "correct",
+        str(corrected / "s" / "dicom"),
+        "--coef",
+        str(corrected / "SYN-AS.grad"),
+        "--out",
+        str(corrected / "dicom"),
+        "--format",
+        "dicom",
+    ]
     refused = runner.invoke(app, arguments)
     assert refused.exit_code == 2 and "already exists" in refused.output
     before = {p.name for p in derived.iterdir()}
@@ -88,11 +118,23 @@ def test_derived_series_is_not_corrected_again_and_is_replaced_only_with_force(c
 
 
 def test_dicom_output_needs_a_dicom_source(corrected: Path) -> None:
-    result = runner.invoke(app, ["correct", str(corrected / "nii" / "4_cor_corrected.nii"), "--coef",
-                                 str(corrected / "SYN-AS.grad"), "--out", str(corrected / "x"), "--format", "dicom"])
+    result = runner.invoke(
+        app,
+        [
+            "correct",
+            str(corrected / "nii" / "4_cor_corrected.nii"),
+            "--coef",
+            str(corrected / "SYN-AS.grad"),
+            "--out",
+            str(corrected / "x"),
+            "--format",
+            "dicom",
+        ],
+    )
     assert result.exit_code == 2 and "needs a DICOM source" in " ".join(result.output.split())
-    result = runner.invoke(app, ["convert", str(corrected / "s" / "dicom"), "--out", str(corrected / "y"),
-                                 "--format", "dicom"])
+    result = runner.invoke(
+        app, ["convert", str(corrected / "s" / "dicom"), "--out", str(corrected / "y"), "--format", "dicom"]
+    )
     assert result.exit_code == 2 and "Invalid value for '--format'" in " ".join(result.output.split())
     with pytest.raises(TrueshapeError, match="DICOM output is for corrected series"):
         trueshape.convert(corrected / "s" / "dicom", corrected / "y", fmt="dicom")
@@ -123,8 +165,9 @@ def test_four_dimensional_derived_series(corrected: Path, tmp_path: Path) -> Non
         ([-1.0e6, 0.0, 2.0e6], True, np.uint16, 3.0e6 / 65535, -1.0e6),  # integers that do not fit 16 bits
     ],
 )
-def test_quantize_keeps_the_range(values: list[float], integer_source: bool, dtype: type, slope: float,
-                                  intercept: float) -> None:
+def test_quantize_keeps_the_range(
+    values: list[float], integer_source: bool, dtype: type, slope: float, intercept: float
+) -> None:
     array = np.array(values)
     stored, got_slope, got_intercept = quantize(array, integer_source=integer_source)
     assert stored.dtype == dtype
@@ -149,8 +192,14 @@ def _template(corrected: Path, folder: Path, name: str, **attributes: object) ->
 
 
 def test_derived_series_keeps_non_latin_names_and_required_attributes(corrected: Path, tmp_path: Path) -> None:
-    template = _template(corrected, tmp_path / "t", "cyrillic.dcm", SpecificCharacterSet="ISO_IR 192",
-                         PatientName="Иванов^Иван", InstitutionName="Klinikum Süd")
+    template = _template(
+        corrected,
+        tmp_path / "t",
+        "cyrillic.dcm",
+        SpecificCharacterSet="ISO_IR 192",
+        PatientName="Иванов^Иван",
+        InstitutionName="Klinikum Süd",
+    )
     del_keywords = ("PatientBirthDate", "AccessionNumber", "EchoTime", "ScanningSequence")
     source = pydicom.dcmread(template)
     for keyword in del_keywords:
@@ -162,8 +211,14 @@ def test_derived_series_keeps_non_latin_names_and_required_attributes(corrected:
     derived = pydicom.dcmread(written.files[0])
     assert str(derived.PatientName) == "Иванов^Иван" and derived.InstitutionName == "Klinikum Süd"
     # Type 2 attributes stay present (empty when unknown); Type 1 ScanningSequence gets the neutral "RM".
-    for keyword in ("PatientBirthDate", "AccessionNumber", "EchoTime", "StudyID", "ReferringPhysicianName",
-                    "PositionReferenceIndicator"):
+    for keyword in (
+        "PatientBirthDate",
+        "AccessionNumber",
+        "EchoTime",
+        "StudyID",
+        "ReferringPhysicianName",
+        "PositionReferenceIndicator",
+    ):
         assert keyword in derived, keyword
     assert derived.ScanningSequence == "RM"
     umask = os.umask(0)
@@ -185,8 +240,20 @@ def test_four_dimensional_series_takes_each_volume_s_own_timing(corrected: Path,
 
 
 def _correct_to(corrected: Path, out: Path, *extra: str):
-    return runner.invoke(app, ["correct", str(corrected / "s" / "dicom"), "--coef", str(corrected / "SYN-AS.grad"),
-                               "--out", str(out), "--format", "dicom", *extra])
+    return runner.invoke(
+        app,
+        [
+            "correct",
+            str(corrected / "s" / "dicom"),
+            "--coef",
+            str(corrected / "SYN-AS.grad"),
+            "--out",
+            str(out),
+            "--format",
+            "dicom",
+            *extra,
+        ],
+    )
 
 
 def test_force_does_not_replace_a_folder_holding_user_files(corrected: Path, tmp_path: Path) -> None:
@@ -212,8 +279,9 @@ def test_a_file_where_the_series_folder_goes_is_named(corrected: Path, tmp_path:
 
 
 @pytest.mark.parametrize("failure", [OSError(13, "Permission denied"), KeyboardInterrupt()])
-def test_a_failed_move_puts_the_old_outputs_back(corrected: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-                                                 failure: BaseException) -> None:
+def test_a_failed_move_puts_the_old_outputs_back(
+    corrected: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, failure: BaseException
+) -> None:
     import trueshape.io._transaction
 
     out = tmp_path / "o"
@@ -235,7 +303,8 @@ def test_a_failed_move_puts_the_old_outputs_back(corrected: Path, tmp_path: Path
     if isinstance(failure, OSError):
         assert result.exit_code == 2
         assert "moving the outputs into place failed (Permission denied); the folder is as it was" in " ".join(
-            result.output.split())
+            result.output.split()
+        )
     else:  # an interruption (Ctrl-C) at the worst moment: the old outputs are back too
         assert result.exit_code != 0 and isinstance(result.exception, KeyboardInterrupt | SystemExit)
     monkeypatch.undo()
@@ -244,22 +313,57 @@ def test_a_failed_move_puts_the_old_outputs_back(corrected: Path, tmp_path: Path
 
 
 def test_a_failed_first_run_leaves_no_folder(corrected: Path, tmp_path: Path) -> None:
-    result = runner.invoke(app, ["correct", str(corrected / "s" / "dicom"), "--coef", str(corrected / "SYN-AS.grad"),
-                                 "--out", str(tmp_path / "new"), "--state", "ND", "--mode", "through-plane"])
+    result = runner.invoke(
+        app,
+        [
+            "correct",
+            str(corrected / "s" / "dicom"),
+            "--coef",
+            str(corrected / "SYN-AS.grad"),
+            "--out",
+            str(tmp_path / "new"),
+            "--state",
+            "ND",
+            "--mode",
+            "through-plane",
+        ],
+    )
     assert result.exit_code == 2
     assert not (tmp_path / "new").exists()
 
 
 def test_enhanced_source_gives_its_functional_group_values(tmp_path: Path) -> None:
     # Thickness 3 mm, spacing 4 mm: in an enhanced file SliceThickness lives in the PixelMeasuresSequence.
-    acquisition = Acquisition(plane=Plane.AXIAL, fov_mm=(80.0, 80.0), matrix=(16, 16), slices=6,
-                              slice_thickness_mm=3.0, slice_gap_mm=1.0, centre_lps=(0.0, 0.0, 0.0),
-                              distortion_state=DistortionState.NONE, in_plane_samples=1, slice_samples=1,
-                              series_number=2, description="enh", enhanced=True)
+    acquisition = Acquisition(
+        plane=Plane.AXIAL,
+        fov_mm=(80.0, 80.0),
+        matrix=(16, 16),
+        slices=6,
+        slice_thickness_mm=3.0,
+        slice_gap_mm=1.0,
+        centre_lps=(0.0, 0.0, 0.0),
+        distortion_state=DistortionState.NONE,
+        in_plane_samples=1,
+        slice_samples=1,
+        series_number=2,
+        description="enh",
+        enhanced=True,
+    )
     write_session(tmp_path / "s", FemurPhantom(), SYN_AS, (acquisition,))
     (tmp_path / "SYN-AS.grad").write_text(format_siemens_grad(SYN_AS))
-    result = runner.invoke(app, ["correct", str(tmp_path / "s" / "dicom"), "--coef", str(tmp_path / "SYN-AS.grad"),
-                                 "--out", str(tmp_path / "o"), "--format", "dicom"])
+    result = runner.invoke(
+        app,
+        [
+            "correct",
+            str(tmp_path / "s" / "dicom"),
+            "--coef",
+            str(tmp_path / "SYN-AS.grad"),
+            "--out",
+            str(tmp_path / "o"),
+            "--format",
+            "dicom",
+        ],
+    )
     assert result.exit_code == 0, result.output
     files = sorted((tmp_path / "o" / "2_enh_corrected").iterdir())
     assert len(files) == 6
@@ -269,8 +373,10 @@ def test_enhanced_source_gives_its_functional_group_values(tmp_path: Path) -> No
     # and those the residual reaches.
     source = pydicom.dcmread(next((tmp_path / "s" / "dicom").rglob("*.dcm")), stop_before_pixels=True)
     normal = np.cross(*np.reshape(derived.ImageOrientationPatient, (2, 3)).astype(float))
-    frame_at = {round(float(np.dot(normal, item.PlanePositionSequence[0].ImagePositionPatient)), 3): n + 1
-                for n, item in enumerate(source.PerFrameFunctionalGroupsSequence)}
+    frame_at = {
+        round(float(np.dot(normal, item.PlanePositionSequence[0].ImagePositionPatient)), 3): n + 1
+        for n, item in enumerate(source.PerFrameFunctionalGroupsSequence)
+    }
     for ds in _by_position(files):
         cited = _cited(ds)
         assert {(sop_class, uid) for sop_class, uid, _ in cited} == {(source.SOPClassUID, source.SOPInstanceUID)}
@@ -292,8 +398,9 @@ def _cited(derived: pydicom.Dataset) -> list[tuple[str, str, int | None]]:
     for item in items:
         purpose = item.PurposeOfReferenceCodeSequence[0]
         assert (purpose.CodeValue, purpose.CodingSchemeDesignator) == ("121322", "DCM")
-    return [(item.ReferencedSOPClassUID, item.ReferencedSOPInstanceUID, item.get("ReferencedFrameNumber"))
-            for item in items]
+    return [
+        (item.ReferencedSOPClassUID, item.ReferencedSOPInstanceUID, item.get("ReferencedFrameNumber")) for item in items
+    ]
 
 
 def test_each_derived_slice_cites_the_source_slices_it_was_computed_from(corrected: Path) -> None:
@@ -321,8 +428,19 @@ def test_each_derived_slice_cites_the_source_slices_it_was_computed_from(correct
 
 def test_a_copy_cites_the_slice_it_copies(corrected: Path, tmp_path: Path) -> None:
     source_folder = corrected / "dicom" / "4_cor_corrected"
-    result = runner.invoke(app, ["correct", str(source_folder), "--coef", str(corrected / "SYN-AS.grad"),
-                                 "--out", str(tmp_path), "--format", "dicom"])
+    result = runner.invoke(
+        app,
+        [
+            "correct",
+            str(source_folder),
+            "--coef",
+            str(corrected / "SYN-AS.grad"),
+            "--out",
+            str(tmp_path),
+            "--format",
+            "dicom",
+        ],
+    )
     assert result.exit_code == 0, result.output
     sources = _by_position(sorted(source_folder.iterdir()))
     copies = _by_position(sorted(next(p for p in tmp_path.iterdir() if p.is_dir()).iterdir()))
@@ -330,8 +448,9 @@ def test_a_copy_cites_the_slice_it_copies(corrected: Path, tmp_path: Path) -> No
 
 
 @pytest.mark.parametrize("signal_number", [signal.SIGINT, signal.SIGTERM])
-def test_a_signal_during_the_moves_waits_for_them(corrected: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-                                                  signal_number: int) -> None:
+def test_a_signal_during_the_moves_waits_for_them(
+    corrected: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, signal_number: int
+) -> None:
     import trueshape.io._transaction
 
     out = tmp_path / "o"

@@ -108,8 +108,10 @@ def test_correct_refuses_off_grid_slices_unless_resampled(write_series, coil, tm
 
 def test_policy_failure_keeps_the_real_code(write_series):
     shift = math.tan(math.radians(10)) * 2.0
-    planes = [replace(p, image_position=(p.image_position[0], p.image_position[1] + k * shift, p.image_position[2]))
-              for k, p in enumerate(regular_planes(slices=6))]
+    planes = [
+        replace(p, image_position=(p.image_position[0], p.image_position[1] + k * shift, p.image_position[2]))
+        for k, p in enumerate(regular_planes(slices=6))
+    ]
     inspection = trueshape.inspect(write_series(planes, modality="CT"), irregular="fail")
     (series,) = inspection.series
     assert [f.code for f in series.findings] == [FindingCode.GANTRY_TILT]
@@ -156,8 +158,7 @@ def test_a_full_disk_is_said_before_the_work_and_while_writing(write_series, tmp
     coil = tmp_path / "c.grad"
     coil.write_text(format_siemens_grad(SYN_AS))
     real_usage = shutil.disk_usage
-    monkeypatch.setattr(trueshape.io._outputs.shutil, "disk_usage",
-                        lambda path: real_usage(path)._replace(free=2**19))
+    monkeypatch.setattr(trueshape.io._outputs.shutil, "disk_usage", lambda path: real_usage(path)._replace(free=2**19))
     result = run("correct", folder, "--coef", coil, "--state", "ND", "--out", tmp_path / "o")
     assert result.exit_code == 2 and "and the disk has 0 MB free" in result.output and not (tmp_path / "o").exists()
     monkeypatch.undo()
@@ -244,26 +245,53 @@ def test_force_removes_what_an_earlier_run_with_other_options_wrote(write_series
     folder = write_series(planes, image_type=("ORIGINAL", "PRIMARY", "M", "ND"))
     out = tmp_path / "out"
     assert run("convert", folder, "--out", out, "--irregular", "warn").exit_code == 0
-    assert sorted(p.name for p in out.iterdir()) == ["1_synthetic.json", "1_synthetic.nii.gz",
-                                                       "1_synthetic_acquisition.h5"]
+    assert sorted(p.name for p in out.iterdir()) == [
+        "1_synthetic.json",
+        "1_synthetic.nii.gz",
+        "1_synthetic_acquisition.h5",
+    ]
     again = run("convert", folder, "--out", out, "--irregular", "resample", "--format", "nrrd", "--force")
     assert again.exit_code == 0, again.output
     # No stale transform beside the resampled volume (it would move the anatomy a second time).
     assert sorted(p.name for p in out.iterdir()) == ["1_synthetic.json", "1_synthetic.nrrd"]
     corrected = tmp_path / "corrected"
-    assert run("correct", out / "1_synthetic.nrrd", "--coef", coil, "--out", corrected, "--state", "ND",
-               "--format", "nii").exit_code == 0
-    again = run("correct", out / "1_synthetic.nrrd", "--coef", coil, "--out", corrected, "--state", "ND",
-                "--format", "nrrd", "--force")
+    assert (
+        run(
+            "correct", out / "1_synthetic.nrrd", "--coef", coil, "--out", corrected, "--state", "ND", "--format", "nii"
+        ).exit_code
+        == 0
+    )
+    again = run(
+        "correct",
+        out / "1_synthetic.nrrd",
+        "--coef",
+        coil,
+        "--out",
+        corrected,
+        "--state",
+        "ND",
+        "--format",
+        "nrrd",
+        "--force",
+    )
     assert again.exit_code == 0, again.output
     assert sorted(p.name for p in corrected.iterdir()) == [
-        "1_synthetic_corrected.json", "1_synthetic_corrected.nrrd", "1_synthetic_residual.h5",
-        "1_synthetic_residual_field.nii.gz"]
+        "1_synthetic_corrected.json",
+        "1_synthetic_corrected.nrrd",
+        "1_synthetic_residual.h5",
+        "1_synthetic_residual_field.nii.gz",
+    ]
 
 
 def test_correct_warns_when_a_single_slice_loses_voxels(write_series, coil, tmp_path):
-    planes = regular_planes(rows=80, columns=80, slices=1, origin=(-197.5, 40.0, 197.5),
-                            orientation=(1.0, 0.0, 0.0, 0.0, 0.0, -1.0), pixel_spacing=(5.0, 5.0))
+    planes = regular_planes(
+        rows=80,
+        columns=80,
+        slices=1,
+        origin=(-197.5, 40.0, 197.5),
+        orientation=(1.0, 0.0, 0.0, 0.0, 0.0, -1.0),
+        pixel_spacing=(5.0, 5.0),
+    )
     folder = write_series(planes, image_type=("ORIGINAL", "PRIMARY", "M", "DIS2D"), slice_thickness_mm=5.0)
     result = run("correct", folder, "--coef", coil, "--out", tmp_path / "out")
     assert result.exit_code == 0, result.output
@@ -316,5 +344,9 @@ def test_force_keeps_inputs_a_sidecar_lists_and_clears_an_older_runs_outputs(wri
     third = run("correct", volume, "--coef", coil, "--out", corrected, "--format", "nii", "--force")
     assert third.exit_code == 0, third.output
     assert sorted(p.name for p in corrected.iterdir()) == [
-        "1_synthetic.json", "1_synthetic_corrected.json", "1_synthetic_corrected.nii", "1_synthetic_residual.h5",
-        "1_synthetic_residual_field.nii"]
+        "1_synthetic.json",
+        "1_synthetic_corrected.json",
+        "1_synthetic_corrected.nii",
+        "1_synthetic_residual.h5",
+        "1_synthetic_residual_field.nii",
+    ]

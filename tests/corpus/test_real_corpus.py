@@ -108,7 +108,7 @@ def test_table_move_keeps_the_phantom_and_moves_the_field_of_view():
 
     def agreement(offset: int) -> float:  # moved slice k against baseline slice k + offset
         first, last = max(0, -offset), min(b.size, a.size - offset)
-        return float(np.corrcoef(a[first + offset:last + offset], b[first:last])[0, 1])
+        return float(np.corrcoef(a[first + offset : last + offset], b[first:last])[0, 1])
 
     best = max(range(-10, 11), key=agreement)
     expected = shift_mm / baseline.geometry.spacing[2]  # 6.67 slices if the phantom stayed put

@@ -31,16 +31,31 @@ def test_without_the_kernel_the_fallback_runs_and_the_wrapper_says_why() -> None
         assert not _kernel.has_compiled_kernel()
         with pytest.raises(RuntimeError, match="numpy fallback"):
             _kernel.pull_back(
-                source=np.zeros((2, 2, 2), np.float32), node_values=np.zeros((2, 3, 4), np.float32),
-                node_moments=np.zeros((2, 3, 4), np.float32), row_interval=np.zeros(2, np.int64),
-                row_weights=np.zeros((2, 4), np.float32), out=np.zeros((2, 2, 2), np.float32), start=0, stop=2,
-                through_axis=None, base_map=tuple(np.eye(4)[:3].ravel()), spacing_squared=(1.0, 1.0, 1.0),
-                intensity_correction=False, max_jacobian_determinant=MAX_JACOBIAN_DETERMINANT)
+                source=np.zeros((2, 2, 2), np.float32),
+                node_values=np.zeros((2, 3, 4), np.float32),
+                node_moments=np.zeros((2, 3, 4), np.float32),
+                row_interval=np.zeros(2, np.int64),
+                row_weights=np.zeros((2, 4), np.float32),
+                out=np.zeros((2, 2, 2), np.float32),
+                start=0,
+                stop=2,
+                through_axis=None,
+                base_map=tuple(np.eye(4)[:3].ravel()),
+                spacing_squared=(1.0, 1.0, 1.0),
+                intensity_correction=False,
+                max_jacobian_determinant=MAX_JACOBIAN_DETERMINANT,
+            )
     assert _kernel.has_compiled_kernel() is (KERNEL is not None)
 
 
-def _pull_back(source: np.ndarray, shift: np.ndarray, det: np.ndarray | None, affine: np.ndarray,
-               out_shape: tuple[int, int, int], axis: int = 0) -> tuple[np.ndarray, tuple[float, ...]]:
+def _pull_back(
+    source: np.ndarray,
+    shift: np.ndarray,
+    det: np.ndarray | None,
+    affine: np.ndarray,
+    out_shape: tuple[int, int, int],
+    axis: int = 0,
+) -> tuple[np.ndarray, tuple[float, ...]]:
     """Run the kernel with a field that is the same for every output row: node 0 holds it, weight 1."""
     components = [shift] if shift.ndim == 2 else list(shift)
     if det is not None:
@@ -53,8 +68,19 @@ def _pull_back(source: np.ndarray, shift: np.ndarray, det: np.ndarray | None, af
     weights = np.tile(np.array([1.0, 0.0, 0.0, 0.0], dtype=np.float32), (out_shape[0], 1))
     out = np.full(out_shape, np.nan, dtype=np.float32)
     stats = KERNEL.pull_back(
-        source, values, moments, interval, weights, out, 0, out_shape[0], axis if shift.ndim == 2 else -1,
-        tuple(float(a) for a in affine[:3].ravel()), (1.0, 4.0, 9.0), det is not None, MAX_JACOBIAN_DETERMINANT,
+        source,
+        values,
+        moments,
+        interval,
+        weights,
+        out,
+        0,
+        out_shape[0],
+        axis if shift.ndim == 2 else -1,
+        tuple(float(a) for a in affine[:3].ravel()),
+        (1.0, 4.0, 9.0),
+        det is not None,
+        MAX_JACOBIAN_DETERMINANT,
     )
     return out, stats
 
@@ -132,8 +158,21 @@ def test_kernel_refuses_inconsistent_buffers() -> None:
     interval = np.zeros(4, dtype=np.int64)
     weights = np.zeros((4, 4), dtype=np.float32)
     out = np.zeros((4, 4, 4), dtype=np.float32)
-    arguments = [source, values, values, interval, weights, out, 0, 4, -1, tuple(np.eye(4)[:3].ravel()),
-                 (1.0, 1.0, 1.0), False, 10.0]
+    arguments = [
+        source,
+        values,
+        values,
+        interval,
+        weights,
+        out,
+        0,
+        4,
+        -1,
+        tuple(np.eye(4)[:3].ravel()),
+        (1.0, 1.0, 1.0),
+        False,
+        10.0,
+    ]
     KERNEL.pull_back(*arguments)
     read_only = np.zeros((4, 4, 4), dtype=np.float32)
     read_only.flags.writeable = False
@@ -176,8 +215,21 @@ def test_kernel_leaves_memory_beyond_out_untouched() -> None:
     parent = np.full((8, 4, 4), 7.0, dtype=np.float32)
     out = parent[2:6]
     weights = np.tile(np.array([1.0, 0.0, 0.0, 0.0], dtype=np.float32), (4, 1))
-    KERNEL.pull_back(source, values, np.zeros_like(values), np.zeros(4, dtype=np.int64), weights, out, 1, 3, -1,
-                     (1e7, 0, 0, 5e7, 0, 1, 0, 0, 0, 0, 1, 0), (1.0, 1.0, 1.0), False, 10.0)
+    KERNEL.pull_back(
+        source,
+        values,
+        np.zeros_like(values),
+        np.zeros(4, dtype=np.int64),
+        weights,
+        out,
+        1,
+        3,
+        -1,
+        (1e7, 0, 0, 5e7, 0, 1, 0, 0, 0, 0, 1, 0),
+        (1.0, 1.0, 1.0),
+        False,
+        10.0,
+    )
     assert np.all(parent[:3] == 7.0) and np.all(parent[5:] == 7.0)
     assert np.all(parent[3:5] == 0.0)  # every sample lands far outside the source: 0
 
@@ -258,8 +310,9 @@ def test_cubic_resampling_keeps_non_finite_voxels_local(state) -> None:
 def test_a_constant_region_stays_exactly_constant() -> None:
     grid = VolumeGeometry.from_components(shape=(24, 20, 12), origin=(-100.0, -80.0, 30.0), spacing=(8.0, 8.0, 5.0))
     residual = ResidualField(SYN_AS, MagnetFrame(), DistortionState.NONE)
-    out = correct_volume(Volume(np.full(grid.shape, 4095.0, np.float32), grid), residual,
-                         intensity_correction=False).volume.array
+    out = correct_volume(
+        Volume(np.full(grid.shape, 4095.0, np.float32), grid), residual, intensity_correction=False
+    ).volume.array
     assert set(np.unique(out)) <= {0.0, 4095.0} and np.count_nonzero(out) > out.size // 2
 
 

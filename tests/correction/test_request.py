@@ -14,8 +14,14 @@ from trueshape.io import OutputFormat
 
 
 def test_choices_are_enums_whatever_their_case() -> None:
-    request = CorrectionRequest.build(SYN_AS, mode="THROUGH-PLANE", distortion_state="dis2d",
-                                      patient_position="ffs", fmt="NII", isocentre_lps=(0, 0, -120))
+    request = CorrectionRequest.build(
+        SYN_AS,
+        mode="THROUGH-PLANE",
+        distortion_state="dis2d",
+        patient_position="ffs",
+        fmt="NII",
+        isocentre_lps=(0, 0, -120),
+    )
     assert request.mode is CorrectionMode.THROUGH_PLANE
     assert request.distortion_state is DistortionState.IN_PLANE_2D
     assert request.patient_position is PatientPosition.FFS
@@ -25,12 +31,15 @@ def test_choices_are_enums_whatever_their_case() -> None:
     assert not CorrectionRequest.build(SYN_AS).settles("patient_position")
 
 
-@pytest.mark.parametrize(("options", "message"), [
-    ({"distortion_state": "DIS4D"}, "--state 'DIS4D' is not one of: ND, DIS2D, DIS3D, UNKNOWN"),
-    ({"isocentre_lps": (0.0, float("nan"), 0.0)}, "--isocentre needs three finite numbers"),
-    ({"isocentre_lps": (0.0, 0.0, 9000.0)}, "no scanner table moves that far"),
-    ({"mode": "none"}, "--mode none is what a correction reports"),
-])
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ({"distortion_state": "DIS4D"}, "--state 'DIS4D' is not one of: ND, DIS2D, DIS3D, UNKNOWN"),
+        ({"isocentre_lps": (0.0, float("nan"), 0.0)}, "--isocentre needs three finite numbers"),
+        ({"isocentre_lps": (0.0, 0.0, 9000.0)}, "no scanner table moves that far"),
+        ({"mode": "none"}, "--mode none is what a correction reports"),
+    ],
+)
 def test_impossible_choices_are_refused(options: dict, message: str) -> None:
     with pytest.raises(TrueshapeError, match=message):
         CorrectionRequest.build(SYN_AS, **options)
@@ -38,8 +47,12 @@ def test_impossible_choices_are_refused(options: dict, message: str) -> None:
 
 def test_outputs_are_named_by_format_and_refused_when_they_exist(tmp_path: Path) -> None:
     nii = CorrectionRequest.build(SYN_AS, fmt="nii").targets(tmp_path, "4_cor")
-    assert [p.name for p in nii] == ["4_cor_corrected.nii", "4_cor_residual_field.nii", "4_cor_residual.h5",
-                                     "4_cor_corrected.json"]
+    assert [p.name for p in nii] == [
+        "4_cor_corrected.nii",
+        "4_cor_residual_field.nii",
+        "4_cor_residual.h5",
+        "4_cor_corrected.json",
+    ]
     dicom = CorrectionRequest.build(SYN_AS, fmt="dicom").targets(tmp_path, "4_cor")
     assert dicom[0].name == "4_cor_corrected" and dicom[1].name == "4_cor_residual_field.nii.gz"
     (tmp_path / "4_cor_residual.h5").write_text("an earlier run")

@@ -304,8 +304,9 @@ def test_sampled_normal_range_matches_every_voxel_within_0_01_mm():
     direction = np.array([[1.0, 0.0, 0.0], [0.0, 0.0, -1.0], [0.0, 1.0, 0.0]])  # columns: i, j, k (k along A-P)
     origin = -(np.array(shape) * np.array(spacing) / 2) @ direction.T
     grid = VolumeGeometry.from_components(shape=shape, origin=origin, spacing=spacing, direction=direction)
-    result = correct_volume(Volume(np.ones(shape, np.float32), grid),
-                            ResidualField(SYN_AS, MagnetFrame(), DistortionState.NONE))
+    result = correct_volume(
+        Volume(np.ones(shape, np.float32), grid), ResidualField(SYN_AS, MagnetFrame(), DistortionState.NONE)
+    )
     fast = sampled_normal_range(result, grid)
     axes = tuple(np.arange(n, dtype=np.float64) for n in shape)
     every = result.coarse_field.on_lattice(axes)[..., :3]
@@ -322,8 +323,11 @@ def test_a_single_slice_is_corrected_not_blanked(state: DistortionState) -> None
     # which is still the slice (ITK's half-voxel rule), not outside the data.
     grid = VolumeGeometry.from_components(shape=(40, 40, 1), origin=(-100.0, -100.0, 60.0), spacing=(5.0, 5.0, 5.0))
     volume = Volume(np.full((40, 40, 1), 100.0, np.float32), grid, Provenance(distortion_state=state.value))
-    result = correct_volume(volume, ResidualField(SYN_AS, MagnetFrame(), state, slice_normal_lps=np.array([0, 0, 1.0])),
-                            intensity_correction=False)
+    result = correct_volume(
+        volume,
+        ResidualField(SYN_AS, MagnetFrame(), state, slice_normal_lps=np.array([0, 0, 1.0])),
+        intensity_correction=False,
+    )
     corrected = np.asarray(result.volume.array)
     assert np.count_nonzero(corrected[5:-5, 5:-5]) == 30 * 30  # away from the in-plane edges
     assert np.abs(corrected[5:-5, 5:-5] - 100.0).max() < 1e-4
@@ -338,8 +342,11 @@ def test_folding_is_reported_with_and_without_intensity_correction() -> None:
     on = correct_volume(volume, residual).diagnostics
     off = correct_volume(volume, residual, intensity_correction=False).diagnostics
     assert on.folded_voxels > 100 and on.jacobian_min < 0.0
-    assert (off.folded_voxels, off.jacobian_min, off.jacobian_max) == (on.folded_voxels, on.jacobian_min,
-                                                                        on.jacobian_max)
+    assert (off.folded_voxels, off.jacobian_min, off.jacobian_max) == (
+        on.folded_voxels,
+        on.jacobian_min,
+        on.jacobian_max,
+    )
 
 
 def test_reported_interpolation_error_bounds_the_applied_field_everywhere() -> None:
@@ -356,8 +363,12 @@ def test_reported_interpolation_error_bounds_the_applied_field_everywhere() -> N
 def test_outside_fraction_measures_what_a_single_slice_loses() -> None:
     # A 400 mm coronal slice, 5 mm thick, 40 mm behind the isocentre: the through-plane residual exceeds half
     # the thickness over a fifth of it, and those voxels have no data.
-    grid = VolumeGeometry.from_components(shape=(80, 80, 1), origin=(-197.5, 40.0, 197.5), spacing=(5.0, 5.0, 5.0),
-                                          direction=np.array([[1.0, 0, 0], [0, 0, 1.0], [0, -1.0, 0]]))
+    grid = VolumeGeometry.from_components(
+        shape=(80, 80, 1),
+        origin=(-197.5, 40.0, 197.5),
+        spacing=(5.0, 5.0, 5.0),
+        direction=np.array([[1.0, 0, 0], [0, 0, 1.0], [0, -1.0, 0]]),
+    )
     volume = Volume(np.full(grid.shape, 100.0, np.float32), grid)
     residual = ResidualField(SYN_AS, MagnetFrame(), DistortionState.IN_PLANE_2D, slice_normal_lps=grid.direction[:, 2])
     result = correct_volume(volume, residual, intensity_correction=False)
@@ -368,8 +379,7 @@ def test_outside_fraction_measures_what_a_single_slice_loses() -> None:
 
 def test_an_output_grid_beyond_the_input_is_not_counted_as_lost() -> None:
     grid = VolumeGeometry.from_components(shape=(32, 32, 12), origin=(-62.0, -62.0, -22.0), spacing=(4.0, 4.0, 4.0))
-    wider = VolumeGeometry.from_components(shape=(64, 64, 24), origin=(-126.0, -126.0, -46.0),
-                                           spacing=(4.0, 4.0, 4.0))
+    wider = VolumeGeometry.from_components(shape=(64, 64, 24), origin=(-126.0, -126.0, -46.0), spacing=(4.0, 4.0, 4.0))
     residual = ResidualField(SYN_AS, MagnetFrame(), DistortionState.NONE)
     result = correct_volume(Volume(np.ones(grid.shape, np.float32), grid), residual, output_geometry=wider)
     assert np.mean(np.asarray(result.volume.array) == 0.0) > 0.7  # most of the wider grid has no data
@@ -377,13 +387,19 @@ def test_an_output_grid_beyond_the_input_is_not_counted_as_lost() -> None:
 
 
 def test_a_single_slice_on_a_fine_like_grid_still_reports_what_it_loses() -> None:
-    grid = VolumeGeometry.from_components(shape=(80, 80, 1), origin=(-197.5, 40.0, 197.5), spacing=(5.0, 5.0, 2.0),
-                                          direction=np.array([[1.0, 0, 0], [0, 0, 1.0], [0, -1.0, 0]]))
-    fine = VolumeGeometry.from_components(shape=(80, 80, 256), origin=(-197.5, 40.0 - 129.5, 197.5),
-                                          spacing=(5.0, 5.0, 1.0), direction=grid.direction)
+    grid = VolumeGeometry.from_components(
+        shape=(80, 80, 1),
+        origin=(-197.5, 40.0, 197.5),
+        spacing=(5.0, 5.0, 2.0),
+        direction=np.array([[1.0, 0, 0], [0, 0, 1.0], [0, -1.0, 0]]),
+    )
+    fine = VolumeGeometry.from_components(
+        shape=(80, 80, 256), origin=(-197.5, 40.0 - 129.5, 197.5), spacing=(5.0, 5.0, 1.0), direction=grid.direction
+    )
     residual = ResidualField(SYN_AS, MagnetFrame(), DistortionState.IN_PLANE_2D, slice_normal_lps=grid.direction[:, 2])
-    result = correct_volume(Volume(np.full(grid.shape, 100.0, np.float32), grid), residual, output_geometry=fine,
-                            intensity_correction=False)
+    result = correct_volume(
+        Volume(np.full(grid.shape, 100.0, np.float32), grid), residual, output_geometry=fine, intensity_correction=False
+    )
     out = np.asarray(result.volume.array)
     covered = out[:, :, 129:131]  # the output slices within the 2 mm slab (y 39.5 and 40.5 mm)
     lost = float(np.mean(covered == 0.0))

@@ -24,8 +24,11 @@ def test_a_series_argument_names_a_folder_a_series_and_a_stack(tmp_path: Path) -
 
 
 def test_stacks_are_selected_by_number_or_uid_and_one_is_resolved(write_series) -> None:
-    folder = write_series(regular_planes(slices=6, orientation=AXIAL)
-                          + regular_planes(slices=5, orientation=CORONAL, origin=(0.0, -10.0, 20.0)), series_number=3)
+    folder = write_series(
+        regular_planes(slices=6, orientation=AXIAL)
+        + regular_planes(slices=5, orientation=CORONAL, origin=(0.0, -10.0, 20.0)),
+        series_number=3,
+    )
     inspection = trueshape.inspect(folder)
     assert [s.selector for s in select_stacks(inspection, "3", None)] == ["3:1", "3:2"]
     uid = inspection.stacks[0].series_instance_uid

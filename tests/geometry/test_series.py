@@ -90,10 +90,20 @@ def test_image_type_of_one_value_and_vendor_magnitude_phase_tokens(write_series,
     assert [s.is_localizer for s in inspection.stacks] == [True]
     # Philips writes M or P in the fourth value: magnitude and phase are two stacks, not one 4-D volume.
     root = tmp_path / "philips"
-    write_series(planes, root / "m", series_number=5, image_type=("ORIGINAL", "PRIMARY", "M_FFE", "M", "FFE"),
-                 series_instance_uid="1.2.826.0.1.3680043.8.1.5")
-    write_series(planes, root / "p", series_number=5, image_type=("ORIGINAL", "PRIMARY", "PHASE MAP", "P", "FFE"),
-                 series_instance_uid="1.2.826.0.1.3680043.8.1.5")
+    write_series(
+        planes,
+        root / "m",
+        series_number=5,
+        image_type=("ORIGINAL", "PRIMARY", "M_FFE", "M", "FFE"),
+        series_instance_uid="1.2.826.0.1.3680043.8.1.5",
+    )
+    write_series(
+        planes,
+        root / "p",
+        series_number=5,
+        image_type=("ORIGINAL", "PRIMARY", "PHASE MAP", "P", "FFE"),
+        series_instance_uid="1.2.826.0.1.3680043.8.1.5",
+    )
     stacks = trueshape.inspect(root).stacks
     assert sorted(s.shape for s in stacks) == [(10, 8, 4), (10, 8, 4)]
 
@@ -110,13 +120,19 @@ def test_splits_are_explained_and_derived_images_are_not_time_points(write_serie
     split = [f for s in inspection.stacks for f in s.findings if f.code is FindingCode.SERIES_SPLIT]
     assert split and split[0].severity is Severity.WARNING
     assert "differ in pixel spacing: pixel spacing 1 x 1 mm (9 images); pixel spacing 1.1 x 1.1 mm (1 image)" in (
-        split[0].message)
+        split[0].message
+    )
     # An MPR written at the acquisition's positions is its own stack, not time point 2.
     root = tmp_path / "derived"
     uid = "1.2.826.0.1.3680043.8.1.77"
     write_series(regular_planes(slices=6), root / "a", series_instance_uid=uid, series_number=3)
-    write_series(regular_planes(slices=6), root / "b", series_instance_uid=uid, series_number=3,
-                 image_type=("DERIVED", "SECONDARY", "M", "MPR"))
+    write_series(
+        regular_planes(slices=6),
+        root / "b",
+        series_instance_uid=uid,
+        series_number=3,
+        image_type=("DERIVED", "SECONDARY", "M", "MPR"),
+    )
     assert sorted(s.shape for s in trueshape.inspect(root).stacks) == [(10, 8, 6), (10, 8, 6)]
 
 

@@ -197,8 +197,10 @@ def test_oblique_stack_geometry_and_corners(write_series):
 
 def test_resampling_a_tilted_stack_moves_each_slice_in_plane(write_series):
     spacing, shift = 3.0, 0.4  # each slice sits 0.4 mm further along +y (the column direction)
-    planes = [replace(p, image_position=(p.image_position[0], p.image_position[1] + k * shift, p.image_position[2]))
-              for k, p in enumerate(regular_planes(rows=12, columns=6, slices=6, slice_spacing=spacing))]
+    planes = [
+        replace(p, image_position=(p.image_position[0], p.image_position[1] + k * shift, p.image_position[2]))
+        for k, p in enumerate(regular_planes(rows=12, columns=6, slices=6, slice_spacing=spacing))
+    ]
     folder = write_series(planes, modality="CT")
     stack = only_stack(folder, irregular="resample")
     assert FindingCode.STACK_RESAMPLED in codes(stack)
@@ -224,10 +226,14 @@ def test_a_time_series_across_midnight_keeps_its_order(write_series):
 def test_resampling_a_tilted_stack_leaves_never_acquired_voxels_empty(write_series):
     # Slice k is shifted by k whole rows (1 mm) along the column direction: the resampled grid holds, at
     # slice k, rows that slice k never acquired (they must be 0, as ITK resamples, not copies of its edge).
-    planes = [replace(plane, image_position=tuple(np.asarray(plane.image_position) + np.array([0.0, k, 0.0])),
-                      pixels=(plane.pixels * 0 + 100 * (k + 1) + np.arange(plane.pixels.shape[0])[:, None]
-                              ).astype(np.uint16))
-              for k, plane in enumerate(regular_planes(rows=8, slices=4))]
+    planes = [
+        replace(
+            plane,
+            image_position=tuple(np.asarray(plane.image_position) + np.array([0.0, k, 0.0])),
+            pixels=(plane.pixels * 0 + 100 * (k + 1) + np.arange(plane.pixels.shape[0])[:, None]).astype(np.uint16),
+        )
+        for k, plane in enumerate(regular_planes(rows=8, slices=4))
+    ]
     volume = trueshape.load(write_series(planes), irregular="resample", validation="ignore")
     values = np.asarray(volume.array)
     j0 = round(float(volume.geometry.lps_to_index(np.array([[0.0, 0.0, 0.0]]))[0, 1]))
@@ -255,8 +261,10 @@ def test_a_slow_drift_of_slice_positions_is_named_as_such(write_series):
     planes = regular_planes(slices=41)
     gaps = [0.015] * 20 + [-0.015] * 20  # every gap within tolerance of 2 mm; positions drift by up to 0.3 mm
     shifts = np.concatenate([[0.0], np.cumsum(gaps)])
-    drifted = [replace(p, image_position=tuple(np.asarray(p.image_position) + np.array([0.0, 0.0, s])))
-               for p, s in zip(planes, shifts, strict=True)]
+    drifted = [
+        replace(p, image_position=tuple(np.asarray(p.image_position) + np.array([0.0, 0.0, s])))
+        for p, s in zip(planes, shifts, strict=True)
+    ]
     stack = trueshape.inspect(write_series(drifted)).stacks[0]
     mismatch = [f for f in stack.findings if f.code is FindingCode.CORNERS_MISMATCH]
     assert mismatch and "slice positions drift from the regular spacing by up to 0.3" in mismatch[0].message
@@ -294,8 +302,11 @@ def test_cardiac_phases_are_ordered_by_trigger_time_and_dates_may_carry_a_utc_of
 def test_jittering_trigger_times_do_not_reorder_numbered_volumes(write_series):
     rng = np.random.default_rng(4)
     planes = [
-        replace(p, pixels=np.full_like(p.pixels, 100 * volume + k),
-                overrides={"AcquisitionNumber": volume + 1, "TriggerTime": float(rng.uniform(200, 400))})
+        replace(
+            p,
+            pixels=np.full_like(p.pixels, 100 * volume + k),
+            overrides={"AcquisitionNumber": volume + 1, "TriggerTime": float(rng.uniform(200, 400))},
+        )
         for volume in range(3)
         for k, p in enumerate(regular_planes(slices=4))
     ]

@@ -125,9 +125,13 @@ def test_interpolant_carries_the_determinant() -> None:
 def test_a_given_patient_position_rotates_the_recorded_table_offset(position: str) -> None:
     # Headers without PatientPosition: the isocentre was computed for an assumed HFS.
     offset = (10.0, -5.0, -40.0)
-    provenance = Provenance(distortion_state="ND", isocentre_lps=tuple(LPS_FROM_MAGNET[PatientPosition.HFS] @ offset),
-                            isocentre_source="table offset rotated for HFS (patient position unknown: HFS assumed)",
-                            table_offset_mm=offset, table_source="ImaRelTablePosition (0019,1014)")
+    provenance = Provenance(
+        distortion_state="ND",
+        isocentre_lps=tuple(LPS_FROM_MAGNET[PatientPosition.HFS] @ offset),
+        isocentre_source="table offset rotated for HFS (patient position unknown: HFS assumed)",
+        table_offset_mm=offset,
+        table_source="ImaRelTablePosition (0019,1014)",
+    )
     residual = ResidualField.from_provenance(SYN_AS, provenance, slice_normal_lps=None, patient_position=position)
     expected = LPS_FROM_MAGNET[PatientPosition(position)] @ np.asarray(offset)
     np.testing.assert_allclose(residual.magnet_frame.isocentre_lps, expected, atol=1e-12)
@@ -135,6 +139,7 @@ def test_a_given_patient_position_rotates_the_recorded_table_offset(position: st
     assert f"patient position {position} given by the caller" in residual.assumptions
     assert any(f"rotated for {position}" in a and "ImaRelTablePosition" in a for a in residual.assumptions)
     # An isocentre the caller gives wins over both.
-    given = ResidualField.from_provenance(SYN_AS, provenance, slice_normal_lps=None, patient_position=position,
-                                          isocentre_lps=[1.0, 2.0, 3.0])
+    given = ResidualField.from_provenance(
+        SYN_AS, provenance, slice_normal_lps=None, patient_position=position, isocentre_lps=[1.0, 2.0, 3.0]
+    )
     np.testing.assert_allclose(given.magnet_frame.isocentre_lps, [1.0, 2.0, 3.0])

@@ -16,8 +16,9 @@ def test_itk_reads_the_field_nifti_as_the_h5_transform(tmp_path) -> None:
     # An oblique grid, so that a sign or axis mix-up cannot hide in a symmetric direction matrix.
     angle = np.deg2rad(20.0)
     direction = np.array([[np.cos(angle), 0.0, np.sin(angle)], [0.0, 1.0, 0.0], [-np.sin(angle), 0.0, np.cos(angle)]])
-    grid = VolumeGeometry.from_components(shape=(20, 16, 12), origin=(-150.0, -60.0, -100.0),
-                                          spacing=(12.0, 9.0, 15.0), direction=direction)
+    grid = VolumeGeometry.from_components(
+        shape=(20, 16, 12), origin=(-150.0, -60.0, -100.0), spacing=(12.0, 9.0, 15.0), direction=direction
+    )
     residual = ResidualField(SYN_AS, MagnetFrame(isocentre_lps=np.array([5.0, -10.0, 20.0])), DistortionState.NONE)
     field = residual_displacement_field(correction_interpolant(residual, grid, intensity_correction=False))
     nifti = write_field_nifti(field, tmp_path / "field.nii.gz")

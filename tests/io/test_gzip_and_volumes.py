@@ -46,8 +46,9 @@ def _volume(shape=(7, 5, 4), time_points=0):
     full = shape + ((time_points,) if time_points else ())
     array = rng.integers(0, 4000, full).astype(np.uint16)
     direction = np.array([[0.0, 0.0, 1.0], [1.0, 0.0, 0.0], [0.0, -1.0, 0.0]])  # coronal-like, det +1
-    geometry = VolumeGeometry.from_components(shape=shape, origin=(10.0, -20.0, 30.0), spacing=(0.7, 0.9, 3.1),
-                                              direction=direction)
+    geometry = VolumeGeometry.from_components(
+        shape=shape, origin=(10.0, -20.0, 30.0), spacing=(0.7, 0.9, 3.1), direction=direction
+    )
     return Volume(array, geometry, Provenance(), 2.0, -4096.0)
 
 

@@ -31,8 +31,11 @@ def test_outputs_appear_together_and_a_failure_leaves_nothing(tmp_path: Path) ->
 
 def test_errors_name_the_final_path_not_the_staging_folder(tmp_path: Path) -> None:
     target = tmp_path / "a.txt"
-    with pytest.raises(OutputError) as raised, OutputTransaction([target, tmp_path / "b.txt"]) as transaction, \
-            atomic_path(target, transaction=transaction):
+    with (
+        pytest.raises(OutputError) as raised,
+        OutputTransaction([target, tmp_path / "b.txt"]) as transaction,
+        atomic_path(target, transaction=transaction),
+    ):
         raise OSError(28, "No space left on device")
     assert str(raised.value) == f"{target}: writing failed (No space left on device)"
     assert list(tmp_path.iterdir()) == []
@@ -56,8 +59,10 @@ def test_a_folder_target_holding_foreign_files_is_not_replaced(tmp_path: Path) -
     series = tmp_path / "series"
     series.mkdir()
     (series / "notes.txt").write_text("mine")
-    with pytest.raises(OutputError, match=r"holds files trueshape did not write \(notes.txt\)"), \
-            OutputTransaction([series, tmp_path / "x.json"], force=True) as transaction:
+    with (
+        pytest.raises(OutputError, match=r"holds files trueshape did not write \(notes.txt\)"),
+        OutputTransaction([series, tmp_path / "x.json"], force=True) as transaction,
+    ):
         with atomic_folder(series, transaction=transaction) as staged:
             (staged / "IM00001.dcm").write_bytes(b"")
         write_json({}, tmp_path / "x.json", transaction=transaction)

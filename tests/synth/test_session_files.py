@@ -14,9 +14,19 @@ from trueshape.synth import Acquisition, FemurPhantom, Plane, write_session
 
 
 def _acquisition(slices: int) -> Acquisition:
-    return Acquisition(plane=Plane.AXIAL, fov_mm=(60.0, 60.0), matrix=(12, 12), slices=slices, slice_thickness_mm=5.0,
-                       centre_lps=(95.0, 0.0, 0.0), distortion_state=DistortionState.NONE, in_plane_samples=1,
-                       slice_samples=1, series_number=2, description="ax")
+    return Acquisition(
+        plane=Plane.AXIAL,
+        fov_mm=(60.0, 60.0),
+        matrix=(12, 12),
+        slices=slices,
+        slice_thickness_mm=5.0,
+        centre_lps=(95.0, 0.0, 0.0),
+        distortion_state=DistortionState.NONE,
+        in_plane_samples=1,
+        slice_samples=1,
+        series_number=2,
+        description="ax",
+    )
 
 
 def test_a_rerun_replaces_the_whole_session(tmp_path) -> None:

@@ -24,9 +24,19 @@ PHANTOM = FemurPhantom()
 def _head_acquisition(state, position, table_offset_mm):
     centre, _ = PHANTOM.femoral_heads()[1]
     return Acquisition(
-        plane=Plane.CORONAL, fov_mm=(72.0, 72.0), matrix=(72, 72), slices=72, slice_thickness_mm=1.0,
-        centre_lps=tuple(centre), isocentre_lps=(0.0, 0.0, -150.0 - table_offset_mm), patient_position=position,
-        distortion_state=state, in_plane_samples=2, slice_samples=2, series_number=5, description="head_roundtrip",
+        plane=Plane.CORONAL,
+        fov_mm=(72.0, 72.0),
+        matrix=(72, 72),
+        slices=72,
+        slice_thickness_mm=1.0,
+        centre_lps=tuple(centre),
+        isocentre_lps=(0.0, 0.0, -150.0 - table_offset_mm),
+        patient_position=position,
+        distortion_state=state,
+        in_plane_samples=2,
+        slice_samples=2,
+        series_number=5,
+        description="head_roundtrip",
     )
 
 
@@ -56,8 +66,12 @@ def test_distort_then_correct_restores_true_geometry(tmp_path, state, position, 
     assert error.max() <= 0.2
 
     centre, _ = PHANTOM.femoral_heads()[1]
-    levels = dict(inside_level=PHANTOM.signal_of(Tissue.MARROW), outside_level=PHANTOM.signal_of(Tissue.CORTEX),
-                  surround_level=PHANTOM.signal_of(Tissue.MUSCLE), psf_variance_mm2=acquisition.psf_variance_mm2)
+    levels = dict(
+        inside_level=PHANTOM.signal_of(Tissue.MARROW),
+        outside_level=PHANTOM.signal_of(Tissue.CORTEX),
+        surround_level=PHANTOM.signal_of(Tissue.MUSCLE),
+        psf_variance_mm2=acquisition.psf_variance_mm2,
+    )
     before = measure_bright_sphere(volume, centre, PHANTOM.head_marrow_radius_mm(), **levels)
     after = measure_bright_sphere(result.volume, centre, PHANTOM.head_marrow_radius_mm(), **levels)
     assert abs(after.ap_lr_ratio - 1.0) <= 0.005
@@ -71,9 +85,19 @@ def test_enhanced_multiframe_acquisition_reads_and_corrects_like_classic(tmp_pat
     # A smaller, feet-first, table-moved head series written both ways from the same scan.
     centre, _ = PHANTOM.femoral_heads()[1]
     classic = Acquisition(
-        plane=Plane.CORONAL, fov_mm=(72.0, 72.0), matrix=(36, 36), slices=24, slice_thickness_mm=3.0,
-        centre_lps=tuple(centre), isocentre_lps=(0.0, 0.0, -200.0), patient_position=PatientPosition.FFS,
-        distortion_state=state, in_plane_samples=1, slice_samples=1, series_number=5, description="classic",
+        plane=Plane.CORONAL,
+        fov_mm=(72.0, 72.0),
+        matrix=(36, 36),
+        slices=24,
+        slice_thickness_mm=3.0,
+        centre_lps=tuple(centre),
+        isocentre_lps=(0.0, 0.0, -200.0),
+        patient_position=PatientPosition.FFS,
+        distortion_state=state,
+        in_plane_samples=1,
+        slice_samples=1,
+        series_number=5,
+        description="classic",
     )
     enhanced = replace(classic, series_number=6, description="enhanced", enhanced=True)
     write_session(tmp_path, PHANTOM, SYN_AS, (classic, enhanced))
@@ -95,9 +119,14 @@ def test_enhanced_multiframe_acquisition_reads_and_corrects_like_classic(tmp_pat
 
 
 def test_double_oblique_dis2d_reads_back_and_corrects(tmp_path):
-    acquisition = replace(_head_acquisition(DistortionState.IN_PLANE_2D, PatientPosition.HFS, 0.0),
-                          tilt_deg=(12.0, -8.0), matrix=(60, 60), slices=60, fov_mm=(72.0, 72.0),
-                          slice_thickness_mm=1.2)
+    acquisition = replace(
+        _head_acquisition(DistortionState.IN_PLANE_2D, PatientPosition.HFS, 0.0),
+        tilt_deg=(12.0, -8.0),
+        matrix=(60, 60),
+        slices=60,
+        fov_mm=(72.0, 72.0),
+        slice_thickness_mm=1.2,
+    )
     write_session(tmp_path, PHANTOM, SYN_AS, (acquisition,))
     volume = trueshape.load(tmp_path / "dicom")
     np.testing.assert_allclose(volume.geometry.lps_from_ijk, acquisition.geometry().lps_from_ijk, atol=1e-3)

@@ -82,8 +82,9 @@ class FallbackSampler:
                 target[start:stop] *= determinant
         return stats
 
-    def _through_plane(self, fine: NDArray[np.float32], ii: NDArray[np.float32], start: int, stop: int,
-                       axis: int) -> SlabStatistics:
+    def _through_plane(
+        self, fine: NDArray[np.float32], ii: NDArray[np.float32], start: int, stop: int, axis: int
+    ) -> SlabStatistics:
         """1-D sampling along ``axis`` (0 or 2): the other axes sample at whole indices."""
         stats = SlabStatistics()
         shift = fine[0]
@@ -119,8 +120,14 @@ class FallbackSampler:
         for source, target in zip(self.stack, self.outputs, strict=True):
             destination = target[start:stop]
             # Edge values within half a voxel of the grid, 0 beyond (as the compiled kernel and ITK).
-            ndimage.map_coordinates(source, coordinates, output=destination, order=self.order,
-                                    mode="nearest" if self.order == 1 else "mirror", prefilter=False)
+            ndimage.map_coordinates(
+                source,
+                coordinates,
+                output=destination,
+                order=self.order,
+                mode="nearest" if self.order == 1 else "mirror",
+                prefilter=False,
+            )
             destination[~inside] = 0.0
         return stats
 

@@ -63,8 +63,10 @@ def residual_displacement_field(
 
 
 def _field_node_positions(geometry: VolumeGeometry, field_spacing_mm: float) -> list[NDArray[np.float64]]:
-    return [coarse_nodes(size, float(spacing), field_spacing_mm, padding_mm=FIELD_PADDING_NODES * field_spacing_mm)
-            for size, spacing in zip(geometry.shape, geometry.spacing, strict=True)]
+    return [
+        coarse_nodes(size, float(spacing), field_spacing_mm, padding_mm=FIELD_PADDING_NODES * field_spacing_mm)
+        for size, spacing in zip(geometry.shape, geometry.spacing, strict=True)
+    ]
 
 
 def exported_field_shape(
@@ -197,5 +199,9 @@ def trilinear_field_error(field: DisplacementField, residual: ResidualField, geo
         volume_from_field[axis, axis] * np.arange(field.geometry.shape[axis]) + volume_from_field[axis, 3]
         for axis in range(3)
     )
-    return max_probe_error(geometry, (nodes[0], nodes[1], nodes[2]),
-                           lambda _positions, points: field.displacement_at(points), residual.displacement_lps)
+    return max_probe_error(
+        geometry,
+        (nodes[0], nodes[1], nodes[2]),
+        lambda _positions, points: field.displacement_at(points),
+        residual.displacement_lps,
+    )

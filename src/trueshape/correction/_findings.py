@@ -9,15 +9,24 @@ __all__ = ["coil_mismatch", "outside_acquired_volume"]
 
 def coil_mismatch(where: str, series_coil: str, model_coil: str) -> Finding:
     """COIL_MISMATCH: the series was acquired on another gradient coil than the coefficients describe."""
-    return Finding(FindingCode.COIL_MISMATCH, Severity.WARNING,
-                   f"{where} was acquired on gradient coil {series_coil!r}, but the coefficients describe "
-                   f"{model_coil!r}: a scanner model corrects only series of its own coil",
-                   details={"series_coil": series_coil, "model_coil": model_coil})
+    return Finding(
+        FindingCode.COIL_MISMATCH,
+        Severity.WARNING,
+        f"{where} was acquired on gradient coil {series_coil!r}, but the coefficients describe "
+        f"{model_coil!r}: a scanner model corrects only series of its own coil",
+        details={"series_coil": series_coil, "model_coil": model_coil},
+    )
 
 
 def outside_acquired_volume(where: str, fraction: float, why: str, tolerance: float) -> Finding:
     """OUTSIDE_ACQUIRED_VOLUME: a ``fraction`` of the corrected voxels sampled beyond the input (left 0)."""
-    return Finding(FindingCode.OUTSIDE_ACQUIRED_VOLUME, Severity.WARNING,
-                   f"{where}: about {100 * fraction:.1f}% of the corrected voxels take their value from outside "
-                   f"the acquired volume and are left 0 ({why}); acquire more slices, or a thicker slab, to keep "
-                   "them", measured=fraction, tolerance=tolerance, unit="fraction")
+    return Finding(
+        FindingCode.OUTSIDE_ACQUIRED_VOLUME,
+        Severity.WARNING,
+        f"{where}: about {100 * fraction:.1f}% of the corrected voxels take their value from outside "
+        f"the acquired volume and are left 0 ({why}); acquire more slices, or a thicker slab, to keep "
+        "them",
+        measured=fraction,
+        tolerance=tolerance,
+        unit="fraction",
+    )

@@ -22,11 +22,23 @@ __all__ = ["KERNEL", "SlabStatistics", "compiled_kernel_disabled", "has_compiled
 class _CompiledKernel(Protocol):
     """The C module's one function (positional arguments, as ``PyArg_ParseTuple`` reads them)."""
 
-    def pull_back(self, source: NDArray[np.float32], node_values: NDArray[np.float32],
-                  node_moments: NDArray[np.float32], row_interval: NDArray[np.int64],
-                  row_weights: NDArray[np.float32], out: NDArray[np.float32], start: int, stop: int, axis: int,
-                  affine: tuple[float, ...], spacing_sq: tuple[float, float, float], has_det: bool,
-                  max_det: float, /) -> tuple[float, float, float, float, int]: ...
+    def pull_back(
+        self,
+        source: NDArray[np.float32],
+        node_values: NDArray[np.float32],
+        node_moments: NDArray[np.float32],
+        row_interval: NDArray[np.int64],
+        row_weights: NDArray[np.float32],
+        out: NDArray[np.float32],
+        start: int,
+        stop: int,
+        axis: int,
+        affine: tuple[float, ...],
+        spacing_sq: tuple[float, float, float],
+        has_det: bool,
+        max_det: float,
+        /,
+    ) -> tuple[float, float, float, float, int]: ...
 
 
 def _load() -> _CompiledKernel | None:
@@ -122,8 +134,18 @@ def pull_back(
     if kernel is None:
         raise RuntimeError("trueshape._warp was not compiled (no C compiler at install): use the numpy fallback")
     measured = kernel.pull_back(
-        source, node_values, node_moments, row_interval, row_weights, out, start, stop,
-        -1 if through_axis is None else through_axis, base_map, spacing_squared, intensity_correction,
+        source,
+        node_values,
+        node_moments,
+        row_interval,
+        row_weights,
+        out,
+        start,
+        stop,
+        -1 if through_axis is None else through_axis,
+        base_map,
+        spacing_squared,
+        intensity_correction,
         max_jacobian_determinant,
     )
     max_norm_sq, sum_norm, jacobian_min, jacobian_max, folded = measured

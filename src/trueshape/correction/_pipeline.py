@@ -53,8 +53,9 @@ __all__ = ["OUTSIDE_WARNING_FRACTION", "correct_stack", "correct_volume_file", "
 #: Share of corrected voxels left 0 (sampled beyond the acquired volume) above which ``correct`` warns.
 OUTSIDE_WARNING_FRACTION = 0.05
 #: Findings a GNL correction answers: the rest (slice layout, files left out, ...) still concern the result.
-_CORRECTED_CODES = frozenset({FindingCode.DISTORTION_2D_ONLY, FindingCode.DISTORTION_NOT_CORRECTED,
-                              FindingCode.FAR_FROM_ISOCENTRE})
+_CORRECTED_CODES = frozenset(
+    {FindingCode.DISTORTION_2D_ONLY, FindingCode.DISTORTION_NOT_CORRECTED, FindingCode.FAR_FROM_ISOCENTRE}
+)
 #: Slices exactly one gap beyond what a slice sampled are not read by interpolation (float noise aside), mm.
 _CITE_TOLERANCE_MM = 1e-3
 
@@ -96,19 +97,22 @@ def correct_stack(
                 raise GeometryError(f"{where}: {finding.message}", findings=(finding,))
     if request.distortion_state is None and stack.distortion_state is DistortionState.UNKNOWN:
         said = f" ({stack.distortion_source})" if stack.distortion_source else ""
-        raise DicomInputError(f"{where}: the headers do not say what the scanner corrected{said}: give --state ND, "
-                              "DIS2D or DIS3D")
+        raise DicomInputError(
+            f"{where}: the headers do not say what the scanner corrected{said}: give --state ND, DIS2D or DIS3D"
+        )
     targets = request.targets(out, stack.label)
     volume = volume if volume is not None else load_stack(stack)
     first = stack.frames[0]
-    template = _DicomTemplate(stack.layout.slices, first.vendor.table_position_mm,
-                              integer_source=volume.array.dtype.kind in "iu" and not volume.is_scaled)
+    template = _DicomTemplate(
+        stack.layout.slices,
+        first.vendor.table_position_mm,
+        integer_source=volume.array.dtype.kind in "iu" and not volume.is_scaled,
+    )
     record = stack.to_json()
     # The series being read (its first file; the folder holding it) is never an earlier run's output.
     inputs = [Path(str(name).split("#")[0]) for names in record["slice_sources"][:1] for name in names[:1]]
     output = write_correction(request, volume, record, targets, inputs=inputs, template=template, where=where)
-    return replace(output, findings=(*output.findings,
-                                     *(f for f in stack.findings if f.code not in _CORRECTED_CODES)))
+    return replace(output, findings=(*output.findings, *(f for f in stack.findings if f.code not in _CORRECTED_CODES)))
 
 
 def correct_volume_file(
@@ -130,8 +134,10 @@ def correct_volume_file(
         supplies it).
     """
     if request.output_format is OutputFormat.DICOM:
-        raise TrueshapeError(f"{path}: a derived DICOM series needs a DICOM source (its patient, study and "
-                             "frame of reference): correct the DICOM series, or write NIfTI or NRRD")
+        raise TrueshapeError(
+            f"{path}: a derived DICOM series needs a DICOM source (its patient, study and "
+            "frame of reference): correct the DICOM series, or write NIfTI or NRRD"
+        )
     targets = request.targets(out, volume_stem(path))
     volume = read_volume_file(path)
     _check_volume_facts(path, volume, request)
@@ -167,8 +173,11 @@ def _check_volume_facts(path: str | os.PathLike[str], volume: Volume, request: C
     json_path = provenance.sidecar
     if request.distortion_state is None and provenance.distortion_state is DistortionState.UNKNOWN:
         known = f" ({provenance.distortion_source})" if provenance.distortion_source else ""
-        reason = (f"its sidecar {Path(json_path).name}{known} does not say" if json_path else
-                  f"no sidecar ({sidecar_path(path).name}) says")
+        reason = (
+            f"its sidecar {Path(json_path).name}{known} does not say"
+            if json_path
+            else f"no sidecar ({sidecar_path(path).name}) says"
+        )
         raise VolumeInputError(f"{path}: {reason} what the scanner corrected: give --state ND, DIS2D or DIS3D")
     for subject, message in provenance.frames_disagree.items():
         if not request.settles(subject):  # as for the DICOM series
@@ -181,8 +190,16 @@ def _check_volume_facts(path: str | os.PathLike[str], volume: Volume, request: C
         )
 
 
-def write_correction(request: CorrectionRequest, volume: Volume, record: dict[str, Any], targets: list[Path], *,
-                     inputs: list[Path], template: _DicomTemplate | None = None, where: str) -> CorrectOutput:
+def write_correction(
+    request: CorrectionRequest,
+    volume: Volume,
+    record: dict[str, Any],
+    targets: list[Path],
+    *,
+    inputs: list[Path],
+    template: _DicomTemplate | None = None,
+    where: str,
+) -> CorrectOutput:
     """Correct ``volume`` and write the volume, the field (NIfTI and ITK .h5) and the JSON sidecar.
 
     ``record`` describes the source in the sidecar; ``inputs`` are the files this run reads (never removed as
@@ -212,13 +229,24 @@ def write_correction(request: CorrectionRequest, volume: Volume, record: dict[st
     return CorrectOutput(result.volume, targets, result.diagnostics, tuple(findings))
 
 
-def _write_outputs(request: CorrectionRequest, volume: Volume, record: dict[str, Any], targets: list[Path],
-                   transaction: OutputTransaction, template: _DicomTemplate | None, findings: list[Finding],
-                   where: str) -> CorrectionResult:
+def _write_outputs(
+    request: CorrectionRequest,
+    volume: Volume,
+    record: dict[str, Any],
+    targets: list[Path],
+    transaction: OutputTransaction,
+    template: _DicomTemplate | None,
+    findings: list[Finding],
+    where: str,
+) -> CorrectionResult:
     """Correct ``volume`` while its field is written, then write the corrected volume and the sidecar."""
-    residual = ResidualField.from_volume(request.coil, volume, distortion_state=request.distortion_state,
-                                         patient_position=request.patient_position,
-                                         isocentre_lps=request.isocentre_lps)
+    residual = ResidualField.from_volume(
+        request.coil,
+        volume,
+        distortion_state=request.distortion_state,
+        patient_position=request.patient_position,
+        isocentre_lps=request.isocentre_lps,
+    )
     coil = request.coil.coil_id or (Path(request.coefficient_file).stem if request.coefficient_file else "")
     derived: DerivedSeries | None = None
     # The field is written while the image is resampled; the writers spend their time in zlib, HDF5 and
@@ -230,29 +258,45 @@ def _write_outputs(request: CorrectionRequest, volume: Volume, record: dict[str,
             field_writes.append(pool.submit(write_field_nifti, field, targets[1], transaction=transaction))
             field_writes.append(pool.submit(write_itk_transform, field, targets[2], transaction=transaction))
 
-        result = correct_volume(volume, residual, mode=request.mode,
-                                intensity_correction=request.intensity_correction,
-                                output_geometry=request.output_geometry, on_field=write_field)
+        result = correct_volume(
+            volume,
+            residual,
+            mode=request.mode,
+            intensity_correction=request.intensity_correction,
+            output_geometry=request.output_geometry,
+            on_field=write_field,
+        )
         findings.extend(_outside_findings(result.diagnostics.outside_fraction, volume, where))
         if request.output_format is OutputFormat.DICOM:
             assert template is not None
             cited = template.cited_sources(sampled_normal_range(result, volume.geometry), volume.geometry)
-            derived = write_derived_series(result.volume, targets[0], transaction=transaction,
-                                           template=template.paths, source_images=cited,
-                                           derivation=_derivation(result.diagnostics, coil),
-                                           table_position_mm=template.table_position_mm,
-                                           integer_source=template.integer_source)
+            derived = write_derived_series(
+                result.volume,
+                targets[0],
+                transaction=transaction,
+                template=template.paths,
+                source_images=cited,
+                derivation=_derivation(result.diagnostics, coil),
+                table_position_mm=template.table_position_mm,
+                integer_source=template.integer_source,
+            )
         else:
             write_volume(result.volume, targets[0], transaction=transaction)
         for future in field_writes:
             future.result()
-    write_json(_sidecar(request, record, result, coil, findings, targets, derived), targets[3],
-               transaction=transaction)
+    write_json(_sidecar(request, record, result, coil, findings, targets, derived), targets[3], transaction=transaction)
     return result
 
 
-def _sidecar(request: CorrectionRequest, record: dict[str, Any], result: CorrectionResult, coil: str,
-             findings: list[Finding], targets: list[Path], derived: DerivedSeries | None) -> dict[str, Any]:
+def _sidecar(
+    request: CorrectionRequest,
+    record: dict[str, Any],
+    result: CorrectionResult,
+    coil: str,
+    findings: list[Finding],
+    targets: list[Path],
+    derived: DerivedSeries | None,
+) -> dict[str, Any]:
     """Return the correction's JSON sidecar: source, coil, diagnostics, output grid, findings, outputs."""
     file = request.coefficient_file
     sidecar = {
@@ -260,8 +304,7 @@ def _sidecar(request: CorrectionRequest, record: dict[str, Any], result: Correct
         "coefficients": str(file) if file else None,
         "coil": coil,
         "correction": result.diagnostics.to_json(),
-        "transform_convention": "ITK resampling: output (true) point p -> input (distorted) point p + d(p), "
-                                "LPS mm",
+        "transform_convention": "ITK resampling: output (true) point p -> input (distorted) point p + d(p), LPS mm",
         "output_grid": None if request.like is None else {"like": request.like, **result.volume.geometry.to_json()},
         "findings": [finding.to_json() for finding in findings],
         "outputs": [path.name for path in targets],
@@ -269,10 +312,14 @@ def _sidecar(request: CorrectionRequest, record: dict[str, Any], result: Correct
     }
     if derived is not None:
         sidecar["dicom"] = {
-            "folder": derived.folder.name, "files": len(derived.files),
-            "series_instance_uid": derived.series_instance_uid, "series_number": derived.series_number,
-            "rescale_slope": derived.rescale_slope, "rescale_intercept": derived.rescale_intercept,
-            "quantization_step": derived.quantization_step, "nonfinite_voxels": derived.nonfinite_voxels,
+            "folder": derived.folder.name,
+            "files": len(derived.files),
+            "series_instance_uid": derived.series_instance_uid,
+            "series_number": derived.series_number,
+            "rescale_slope": derived.rescale_slope,
+            "rescale_intercept": derived.rescale_intercept,
+            "quantization_step": derived.quantization_step,
+            "nonfinite_voxels": derived.nonfinite_voxels,
         }
     return sidecar
 
@@ -281,9 +328,11 @@ def _derivation(done: CorrectionDiagnostics, coil: str) -> str:
     """Return the derived series' DerivationDescription: what was done, by which software and coil."""
     if done.mode is CorrectionMode.NONE:
         return f"trueshape {__version__}: copy of a {done.distortion_state} series, nothing left to correct"
-    return (f"trueshape {__version__} gradient-nonlinearity correction of a {done.distortion_state} series "
-            f"({done.mode.value} mode, coil {coil}, "
-            f"intensity {'corrected' if done.intensity_corrected else 'not corrected'})")
+    return (
+        f"trueshape {__version__} gradient-nonlinearity correction of a {done.distortion_state} series "
+        f"({done.mode.value} mode, coil {coil}, "
+        f"intensity {'corrected' if done.intensity_corrected else 'not corrected'})"
+    )
 
 
 def _coil_findings(request: CorrectionRequest, volume: Volume, where: str) -> tuple[Finding, ...]:
@@ -292,6 +341,7 @@ def _coil_findings(request: CorrectionRequest, volume: Volume, where: str) -> tu
     Names are compared by their letters and digits only ("AS82" = "as-82"); a file without a coil id (a
     vendor ``coeff.grad``) cannot be compared.
     """
+
     def key(name: str) -> str:
         return re.sub(r"[^0-9a-z]", "", name.casefold())
 
@@ -306,8 +356,12 @@ def _outside_findings(fraction: float, volume: Volume, where: str) -> tuple[Find
     single = volume.geometry.shape[2] == 1
     if not (fraction >= OUTSIDE_WARNING_FRACTION or (single and fraction > 0.0)):
         return ()
-    why = (f"a single slice is {float(volume.geometry.spacing[2]):g} mm thick and the residual moves part of it "
-           "further through its plane" if single else "the residual moves them beyond the acquired volume")
+    why = (
+        f"a single slice is {float(volume.geometry.spacing[2]):g} mm thick and the residual moves part of it "
+        "further through its plane"
+        if single
+        else "the residual moves them beyond the acquired volume"
+    )
     return (outside_acquired_volume(where, fraction, why, OUTSIDE_WARNING_FRACTION),)
 
 
@@ -341,9 +395,15 @@ class _DicomTemplate:
             within = np.nonzero((along > low - reach) & (along < high + reach))[0]
             for t, per_volume in enumerate(cited):
                 frames = [self.slices[k][t] for k in within]
-                per_volume.append([
-                    SourceImage(f.sop_class_uid, f.sop_instance_uid,
-                                f.pixels.frame_index + 1 if "#frame" in f.label and f.pixels is not None else None)
-                    for f in frames if f.sop_class_uid and f.sop_instance_uid
-                ])
+                per_volume.append(
+                    [
+                        SourceImage(
+                            f.sop_class_uid,
+                            f.sop_instance_uid,
+                            f.pixels.frame_index + 1 if "#frame" in f.label and f.pixels is not None else None,
+                        )
+                        for f in frames
+                        if f.sop_class_uid and f.sop_instance_uid
+                    ]
+                )
         return cited

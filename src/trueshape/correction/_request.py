@@ -71,13 +71,20 @@ class CorrectionRequest:
     like: str | None = None
 
     @classmethod
-    def build(cls, coil: GradientCoefficients, *, coefficient_file: str | os.PathLike[str] | None = None,
-              mode: CorrectionMode | str = CorrectionMode.AUTO, intensity_correction: bool = True,
-              distortion_state: DistortionState | str | None = None,
-              patient_position: PatientPosition | str | None = None,
-              isocentre_lps: tuple[float, float, float] | None = None,
-              fmt: OutputFormat | str = OutputFormat.NIFTI, force: bool = False,
-              like: str | os.PathLike[str] | None = None) -> CorrectionRequest:
+    def build(
+        cls,
+        coil: GradientCoefficients,
+        *,
+        coefficient_file: str | os.PathLike[str] | None = None,
+        mode: CorrectionMode | str = CorrectionMode.AUTO,
+        intensity_correction: bool = True,
+        distortion_state: DistortionState | str | None = None,
+        patient_position: PatientPosition | str | None = None,
+        isocentre_lps: tuple[float, float, float] | None = None,
+        fmt: OutputFormat | str = OutputFormat.NIFTI,
+        force: bool = False,
+        like: str | os.PathLike[str] | None = None,
+    ) -> CorrectionRequest:
         """Check the user's choices (enum names in any case, a finite isocentre) and keep them with the coil.
 
         ``like`` names a volume file or DICOM series whose grid the corrected volume is written on.
@@ -99,13 +106,23 @@ class CorrectionRequest:
         unrequested = frozenset(CorrectionMode) - frozenset(REQUESTED_MODES)
         requested = parse_choice(CorrectionMode, mode, "--mode", unlisted=unrequested)
         if requested is CorrectionMode.NONE:
-            raise TrueshapeError("--mode none is what a correction reports when nothing is left to correct; "
-                                 "ask for auto, full or through-plane")
-        return cls(coil, coefficient_file, requested, intensity_correction,
-                   parse_choice(DistortionState, distortion_state, "--state"),
-                   parse_choice(PatientPosition, patient_position, "--patient-position"), isocentre,
-                   parse_choice(OutputFormat, fmt, "--format"),
-                   force, None if like is None else grid_of(like), None if like is None else str(like))
+            raise TrueshapeError(
+                "--mode none is what a correction reports when nothing is left to correct; "
+                "ask for auto, full or through-plane"
+            )
+        return cls(
+            coil,
+            coefficient_file,
+            requested,
+            intensity_correction,
+            parse_choice(DistortionState, distortion_state, "--state"),
+            parse_choice(PatientPosition, patient_position, "--patient-position"),
+            isocentre,
+            parse_choice(OutputFormat, fmt, "--format"),
+            force,
+            None if like is None else grid_of(like),
+            None if like is None else str(like),
+        )
 
     def settles(self, disagreement: str) -> bool:
         """Whether the caller said what slices disagreeing on ``disagreement`` (FRAMES_DISAGREE) leave open.
@@ -124,9 +141,15 @@ class CorrectionRequest:
         base = Path(out) / label
         # Uncompressed output stays uncompressed: a float field deflates slowly and poorly.
         field_suffix = ".nii" if self.output_format is OutputFormat.NII else ".nii.gz"
-        targets = [base.with_name(base.name + suffix) for suffix in
-                   ("_corrected" + self.output_format.suffix, "_residual_field" + field_suffix, "_residual.h5",
-                    "_corrected.json")]
+        targets = [
+            base.with_name(base.name + suffix)
+            for suffix in (
+                "_corrected" + self.output_format.suffix,
+                "_residual_field" + field_suffix,
+                "_residual.h5",
+                "_corrected.json",
+            )
+        ]
         for target in targets:  # refuse before any work, so a run never leaves a mix of new and old files
             check_writable(target, force=self.force)
         return targets
@@ -134,7 +157,10 @@ class CorrectionRequest:
     def output_names(self, label: str) -> set[str]:
         """Every name a correction of ``label`` may write, in any format (what an earlier run may have left)."""
         return {label + "_corrected" + f.suffix for f in OutputFormat} | {
-            label + "_residual_field.nii", label + "_residual_field.nii.gz", label + "_residual.h5"}
+            label + "_residual_field.nii",
+            label + "_residual_field.nii.gz",
+            label + "_residual.h5",
+        }
 
     def check_room_for_outputs(self, volume: Volume, folder: Path) -> None:
         """Refuse before the work when the outputs cannot fit on the disk (uncompressed sizes: an upper bound)."""
@@ -142,24 +168,32 @@ class CorrectionRequest:
         volumes = volume.array.shape[3] if volume.array.ndim == 4 else 1
         voxel_bytes = 2 if self.output_format is OutputFormat.DICOM else 4
         nodes = float(np.prod(exported_field_shape(grid), dtype=np.float64))
-        check_free_space(folder, voxel_bytes * volumes * float(np.prod(grid.shape, dtype=np.float64))
-                         + nodes * 3 * (4 + 8))  # the field as float32 NIfTI and float64 HDF5
+        check_free_space(
+            folder, voxel_bytes * volumes * float(np.prod(grid.shape, dtype=np.float64)) + nodes * 3 * (4 + 8)
+        )  # the field as float32 NIfTI and float64 HDF5
 
     def check_output_grid(self, volume: Volume, label: str) -> None:
         """Refuse a ``--like`` grid that misses the volume, or any output that cannot fit in memory."""
         grid = self.output_geometry or volume.geometry
         if self.output_geometry is not None and not _boxes_overlap(grid, volume.geometry):
-            raise TrueshapeError(f"{self.like}: its grid does not overlap {label} (the corrected volume would be "
-                                 "empty): give a series of the same session and frame of reference")
+            raise TrueshapeError(
+                f"{self.like}: its grid does not overlap {label} (the corrected volume would be "
+                "empty): give a series of the same session and frame of reference"
+            )
         volumes = volume.array.shape[3] if volume.array.ndim == 4 else 1
         # The corrected volume (float32) and the input copy the resampler works on.
-        needed = 4.0 * volumes * (float(np.prod(grid.shape, dtype=np.float64))
-                                  + float(np.prod(volume.geometry.shape, dtype=np.float64)))
+        needed = (
+            4.0
+            * volumes
+            * (float(np.prod(grid.shape, dtype=np.float64)) + float(np.prod(volume.geometry.shape, dtype=np.float64)))
+        )
         memory = physical_memory()
         if memory and needed > memory:
-            raise TrueshapeError(f"{self.like or label}: the corrected volume on a {' x '.join(map(str, grid.shape))} "
-                                 f"grid needs {needed / 2**30:.1f} GiB, more than this machine's "
-                                 f"{memory / 2**30:.1f} GiB of memory")
+            raise TrueshapeError(
+                f"{self.like or label}: the corrected volume on a {' x '.join(map(str, grid.shape))} "
+                f"grid needs {needed / 2**30:.1f} GiB, more than this machine's "
+                f"{memory / 2**30:.1f} GiB of memory"
+            )
 
 
 def _checked_isocentre(isocentre_lps: tuple[float, float, float]) -> tuple[float, float, float]:
@@ -168,8 +202,10 @@ def _checked_isocentre(isocentre_lps: tuple[float, float, float]) -> tuple[float
     if len(values) != 3 or not all(np.isfinite(values)):
         raise TrueshapeError(f"--isocentre needs three finite numbers (LPS mm), got {isocentre_lps!r}")
     if max(abs(v) for v in values) > MAX_ISOCENTRE_OFFSET_MM:
-        raise TrueshapeError(f"--isocentre {values} is more than {MAX_ISOCENTRE_OFFSET_MM:.0f} mm from the "
-                             "patient origin: no scanner table moves that far (the unit is mm)")
+        raise TrueshapeError(
+            f"--isocentre {values} is more than {MAX_ISOCENTRE_OFFSET_MM:.0f} mm from the "
+            "patient origin: no scanner table moves that far (the unit is mm)"
+        )
     return values[0], values[1], values[2]
 
 

@@ -164,9 +164,13 @@ def correct_volume(
     geometry_out = output_geometry or geometry_in
     used = _resolve_mode(CorrectionMode(mode), residual, geometry_in, geometry_out)
     workers = threads or _available_threads()
-    interpolant = _plausible_coarse_field(residual, geometry_out, coarse_spacing_mm=coarse_spacing_mm,
-                                          field_spacing_mm=field_spacing_mm,
-                                          intensity_correction=intensity_correction)
+    interpolant = _plausible_coarse_field(
+        residual,
+        geometry_out,
+        coarse_spacing_mm=coarse_spacing_mm,
+        field_spacing_mm=field_spacing_mm,
+        intensity_correction=intensity_correction,
+    )
     displacement_only = interpolant.with_values(interpolant.values[..., :3])
     field = residual_displacement_field(
         displacement_only,
@@ -179,14 +183,21 @@ def correct_volume(
     field_error = trilinear_field_error(field, residual, geometry_out)
 
     work = _WorkingOrder.of(volume, geometry_out, interpolant)
-    outputs, stats = _pull_back_volumes(work, used, order=order, intensity_correction=intensity_correction,
-                                        workers=workers)
+    outputs, stats = _pull_back_volumes(
+        work, used, order=order, intensity_correction=intensity_correction, workers=workers
+    )
     merged = _merged(stats)
     if not intensity_correction and used is not CorrectionMode.NONE:
         # Folding is a geometry failure with or without intensity correction: measure it all the same.
         merged.jacobian_min, merged.jacobian_max, merged.folded = _determinant_range(
-            correction_interpolant(residual, geometry_out, coarse_spacing_mm=coarse_spacing_mm,
-                                   field_spacing_mm=field_spacing_mm, intensity_correction=True))
+            correction_interpolant(
+                residual,
+                geometry_out,
+                coarse_spacing_mm=coarse_spacing_mm,
+                field_spacing_mm=field_spacing_mm,
+                intensity_correction=True,
+            )
+        )
     elif not intensity_correction:
         merged.jacobian_min = merged.jacobian_max = 1.0
     field_spacing = [float(s) for s in field.geometry.spacing]
@@ -218,8 +229,14 @@ def correct_volume(
     return CorrectionResult(Volume(corrected, geometry_out, provenance=provenance), field, diagnostics, interpolant)
 
 
-def _plausible_coarse_field(residual: ResidualField, geometry_out: VolumeGeometry, *, coarse_spacing_mm: float,
-                            field_spacing_mm: float, intensity_correction: bool) -> GridInterpolant:
+def _plausible_coarse_field(
+    residual: ResidualField,
+    geometry_out: VolumeGeometry,
+    *,
+    coarse_spacing_mm: float,
+    field_spacing_mm: float,
+    intensity_correction: bool,
+) -> GridInterpolant:
     """Return the exact coarse field on the output grid, refused when no gradient coil could produce it."""
     with np.errstate(over="ignore", invalid="ignore"):  # checked below, with a message that says why
         interpolant = correction_interpolant(
@@ -270,17 +287,23 @@ class _WorkingOrder:
         geometry_in = volume.geometry
         if all(source.flags.f_contiguous and not source.flags.c_contiguous for source in sources):
             reversed_interpolant = GridInterpolant(
-                _reversed_geometry(geometry_out), interpolant.nodes[::-1],
+                _reversed_geometry(geometry_out),
+                interpolant.nodes[::-1],
                 np.ascontiguousarray(interpolant.values.transpose(2, 1, 0, 3)),
             )
-            return cls([source.T for source in sources], _reversed_geometry(geometry_in),
-                       _reversed_geometry(geometry_out), reversed_interpolant, True)
-        return cls([np.ascontiguousarray(source) for source in sources], geometry_in, geometry_out, interpolant,
-                   False)
+            return cls(
+                [source.T for source in sources],
+                _reversed_geometry(geometry_in),
+                _reversed_geometry(geometry_out),
+                reversed_interpolant,
+                True,
+            )
+        return cls([np.ascontiguousarray(source) for source in sources], geometry_in, geometry_out, interpolant, False)
 
 
-def _pull_back_volumes(work: _WorkingOrder, used: CorrectionMode, *, order: int, intensity_correction: bool,
-                       workers: int) -> tuple[list[NDArray[np.float32]], list[SlabStatistics]]:
+def _pull_back_volumes(
+    work: _WorkingOrder, used: CorrectionMode, *, order: int, intensity_correction: bool, workers: int
+) -> tuple[list[NDArray[np.float32]], list[SlabStatistics]]:
     """Return the corrected arrays (working order) of every volume, and the statistics of each slab."""
     # Every path below writes every output voxel, so the arrays need no zeroing.
     outputs = [np.empty(work.geometry_out.shape, dtype=np.float32) for _ in work.stack]
@@ -296,10 +319,13 @@ def _pull_back_volumes(work: _WorkingOrder, used: CorrectionMode, *, order: int,
         # with the nearest finite value in its place, and mark afterwards what the cubic footprint of a
         # non-finite voxel reaches.
         unusable = [cubic_footprint(source, axes) for source in stack]
-        stack = [prefilter(nearest_finite(source) if mark is not None else source, axes)
-                 for source, mark in zip(stack, unusable, strict=True)]
-    stats = _resample(stack, outputs, work, used, order=order, intensity_correction=intensity_correction,
-                      workers=workers)
+        stack = [
+            prefilter(nearest_finite(source) if mark is not None else source, axes)
+            for source, mark in zip(stack, unusable, strict=True)
+        ]
+    stats = _resample(
+        stack, outputs, work, used, order=order, intensity_correction=intensity_correction, workers=workers
+    )
     for target, mark in zip(outputs, unusable, strict=True):
         if mark is not None:
             reached = np.empty(work.geometry_out.shape, dtype=np.float32)
@@ -370,12 +396,30 @@ def _resample(
     starts = list(range(0, size_i, slab))
 
     if order == 1 and _kernel.KERNEL is not None:
-        work_slab = _compiled_slab_worker(stack, outputs, upsampler, linear_in_from_out, through_axis, scale_sq,
-                                          intensity_correction=intensity_correction, slab=slab, size_i=size_i)
+        work_slab = _compiled_slab_worker(
+            stack,
+            outputs,
+            upsampler,
+            linear_in_from_out,
+            through_axis,
+            scale_sq,
+            intensity_correction=intensity_correction,
+            slab=slab,
+            size_i=size_i,
+        )
     else:
-        sampler = _fallback_sampler(stack, outputs, upsampler, linear_in_from_out, through_axis, scale_sq,
-                                    geometry_in.shape, (size_j, size_k), order=order,
-                                    intensity_correction=intensity_correction)
+        sampler = _fallback_sampler(
+            stack,
+            outputs,
+            upsampler,
+            linear_in_from_out,
+            through_axis,
+            scale_sq,
+            geometry_in.shape,
+            (size_j, size_k),
+            order=order,
+            intensity_correction=intensity_correction,
+        )
 
         def work_slab(start: int) -> SlabStatistics:
             return sampler.slab(start, min(start + slab, size_i))
@@ -386,35 +430,64 @@ def _resample(
         return list(pool.map(work_slab, starts))
 
 
-def _fallback_sampler(stack: list[NDArray[np.float32]], outputs: list[NDArray[np.float32]],
-                      upsampler: SlabUpsampler, linear_in_from_out: NDArray[np.float64], through_axis: int | None,
-                      scale_sq: NDArray[np.float32], input_shape: tuple[int, int, int], slab_shape: tuple[int, int],
-                      *, order: int, intensity_correction: bool) -> FallbackSampler:
+def _fallback_sampler(
+    stack: list[NDArray[np.float32]],
+    outputs: list[NDArray[np.float32]],
+    upsampler: SlabUpsampler,
+    linear_in_from_out: NDArray[np.float64],
+    through_axis: int | None,
+    scale_sq: NDArray[np.float32],
+    input_shape: tuple[int, int, int],
+    slab_shape: tuple[int, int],
+    *,
+    order: int,
+    intensity_correction: bool,
+) -> FallbackSampler:
     """Return the numpy/scipy sampler, with the base map over a slab's (j, k) computed once."""
     size_j, size_k = slab_shape
     jj = np.arange(size_j, dtype=np.float32)[None, :, None]
     kk = np.arange(size_k, dtype=np.float32)[None, None, :]
     # Input index of each output voxel without displacement: a[0] i + (a[1] j + a[2] k + a[3]).
     planes = [
-        (linear_in_from_out[axis, 1] * jj + linear_in_from_out[axis, 2] * kk
-         + linear_in_from_out[axis, 3]).astype(np.float32)
+        (linear_in_from_out[axis, 1] * jj + linear_in_from_out[axis, 2] * kk + linear_in_from_out[axis, 3]).astype(
+            np.float32
+        )
         for axis in range(3)
     ]
-    return FallbackSampler(stack, outputs, upsampler, through_axis, order, intensity_correction,
-                           MAX_JACOBIAN_DETERMINANT, linear_in_from_out, input_shape, scale_sq, planes, kk)
+    return FallbackSampler(
+        stack,
+        outputs,
+        upsampler,
+        through_axis,
+        order,
+        intensity_correction,
+        MAX_JACOBIAN_DETERMINANT,
+        linear_in_from_out,
+        input_shape,
+        scale_sq,
+        planes,
+        kk,
+    )
 
 
-def _compiled_slab_worker(stack: list[NDArray[np.float32]], outputs: list[NDArray[np.float32]],
-                          upsampler: SlabUpsampler, linear_in_from_out: NDArray[np.float64], through_axis: int | None,
-                          scale_sq: NDArray[np.float32], *, intensity_correction: bool, slab: int,
-                          size_i: int) -> Callable[[int], SlabStatistics]:
+def _compiled_slab_worker(
+    stack: list[NDArray[np.float32]],
+    outputs: list[NDArray[np.float32]],
+    upsampler: SlabUpsampler,
+    linear_in_from_out: NDArray[np.float64],
+    through_axis: int | None,
+    scale_sq: NDArray[np.float32],
+    *,
+    intensity_correction: bool,
+    slab: int,
+    size_i: int,
+) -> Callable[[int], SlabStatistics]:
     """Return the compiled kernel's work for the slab of rows starting at a given row (statistics of volume 0)."""
     row_interval = np.ascontiguousarray(upsampler.row_interval, dtype=np.int64)
     row_weights = np.ascontiguousarray(upsampler.row_weights, dtype=np.float32)
     # The 1-D path is the same loop with one displacement component; the grids are equal there, so the
     # base map is the identity exactly and untouched axes sample at whole indices.
-    base_map = tuple(float(a) for a in (np.eye(4)[:3] if through_axis is not None
-                                         else linear_in_from_out[:3]).ravel())
+    base_map = tuple(float(a) for a in (np.eye(4)[:3] if through_axis is not None else linear_in_from_out[:3]).ravel())
     spacing_sq = (float(scale_sq[0]), float(scale_sq[1]), float(scale_sq[2]))
 
     def work_slab(start: int) -> SlabStatistics:
@@ -422,10 +495,19 @@ def _compiled_slab_worker(stack: list[NDArray[np.float32]], outputs: list[NDArra
         stats = SlabStatistics()
         for number, (source, target) in enumerate(zip(stack, outputs, strict=True)):
             measured = _kernel.pull_back(
-                source=source, node_values=upsampler.node_values, node_moments=upsampler.node_moments,
-                row_interval=row_interval, row_weights=row_weights, out=target, start=start, stop=stop,
-                through_axis=through_axis, base_map=base_map, spacing_squared=spacing_sq,
-                intensity_correction=intensity_correction, max_jacobian_determinant=MAX_JACOBIAN_DETERMINANT,
+                source=source,
+                node_values=upsampler.node_values,
+                node_moments=upsampler.node_moments,
+                row_interval=row_interval,
+                row_weights=row_weights,
+                out=target,
+                start=start,
+                stop=stop,
+                through_axis=through_axis,
+                base_map=base_map,
+                spacing_squared=spacing_sq,
+                intensity_correction=intensity_correction,
+                max_jacobian_determinant=MAX_JACOBIAN_DETERMINANT,
             )
             if number == 0:
                 stats = measured
@@ -434,8 +516,9 @@ def _compiled_slab_worker(stack: list[NDArray[np.float32]], outputs: list[NDArra
     return work_slab
 
 
-def _index_upsampler(interpolant: GridInterpolant, geometry_in: VolumeGeometry, through_axis: int | None,
-                     intensity_correction: bool) -> SlabUpsampler:
+def _index_upsampler(
+    interpolant: GridInterpolant, geometry_in: VolumeGeometry, through_axis: int | None, intensity_correction: bool
+) -> SlabUpsampler:
     """Return the field's upsampler in input index units: 3 components (or 1 along ``through_axis``), the factor."""
     index_from_lps = geometry_in.ijk_from_lps[:3, :3]
     coarse = interpolant.values

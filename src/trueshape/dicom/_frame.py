@@ -101,7 +101,7 @@ class Frame:
     @property
     def where(self) -> str:
         """The file, with ``#frameN`` or ``#tileN`` for a plane inside it (how findings name places)."""
-        return self.path + (self.label[self.label.index("#"):] if "#" in self.label else "")
+        return self.path + (self.label[self.label.index("#") :] if "#" in self.label else "")
 
     @property
     def temporal_key(self) -> tuple[float, ...]:

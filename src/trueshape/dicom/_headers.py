@@ -163,8 +163,14 @@ def _native_location(ds: Dataset) -> PixelLocation:
         return PixelLocation(PixelReadMode.PYDICOM, stored_rows=rows, stored_columns=columns)
     assert bits is not None and offset is not None
     dtype = f"<{'i' if signed else 'u'}{bits // 8}"
-    return PixelLocation(PixelReadMode.NATIVE, offset=offset, dtype=dtype, stored_rows=rows, stored_columns=columns,
-                         stored_bits=stored if narrow and stored else 0)
+    return PixelLocation(
+        PixelReadMode.NATIVE,
+        offset=offset,
+        dtype=dtype,
+        stored_rows=rows,
+        stored_columns=columns,
+        stored_bits=stored if narrow and stored else 0,
+    )
 
 
 def _common(ds: Dataset, path: Path) -> dict[str, Any]:
@@ -173,8 +179,10 @@ def _common(ds: Dataset, path: Path) -> dict[str, Any]:
     return {
         "path": str(path),
         "sop_instance_uid": str(ds.get("SOPInstanceUID", "")),
-        "sop_class_uid": str(ds.get("SOPClassUID", "") or (
-            ds.file_meta.get("MediaStorageSOPClassUID", "") if hasattr(ds, "file_meta") else "")),
+        "sop_class_uid": str(
+            ds.get("SOPClassUID", "")
+            or (ds.file_meta.get("MediaStorageSOPClassUID", "") if hasattr(ds, "file_meta") else "")
+        ),
         "series_instance_uid": str(ds.get("SeriesInstanceUID", "")),
         "study_instance_uid": str(ds.get("StudyInstanceUID", "")),
         "frame_of_reference_uid": str(ds.get("FrameOfReferenceUID", "")),
@@ -206,8 +214,11 @@ def classic_frames(ds: Dataset, path: Path) -> list[Frame]:
         echo_number=integer(ds.get("EchoNumbers")),
         echo_time=_float(ds.get("EchoTime")),
         temporal_index=integer(ds.get("TemporalPositionIdentifier")),
-        acquisition_time_s=(_seconds(ds.get("AcquisitionTime"), ds.get("AcquisitionDate")) if ds.get("AcquisitionTime")
-                            else _seconds(ds.get("ContentTime"), ds.get("ContentDate"))),
+        acquisition_time_s=(
+            _seconds(ds.get("AcquisitionTime"), ds.get("AcquisitionDate"))
+            if ds.get("AcquisitionTime")
+            else _seconds(ds.get("ContentTime"), ds.get("ContentDate"))
+        ),
         trigger_time_ms=_float(ds.get("TriggerTime")),
         stack_id="",
         complex_component=_complex_component(common["image_type"], ds),
@@ -320,7 +331,9 @@ def enhanced_frames(ds: Dataset, path: Path) -> list[Frame]:
             image_type = tuple(str(t).strip().upper() for t in frame_type.FrameType)
         # file-level fallbacks (ImageType, private tags, Phoenix text) were read once into file_vendor
         state, state_source = read_per_frame_distortion_state(item) or (
-            file_vendor.distortion_state, file_vendor.distortion_source)
+            file_vendor.distortion_state,
+            file_vendor.distortion_source,
+        )
         frames.append(
             Frame(
                 label=f"{path.name}#frame{index + 1}",

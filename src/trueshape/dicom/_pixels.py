@@ -118,8 +118,14 @@ def read_pixels(frames: Sequence[Frame], *, workers: int | None = None) -> NDArr
         raise ValueError("no frames to read")
     workers = workers or min(8, (os.cpu_count() or 1) + 2)
     locations = [f.pixels for f in frames]
-    if all(loc is not None and loc.mode is PixelReadMode.NATIVE and loc.tile is None
-           and loc.stored_rows == frames[0].rows and loc.stored_columns == frames[0].columns for loc in locations):
+    if all(
+        loc is not None
+        and loc.mode is PixelReadMode.NATIVE
+        and loc.tile is None
+        and loc.stored_rows == frames[0].rows
+        and loc.stored_columns == frames[0].columns
+        for loc in locations
+    ):
         dtypes = {loc.dtype for loc in locations if loc is not None}
         if len(dtypes) == 1:
             out = np.empty((len(frames), frames[0].rows, frames[0].columns), dtype=dtypes.pop())
@@ -138,7 +144,9 @@ def read_pixels(frames: Sequence[Frame], *, workers: int | None = None) -> NDArr
     for path, planes in zip(paths, results, strict=True):
         for index, plane in zip(by_path[path], planes, strict=True):
             if plane.shape != out.shape[1:]:
-                raise DicomInputError(f"{path}: image is {plane.shape[1]}x{plane.shape[0]} pixels but the stack is "
-                                      f"{out.shape[2]}x{out.shape[1]}")
+                raise DicomInputError(
+                    f"{path}: image is {plane.shape[1]}x{plane.shape[0]} pixels but the stack is "
+                    f"{out.shape[2]}x{out.shape[1]}"
+                )
             out[index] = plane
     return out

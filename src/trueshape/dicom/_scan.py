@@ -75,8 +75,9 @@ def _list_files(path: Path, unreadable: list[FileProblem] | None = None) -> list
     def cannot_list(error: OSError) -> None:
         # A folder the user cannot read may hold slices of the series: say so rather than load the rest.
         if unreadable is not None:
-            unreadable.append(FileProblem(str(error.filename), f"{error.filename}: folder cannot be read "
-                                                               f"({error.strerror or error})"))
+            unreadable.append(
+                FileProblem(str(error.filename), f"{error.filename}: folder cannot be read ({error.strerror or error})")
+            )
 
     for directory, subdirs, names in os.walk(path, onerror=cannot_list):
         subdirs[:] = sorted(d for d in subdirs if not d.startswith("."))
@@ -112,17 +113,47 @@ def _looks_like_dicom(path: Path) -> bool:
 #: these classes without Rows/Columns is damaged, not a non-image object to skip.
 IMAGE_STORAGE_CLASSES = frozenset(
     "1.2.840.10008.5.1.4.1.1." + suffix
-    for suffix in ("4", "4.1", "4.3", "4.4", "2", "2.1", "2.2", "7", "7.1", "7.2", "7.3", "7.4", "128", "128.1",
-                   "130", "30")
+    for suffix in (
+        "4",
+        "4.1",
+        "4.3",
+        "4.4",
+        "2",
+        "2.1",
+        "2.2",
+        "7",
+        "7.1",
+        "7.2",
+        "7.3",
+        "7.4",
+        "128",
+        "128.1",
+        "130",
+        "30",
+    )
 )
 #: Objects that hold no image even when they carry Rows/Columns (spectroscopy, raw data, vendor non-image
 #: objects such as Siemens CSA and Philips private data); registered classes named below are skipped too.
-NON_IMAGE_CLASSES = frozenset({
-    "1.2.840.10008.5.1.4.1.1.4.2", "1.2.840.10008.5.1.4.1.1.66", "1.3.12.2.1107.5.9.1",
-    "1.3.46.670589.11.0.0.12.1", "1.3.46.670589.11.0.0.12.2", "1.3.46.670589.11.0.0.12.4",
-})
-_NON_IMAGE_NAMES = ("SR Storage", "Presentation State", "Spectroscopy", "Raw Data", "Key Object Selection",
-                    "Waveform", "Encapsulated", "Media Storage Directory")
+NON_IMAGE_CLASSES = frozenset(
+    {
+        "1.2.840.10008.5.1.4.1.1.4.2",
+        "1.2.840.10008.5.1.4.1.1.66",
+        "1.3.12.2.1107.5.9.1",
+        "1.3.46.670589.11.0.0.12.1",
+        "1.3.46.670589.11.0.0.12.2",
+        "1.3.46.670589.11.0.0.12.4",
+    }
+)
+_NON_IMAGE_NAMES = (
+    "SR Storage",
+    "Presentation State",
+    "Spectroscopy",
+    "Raw Data",
+    "Key Object Selection",
+    "Waveform",
+    "Encapsulated",
+    "Media Storage Directory",
+)
 
 
 def _is_non_image_class(uid: str) -> bool:
@@ -155,23 +186,35 @@ def _read_file(path: Path) -> tuple[str, list[Frame] | FileProblem | None]:
     classes = {str(ds.get("SOPClassUID") or ""), str(meta.get("MediaStorageSOPClassUID", "") if meta else "")}
     classes.discard("")
     # A file meta group cut short ends before its transfer syntax; only then is the file size worth a look.
-    meta_cut = meta is not None and len(meta) > 0 and "TransferSyntaxUID" not in meta and path.stat().st_size < (
-        132 + 12 + (integer(meta.get("FileMetaInformationGroupLength")) or 0))
+    meta_cut = (
+        meta is not None
+        and len(meta) > 0
+        and "TransferSyntaxUID" not in meta
+        and path.stat().st_size < (132 + 12 + (integer(meta.get("FileMetaInformationGroupLength")) or 0))
+    )
     # An old file without SOP Class UID that holds a whole image is still read as one.
     whole_image = "Rows" in ds and "Columns" in ds and "PixelData" in ds
     if (not classes and not whole_image) or meta_cut:  # cut before it says what it holds
         if path.suffix.lower() in DICOM_SUFFIXES and not len(ds):
-            return "problem", FileProblem(str(path), f"{path}: named like a DICOM file but holds no DICOM data "
-                                                     f"({path.stat().st_size} bytes): truncated or damaged")
-        return "problem", FileProblem(str(path), f"{path}: DICOM file cut short before it says what it holds "
-                                                 "(no complete SOP Class UID): truncated or damaged")
+            return "problem", FileProblem(
+                str(path),
+                f"{path}: named like a DICOM file but holds no DICOM data "
+                f"({path.stat().st_size} bytes): truncated or damaged",
+            )
+        return "problem", FileProblem(
+            str(path),
+            f"{path}: DICOM file cut short before it says what it holds "
+            "(no complete SOP Class UID): truncated or damaged",
+        )
     if any(_is_non_image_class(uid) for uid in classes):
         return "non_image", None  # DICOMDIR, reports, spectroscopy, presentation states, CSA non-image
     if "Rows" not in ds or "Columns" not in ds:
         if classes & IMAGE_STORAGE_CLASSES:  # an image whose header ends early: truncated, not a report
             return "problem", FileProblem(
-                str(path), f"{path}: image header without Rows/Columns (truncated or damaged file)",
-                str(ds.get("SeriesInstanceUID", "")))
+                str(path),
+                f"{path}: image header without Rows/Columns (truncated or damaged file)",
+                str(ds.get("SeriesInstanceUID", "")),
+            )
         return "non_image", None  # another object without an image
     try:
         if "PixelData" not in ds and "FloatPixelData" not in ds and "DoubleFloatPixelData" not in ds:
@@ -183,9 +226,12 @@ def _read_file(path: Path) -> tuple[str, list[Frame] | FileProblem | None]:
         samples = integer(ds.get("SamplesPerPixel")) or 1
         if samples != 1:  # a colour map (FA, fusion) with geometry: not a greyscale volume
             return "problem", FileProblem(
-                str(path), f"{path}: colour image ({samples} samples per pixel, "
-                           f"{ds.get('PhotometricInterpretation', '')}); trueshape reads greyscale images",
-                str(ds.get("SeriesInstanceUID", "")), may_be_slice=False)
+                str(path),
+                f"{path}: colour image ({samples} samples per pixel, "
+                f"{ds.get('PhotometricInterpretation', '')}); trueshape reads greyscale images",
+                str(ds.get("SeriesInstanceUID", "")),
+                may_be_slice=False,
+            )
         truncated = _truncation(ds, path)
         if truncated:
             return "problem", FileProblem(str(path), truncated, str(ds.get("SeriesInstanceUID", "")))

@@ -90,8 +90,11 @@ def orientation_usable(orientation: Sequence[float] | None) -> bool:
     if orientation is None:
         return False
     row, column = np.asarray(orientation[:3]), np.asarray(orientation[3:])
-    return bool(np.linalg.norm(row) > 1e-6 and np.linalg.norm(column) > 1e-6
-                and np.linalg.norm(np.cross(row, column)) > 1e-3 * np.linalg.norm(row) * np.linalg.norm(column))
+    return bool(
+        np.linalg.norm(row) > 1e-6
+        and np.linalg.norm(column) > 1e-6
+        and np.linalg.norm(np.cross(row, column)) > 1e-3 * np.linalg.norm(row) * np.linalg.norm(column)
+    )
 
 
 def orthonormal_directions(image_orientation: Sequence[float]) -> tuple[NDArray[np.float64], float]:

@@ -67,16 +67,27 @@ def _scanner_frame_disagreements(frames: list[Frame]) -> list[tuple[str, str, li
     if len(set(positions)) > 1:
         usual = max(set(positions), key=positions.count)
         counted = _counted(frames, lambda f: f.vendor.patient_position or "(none)", "PatientPosition ")
-        found.append((f"{counted}, but the slices of one stack must share one patient position; give "
-                      "--patient-position to say which", "patient_position",
-                      [frame for frame, position in zip(frames, positions, strict=True) if position != usual]))
+        found.append(
+            (
+                f"{counted}, but the slices of one stack must share one patient position; give "
+                "--patient-position to say which",
+                "patient_position",
+                [frame for frame, position in zip(frames, positions, strict=True) if position != usual],
+            )
+        )
     tables = [frame.vendor.table_position_mm for frame in frames]
     reference = max(set(tables), key=tables.count)
     odd = [frame for frame, table in zip(frames, tables, strict=True) if not _same_table(table, reference)]
     if odd:
-        found.append((f"{len(odd)} slice(s) give another table position than the other {len(frames) - len(odd)} "
-                      f"({_mm(reference)}), e.g. {odd[0].label}: {_mm(odd[0].vendor.table_position_mm)}; the "
-                      "stack's isocentre is not known: give --isocentre", "table_position", odd))
+        found.append(
+            (
+                f"{len(odd)} slice(s) give another table position than the other {len(frames) - len(odd)} "
+                f"({_mm(reference)}), e.g. {odd[0].label}: {_mm(odd[0].vendor.table_position_mm)}; the "
+                "stack's isocentre is not known: give --isocentre",
+                "table_position",
+                odd,
+            )
+        )
     return found
 
 
@@ -135,8 +146,16 @@ def distortion_findings(
         counted = None if len(states) == 1 else _counted(frames, lambda f: f.vendor.distortion_state)
         findings.append(distortion_state_unknown(counted, where))
     if distance > radius_mm:
-        findings.append(far_from_isocentre(distance, radius_mm, isocentre_lps, isocentre_source,
-                                           corrected_3d=state is DistortionState.FULL_3D, where=where))
+        findings.append(
+            far_from_isocentre(
+                distance,
+                radius_mm,
+                isocentre_lps,
+                isocentre_source,
+                corrected_3d=state is DistortionState.FULL_3D,
+                where=where,
+            )
+        )
     if not first.vendor.table_source and first.manufacturer:
         findings.append(isocentre_assumed(where))
     return state, source, distance, findings

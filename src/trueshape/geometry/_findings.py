@@ -78,8 +78,10 @@ def _missing_geometry_tags(frame: Frame) -> str:
     if frame.pixel_spacing is not None and min(frame.pixel_spacing) <= 0:
         missing.append(f"a positive PixelSpacing (0028,0030) (found {list(frame.pixel_spacing)})")
     if frame.image_orientation is not None and not orientation_usable(frame.image_orientation):
-        missing.append(f"a usable ImageOrientationPatient (0020,0037) (found {list(frame.image_orientation)}: "
-                       f"a zero or parallel row/column vector)")
+        missing.append(
+            f"a usable ImageOrientationPatient (0020,0037) (found {list(frame.image_orientation)}: "
+            f"a zero or parallel row/column vector)"
+        )
     return ", ".join(missing)
 
 
@@ -89,8 +91,11 @@ def _unplaced_reasons(unplaced: Sequence[Frame]) -> str:
     for frame in unplaced:
         reason = re.sub(r" \(found .*?\)(?=,|$)", "", _missing_geometry_tags(frame))  # group by kind, not value
         by_reason.setdefault(reason, []).append(frame)
-    return "; ".join(f"{len(frames)} lack{'s' if len(frames) == 1 else ''} {_missing_geometry_tags(frames[0])}, "
-                     f"e.g. {frames[0].where}" for reason, frames in by_reason.items())
+    return "; ".join(
+        f"{len(frames)} lack{'s' if len(frames) == 1 else ''} {_missing_geometry_tags(frames[0])}, "
+        f"e.g. {frames[0].where}"
+        for reason, frames in by_reason.items()
+    )
 
 
 def files_unreadable(problems: Sequence[FileProblem]) -> Finding:
@@ -119,8 +124,9 @@ def localizer_excluded(excluded: Sequence[Frame], reason: str, *, near_stack: bo
     )
 
 
-def orientation_mixed(count: int, described: Sequence[str], widest_degrees: float, where: tuple[str, ...], *,
-                      tolerance: float) -> Finding:
+def orientation_mixed(
+    count: int, described: Sequence[str], widest_degrees: float, where: tuple[str, ...], *, tolerance: float
+) -> Finding:
     """ORIENTATION_MIXED: ``count`` slice orientations in one series, each its own stack."""
     return Finding(
         FindingCode.ORIENTATION_MIXED,
@@ -135,15 +141,17 @@ def orientation_mixed(count: int, described: Sequence[str], widest_degrees: floa
     )
 
 
-def series_split(names: Sequence[str], parts: Sequence[str], *, grid_changes: bool, where: tuple[str, ...]
-                 ) -> Finding:
+def series_split(names: Sequence[str], parts: Sequence[str], *, grid_changes: bool, where: tuple[str, ...]) -> Finding:
     """SERIES_SPLIT: images differing in ``names`` became stacks of their own (a warning for another grid)."""
     return Finding(
         FindingCode.SERIES_SPLIT,
         Severity.WARNING if grid_changes else Severity.INFO,
         f"This series holds images that differ in {' and '.join(names)}: {'; '.join(parts)}; each kind became its "
         "own stack (a slice on another grid is not a missing slice of the rest).",
-        measured=float(len(parts)), unit="stacks", where=where)
+        measured=float(len(parts)),
+        unit="stacks",
+        where=where,
+    )
 
 
 # ------------------------------------------------------------------------------------------------- stack
@@ -167,10 +175,15 @@ def orientation_not_orthonormal(frame: Frame, deviation: float, tolerance: float
 def uid_reused(clashes: Sequence[Frame]) -> Finding:
     """UID_REUSED: images elsewhere share a SOPInstanceUID (kept as distinct images)."""
     return Finding(
-        FindingCode.UID_REUSED, Severity.WARNING,
+        FindingCode.UID_REUSED,
+        Severity.WARNING,
         f"{len(clashes)} image(s) share a SOPInstanceUID with another image at a different position, e.g. "
         f"{clashes[0].label}; they were kept as distinct images (UIDs rewritten by an anonymiser?).",
-        measured=float(len(clashes)), tolerance=0.0, unit="images", where=tuple(f.where for f in clashes))
+        measured=float(len(clashes)),
+        tolerance=0.0,
+        unit="images",
+        where=tuple(f.where for f in clashes),
+    )
 
 
 def positions_copied(copies: Sequence[Frame]) -> Finding:
@@ -178,8 +191,7 @@ def positions_copied(copies: Sequence[Frame]) -> Finding:
     return Finding(
         FindingCode.POSITIONS_DUPLICATED,
         Severity.WARNING,
-        f"{len(copies)} file(s) are copies of an image already loaded (same SOPInstanceUID); "
-        f"each copy was ignored.",
+        f"{len(copies)} file(s) are copies of an image already loaded (same SOPInstanceUID); each copy was ignored.",
         measured=float(len(copies)),
         tolerance=0.0,
         unit="images",
@@ -238,8 +250,14 @@ def slices_missing(holes: Sequence[dict[str, Any]], dominant_mm: float) -> Findi
     )
 
 
-def spacing_irregular(gaps: NDArray[np.float64], dominant_mm: float, worst: int, tolerance_mm: float,
-                      zones: Sequence[dict[str, Any]], slices: Sequence[Sequence[Frame]]) -> Finding:
+def spacing_irregular(
+    gaps: NDArray[np.float64],
+    dominant_mm: float,
+    worst: int,
+    tolerance_mm: float,
+    zones: Sequence[dict[str, Any]],
+    slices: Sequence[Sequence[Frame]],
+) -> Finding:
     """SPACING_IRREGULAR: gaps differ; ``worst`` is the gap furthest from the dominant one, ``zones`` the runs."""
     zone_text = "; ".join(
         f"slices {z['slices'][0] + 1}-{z['slices'][1] + 1} {z['spacing_mm']:.3f} mm apart" for z in zones[:3]
@@ -259,8 +277,9 @@ def spacing_irregular(gaps: NDArray[np.float64], dominant_mm: float, worst: int,
     )
 
 
-def gantry_tilt(angle_degrees: float, largest_mm: float, worst: int, tolerance_degrees: float,
-                slices: Sequence[Sequence[Frame]]) -> Finding:
+def gantry_tilt(
+    angle_degrees: float, largest_mm: float, worst: int, tolerance_degrees: float, slices: Sequence[Sequence[Frame]]
+) -> Finding:
     """GANTRY_TILT: slices drift sideways of a straight stack (``worst`` the slice furthest off, by ``largest_mm``)."""
     tag = slices[0][0].gantry_tilt_deg
     tag_text = f"; GantryDetectorTilt (0018,1120) says {tag:g} degrees" if tag is not None else ""
@@ -278,8 +297,9 @@ def gantry_tilt(angle_degrees: float, largest_mm: float, worst: int, tolerance_d
     )
 
 
-def thickness_ne_spacing(frame: Frame, thickness_mm: float, spacing_mm: float, tolerance_mm: float,
-                         measured_from: str) -> Finding:
+def thickness_ne_spacing(
+    frame: Frame, thickness_mm: float, spacing_mm: float, tolerance_mm: float, measured_from: str
+) -> Finding:
     """THICKNESS_NE_SPACING: SliceThickness differs from the measured spacing (a gap or an overlap)."""
     gap = spacing_mm - thickness_mm
     relation = f"a {gap:.3f} mm gap between slices" if gap > 0 else f"slices overlapping by {-gap:.3f} mm"
@@ -298,8 +318,9 @@ def thickness_ne_spacing(frame: Frame, thickness_mm: float, spacing_mm: float, t
     )
 
 
-def spacing_tag_mismatch(frame: Frame, tag_mm: float, spacing_mm: float, tolerance_mm: float,
-                         measured_from: str) -> Finding:
+def spacing_tag_mismatch(
+    frame: Frame, tag_mm: float, spacing_mm: float, tolerance_mm: float, measured_from: str
+) -> Finding:
     """SPACING_TAG_MISMATCH: SpacingBetweenSlices disagrees with the measured spacing (which is used)."""
     return Finding(
         FindingCode.SPACING_TAG_MISMATCH,
@@ -319,8 +340,7 @@ def spacing_from_protocol(frame: Frame) -> Finding:
     return Finding(
         FindingCode.SPACING_FROM_PROTOCOL,
         Severity.INFO if "Phoenix" in frame.geometry_source else Severity.WARNING,
-        f"A Siemens mosaic carries one position for all {frame.mosaic_slice_count} slices; "
-        f"{frame.geometry_source}.",
+        f"A Siemens mosaic carries one position for all {frame.mosaic_slice_count} slices; {frame.geometry_source}.",
         unit="",
         where=(frame.where,),
     )
@@ -385,9 +405,13 @@ def stack_split(part: int, parts: int, run: Sequence[Sequence[Frame]]) -> Findin
 
 def frames_disagree(message: str, subject: str, odd: Sequence[Frame]) -> Finding:
     """FRAMES_DISAGREE: slices of one stack disagree on ``subject`` (patient_position or table_position)."""
-    return Finding(FindingCode.FRAMES_DISAGREE, Severity.ERROR, message,
-                   where=tuple(dict.fromkeys(f.path for f in odd)),  # the files that differ
-                   details={"disagree_on": subject})
+    return Finding(
+        FindingCode.FRAMES_DISAGREE,
+        Severity.ERROR,
+        message,
+        where=tuple(dict.fromkeys(f.path for f in odd)),  # the files that differ
+        details={"disagree_on": subject},
+    )
 
 
 def distortion_2d_only(source: str, axis: str, distance_mm: float, where: tuple[str, ...]) -> Finding:
@@ -427,16 +451,23 @@ def distortion_state_unknown(disagreement: str | None, where: tuple[str, ...]) -
         (
             "The headers do not say whether gradient distortion was corrected (no ND/DIS2D/DIS3D in "
             "ImageType or the Siemens private tags); "
-            if disagreement is None else
-            f"The slices disagree on whether gradient distortion was corrected ({disagreement}); "
+            if disagreement is None
+            else f"The slices disagree on whether gradient distortion was corrected ({disagreement}); "
         )
         + "treat the geometry far from the isocentre with care.",
         where=where,
     )
 
 
-def far_from_isocentre(distance_mm: float, radius_mm: float, isocentre_lps: NDArray[np.float64],
-                       isocentre_source: str, *, corrected_3d: bool, where: tuple[str, ...]) -> Finding:
+def far_from_isocentre(
+    distance_mm: float,
+    radius_mm: float,
+    isocentre_lps: NDArray[np.float64],
+    isocentre_source: str,
+    *,
+    corrected_3d: bool,
+    where: tuple[str, ...],
+) -> Finding:
     """FAR_FROM_ISOCENTRE: the field of view reaches beyond ``radius_mm`` (information once DIS3D)."""
     return Finding(
         FindingCode.FAR_FROM_ISOCENTRE,

@@ -26,11 +26,18 @@ __all__ = [
 ]
 
 #: Findings that mean the voxel grid departs from where the slices really were.
-GEOMETRY_WARNING_CODES = frozenset({
-    FindingCode.SPACING_IRREGULAR, FindingCode.SLICES_MISSING, FindingCode.POSITIONS_DUPLICATED,
-    FindingCode.GANTRY_TILT, FindingCode.ORIENTATION_NOT_ORTHONORMAL, FindingCode.CORNERS_MISMATCH,
-    FindingCode.SPACING_TAG_MISMATCH, FindingCode.ORIENTATION_MIXED,
-})
+GEOMETRY_WARNING_CODES = frozenset(
+    {
+        FindingCode.SPACING_IRREGULAR,
+        FindingCode.SLICES_MISSING,
+        FindingCode.POSITIONS_DUPLICATED,
+        FindingCode.GANTRY_TILT,
+        FindingCode.ORIENTATION_NOT_ORTHONORMAL,
+        FindingCode.CORNERS_MISMATCH,
+        FindingCode.SPACING_TAG_MISMATCH,
+        FindingCode.ORIENTATION_MIXED,
+    }
+)
 #: Findings about slices off the grid: answered when the stack was resampled or split onto its true grid.
 _OFF_GRID_CODES = frozenset({FindingCode.SLICES_MISSING, FindingCode.SPACING_IRREGULAR, FindingCode.GANTRY_TILT})
 
@@ -91,8 +98,14 @@ def select_stacks(inspection: Inspection, series: str | None, stack: int | None)
     return stacks
 
 
-def one_stack(inspection: Inspection, path: Path, series_key: str | None, stack_index: int | None, *,
-              include_localizers: bool = False) -> Stack:
+def one_stack(
+    inspection: Inspection,
+    path: Path,
+    series_key: str | None,
+    stack_index: int | None,
+    *,
+    include_localizers: bool = False,
+) -> Stack:
     """Resolve a SERIES argument to exactly one stack, or say why not (and what to type instead).
 
     Localizers are left out when other stacks match, unless ``include_localizers``.
@@ -134,13 +147,21 @@ def refuse_incomplete(inspection: Inspection, stack: Stack) -> None:
     used would leave a slice to be interpolated or the series short: the rest would be a silently wrong volume.
     """
     folders = {Path(frame.path).parent for frame in stack.frames}
-    unusable = [p for p in inspection.problems if p.may_be_slice and (
-        p.series_instance_uid == stack.series_instance_uid
-        or (not p.series_instance_uid and _beside_or_below(Path(p.path), folders)))]
+    unusable = [
+        p
+        for p in inspection.problems
+        if p.may_be_slice
+        and (
+            p.series_instance_uid == stack.series_instance_uid
+            or (not p.series_instance_uid and _beside_or_below(Path(p.path), folders))
+        )
+    ]
     if unusable:
         more = f" (and {len(unusable) - 1} more)" if len(unusable) > 1 else ""
-        raise DicomInputError(f"{unusable[0].message}{more}; it may hold slices of {stack.label}: make it readable "
-                              "or move it out of the folder")
+        raise DicomInputError(
+            f"{unusable[0].message}{more}; it may hold slices of {stack.label}: make it readable "
+            "or move it out of the folder"
+        )
 
 
 def _beside_or_below(path: Path, folders: set[Path]) -> bool:
@@ -186,12 +207,21 @@ def apply_validation(stack: Stack, validation: ValidationMode | str | None) -> N
     """
     mode = ValidationMode(validation) if validation is not None else settings.validation_mode
     on_grid = stack.layout.resampled or stack.layout.acquisition is None  # resampled or split: grid is true
-    problems = [f for f in stack.findings if f.code in GEOMETRY_WARNING_CODES and f.severity is not Severity.INFO
-                and not (on_grid and f.code in _OFF_GRID_CODES)]
+    problems = [
+        f
+        for f in stack.findings
+        if f.code in GEOMETRY_WARNING_CODES
+        and f.severity is not Severity.INFO
+        and not (on_grid and f.code in _OFF_GRID_CODES)
+    ]
     if not problems or mode is ValidationMode.IGNORE:
         return
     if mode is ValidationMode.RAISE:
-        raise GeometryError(f"{stack.frames[0].path}: " + " ".join(f"{f.code.value}: {f.message}" for f in problems)
-                            + " (validation mode raise)", findings=tuple(problems))
+        raise GeometryError(
+            f"{stack.frames[0].path}: "
+            + " ".join(f"{f.code.value}: {f.message}" for f in problems)
+            + " (validation mode raise)",
+            findings=tuple(problems),
+        )
     for finding in problems:
         warn_and_log(f"{stack.label}: {finding.code.value}: {finding.message}", stacklevel=3)

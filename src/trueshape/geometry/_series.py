@@ -258,9 +258,7 @@ def _group_key(frame: Frame) -> tuple[Any, ...]:
         frame.echo_number
         if frame.echo_number is not None
         else (
-            round(frame.echo_time, 3)
-            if frame.echo_time is not None and not enhanced and not frame.stack_id
-            else None
+            round(frame.echo_time, 3) if frame.echo_time is not None and not enhanced and not frame.stack_id else None
         )
     )
     return (
@@ -280,8 +278,18 @@ def _group_key(frame: Frame) -> tuple[Any, ...]:
 
 #: How a field of :func:`_group_key` reads (fields sharing a name are said together), and which fields make
 #: a different grid or kind of image (a warning) rather than a second echo or component (information).
-_KEY_NAMES = ("frame of reference", "matrix", "matrix", "pixel spacing", "pixel spacing", "echo",
-              "component", "stack", "image type", None)
+_KEY_NAMES = (
+    "frame of reference",
+    "matrix",
+    "matrix",
+    "pixel spacing",
+    "pixel spacing",
+    "echo",
+    "component",
+    "stack",
+    "image type",
+    None,
+)
 _GRID_NAMES = frozenset({"frame of reference", "matrix", "pixel spacing", "image type"})
 _COMPONENTS = {"M": "magnitude", "P": "phase", "R": "real", "I": "imaginary", "": "unspecified"}
 
@@ -310,10 +318,15 @@ def _split_finding(groups: dict[tuple[Any, ...], list[Frame]]) -> Finding | None
             names.append(name)
     if not names:
         return None
-    parts = [f"{_describe_key(key, names)} ({len(groups[key])} image{'s' if len(groups[key]) > 1 else ''})"
-             for key in keys]
-    return series_split(names, parts, grid_changes=bool(_GRID_NAMES.intersection(names)),
-                        where=tuple(groups[key][0].where for key in keys))
+    parts = [
+        f"{_describe_key(key, names)} ({len(groups[key])} image{'s' if len(groups[key]) > 1 else ''})" for key in keys
+    ]
+    return series_split(
+        names,
+        parts,
+        grid_changes=bool(_GRID_NAMES.intersection(names)),
+        where=tuple(groups[key][0].where for key in keys),
+    )
 
 
 def _split_orientations(frames: Sequence[Frame]) -> list[list[Frame]]:
@@ -360,8 +373,17 @@ def group_series(scan: ScanResult, *, policy: IrregularPolicy = IrregularPolicy.
             first = frames[0]
             # the findings that made the policy refuse the series, as errors (a bare error gets no code)
             rejected = tuple(replace(f, severity=Severity.ERROR) for f in error.findings if isinstance(f, Finding))
-            series_list.append(Series(uid, first.series_number, first.series_description, first.modality, (),
-                                      rejected, tuple(problems_by_series.get(uid, []))))
+            series_list.append(
+                Series(
+                    uid,
+                    first.series_number,
+                    first.series_description,
+                    first.modality,
+                    (),
+                    rejected,
+                    tuple(problems_by_series.get(uid, [])),
+                )
+            )
     series_list = _disambiguate(series_list)
     series_list.sort(key=lambda s: (s.series_number if s.series_number is not None else 1 << 30, s.series_instance_uid))
     return Inspection(
@@ -432,8 +454,15 @@ def _build_series(uid: str, frames: list[Frame], problems: list[FileProblem], po
         _make_stack(uid, layout, index + 1, len(layouts), localizer, [] if localizer else shared)
         for index, (layout, localizer) in enumerate(layouts)
     )
-    return Series(uid, first.series_number, first.series_description, first.modality, stacks,
-                  tuple(series_findings), tuple(problems))
+    return Series(
+        uid,
+        first.series_number,
+        first.series_description,
+        first.modality,
+        stacks,
+        tuple(series_findings),
+        tuple(problems),
+    )
 
 
 @dataclass(frozen=True, eq=False)
@@ -452,8 +481,11 @@ class _Grouping:
     @classmethod
     def of(cls, groups: dict[tuple[Any, ...], list[Frame]]) -> _Grouping:
         """Split each group by orientation; a small group beside a larger one of another orientation is lone."""
-        candidates = [(orientation_group, bool(key[-1])) for key, members in groups.items()
-                      for orientation_group in _split_orientations(members)]
+        candidates = [
+            (orientation_group, bool(key[-1]))
+            for key, members in groups.items()
+            for orientation_group in _split_orientations(members)
+        ]
         volumes = [g for g, localizer in candidates if not localizer]
         largest = max((len(g) for g in volumes), default=0)
         orientation_of = dict(zip(map(id, volumes), _orientation_classes([g[0] for g in volumes]), strict=True))
@@ -476,9 +508,15 @@ class _Grouping:
             described = sorted({f"{_orientation_text(g[0])} ({len(g)} images)" for g in self.volumes})
             normals = [_normal(g[0]) for g in self.volumes]
             widest = max(_angle_degrees(a, b) for a in normals for b in normals)
-            shared.append(orientation_mixed(len(main_orientations), described, widest,
-                                            tuple(g[0].where for g in self.volumes),
-                                            tolerance=ORIENTATION_GROUP_TOLERANCE))
+            shared.append(
+                orientation_mixed(
+                    len(main_orientations),
+                    described,
+                    widest,
+                    tuple(g[0].where for g in self.volumes),
+                    tolerance=ORIENTATION_GROUP_TOLERANCE,
+                )
+            )
         return shared
 
     def _excluded_finding(self, excluded: list[Frame]) -> Finding:
@@ -494,12 +532,20 @@ class _Grouping:
         if nearly and not any(f.is_localizer for f in excluded):
             # Beside a slice the stack has, it is an extra image; elsewhere, a slice the volume now lacks.
             kept = np.array([f.image_position for g in self.volumes for f in g if f.image_position is not None])
-            extra = all(kept.size and float(np.min(np.linalg.norm(kept - np.asarray(f.image_position), axis=1))) < 0.5
-                        for g in self.lone for f in g if f.image_position is not None)
-            what = ("an extra image at a position the stack already has" if extra else
-                    "probably one of its slices, which the volume now lacks")
-            reason = (f"a lone image whose orientation differs by only {max(nearly):.2g} degrees from the stack's: "
-                      f"{what}")
+            extra = all(
+                kept.size and float(np.min(np.linalg.norm(kept - np.asarray(f.image_position), axis=1))) < 0.5
+                for g in self.lone
+                for f in g
+                if f.image_position is not None
+            )
+            what = (
+                "an extra image at a position the stack already has"
+                if extra
+                else "probably one of its slices, which the volume now lacks"
+            )
+            reason = (
+                f"a lone image whose orientation differs by only {max(nearly):.2g} degrees from the stack's: {what}"
+            )
         return localizer_excluded(excluded, reason, near_stack=bool(nearly))
 
 

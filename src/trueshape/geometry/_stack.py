@@ -153,14 +153,22 @@ def _same_place(a: Frame, b: Frame) -> bool:
     """Whether two images sit at one position and orientation (to 0.01 mm and 1e-4: a re-export may round)."""
     if a.image_position is None or b.image_position is None:
         return a.image_position is b.image_position
-    return bool(np.allclose(a.image_position, b.image_position, atol=0.01, rtol=0.0)
-                and np.allclose(a.image_orientation or (), b.image_orientation or (), atol=1e-4, rtol=0.0))
+    return bool(
+        np.allclose(a.image_position, b.image_position, atol=0.01, rtol=0.0)
+        and np.allclose(a.image_orientation or (), b.image_orientation or (), atol=1e-4, rtol=0.0)
+    )
 
 
 def _when(frame: Frame) -> tuple[object, ...]:
     """Return what tells repeated images at one position apart in time or echo (instance numbers aside)."""
-    return (frame.temporal_index, frame.acquisition_number, frame.acquisition_time_s, frame.trigger_time_ms,
-            frame.echo_time, frame.echo_number)
+    return (
+        frame.temporal_index,
+        frame.acquisition_number,
+        frame.acquisition_time_s,
+        frame.trigger_time_ms,
+        frame.echo_time,
+        frame.echo_number,
+    )
 
 
 def _time_axis(clusters: list[list[Frame]], copies: list[Frame]) -> tuple[list[list[Frame]], list[Finding]]:
@@ -382,12 +390,17 @@ def layout_stack(frames: Sequence[Frame], *, policy: IrregularPolicy = Irregular
 
 
 #: Findings that refuse a stack under ``--irregular fail``: slices off a regular grid, or repeated positions.
-_REFUSED_BY_FAIL = (FindingCode.SLICES_MISSING, FindingCode.SPACING_IRREGULAR, FindingCode.GANTRY_TILT,
-                   FindingCode.POSITIONS_DUPLICATED)
+_REFUSED_BY_FAIL = (
+    FindingCode.SLICES_MISSING,
+    FindingCode.SPACING_IRREGULAR,
+    FindingCode.GANTRY_TILT,
+    FindingCode.POSITIONS_DUPLICATED,
+)
 
 
-def _sorted_slices(frames: Sequence[Frame], normal: NDArray[np.float64], pixel_mm: float,
-                   findings: list[Finding]) -> list[list[Frame]]:
+def _sorted_slices(
+    frames: Sequence[Frame], normal: NDArray[np.float64], pixel_mm: float, findings: list[Finding]
+) -> list[list[Frame]]:
     """Frames without repeated copies, clustered by position along ``normal``: ``slices[k][t]`` (findings added)."""
     unique, copies, clashes = _drop_copies(frames)
     if clashes:
@@ -435,8 +448,12 @@ def _place(
 ) -> StackLayout:
     first = slices[0][0]
     assert first.pixel_spacing is not None and first.image_orientation is not None
-    matrix = lps_from_ijk_matrix(image_position=positions[0], image_orientation=first.image_orientation,
-                                 pixel_spacing=first.pixel_spacing, slice_spacing=slice_mm)
+    matrix = lps_from_ijk_matrix(
+        image_position=positions[0],
+        image_orientation=first.image_orientation,
+        pixel_spacing=first.pixel_spacing,
+        slice_spacing=slice_mm,
+    )
     source = VolumeGeometry((first.columns, first.rows, len(slices)), matrix)
     regular = positions[0] + np.outer(np.arange(len(slices)) * slice_mm, directions[:, 2])
     offsets = positions - regular
@@ -474,26 +491,31 @@ def _corner_cause(slices: list[list[Frame]], drift_mm: NDArray[np.float64] | Non
     assert first.pixel_spacing is not None and first.image_orientation is not None
     drifted = float(np.max(np.abs(drift_mm))) if drift_mm is not None else 0.0
     frames = [frame for group in slices for frame in group]
-    varies = any(not np.allclose(f.image_orientation or (), first.image_orientation, atol=1e-6, rtol=0.0)
-                 or not np.allclose(f.pixel_spacing or (), first.pixel_spacing, atol=1e-6, rtol=0.0)
-                 for f in frames)
+    varies = any(
+        not np.allclose(f.image_orientation or (), first.image_orientation, atol=1e-6, rtol=0.0)
+        or not np.allclose(f.pixel_spacing or (), first.pixel_spacing, atol=1e-6, rtol=0.0)
+        for f in frames
+    )
     row, column = np.asarray(first.image_orientation[:3]), np.asarray(first.image_orientation[3:])
-    skewed = max(abs(float(np.linalg.norm(row)) - 1.0), abs(float(np.linalg.norm(column)) - 1.0),
-                 abs(float(row @ column)))
+    skewed = max(
+        abs(float(np.linalg.norm(row)) - 1.0), abs(float(np.linalg.norm(column)) - 1.0), abs(float(row @ column))
+    )
     if drifted >= 0.5 * error_mm:
-        return (f"slice positions drift from the regular spacing by up to {drifted:.4f} mm (each gap is within "
-                "tolerance, their sum is not)")
+        return (
+            f"slice positions drift from the regular spacing by up to {drifted:.4f} mm (each gap is within "
+            "tolerance, their sum is not)"
+        )
     if varies:
         return "slice orientations or pixel spacings vary slightly within the stack"
     if skewed > 1e-6:
-        return (f"the ImageOrientationPatient row and column vectors are not unit length and perpendicular "
-                f"(off by {skewed:.2g}); the volume uses them made orthonormal")
+        return (
+            f"the ImageOrientationPatient row and column vectors are not unit length and perpendicular "
+            f"(off by {skewed:.2g}); the volume uses them made orthonormal"
+        )
     return "the slice corners do not fit one regular grid"
 
 
-def _split(
-    *, frames_runs: list[list[list[Frame]]], findings: list[Finding]
-) -> list[StackLayout]:
+def _split(*, frames_runs: list[list[list[Frame]]], findings: list[Finding]) -> list[StackLayout]:
     layouts: list[StackLayout] = []
     for index, run in enumerate(frames_runs):
         flat = [f for position in run for f in position]

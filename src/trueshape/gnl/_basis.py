@@ -80,8 +80,13 @@ class HarmonicBasis:
     @classmethod
     def up_to(cls, order: int, *, r0_mm: float, lowest: int = 1) -> HarmonicBasis:
         """All A(n, m) (0 <= m <= n) and B(n, m) (1 <= m <= n) with ``lowest <= n <= order``."""
-        terms = [BasisTerm(n, m, kind) for n in range(lowest, order + 1) for m in range(n + 1)
-                 for kind in (TermKind.A, TermKind.B) if not (kind is TermKind.B and m == 0)]
+        terms = [
+            BasisTerm(n, m, kind)
+            for n in range(lowest, order + 1)
+            for m in range(n + 1)
+            for kind in (TermKind.A, TermKind.B)
+            if not (kind is TermKind.B and m == 0)
+        ]
         return cls(tuple(terms), float(r0_mm))
 
     @classmethod
@@ -130,12 +135,21 @@ class HarmonicBasis:
             by_order.setdefault(term.m, {}).setdefault(term.n, []).append((column, term.kind))
         for start in range(0, flat.shape[0], EVALUATION_CHUNK_POINTS):
             stop = min(start + EVALUATION_CHUNK_POINTS, flat.shape[0])
-            self._fill(by_order, flat[start:stop] / self.r0_mm, values[start:stop],
-                       None if gradients is None else gradients[start:stop])
+            self._fill(
+                by_order,
+                flat[start:stop] / self.r0_mm,
+                values[start:stop],
+                None if gradients is None else gradients[start:stop],
+            )
         return values, gradients
 
-    def _fill(self, by_order: dict[int, dict[int, list[tuple[int, TermKind]]]], u: NDArray[np.float64],
-              values: NDArray[np.float64], gradients: NDArray[np.float64] | None) -> None:
+    def _fill(
+        self,
+        by_order: dict[int, dict[int, list[tuple[int, TermKind]]]],
+        u: NDArray[np.float64],
+        values: NDArray[np.float64],
+        gradients: NDArray[np.float64] | None,
+    ) -> None:
         """Run the degree recursion once per order m and store the wanted degrees' real/imaginary parts."""
         x, y, z = u[:, 0], u[:, 1], u[:, 2]
         w: NDArray[np.complex128] = x + 1j * y
@@ -153,8 +167,9 @@ class HarmonicBasis:
                 if n == m:
                     current, current_gradient = previous, previous_gradient
                 else:
-                    current, current_gradient = _next_degree(n, m, z, rho2, u, previous, previous_gradient,
-                                                             older, older_gradient)
+                    current, current_gradient = _next_degree(
+                        n, m, z, rho2, u, previous, previous_gradient, older, older_gradient
+                    )
                     older, older_gradient = previous, previous_gradient
                     previous, previous_gradient = current, current_gradient
                 norm = siemens_normalisation(n, m)

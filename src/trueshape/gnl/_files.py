@@ -92,8 +92,10 @@ def _read_lines(path: Path) -> list[str]:
     if data.startswith((b"\xff\xfe", b"\xfe\xff")):
         text = data.decode("utf-16")
     elif b"\x00" in data:
-        raise CoefficientFileError(f"{path}: holds NUL bytes: not a text coefficient file (binary, or UTF-16 "
-                                   "without a byte-order mark; save it as plain text)")
+        raise CoefficientFileError(
+            f"{path}: holds NUL bytes: not a text coefficient file (binary, or UTF-16 "
+            "without a byte-order mark; save it as plain text)"
+        )
     else:
         text = data.removeprefix(b"\xef\xbb\xbf").decode("latin-1")
     return text.replace("\r\n", "\n").replace("\r", "\n").split("\n")
@@ -127,8 +129,11 @@ def _one_r0(path: Path, stated: list[tuple[int, float]]) -> float | None:
     first_line, first = stated[0]
     for line, value in stated[1:]:
         if not math.isclose(value, first, rel_tol=1e-9):
-            raise _fail(path, line, f"states R0 = {value:g} mm, but line {first_line} states {first:g} mm: which "
-                                    "coil is this file for?")
+            raise _fail(
+                path,
+                line,
+                f"states R0 = {value:g} mm, but line {first_line} states {first:g} mm: which coil is this file for?",
+            )
     return first
 
 
@@ -157,8 +162,12 @@ def _require_every_axis(source: Path, terms: dict[_TermKey, float], what: str) -
     """Refuse terms missing a gradient: a coil has three, so such a file is truncated or mislabelled."""
     missing = [axis for axis in AXIS_NAMES if not any(key[0] == axis for key in terms)]
     if missing:
-        raise _fail(source, None, f"no {what} for the {' and '.join(missing)} gradient "
-                                  f"(a complete file lists terms for x, y and z; is it truncated?)")
+        raise _fail(
+            source,
+            None,
+            f"no {what} for the {' and '.join(missing)} gradient "
+            f"(a complete file lists terms for x, y and z; is it truncated?)",
+        )
 
 
 def read_siemens_grad(path: str | os.PathLike[str]) -> GradientCoefficients:
@@ -231,8 +240,9 @@ def read_siemens_coef(path: str | os.PathLike[str], *, r0_mm: float | None = Non
     """
     source = Path(path)
     if r0_mm is not None and not (math.isfinite(r0_mm) and r0_mm > 0.0):
-        raise CoefficientFileError(f"{source}: the reference radius R0 (--r0-mm) must be a positive length in mm, "
-                                   f"got {r0_mm}")
+        raise CoefficientFileError(
+            f"{source}: the reference radius R0 (--r0-mm) must be a positive length in mm, got {r0_mm}"
+        )
     lines = _read_lines(source)
     terms: dict[_TermKey, float] = {}
     lines_of: dict[_TermKey, int] = {}
@@ -257,8 +267,11 @@ def read_siemens_coef(path: str | os.PathLike[str], *, r0_mm: float | None = Non
         _store(terms, lines_of, source, number, (axis, kind.value, n, m), value)
     stated_r0 = _one_r0(source, stated)
     if r0_mm is not None and stated_r0 is not None and not math.isclose(r0_mm, stated_r0, rel_tol=1e-9):
-        raise _fail(source, stated[0][0], f"states R0 = {stated_r0:g} mm; --r0-mm {r0_mm:g} disagrees (leave "
-                                          "--r0-mm out to use the file's)")
+        raise _fail(
+            source,
+            stated[0][0],
+            f"states R0 = {stated_r0:g} mm; --r0-mm {r0_mm:g} disagrees (leave --r0-mm out to use the file's)",
+        )
     radius = r0_mm if r0_mm is not None else stated_r0
     if radius is None:
         raise _fail(
@@ -392,8 +405,11 @@ def read_scanner_model(path: str | os.PathLike[str]) -> GradientCoefficients:
     except RecursionError:
         raise _fail(source, None, "JSON nested too deeply to be a scanner model") from None
     except _DuplicateKey as duplicate:
-        raise _fail(source, duplicate.line, f"the key {duplicate.key!r} appears twice in one object (JSON readers "
-                                            "would keep only the last)") from None
+        raise _fail(
+            source,
+            duplicate.line,
+            f"the key {duplicate.key!r} appears twice in one object (JSON readers would keep only the last)",
+        ) from None
     if not isinstance(document, _Located):
         raise _fail(source, 1, "the scanner model must be a JSON object")
 
@@ -410,8 +426,9 @@ def read_scanner_model(path: str | os.PathLike[str]) -> GradientCoefficients:
         try:
             return float(value)
         except OverflowError:
-            raise _fail(source, obj.line, f"{what} field {key!r} is too large for a number ({len(str(value))} "
-                                          "digits)") from None
+            raise _fail(
+                source, obj.line, f"{what} field {key!r} is too large for a number ({len(str(value))} digits)"
+            ) from None
 
     if document.get("format") != MODEL_FORMAT:
         raise _fail(source, document.line, f"'format' must be {MODEL_FORMAT!r}, got {document.get('format')!r}")
@@ -422,13 +439,19 @@ def read_scanner_model(path: str | os.PathLike[str]) -> GradientCoefficients:
         raise _fail(source, document.line, f"format_version must be 1 or more, got {version}")
     for optional in ("provenance", "fit_quality"):
         if document.get(optional) is not None and not isinstance(document[optional], _Located):
-            raise _fail(source, document.line, f"the field {optional!r} must be an object "
-                                               f"(got {type(document[optional]).__name__})")
+            raise _fail(
+                source,
+                document.line,
+                f"the field {optional!r} must be an object (got {type(document[optional]).__name__})",
+            )
     r0_mm = number(document, "r0_mm", "the model")
     for text_field in ("coil_id", "source"):
         if document.get(text_field) is not None and not isinstance(document[text_field], str):
-            raise _fail(source, document.line, f"the field {text_field!r} must be text or null "
-                                               f"(got {type(document[text_field]).__name__})")
+            raise _fail(
+                source,
+                document.line,
+                f"the field {text_field!r} must be text or null (got {type(document[text_field]).__name__})",
+            )
     frame_name = need(document, "frame", str, "the model")
     try:
         frame = CoefficientFrame(frame_name)
@@ -458,8 +481,12 @@ def read_scanner_model(path: str | os.PathLike[str]) -> GradientCoefficients:
             _store(terms, lines_of, source, entry.line, (axis, kind, n, m), value)
     missing = [axis for axis in AXIS_NAMES if axis not in tables]
     if missing:  # an axis without terms is written as an empty list; a missing one is a damaged file
-        raise _fail(source, tables.line, f"'coefficients' lacks the {' and '.join(missing)} gradient (write an "
-                                         "empty list for a gradient without non-linear terms)")
+        raise _fail(
+            source,
+            tables.line,
+            f"'coefficients' lacks the {' and '.join(missing)} gradient (write an "
+            "empty list for a gradient without non-linear terms)",
+        )
     try:
         return GradientCoefficients.from_terms(
             r0_mm,

@@ -256,9 +256,12 @@ class GridInterpolant:
         check further, e.g. to a sphere.
         """
         return max_probe_error(
-            self.geometry, self.nodes,
+            self.geometry,
+            self.nodes,
             lambda positions, _points: self.on_lattice(positions).reshape(-1, self.components),
-            function, inside=inside, max_per_axis=max_per_axis,
+            function,
+            inside=inside,
+            max_per_axis=max_per_axis,
         )
 
 

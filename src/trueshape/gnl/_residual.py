@@ -151,8 +151,10 @@ class ResidualField:
         elif patient_position is not None and provenance.table_offset_mm is not None:
             offset = np.asarray(provenance.table_offset_mm, dtype=np.float64)
             iso = LPS_FROM_MAGNET[position] @ offset
-            assumptions.append(f"isocentre: table offset {[round(float(v), 3) for v in offset]} mm from "
-                               f"{provenance.table_source or 'the headers'}, rotated for {position.value}")
+            assumptions.append(
+                f"isocentre: table offset {[round(float(v), 3) for v in offset]} mm from "
+                f"{provenance.table_source or 'the headers'}, rotated for {position.value}"
+            )
         else:
             iso = np.asarray(provenance.isocentre_lps, dtype=np.float64)
             if provenance.isocentre_source:
@@ -196,8 +198,14 @@ class ResidualField:
         )
         if recorded is None and residual.distortion_state is DistortionState.IN_PLANE_2D:
             axis = " ".join(f"{v:+.3f}" for v in normal)
-            residual = replace(residual, assumptions=(*residual.assumptions, f"slice normal: nothing records how the "
-                               f"slices were acquired; the volume's third axis ({axis} LPS) is taken"))
+            residual = replace(
+                residual,
+                assumptions=(
+                    *residual.assumptions,
+                    f"slice normal: nothing records how the "
+                    f"slices were acquired; the volume's third axis ({axis} LPS) is taken",
+                ),
+            )
         return residual
 
     @property

@@ -35,25 +35,73 @@ __all__ = ["COPIED_KEYWORDS", "DERIVED_SERIES_NUMBER_OFFSET", "DerivedSeries", "
 #: Attributes copied from the source series, empty values included (Type 2 attributes stay present).
 COPIED_KEYWORDS = (
     "SpecificCharacterSet",  # first: the names below are encoded in it
-    "PatientName", "PatientID", "PatientBirthDate", "PatientSex", "PatientAge", "PatientSize", "PatientWeight",
-    "StudyInstanceUID", "StudyID", "StudyDate", "StudyTime", "StudyDescription", "AccessionNumber",
-    "ReferringPhysicianName", "FrameOfReferenceUID", "PositionReferenceIndicator", "Manufacturer",
-    "ManufacturerModelName", "InstitutionName", "StationName", "DeviceSerialNumber", "MagneticFieldStrength",
-    "BodyPartExamined", "Laterality", "PatientPosition", "ProtocolName", "ScanningSequence", "SequenceVariant",
-    "ScanOptions", "MRAcquisitionType", "SequenceName", "RepetitionTime", "FlipAngle", "EchoTrainLength",
-    "ImagingFrequency", "ImagedNucleus", "WindowCenter", "WindowWidth",
+    "PatientName",
+    "PatientID",
+    "PatientBirthDate",
+    "PatientSex",
+    "PatientAge",
+    "PatientSize",
+    "PatientWeight",
+    "StudyInstanceUID",
+    "StudyID",
+    "StudyDate",
+    "StudyTime",
+    "StudyDescription",
+    "AccessionNumber",
+    "ReferringPhysicianName",
+    "FrameOfReferenceUID",
+    "PositionReferenceIndicator",
+    "Manufacturer",
+    "ManufacturerModelName",
+    "InstitutionName",
+    "StationName",
+    "DeviceSerialNumber",
+    "MagneticFieldStrength",
+    "BodyPartExamined",
+    "Laterality",
+    "PatientPosition",
+    "ProtocolName",
+    "ScanningSequence",
+    "SequenceVariant",
+    "ScanOptions",
+    "MRAcquisitionType",
+    "SequenceName",
+    "RepetitionTime",
+    "FlipAngle",
+    "EchoTrainLength",
+    "ImagingFrequency",
+    "ImagedNucleus",
+    "WindowCenter",
+    "WindowWidth",
 )
 #: Attributes that may differ between the volumes of a 4-D series: taken from each volume's own source file.
 PER_VOLUME_KEYWORDS = (
-    "EchoTime", "InversionTime", "TriggerTime", "AcquisitionDate", "AcquisitionTime", "DiffusionBValue",
+    "EchoTime",
+    "InversionTime",
+    "TriggerTime",
+    "AcquisitionDate",
+    "AcquisitionTime",
+    "DiffusionBValue",
     "DiffusionGradientOrientation",
 )
 #: Type 2 attributes of the modules written (present, empty when unknown) and Type 1 ones with a neutral value.
 REQUIRED_DEFAULTS: dict[str, Any] = {
-    "PatientBirthDate": "", "PatientSex": "", "ReferringPhysicianName": "", "StudyID": "", "AccessionNumber": "",
-    "StudyDate": "", "StudyTime": "", "PositionReferenceIndicator": "", "ScanOptions": "", "MRAcquisitionType": "",
-    "EchoTime": "", "EchoTrainLength": "", "ScanningSequence": "RM", "SequenceVariant": "NONE",
-    "AcquisitionDate": "", "AcquisitionTime": "",
+    "PatientBirthDate": "",
+    "PatientSex": "",
+    "ReferringPhysicianName": "",
+    "StudyID": "",
+    "AccessionNumber": "",
+    "StudyDate": "",
+    "StudyTime": "",
+    "PositionReferenceIndicator": "",
+    "ScanOptions": "",
+    "MRAcquisitionType": "",
+    "EchoTime": "",
+    "EchoTrainLength": "",
+    "ScanningSequence": "RM",
+    "SequenceVariant": "NONE",
+    "AcquisitionDate": "",
+    "AcquisitionTime": "",
 }
 #: The derived series is numbered source + this (how scanners number their own derived series varies).
 DERIVED_SERIES_NUMBER_OFFSET = 1000
@@ -205,8 +253,11 @@ def write_derived_series(
     values = volume.values(np.float32) if volume.is_scaled else np.asarray(volume.array)
     with np.errstate(over="ignore", invalid="ignore"):
         stored, slope, intercept = quantize(values, integer_source=integer_source)
-    number = series_number if series_number is not None else _int(source.get("SeriesNumber")) + (
-        DERIVED_SERIES_NUMBER_OFFSET)
+    number = (
+        series_number
+        if series_number is not None
+        else _int(source.get("SeriesNumber")) + (DERIVED_SERIES_NUMBER_OFFSET)
+    )
     number = number if 0 <= number <= 2**31 - 1 else 0
     original = str(source.get("SeriesDescription", ""))
     description = series_description or (original[: 64 - len(_DESCRIPTION_SUFFIX)] + _DESCRIPTION_SUFFIX).strip()
@@ -252,8 +303,11 @@ def write_derived_series(
     for t in range(count):
         own = sources[t] if len(sources) == count else source
         overrides: dict[str, Any] = {"AcquisitionNumber": t + 1}
-        overrides |= {keyword: own.data_element(keyword).value  # type: ignore[union-attr]
-                      for keyword in PER_VOLUME_KEYWORDS if keyword in own}
+        overrides |= {
+            keyword: own.data_element(keyword).value  # type: ignore[union-attr]
+            for keyword in PER_VOLUME_KEYWORDS
+            if keyword in own
+        }
         if count > 1:
             overrides |= {"TemporalPositionIdentifier": t + 1, "NumberOfTemporalPositions": count}
         cited = source_images[t] if source_images is not None else None
@@ -265,14 +319,24 @@ def write_derived_series(
     with OutputTransaction.join(transaction, target, force=force) as joined, atomic_folder(target, transaction=joined):
         written = write_dicom_slices(target, planes, metadata, transaction=joined)
     files = tuple(target / path.name for path in written)
-    return DerivedSeries(target, files, metadata.series_instance_uid, number, slope, intercept,
-                         int(np.count_nonzero(~np.isfinite(values))))
+    return DerivedSeries(
+        target,
+        files,
+        metadata.series_instance_uid,
+        number,
+        slope,
+        intercept,
+        int(np.count_nonzero(~np.isfinite(values))),
+    )
 
 
 #: Where an enhanced (multi-frame) source keeps what a classic one has at the top: macro -> {attribute: keyword}.
 _FUNCTIONAL_GROUP_MACROS = {
-    "MRTimingAndRelatedParametersSequence": {"RepetitionTime": "RepetitionTime", "FlipAngle": "FlipAngle",
-                                             "EchoTrainLength": "EchoTrainLength"},
+    "MRTimingAndRelatedParametersSequence": {
+        "RepetitionTime": "RepetitionTime",
+        "FlipAngle": "FlipAngle",
+        "EchoTrainLength": "EchoTrainLength",
+    },
     "MREchoSequence": {"EffectiveEchoTime": "EchoTime"},
     "PixelMeasuresSequence": {"SliceThickness": "SliceThickness"},
     "FrameVOILUTSequence": {"WindowCenter": "WindowCenter", "WindowWidth": "WindowWidth"},

@@ -133,13 +133,26 @@ def _base_dataset(metadata: SeriesMetadata, sop_class: UID) -> tuple[Dataset, Fi
     ds.PhotometricInterpretation = "MONOCHROME2"
     # Type 2 attributes of the Patient, General Study, General Series and Frame of Reference modules (present,
     # empty when unknown), so that the files are valid instances (dciodvfy), as PACS imports expect.
-    for keyword in ("PatientBirthDate", "PatientSex", "ReferringPhysicianName", "StudyID", "AccessionNumber",
-                    "Laterality", "PositionReferenceIndicator"):
+    for keyword in (
+        "PatientBirthDate",
+        "PatientSex",
+        "ReferringPhysicianName",
+        "StudyID",
+        "AccessionNumber",
+        "Laterality",
+        "PositionReferenceIndicator",
+    ):
         setattr(ds, keyword, "")
     if sop_class == MR_IMAGE_STORAGE:  # MR Image module: Type 1 sequence facts, Type 2 timing (empty: unknown)
         ds.ScanningSequence, ds.SequenceVariant = "GR", "NONE"
-        for keyword in ("ScanOptions", "MRAcquisitionType", "RepetitionTime", "EchoTime", "EchoTrainLength",
-                        "SliceThickness"):
+        for keyword in (
+            "ScanOptions",
+            "MRAcquisitionType",
+            "RepetitionTime",
+            "EchoTime",
+            "EchoTrainLength",
+            "SliceThickness",
+        ):
             setattr(ds, keyword, "")
     if metadata.table_position_mm is not None and sop_class != ENHANCED_MR_IMAGE_STORAGE:
         block = ds.private_block(0x0019, SIEMENS_MR_HEADER, create=True)
@@ -238,10 +251,16 @@ def write_enhanced_dicom(
     ds, meta = _base_dataset(metadata, ENHANCED_MR_IMAGE_STORAGE)
     frame_type = [*(list(metadata.image_type[:2]) or ["ORIGINAL", "PRIMARY"]), "VOLUME", "NONE"][:4]
     ds.ImageType = frame_type
-    for keyword, value in (("PixelPresentation", "MONOCHROME"), ("VolumeBasedCalculationTechnique", "NONE"),
-                           ("ComplexImageComponent", "MAGNITUDE"), ("AcquisitionContrast", "UNKNOWN"),
-                           ("PresentationLUTShape", "IDENTITY"), ("BurnedInAnnotation", "NO"),
-                           ("LossyImageCompression", "00"), ("ContentQualification", "RESEARCH")):
+    for keyword, value in (
+        ("PixelPresentation", "MONOCHROME"),
+        ("VolumeBasedCalculationTechnique", "NONE"),
+        ("ComplexImageComponent", "MAGNITUDE"),
+        ("AcquisitionContrast", "UNKNOWN"),
+        ("PresentationLUTShape", "IDENTITY"),
+        ("BurnedInAnnotation", "NO"),
+        ("LossyImageCompression", "00"),
+        ("ContentQualification", "RESEARCH"),
+    ):
         setattr(ds, keyword, value)
     dimension_uid = generate_uid()
     organisation = Dataset()
@@ -285,7 +304,8 @@ def write_enhanced_dicom(
     if metadata.table_position_mm is not None:
         table = Dataset()
         table.private_block(0x0021, SIEMENS_XA_SDS, create=True).add_new(
-            0x05, "IS", [round(v) for v in metadata.table_position_mm])
+            0x05, "IS", [round(v) for v in metadata.table_position_mm]
+        )
         shared.private_block(0x0021, SIEMENS_XA_SDS, create=True).add_new(0xFE, "SQ", DicomSequence([table]))
     ds.SharedFunctionalGroupsSequence = DicomSequence([shared])
     per_frame = []

@@ -24,5 +24,9 @@ class OutputFormat(enum.StrEnum):
     @property
     def suffix(self) -> str:
         """File suffix of the format (a DICOM series is a folder: none)."""
-        return {OutputFormat.NIFTI: ".nii.gz", OutputFormat.NII: ".nii", OutputFormat.NRRD: ".nrrd",
-                OutputFormat.DICOM: ""}[self]
+        return {
+            OutputFormat.NIFTI: ".nii.gz",
+            OutputFormat.NII: ".nii",
+            OutputFormat.NRRD: ".nrrd",
+            OutputFormat.DICOM: "",
+        }[self]

@@ -43,8 +43,9 @@ class ParallelGzipWriter(io.RawIOBase):
     True
     """
 
-    def __init__(self, target: BinaryIO, *, compresslevel: int = DEFAULT_COMPRESSLEVEL,
-                 threads: int | None = None) -> None:
+    def __init__(
+        self, target: BinaryIO, *, compresslevel: int = DEFAULT_COMPRESSLEVEL, threads: int | None = None
+    ) -> None:
         super().__init__()
         self._target = target
         self._level = compresslevel
@@ -71,7 +72,7 @@ class ParallelGzipWriter(io.RawIOBase):
             self._submit(bytes(self._buffer), final=False)
             self._buffer.clear()
         while len(view) - start >= _CHUNK_BYTES:
-            self._submit(bytes(view[start:start + _CHUNK_BYTES]), final=False)
+            self._submit(bytes(view[start : start + _CHUNK_BYTES]), final=False)
             start += _CHUNK_BYTES
         self._buffer += view[start:]
         return len(view)
@@ -116,8 +117,9 @@ class ParallelGzipWriter(io.RawIOBase):
         self._pool.shutdown()
         super().close()
 
-    def __exit__(self, kind: type[BaseException] | None, value: BaseException | None,
-                 traceback: TracebackType | None) -> None:
+    def __exit__(
+        self, kind: type[BaseException] | None, value: BaseException | None, traceback: TracebackType | None
+    ) -> None:
         if kind is None:
             self.close()
         else:  # an error mid-write: drop pending work, leave the (temporary) file to be discarded

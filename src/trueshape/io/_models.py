@@ -11,8 +11,13 @@ from trueshape.io._transaction import OutputTransaction, atomic_path
 __all__ = ["write_scanner_model"]
 
 
-def write_scanner_model(coefficients: GradientCoefficients, path: str | os.PathLike[str], *,
-                        force: bool = False, transaction: OutputTransaction | None = None) -> Path:
+def write_scanner_model(
+    coefficients: GradientCoefficients,
+    path: str | os.PathLike[str],
+    *,
+    force: bool = False,
+    transaction: OutputTransaction | None = None,
+) -> Path:
     """Write the scanner-model JSON (one term per line, so read errors can name the line), atomically."""
     target = Path(path)
     with atomic_path(target, force=force, transaction=transaction) as temporary:

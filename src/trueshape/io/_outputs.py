@@ -47,8 +47,10 @@ def refuse_output_inside(source: Path, out: str | os.PathLike[str]) -> None:
     folder = source
     target = Path(out).resolve()
     if target == folder.resolve() or folder.resolve() in target.parents:
-        raise OutputError(f"{out}: is inside the DICOM folder {folder} being read; inputs are never changed: "
-                          "choose an --out outside it")
+        raise OutputError(
+            f"{out}: is inside the DICOM folder {folder} being read; inputs are never changed: "
+            "choose an --out outside it"
+        )
 
 
 def check_free_space(folder: Path, needed_bytes: float) -> None:
@@ -61,12 +63,15 @@ def check_free_space(folder: Path, needed_bytes: float) -> None:
     except OSError:
         return  # cannot tell: the writers report a full disk themselves
     if needed_bytes + FREE_SPACE_MARGIN_BYTES > free:
-        raise OutputError(f"{folder}: the outputs need about {needed_bytes / 2**20:.0f} MB and the disk has "
-                          f"{free / 2**20:.0f} MB free")
+        raise OutputError(
+            f"{folder}: the outputs need about {needed_bytes / 2**20:.0f} MB and the disk has "
+            f"{free / 2**20:.0f} MB free"
+        )
 
 
-def obsolete_outputs(sidecar: Path, names: Iterable[str], *, targets: Iterable[Path],
-                     inputs: Iterable[Path]) -> list[Path]:
+def obsolete_outputs(
+    sidecar: Path, names: Iterable[str], *, targets: Iterable[Path], inputs: Iterable[Path]
+) -> list[Path]:
     """Files an earlier run wrote beside ``sidecar`` under ``names`` that this run does not write again.
 
     Never one of ``targets`` or an input (a file being read, or a folder holding one).
@@ -82,8 +87,11 @@ def obsolete_outputs(sidecar: Path, names: Iterable[str], *, targets: Iterable[P
     """
     written = set(targets)
     sources = set(inputs)
-    return [path for path in _previous_outputs(sidecar, set(names))
-            if path not in written and not _holds_input(path, sources)]
+    return [
+        path
+        for path in _previous_outputs(sidecar, set(names))
+        if path not in written and not _holds_input(path, sources)
+    ]
 
 
 def _previous_outputs(sidecar: Path, names: set[str]) -> list[Path]:
@@ -97,12 +105,16 @@ def _previous_outputs(sidecar: Path, names: set[str]) -> list[Path]:
         data = json.loads(sidecar.read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return []
-    if not isinstance(data, dict) or not isinstance(data.get("software"), dict) or \
-            data["software"].get("name") != "trueshape":
+    if (
+        not isinstance(data, dict)
+        or not isinstance(data.get("software"), dict)
+        or data["software"].get("name") != "trueshape"
+    ):
         return []
     listed = data.get("outputs")
-    recorded = {name for name in (data.get("volume_file"), data.get("acquisition_transform_file"))
-                if isinstance(name, str)}
+    recorded = {
+        name for name in (data.get("volume_file"), data.get("acquisition_transform_file")) if isinstance(name, str)
+    }
     if isinstance(listed, list):
         named = {name for name in listed if isinstance(name, str)} | recorded
     elif recorded:  # an older convert sidecar names its files

@@ -33,8 +33,13 @@ def to_jsonable(value: Any) -> Any:
     return value
 
 
-def write_json(data: dict[str, Any], path: str | os.PathLike[str], *, force: bool = False,
-               transaction: OutputTransaction | None = None) -> Path:
+def write_json(
+    data: dict[str, Any],
+    path: str | os.PathLike[str],
+    *,
+    force: bool = False,
+    transaction: OutputTransaction | None = None,
+) -> Path:
     """Write ``data`` as indented JSON, atomically (as one output of ``transaction``)."""
     target = Path(path)
     with atomic_path(target, force=force, transaction=transaction) as temporary:

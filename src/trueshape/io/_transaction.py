@@ -108,9 +108,14 @@ class OutputTransaction:
     moves every old target aside, then every new one in; if a move fails, those done are undone.
     """
 
-    def __init__(self, targets: Sequence[str | os.PathLike[str]], *, force: bool = False,
-                 obsolete: Sequence[Path] = (),
-                 foreign: Callable[[Path], Sequence[str]] = files_not_written_by_trueshape) -> None:
+    def __init__(
+        self,
+        targets: Sequence[str | os.PathLike[str]],
+        *,
+        force: bool = False,
+        obsolete: Sequence[Path] = (),
+        foreign: Callable[[Path], Sequence[str]] = files_not_written_by_trueshape,
+    ) -> None:
         self.targets = tuple(Path(target) for target in targets)
         if not self.targets or len({target.parent for target in self.targets}) != 1:
             raise ValueError(f"an output transaction writes into one folder, got {list(self.targets)}")
@@ -150,8 +155,9 @@ class OutputTransaction:
                 return self._staging / target.name / final.relative_to(target)
         raise ValueError(f"{final} is not an output of this transaction ({', '.join(map(str, self.targets))})")
 
-    def __exit__(self, kind: type[BaseException] | None, error: BaseException | None,
-                 traceback: TracebackType | None) -> None:
+    def __exit__(
+        self, kind: type[BaseException] | None, error: BaseException | None, traceback: TracebackType | None
+    ) -> None:
         staging, self._staging = self._staging, None
         assert staging is not None
         succeeded = False
@@ -182,8 +188,9 @@ class OutputTransaction:
                 try:  # one file: a single rename replaces it, nothing to undo
                     os.replace(staged[0], self.targets[0])
                 except OSError as error:
-                    raise OutputError(f"{self.targets[0]}: moving it into place failed "
-                                      f"({error.strerror or error})") from None
+                    raise OutputError(
+                        f"{self.targets[0]}: moving it into place failed ({error.strerror or error})"
+                    ) from None
                 return
             # Ctrl-C or a scheduler's SIGTERM waits until the moves (or their undoing) are done: between moving
             # the old outputs aside and the new ones in, an interruption would lose both.
@@ -192,8 +199,9 @@ class OutputTransaction:
 
     @classmethod
     @contextlib.contextmanager
-    def join(cls, transaction: OutputTransaction | None, target: str | os.PathLike[str], *,
-             force: bool = False) -> Iterator[OutputTransaction]:
+    def join(
+        cls, transaction: OutputTransaction | None, target: str | os.PathLike[str], *, force: bool = False
+    ) -> Iterator[OutputTransaction]:
         """Yield ``transaction`` (``target`` must be one of its outputs), or a new one for ``target`` alone."""
         if transaction is not None:
             transaction.staged(target)  # refuses a path outside the transaction
@@ -207,14 +215,18 @@ class OutputTransaction:
         check_writable(target, force=self.force)
         if target.exists() and target.is_dir() != path.is_dir():
             kind = "a folder" if target.is_dir() else "a file"
-            raise OutputError(f"{target}: is {kind}; trueshape writes {'a folder' if path.is_dir() else 'a file'} "
-                              "there (move it away or choose another --out)")
+            raise OutputError(
+                f"{target}: is {kind}; trueshape writes {'a folder' if path.is_dir() else 'a file'} "
+                "there (move it away or choose another --out)"
+            )
         if target.is_dir():
             foreign = self.foreign(target)
             if foreign:
-                raise OutputError(f"{target}: holds files trueshape did not write ({', '.join(foreign[:3])}"
-                                  f"{', ...' if len(foreign) > 3 else ''}); --force replaces the whole folder, "
-                                  "so move them away first")
+                raise OutputError(
+                    f"{target}: holds files trueshape did not write ({', '.join(foreign[:3])}"
+                    f"{', ...' if len(foreign) > 3 else ''}); --force replaces the whole folder, "
+                    "so move them away first"
+                )
 
     def _swap(self, staging: Path, staged: list[Path], stale: list[Path]) -> None:
         moved_aside: list[tuple[Path, Path]] = []
@@ -237,13 +249,16 @@ class OutputTransaction:
                     os.replace(aside, target)
             if not isinstance(error, OSError):
                 raise
-            raise OutputError(f"{self.folder}: moving the outputs into place failed "
-                              f"({error.strerror or error}); the folder is as it was") from None
+            raise OutputError(
+                f"{self.folder}: moving the outputs into place failed "
+                f"({error.strerror or error}); the folder is as it was"
+            ) from None
 
 
 @contextlib.contextmanager
-def atomic_path(path: str | os.PathLike[str], *, force: bool = False,
-                transaction: OutputTransaction | None = None) -> Iterator[Path]:
+def atomic_path(
+    path: str | os.PathLike[str], *, force: bool = False, transaction: OutputTransaction | None = None
+) -> Iterator[Path]:
     """Yield where to write the file ``path``; it appears under its name only when the block succeeds.
 
     With ``transaction`` the file is one of its outputs (or a file inside one of its folder targets) and
@@ -273,8 +288,9 @@ def atomic_path(path: str | os.PathLike[str], *, force: bool = False,
 
 
 @contextlib.contextmanager
-def atomic_folder(path: str | os.PathLike[str], *, force: bool = False,
-                  transaction: OutputTransaction | None = None) -> Iterator[Path]:
+def atomic_folder(
+    path: str | os.PathLike[str], *, force: bool = False, transaction: OutputTransaction | None = None
+) -> Iterator[Path]:
     """Yield an empty folder that becomes ``path`` when the block succeeds (see :func:`atomic_path`).
 
     Examples

@@ -34,6 +34,7 @@ __all__ = ["field_to_sitk_image", "read_itk_displacement_field", "write_field_ni
 def field_to_sitk_image(field: DisplacementField) -> sitk.Image:
     """Return the field as a SimpleITK vector image (float64, LPS geometry)."""
     import SimpleITK as sitk  # deferred: only transform output needs ITK
+
     vectors = np.ascontiguousarray(np.transpose(field.vectors, (2, 1, 0, 3)), dtype=np.float64)
     image = sitk.GetImageFromArray(vectors, isVector=True)
     image.SetOrigin(tuple(float(v) for v in field.geometry.origin))
@@ -76,8 +77,13 @@ def _stderr_captured() -> Iterator[list[str]]:
 _STDERR_LOCK = threading.Lock()
 
 
-def write_itk_transform(field: DisplacementField, path: str | os.PathLike[str], *, force: bool = False,
-                        transaction: OutputTransaction | None = None) -> Path:
+def write_itk_transform(
+    field: DisplacementField,
+    path: str | os.PathLike[str],
+    *,
+    force: bool = False,
+    transaction: OutputTransaction | None = None,
+) -> Path:
     """Write an ITK DisplacementFieldTransform (``.h5`` or ``.tfm``) for Slicer, ANTs and SimpleITK."""
     import SimpleITK as sitk
 
@@ -91,8 +97,10 @@ def write_itk_transform(field: DisplacementField, path: str | os.PathLike[str], 
             text = str(error).strip()
             said = text + "\n" + "".join(captured)  # the system's own reason may be in HDF5's error stack
             last = text.splitlines()[-1] if text else "unknown error"
-            reason = next((r for r in ("No space left on device", "Permission denied", "Disk quota exceeded")
-                           if r in said), last.split(": ")[-1][:200])
+            reason = next(
+                (r for r in ("No space left on device", "Permission denied", "Disk quota exceeded") if r in said),
+                last.split(": ")[-1][:200],
+            )
             raise OutputError(f"{target}: writing the transform failed ({reason})") from None
     return target
 
@@ -115,8 +123,13 @@ def read_itk_displacement_field(path: str | os.PathLike[str]) -> DisplacementFie
     return DisplacementField(geometry, vectors)
 
 
-def write_field_nifti(field: DisplacementField, path: str | os.PathLike[str], *, force: bool = False,
-                      transaction: OutputTransaction | None = None) -> Path:
+def write_field_nifti(
+    field: DisplacementField,
+    path: str | os.PathLike[str],
+    *,
+    force: bool = False,
+    transaction: OutputTransaction | None = None,
+) -> Path:
     """Write the field as ITK and ANTs write displacement fields: 5-D, intent 1007, LPS components (mm).
 
     The array is (I, J, K, 1, 3). The grid is stored in RAS as NIfTI requires, but the vectors stay LPS:

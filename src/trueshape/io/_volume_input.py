@@ -145,9 +145,12 @@ def _provenance(data: dict[str, Any], json_path: Path, volume: Volume) -> Proven
 
 def _numbers(value: Any, count: int | None, what: str, json_path: Path) -> list[float]:
     """Return a JSON list of finite numbers (``count`` of them when given), else raise naming the file."""
-    if (not isinstance(value, list) or (count is not None and len(value) != count)
-            or not all(isinstance(v, int | float) and not isinstance(v, bool) for v in value)
-            or not all(np.isfinite(v) for v in value)):
+    if (
+        not isinstance(value, list)
+        or (count is not None and len(value) != count)
+        or not all(isinstance(v, int | float) and not isinstance(v, bool) for v in value)
+        or not all(np.isfinite(v) for v in value)
+    ):
         size = f"{count} " if count is not None else ""
         raise VolumeInputError(f"{json_path}: {what} must be a list of {size}finite numbers, got {value!r}")
     return [float(v) for v in value]
@@ -221,8 +224,9 @@ def _from_trueshape(data: dict[str, Any], json_path: Path, volume: Volume) -> Pr
         isocentre_lps=isocentre,
         isocentre_source=isocentre_source,
         table_offset_mm=offset,
-        table_source="" if offset is None else
-        f"{_text(data.get('table_source')) or 'a table tag'} (trueshape sidecar {json_path.name})",
+        table_source=""
+        if offset is None
+        else f"{_text(data.get('table_source')) or 'a table tag'} (trueshape sidecar {json_path.name})",
         patient_position=position,
         gradient_coil=_text(data.get("gradient_coil")),
         # The sidecar's affine matched the volume's, so its k axis is the acquisition's slice axis.

@@ -80,8 +80,9 @@ def save_nifti_image(image: nib.Nifti1Image, path: Path, *, compress: bool) -> N
         nib.save(image, path)
 
 
-def write_nrrd(volume: Volume, path: str | os.PathLike[str], *, force: bool = False,
-               transaction: OutputTransaction | None = None) -> Path:
+def write_nrrd(
+    volume: Volume, path: str | os.PathLike[str], *, force: bool = False, transaction: OutputTransaction | None = None
+) -> Path:
     """Write ``volume`` as NRRD (``.nrrd``, gzip) in LPS space; scaled data are written as float32."""
     import nrrd  # deferred: only NRRD output needs it
 
@@ -105,8 +106,9 @@ def write_nrrd(volume: Volume, path: str | os.PathLike[str], *, force: bool = Fa
     return target
 
 
-def write_volume(volume: Volume, path: str | os.PathLike[str], *, force: bool = False,
-                 transaction: OutputTransaction | None = None) -> Path:
+def write_volume(
+    volume: Volume, path: str | os.PathLike[str], *, force: bool = False, transaction: OutputTransaction | None = None
+) -> Path:
     """Write by suffix: ``.nii``/``.nii.gz`` -> NIfTI, ``.nrrd`` -> NRRD (as one output of ``transaction``)."""
     name = str(path)
     if name.endswith((".nii", ".nii.gz")):
@@ -214,12 +216,16 @@ def _check_size(path: str, shape: Any, itemsize: int, data_offset: int | None) -
     if data_offset is not None:
         present = os.path.getsize(path) - data_offset
         if needed > present:
-            raise VolumeInputError(f"{path}: truncated: its header ({' x '.join(str(int(n)) for n in shape)} voxels) "
-                                   f"needs {needed:.0f} bytes of data, the file holds {max(present, 0)}")
+            raise VolumeInputError(
+                f"{path}: truncated: its header ({' x '.join(str(int(n)) for n in shape)} voxels) "
+                f"needs {needed:.0f} bytes of data, the file holds {max(present, 0)}"
+            )
     memory = physical_memory()
     if memory and needed > memory:
-        raise VolumeInputError(f"{path}: its {' x '.join(str(int(n)) for n in shape)} voxels need "
-                               f"{needed / 2**30:.1f} GiB, more than this machine's {memory / 2**30:.1f} GiB of memory")
+        raise VolumeInputError(
+            f"{path}: its {' x '.join(str(int(n)) for n in shape)} voxels need "
+            f"{needed / 2**30:.1f} GiB, more than this machine's {memory / 2**30:.1f} GiB of memory"
+        )
 
 
 def physical_memory() -> int:
@@ -233,8 +239,12 @@ def physical_memory() -> int:
 def _read_volume(path: str) -> Volume:
     if path.lower().endswith((".nii", ".nii.gz")):
         image, affine, code = _nifti_image(path)
-        _check_size(path, image.shape, image.get_data_dtype().itemsize,
-                    None if path.lower().endswith(".gz") else int(image.dataobj.offset))
+        _check_size(
+            path,
+            image.shape,
+            image.get_data_dtype().itemsize,
+            None if path.lower().endswith(".gz") else int(image.dataobj.offset),
+        )
         proxy: Any = image.dataobj  # nibabel's ArrayProxy (scaling kept apart from stored values)
         slope, intercept = proxy.slope, proxy.inter
         array = np.asanyarray(proxy.get_unscaled())

@@ -96,8 +96,7 @@ def measure_bright_sphere(
     label = labels[seed] or int(np.argmax(np.bincount(labels.ravel())[1:]) + 1)
     region = ndimage.binary_dilation(labels == label, iterations=1)
     fraction = np.clip((values[box] - outside_level) / (inside_level - outside_level), 0.0, 1.0)
-    grids = np.meshgrid(*(np.arange(a, b, dtype=np.float64) for a, b in zip(low, high, strict=True)),
-                        indexing="ij")
+    grids = np.meshgrid(*(np.arange(a, b, dtype=np.float64) for a, b in zip(low, high, strict=True)), indexing="ij")
     points = geometry.index_to_lps(np.stack(grids, axis=-1)).reshape(-1, 3)
     voxel = float(np.max(geometry.spacing))
     semi_axes = np.full(3, radius_mm)  # along x, y, z (LPS)

@@ -36,6 +36,7 @@ class Phantom(Protocol):
         """Signal at points (..., 3) (mm, LPS), shape (...)."""
         ...
 
+
 #: Spacing of the grid on which the inverse map is solved exactly before cubic interpolation (mm).
 INVERSE_GRID_MM = 6.0
 #: Node spacing of the ground-truth field written beside a synthetic series (mm).
@@ -164,8 +165,7 @@ class Acquisition:
     def geometry(self) -> VolumeGeometry:
         """Return the image grid (voxel centres), centred on ``centre_lps``."""
         directions = self.directions
-        spacing = np.array([self.fov_mm[0] / self.matrix[0], self.fov_mm[1] / self.matrix[1],
-                            self.slice_spacing_mm])
+        spacing = np.array([self.fov_mm[0] / self.matrix[0], self.fov_mm[1] / self.matrix[1], self.slice_spacing_mm])
         shape = (self.matrix[0], self.matrix[1], self.slices)
         origin = np.asarray(self.centre_lps) - directions @ (spacing * (np.array(shape) - 1) / 2)
         return VolumeGeometry.from_components(shape=shape, origin=origin, spacing=spacing, direction=directions)
@@ -220,12 +220,14 @@ def inverse_map(displacement: DisplacementFunction, points: NDArray[np.float64])
             raise GeometryError(
                 f"the distortion cannot be inverted at {int(bad.sum())} of {miss.size} points, e.g. LPS "
                 f"{np.round(recorded[worst], 1).tolist()} mm (off by {miss[worst]:.3g} mm): the field of view "
-                "reaches beyond the coil's useful volume; make it smaller or move it towards the isocentre")
+                "reaches beyond the coil's useful volume; make it smaller or move it towards the isocentre"
+            )
     return true
 
 
-def _coarse_inverse(displacement: DisplacementFunction, geometry: VolumeGeometry, margin_mm: float
-                    ) -> tuple[VolumeGeometry, NDArray[np.float64]]:
+def _coarse_inverse(
+    displacement: DisplacementFunction, geometry: VolumeGeometry, margin_mm: float
+) -> tuple[VolumeGeometry, NDArray[np.float64]]:
     """Solve the inverse offset x(r) - r exactly on a coarse grid covering the image (plus a margin)."""
     extent = (np.array(geometry.shape) - 1) * geometry.spacing + 2 * margin_mm
     counts = np.maximum(np.ceil(extent / INVERSE_GRID_MM).astype(int) + 1, 4)
@@ -238,8 +240,9 @@ def _coarse_inverse(displacement: DisplacementFunction, geometry: VolumeGeometry
     return coarse, offsets
 
 
-def acquire(phantom: Phantom, acquisition: Acquisition,
-            displacement: DisplacementFunction | None = None) -> SyntheticScan:
+def acquire(
+    phantom: Phantom, acquisition: Acquisition, displacement: DisplacementFunction | None = None
+) -> SyntheticScan:
     """Simulate one series of ``phantom`` with residual ``displacement`` (None: no distortion).
 
     Returns the volume (float32 signal) on ``acquisition.geometry()`` and the true residual field at its
@@ -253,8 +256,9 @@ def acquire(phantom: Phantom, acquisition: Acquisition,
     coarse, inverse_offsets = _coarse_inverse(residual, geometry, margin)
     # det(dx/dr) of the inverse map: how much tissue one recorded voxel holds (signal pile-up)
     coarse_spacing = [float(v) for v in coarse.spacing]
-    gradients = np.stack([np.stack(list(np.gradient(inverse_offsets[..., c], *coarse_spacing)), axis=-1)
-                          for c in range(3)], axis=-2)  # [..., component, grid axis]
+    gradients = np.stack(
+        [np.stack(list(np.gradient(inverse_offsets[..., c], *coarse_spacing)), axis=-1) for c in range(3)], axis=-2
+    )  # [..., component, grid axis]
     # chain rule to patient axes: du_c/dr_b = sum_a du_c/da * direction[b, a]
     jacobian_grid = np.linalg.det(np.eye(3) + np.einsum("...ca,ba->...cb", gradients, coarse.direction))
     prefiltered = [ndimage.spline_filter(inverse_offsets[..., c], order=3) for c in range(3)]
@@ -276,10 +280,16 @@ def acquire(phantom: Phantom, acquisition: Acquisition,
                     ijk = np.stack([i + di, j + dj, np.full_like(i, k + dk)], axis=-1)
                     recorded = geometry.index_to_lps(ijk)
                     coords = (recorded @ to_coarse[:3, :3].T + to_coarse[:3, 3]).reshape(-1, 3).T
-                    offset = np.stack([ndimage.map_coordinates(p, coords, order=3, mode="nearest", prefilter=False)
-                                       for p in prefiltered], axis=-1)
-                    weight = ndimage.map_coordinates(jacobian_prefiltered, coords, order=3, mode="nearest",
-                                                     prefilter=False)
+                    offset = np.stack(
+                        [
+                            ndimage.map_coordinates(p, coords, order=3, mode="nearest", prefilter=False)
+                            for p in prefiltered
+                        ],
+                        axis=-1,
+                    )
+                    weight = ndimage.map_coordinates(
+                        jacobian_prefiltered, coords, order=3, mode="nearest", prefilter=False
+                    )
                     true = recorded.reshape(-1, 3) + offset
                     total += (phantom.signal(true, acquisition.contrast) * weight).reshape(columns, rows)
         out[:, :, k] = total / (s * s * t)
@@ -289,8 +299,9 @@ def acquire(phantom: Phantom, acquisition: Acquisition,
     return SyntheticScan(acquisition, Volume(out, geometry), _truth_field(residual, geometry, acquisition))
 
 
-def _truth_field(residual: DisplacementFunction, geometry: VolumeGeometry, acquisition: Acquisition
-                 ) -> DisplacementField:
+def _truth_field(
+    residual: DisplacementFunction, geometry: VolumeGeometry, acquisition: Acquisition
+) -> DisplacementField:
     """Evaluate the exact residual on a ~:data:`TRUTH_GRID_MM` grid aligned with the image, one node beyond it.
 
     The field is smooth: trilinear interpolation between these nodes is what ITK does with the .h5 anyway,
@@ -300,7 +311,12 @@ def _truth_field(residual: DisplacementFunction, geometry: VolumeGeometry, acqui
     counts = np.maximum(np.ceil(extent / TRUTH_GRID_MM).astype(int), 1) + 3
     step = np.where(extent > 0, extent / (counts - 3), TRUTH_GRID_MM)  # a single slice has no extent along k
     origin = geometry.origin - geometry.direction @ step
-    grid = VolumeGeometry.from_components(shape=(int(counts[0]), int(counts[1]), int(counts[2])), origin=origin,
-                                          spacing=step, direction=geometry.direction)
-    return DisplacementField(grid, residual(grid.voxel_centres()),
-                             f"true residual displacement of series {acquisition.series_number}")
+    grid = VolumeGeometry.from_components(
+        shape=(int(counts[0]), int(counts[1]), int(counts[2])),
+        origin=origin,
+        spacing=step,
+        direction=geometry.direction,
+    )
+    return DisplacementField(
+        grid, residual(grid.voxel_centres()), f"true residual displacement of series {acquisition.series_number}"
+    )

@@ -51,15 +51,25 @@ class MarkerPhantom:
     signal_level: float = 1000.0
 
     @classmethod
-    def grid(cls, *, spacing_mm: float = 20.0, radius_mm: float = 150.0, marker_radius_mm: float = 3.0,
-             rotation: NDArray[np.float64] | None = None,
-             translation_mm: tuple[float, float, float] = (0.0, 0.0, 0.0)) -> MarkerPhantom:
+    def grid(
+        cls,
+        *,
+        spacing_mm: float = 20.0,
+        radius_mm: float = 150.0,
+        marker_radius_mm: float = 3.0,
+        rotation: NDArray[np.float64] | None = None,
+        translation_mm: tuple[float, float, float] = (0.0, 0.0, 0.0),
+    ) -> MarkerPhantom:
         """Markers on a cubic grid inside a sphere of ``radius_mm`` about the phantom's origin."""
         steps = np.arange(-np.floor(radius_mm / spacing_mm), np.floor(radius_mm / spacing_mm) + 1) * spacing_mm
         points = np.stack(np.meshgrid(steps, steps, steps, indexing="ij"), axis=-1).reshape(-1, 3)
         points = points[np.linalg.norm(points, axis=1) <= radius_mm]
-        return cls(points, marker_radius_mm, np.eye(3) if rotation is None else np.asarray(rotation),
-                   np.asarray(translation_mm, dtype=np.float64))
+        return cls(
+            points,
+            marker_radius_mm,
+            np.eye(3) if rotation is None else np.asarray(rotation),
+            np.asarray(translation_mm, dtype=np.float64),
+        )
 
     @property
     def centres_lps(self) -> NDArray[np.float64]:
@@ -77,8 +87,13 @@ class MarkerPhantom:
 
     def describe(self) -> dict[str, object]:
         """Return what ``session.json`` records of this phantom."""
-        return {"kind": "markers", "markers": int(self.centres_mm.shape[0]), "marker_radius_mm": self.marker_radius_mm,
-                "rotation": self.rotation.tolist(), "translation_mm": self.translation_mm.tolist()}
+        return {
+            "kind": "markers",
+            "markers": int(self.centres_mm.shape[0]),
+            "marker_radius_mm": self.marker_radius_mm,
+            "rotation": self.rotation.tolist(),
+            "translation_mm": self.translation_mm.tolist(),
+        }
 
 
 def write_marker_csv(path: str | os.PathLike[str], centres_mm: NDArray[np.float64]) -> Path:

@@ -45,8 +45,9 @@ HEAD_RADIUS_MM = 24.0
 CORTEX_MM = 2.5
 
 
-def _capsule_distance(points: NDArray[np.float64], start: NDArray[np.float64], end: NDArray[np.float64]
-                      ) -> NDArray[np.float64]:
+def _capsule_distance(
+    points: NDArray[np.float64], start: NDArray[np.float64], end: NDArray[np.float64]
+) -> NDArray[np.float64]:
     """Distance from each point to the segment start-end (mm)."""
     axis = end - start
     t = np.clip(((points - start) @ axis) / (axis @ axis), 0.0, 1.0)
@@ -80,8 +81,10 @@ class FemurPhantom:
     def femoral_heads(self) -> list[tuple[NDArray[np.float64], float]]:
         """Centre (mm, LPS) and radius (mm) of each femoral head, right (x < 0) first."""
         centre = np.asarray(self.hip_centre_lps, dtype=np.float64)
-        return [(centre + np.array([side * 95.0 * self.scale, 0.0, 0.0]), HEAD_RADIUS_MM * self.scale)
-                for side in (-1.0, 1.0)]
+        return [
+            (centre + np.array([side * 95.0 * self.scale, 0.0, 0.0]), HEAD_RADIUS_MM * self.scale)
+            for side in (-1.0, 1.0)
+        ]
 
     def _bones(self) -> list[tuple[NDArray[np.float64], NDArray[np.float64], float]]:
         """Capsules (start, end, radius) of each neck and shaft."""
@@ -133,15 +136,19 @@ class FemurPhantom:
         return labels
 
     @staticmethod
-    def _soft_tissue(local: NDArray[np.float64], *, trunk_axes: tuple[float, float],
-                     thigh_axes: tuple[float, float]) -> NDArray[np.bool_]:
+    def _soft_tissue(
+        local: NDArray[np.float64], *, trunk_axes: tuple[float, float], thigh_axes: tuple[float, float]
+    ) -> NDArray[np.bool_]:
         """Inside an elliptic-cylinder trunk above z = -110 mm or two tapering thighs below it."""
         x, y, z = local[..., 0], local[..., 1], local[..., 2]
         inside = ((x / trunk_axes[0]) ** 2 + (y / trunk_axes[1]) ** 2 <= 1.0) & (z > -110.0) & (z < 160.0)
         taper = 1.0 - 0.25 * np.clip(-(z + 110.0) / 400.0, 0.0, 1.0)
         for side in (-1.0, 1.0):
-            inside |= ((((x - side * 100.0) / (thigh_axes[0] * taper)) ** 2 + (y / thigh_axes[1]) ** 2 <= 1.0)
-                       & (z <= -110.0) & (z > -480.0))
+            inside |= (
+                (((x - side * 100.0) / (thigh_axes[0] * taper)) ** 2 + (y / thigh_axes[1]) ** 2 <= 1.0)
+                & (z <= -110.0)
+                & (z > -480.0)
+            )
         return np.asarray(inside)
 
     def _bone_bounds(self) -> tuple[NDArray[np.float64], NDArray[np.float64]]:

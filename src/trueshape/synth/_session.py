@@ -39,7 +39,6 @@ from trueshape.synth._phantom import Contrast, FemurPhantom
 __all__ = ["Session", "SessionSeries", "demo_acquisitions", "residual_for", "write_session"]
 
 
-
 @dataclass(frozen=True)
 class SessionSeries:
     """One written series: its acquisition, its DICOM folder and its ground-truth files."""
@@ -64,28 +63,40 @@ class Session:
         """Return the manifest written as ``session.json``."""
         anatomy: dict[str, Any]
         if isinstance(self.phantom, FemurPhantom):
-            anatomy = {"phantom": asdict(self.phantom),
-                       "femoral_heads": [{"centre_lps": c.tolist(), "radius_mm": r,
-                                          "marrow_radius_mm": self.phantom.head_marrow_radius_mm()}
-                                         for c, r in self.phantom.femoral_heads()]}
+            anatomy = {
+                "phantom": asdict(self.phantom),
+                "femoral_heads": [
+                    {"centre_lps": c.tolist(), "radius_mm": r, "marrow_radius_mm": self.phantom.head_marrow_radius_mm()}
+                    for c, r in self.phantom.femoral_heads()
+                ],
+            }
         else:
             describe = getattr(self.phantom, "describe", None)
             anatomy = {"phantom": describe() if callable(describe) else type(self.phantom).__name__}
         return {
             **anatomy,
             "coil": self.coil_id,
-            "series": [{"acquisition": to_jsonable(asdict(s.acquisition)),
-                        "dicom_folder": str(s.dicom_folder.relative_to(self.folder)),
-                        "truth_nifti": str(s.truth_nifti.relative_to(self.folder)),
-                        "truth_transform": str(s.truth_transform.relative_to(self.folder)),
-                        "max_residual_mm": s.max_residual_mm} for s in self.series],
+            "series": [
+                {
+                    "acquisition": to_jsonable(asdict(s.acquisition)),
+                    "dicom_folder": str(s.dicom_folder.relative_to(self.folder)),
+                    "truth_nifti": str(s.truth_nifti.relative_to(self.folder)),
+                    "truth_transform": str(s.truth_transform.relative_to(self.folder)),
+                    "max_residual_mm": s.max_residual_mm,
+                }
+                for s in self.series
+            ],
         }
 
 
 def residual_for(coil: GradientCoefficients, acquisition: Acquisition) -> ResidualField:
     """Return the residual field the emulated scanner leaves in ``acquisition``."""
-    return ResidualField(coil, MagnetFrame(acquisition.patient_position, np.asarray(acquisition.isocentre_lps)),
-                         acquisition.distortion_state, acquisition.directions[:, 2])
+    return ResidualField(
+        coil,
+        MagnetFrame(acquisition.patient_position, np.asarray(acquisition.isocentre_lps)),
+        acquisition.distortion_state,
+        acquisition.directions[:, 2],
+    )
 
 
 def demo_acquisitions(phantom: FemurPhantom, *, quick: bool = False) -> tuple[Acquisition, Acquisition]:
@@ -99,19 +110,39 @@ def demo_acquisitions(phantom: FemurPhantom, *, quick: bool = False) -> tuple[Ac
     pixel = 3.0 if quick else 1.5
     slice_mm = 4.0 if quick else 2.0
     reference = Acquisition(
-        plane=Plane.AXIAL, fov_mm=(400.0, 280.0), matrix=(round(400 / pixel), round(280 / pixel)),
-        slices=round(80 / slice_mm), slice_thickness_mm=slice_mm, centre_lps=tuple(hips),
-        isocentre_lps=tuple(hips), distortion_state=DistortionState.FULL_3D, contrast=Contrast.PD,
-        noise_sd=4.0, in_plane_samples=1, slice_samples=3, series_number=2, description="ax_pd_reference_dis3d",
+        plane=Plane.AXIAL,
+        fov_mm=(400.0, 280.0),
+        matrix=(round(400 / pixel), round(280 / pixel)),
+        slices=round(80 / slice_mm),
+        slice_thickness_mm=slice_mm,
+        centre_lps=tuple(hips),
+        isocentre_lps=tuple(hips),
+        distortion_state=DistortionState.FULL_3D,
+        contrast=Contrast.PD,
+        noise_sd=4.0,
+        in_plane_samples=1,
+        slice_samples=3,
+        series_number=2,
+        description="ax_pd_reference_dis3d",
         seed=2,
     )
     coronal_centre = hips + np.array([0.0, 0.0, -150.0 * phantom.scale])
     coronal = Acquisition(
-        plane=Plane.CORONAL, fov_mm=(440.0, 440.0), matrix=(round(440 / pixel), round(440 / pixel)),
-        slices=round(120 / slice_mm), slice_thickness_mm=slice_mm, centre_lps=tuple(coronal_centre),
-        isocentre_lps=tuple(coronal_centre), distortion_state=DistortionState.IN_PLANE_2D,
-        contrast=Contrast.T1, noise_sd=4.0, in_plane_samples=1, slice_samples=3, series_number=3,
-        description="cor_t1_widefov_dis2d", seed=3,
+        plane=Plane.CORONAL,
+        fov_mm=(440.0, 440.0),
+        matrix=(round(440 / pixel), round(440 / pixel)),
+        slices=round(120 / slice_mm),
+        slice_thickness_mm=slice_mm,
+        centre_lps=tuple(coronal_centre),
+        isocentre_lps=tuple(coronal_centre),
+        distortion_state=DistortionState.IN_PLANE_2D,
+        contrast=Contrast.T1,
+        noise_sd=4.0,
+        in_plane_samples=1,
+        slice_samples=3,
+        series_number=3,
+        description="cor_t1_widefov_dis2d",
+        seed=3,
     )
     return reference, coronal
 
@@ -120,8 +151,14 @@ def demo_acquisitions(phantom: FemurPhantom, *, quick: bool = False) -> tuple[Ac
 _TIMING = {Contrast.T1: (550.0, 11.0), Contrast.PD: (3000.0, 30.0)}
 
 
-def _metadata(acquisition: Acquisition, study_uid: str, frame_uid: str, patient_id: str,
-              study_at: datetime.datetime, acquired_at: datetime.datetime) -> SeriesMetadata:
+def _metadata(
+    acquisition: Acquisition,
+    study_uid: str,
+    frame_uid: str,
+    patient_id: str,
+    study_at: datetime.datetime,
+    acquired_at: datetime.datetime,
+) -> SeriesMetadata:
     state = acquisition.distortion_state
     table = acquisition.table_position_mm
     image_type: tuple[str, ...] = ("ORIGINAL", "PRIMARY", "M", "NORM")
@@ -144,13 +181,24 @@ def _metadata(acquisition: Acquisition, study_uid: str, frame_uid: str, patient_
         table_position_mm=(float(table[0]), float(table[1]), float(table[2])),
         study_at=study_at,
         acquired_at=acquired_at,
-        extra={"MagneticFieldStrength": 3.0, "MRAcquisitionType": "3D" if three_d else "2D",
-               "BodyPartExamined": "HIP",
-               # The classic MR Image module's timing (an enhanced file keeps it per frame).
-               **({} if acquisition.enhanced else {"ScanningSequence": "SE", "SequenceVariant": "NONE",
-                                                   "RepetitionTime": repetition, "EchoTime": echo,
-                                                   "EchoTrainLength": 1}),
-               **acquisition.extra},
+        extra={
+            "MagneticFieldStrength": 3.0,
+            "MRAcquisitionType": "3D" if three_d else "2D",
+            "BodyPartExamined": "HIP",
+            # The classic MR Image module's timing (an enhanced file keeps it per frame).
+            **(
+                {}
+                if acquisition.enhanced
+                else {
+                    "ScanningSequence": "SE",
+                    "SequenceVariant": "NONE",
+                    "RepetitionTime": repetition,
+                    "EchoTime": echo,
+                    "EchoTrainLength": 1,
+                }
+            ),
+            **acquisition.extra,
+        },
     )
 
 
@@ -190,11 +238,16 @@ def write_session(
     _check_replaceable(root, force=force)
     # The checks above passed: an existing folder is empty, or (with force) holds a session and nothing else.
     try:
-        with OutputTransaction([root], force=True, foreign=_not_session_files) as transaction, \
-                atomic_folder(root, transaction=transaction):
+        with (
+            OutputTransaction([root], force=True, foreign=_not_session_files) as transaction,
+            atomic_folder(root, transaction=transaction),
+        ):
             written = _write_series(root, phantoms, coil, acquisitions, patient_id, transaction)
-            write_json(Session(root, phantoms[0], coil.coil_id, tuple(written)).to_json(), root / "session.json",
-                       transaction=transaction)
+            write_json(
+                Session(root, phantoms[0], coil.coil_id, tuple(written)).to_json(),
+                root / "session.json",
+                transaction=transaction,
+            )
     except TrueshapeError:  # names the file (its final path) and what went wrong
         raise
     except OSError as error:
@@ -231,19 +284,28 @@ def _check_replaceable(root: Path, *, force: bool) -> None:
     foreign = _not_session_files(root)
     if foreign:
         more = ", ..." if len(foreign) > 3 else ""
-        raise OutputError(f"{root}: holds {', '.join(foreign[:3])}{more} besides a synthetic session; not replaced "
-                          "(choose another folder)")
+        raise OutputError(
+            f"{root}: holds {', '.join(foreign[:3])}{more} besides a synthetic session; not replaced "
+            "(choose another folder)"
+        )
 
 
 def _not_session_files(root: Path) -> list[str]:
     """Every file under ``root`` that is not a session's, however deep: a note in a series folder must stay."""
-    return sorted(str(path.relative_to(root)) for path in root.rglob("*")
-                  if not path.is_dir() and not SESSION_FILE.fullmatch(path.relative_to(root).as_posix()))
+    return sorted(
+        str(path.relative_to(root))
+        for path in root.rglob("*")
+        if not path.is_dir() and not SESSION_FILE.fullmatch(path.relative_to(root).as_posix())
+    )
 
 
 def _write_series(
-    root: Path, phantoms: tuple[Phantom, ...], coil: GradientCoefficients, acquisitions: tuple[Acquisition, ...],
-    patient_id: str, transaction: OutputTransaction,
+    root: Path,
+    phantoms: tuple[Phantom, ...],
+    coil: GradientCoefficients,
+    acquisitions: tuple[Acquisition, ...],
+    patient_id: str,
+    transaction: OutputTransaction,
 ) -> list[SessionSeries]:
     study_uid = generate_uid()
     # The patient lies still within one position; turned round (HFS then FFS) they are a new frame of reference.
@@ -254,26 +316,34 @@ def _write_series(
     for index, requested in enumerate(acquisitions):
         acquisition = _on_whole_table_millimetres(requested)
         residual = residual_for(coil, acquisition)
-        scan: SyntheticScan = acquire(phantoms[index], acquisition,
-                                      None if residual.is_zero else residual.displacement_lps)
+        scan: SyntheticScan = acquire(
+            phantoms[index], acquisition, None if residual.is_zero else residual.displacement_lps
+        )
         stored = np.clip(np.round(scan.volume.array), 0, 65535).astype(np.uint16)
         volume = scan.volume.with_array(stored)
         name = f"{acquisition.series_number:02d}_{acquisition.description}"
         dicom_folder = root / "dicom" / name
         frame_uid = frames.setdefault(acquisition.patient_position, generate_uid())
-        metadata = _metadata(acquisition, study_uid, frame_uid, patient_id, started,
-                             started + datetime.timedelta(minutes=5 * index))
+        metadata = _metadata(
+            acquisition, study_uid, frame_uid, patient_id, started, started + datetime.timedelta(minutes=5 * index)
+        )
         if acquisition.enhanced:
-            write_enhanced_dicom(dicom_folder / "EN00001.dcm", planes_from_volume(volume), metadata,
-                                 transaction=transaction)
+            write_enhanced_dicom(
+                dicom_folder / "EN00001.dcm", planes_from_volume(volume), metadata, transaction=transaction
+            )
         else:
-            write_dicom_slices(dicom_folder, planes_from_volume(volume), metadata, file_prefix="IM",
-                               transaction=transaction)
-        truth_nifti = write_field_nifti(scan.truth, root / "truth" / f"{name}_residual_field.nii.gz",
-                                        transaction=transaction)
-        truth_transform = write_itk_transform(scan.truth, root / "truth" / f"{name}_residual.h5",
-                                              transaction=transaction)
-        written.append(SessionSeries(acquisition, dicom_folder, truth_nifti, truth_transform,
-                                     _largest_inside(scan.truth, volume.geometry)))
+            write_dicom_slices(
+                dicom_folder, planes_from_volume(volume), metadata, file_prefix="IM", transaction=transaction
+            )
+        truth_nifti = write_field_nifti(
+            scan.truth, root / "truth" / f"{name}_residual_field.nii.gz", transaction=transaction
+        )
+        truth_transform = write_itk_transform(
+            scan.truth, root / "truth" / f"{name}_residual.h5", transaction=transaction
+        )
+        written.append(
+            SessionSeries(
+                acquisition, dicom_folder, truth_nifti, truth_transform, _largest_inside(scan.truth, volume.geometry)
+            )
+        )
     return written
-

@@ -67,9 +67,15 @@ class VolumePhantom:
     contrast_maps: dict[Contrast, ContrastMap] = field(default_factory=lambda: {Contrast.PD: ContrastMap()})
 
     @classmethod
-    def from_volume(cls, volume: Volume, *, centre_lps: tuple[float, float, float], scale: float = 1.0,
-                    rotation: NDArray[np.float64] | None = None,
-                    contrast_maps: dict[Contrast, ContrastMap] | None = None) -> VolumePhantom:
+    def from_volume(
+        cls,
+        volume: Volume,
+        *,
+        centre_lps: tuple[float, float, float],
+        scale: float = 1.0,
+        rotation: NDArray[np.float64] | None = None,
+        contrast_maps: dict[Contrast, ContrastMap] | None = None,
+    ) -> VolumePhantom:
         """Place ``volume`` with its grid centre at ``centre_lps`` (mm, LPS), scaled and turned about it.
 
         ``scale`` multiplies its size and ``rotation`` (3x3, LPS) turns it.
@@ -100,8 +106,7 @@ class VolumePhantom:
 
         flat = np.asarray(points, dtype=np.float64).reshape(-1, 3)
         index = self.geometry.lps_to_index(flat).T
-        values = ndimage.map_coordinates(self.coefficients, index, order=3, mode="constant", cval=0.0,
-                                         prefilter=False)
+        values = ndimage.map_coordinates(self.coefficients, index, order=3, mode="constant", cval=0.0, prefilter=False)
         np.clip(values, 0.0, None, out=values)
         remap = self.contrast_maps.get(Contrast(contrast))
         if remap is not None:
@@ -110,9 +115,14 @@ class VolumePhantom:
 
     def describe(self) -> dict[str, object]:
         """Return what ``session.json`` records of this phantom."""
-        return {"kind": "volume", "shape": list(self.geometry.shape), "centre_lps": self.centre_lps.tolist(),
-                "spacing_mm": self.geometry.spacing.tolist(), "level": self.level,
-                "contrasts_remapped": sorted(c.value for c in self.contrast_maps)}
+        return {
+            "kind": "volume",
+            "shape": list(self.geometry.shape),
+            "centre_lps": self.centre_lps.tolist(),
+            "spacing_mm": self.geometry.spacing.tolist(),
+            "level": self.level,
+            "contrasts_remapped": sorted(c.value for c in self.contrast_maps),
+        }
 
     def inside(self, points: NDArray[np.float64], *, threshold: float = 0.1) -> NDArray[np.bool_]:
         """Whether each point lies in the object (source signal above ``threshold`` x its 99th percentile)."""
