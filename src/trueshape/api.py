@@ -272,7 +272,7 @@ def _one_coefficient_file(
 
 
 # ----------------------------------------------------------------------------------------------- planned
-# estimate(reference, moving, out, ...) -> EstimateResult       over trueshape.estimate (pairwise, phantom)
-# learn(sessions, out, ...) -> ScannerModel                     over trueshape.estimate (pooled model)
+# estimate(reference, moving, out, ...) -> EstimateResult       over trueshape.estimation (pairwise, phantom)
+# learn(sessions, out, ...) -> ScannerModel                     over trueshape.estimation (pooled model)
 # report(folder) -> Path                                        over trueshape.report (HTML)
 # batch(cohort, scheduler=None) -> BatchResult                  over a local pool or dask.distributed

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from trueshape.dicom import DistortionState, PatientPosition
-from trueshape.estimate import FieldModel, SeriesView
+from trueshape.estimation import FieldModel, SeriesView
 from trueshape.gnl import SYN_AS, GradientCoefficients, MagnetFrame, ResidualField
 from trueshape.gnl._basis import HarmonicBasis
 from trueshape.gnl._harmonics import harmonic_displacement

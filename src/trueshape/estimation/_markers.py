@@ -28,8 +28,8 @@ import numpy as np
 from numpy.typing import NDArray
 
 from trueshape.errors import EstimationError
-from trueshape.estimate._field_model import FieldModel, SeriesView
-from trueshape.estimate._pairwise import RigidMotion
+from trueshape.estimation._field_model import FieldModel, SeriesView
+from trueshape.estimation._motion import RigidMotion
 from trueshape.geometry import VolumeGeometry
 from trueshape.gnl._basis import HarmonicBasis
 
@@ -230,7 +230,7 @@ def fit_markers(known_mm: NDArray[np.float64], found_lps: NDArray[np.float64], v
         Markers found in the image (mm, LPS).
     view : SeriesView
         How the phantom series sees the field (ND: all three axes).
-    order, lowest_order, r0_mm, prior_sd, asymmetric_prior_sd : see :class:`~trueshape.estimate.FitOptions`.
+    order, lowest_order, r0_mm, prior_sd, asymmetric_prior_sd : see :class:`~trueshape.estimation.FitOptions`.
     known_in_lps : bool
         The positions are already in patient LPS: the pose starts at identity (it is still refined).
 

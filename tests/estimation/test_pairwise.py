@@ -7,7 +7,7 @@ import pytest
 
 from trueshape.dicom import DistortionState
 from trueshape.errors import EstimationError
-from trueshape.estimate import FitOptions, Identifiability, SeriesImage, SeriesView, Similarity, fit_pair
+from trueshape.estimation import FitOptions, Identifiability, SeriesImage, SeriesView, Similarity, fit_pair
 from trueshape.synth import Contrast
 
 from .conftest import SyntheticPair, field_error, make_pair

@@ -9,7 +9,7 @@ import pytest
 from numpy.typing import NDArray
 
 from trueshape.dicom import DistortionState
-from trueshape.estimate import SeriesImage, SeriesView
+from trueshape.estimation import SeriesImage, SeriesView
 from trueshape.geometry import Volume, VolumeGeometry
 from trueshape.gnl import SYN_AS, GradientCoefficients, ResidualField
 from trueshape.synth import Acquisition, Contrast, Plane, VolumePhantom, acquire, residual_for

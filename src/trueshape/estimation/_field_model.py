@@ -97,6 +97,11 @@ class SeriesView:
         norms = np.linalg.norm(self.weights, axis=0)
         return tuple(int(a) for a in np.nonzero(norms > AXIS_WEIGHT_TOLERANCE)[0])
 
+    def projector_basis(self) -> NDArray[np.float64]:
+        """Orthonormal columns ``V`` (3, r) with ``V V^T`` the projector in the coefficient frame (r = its rank)."""
+        values, vectors = np.linalg.eigh(self.projector_in_coefficient_frame)
+        return np.asarray(vectors[:, values > 0.5])
+
     @property
     def projector_in_coefficient_frame(self) -> NDArray[np.float64]:
         """``C R^T P R C^T``: the projector acting on coefficient-frame vectors (for the Jacobian factor)."""

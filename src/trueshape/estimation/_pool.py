@@ -33,8 +33,8 @@ import numpy as np
 from numpy.typing import NDArray
 
 from trueshape.errors import EstimationError
-from trueshape.estimate._field_model import FieldModel, SeriesView
-from trueshape.estimate._identify import Identifiability
+from trueshape.estimation._field_model import FieldModel, SeriesView
+from trueshape.estimation._identify import Identifiability
 from trueshape.gnl import AXIS_NAMES
 from trueshape.gnl._basis import HarmonicBasis
 

@@ -1,11 +1,13 @@
 """Learn the scanner's distortion field from images: one session's pair, several sessions pooled, a phantom."""
 
-from trueshape.estimate._field_model import AXIS_WEIGHT_TOLERANCE, FieldModel, SeriesView
-from trueshape.estimate._identify import DETERMINED_RESOLUTION, Identifiability, TermEstimate
-from trueshape.estimate._intensity import IntensityMap, Similarity
-from trueshape.estimate._markers import MarkerFit, detect_markers, fit_markers, match_markers, read_marker_csv
-from trueshape.estimate._pairwise import DEFAULT_LEVELS, FitOptions, Level, PairFit, RigidMotion, SeriesImage, fit_pair
-from trueshape.estimate._pool import (
+from trueshape.estimation._field_model import AXIS_WEIGHT_TOLERANCE, FieldModel, SeriesView
+from trueshape.estimation._identify import DETERMINED_RESOLUTION, Identifiability, TermEstimate
+from trueshape.estimation._intensity import IntensityMap, Similarity
+from trueshape.estimation._levels import DEFAULT_LEVELS, Level, SeriesImage
+from trueshape.estimation._markers import MarkerFit, detect_markers, fit_markers, match_markers, read_marker_csv
+from trueshape.estimation._motion import RigidMotion
+from trueshape.estimation._pairwise import FitOptions, PairFit, fit_pair
+from trueshape.estimation._pool import (
     COVERAGE_MARGIN_MM,
     DISAGREEMENT_MM,
     CrossValidation,

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 from scipy import ndimage
 
-from trueshape.estimate import IntensityMap
-from trueshape.estimate._sampling import ColumnSpline, SplineImage
+from trueshape.estimation import IntensityMap
+from trueshape.estimation._sampling import ColumnSpline, SplineImage
 
 
 def _image() -> np.ndarray:
