@@ -20,7 +20,18 @@ from trueshape._lazy import lazy_names
 from trueshape._version import __version__
 
 if TYPE_CHECKING:  # what the lazy names are, for type checkers and editors
-    from trueshape.api import ConvertResult, CorrectOutput, OutputFormat, convert, correct, inspect, load
+    from trueshape.api import (
+        ConvertResult,
+        CorrectOutput,
+        OutputFormat,
+        convert,
+        correct,
+        estimate,
+        fit_model,
+        inspect,
+        learn,
+        load,
+    )
 
 #: Public name -> the module that defines it (loaded on first use).
 _ORIGINS = {
@@ -29,11 +40,26 @@ _ORIGINS = {
     "OutputFormat": "trueshape.api",
     "convert": "trueshape.api",
     "correct": "trueshape.api",
+    "estimate": "trueshape.api",
+    "fit_model": "trueshape.api",
+    "learn": "trueshape.api",
     "inspect": "trueshape.api",
     "load": "trueshape.api",
 }
 
-__all__ = ["ConvertResult", "CorrectOutput", "OutputFormat", "__version__", "convert", "correct", "inspect", "load"]
+__all__ = [
+    "ConvertResult",
+    "CorrectOutput",
+    "OutputFormat",
+    "__version__",
+    "convert",
+    "correct",
+    "estimate",
+    "fit_model",
+    "inspect",
+    "learn",
+    "load",
+]
 
 
 __getattr__, __dir__ = lazy_names(__name__, _ORIGINS, namespace=globals())

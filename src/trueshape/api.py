@@ -20,8 +20,10 @@ Examples
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from trueshape.correction import CorrectionMode, CorrectOutput
 from trueshape.dicom import DistortionState, PatientPosition, scan
@@ -44,7 +46,11 @@ from trueshape.geometry import (
 from trueshape.io import OutputFormat, check_output_folder, refuse_output_inside
 from trueshape.settings import ValidationMode, parse_choice, settings
 
-__all__ = ["ConvertResult", "CorrectOutput", "OutputFormat", "convert", "correct", "inspect", "load"]
+if TYPE_CHECKING:
+    from trueshape.estimation import EstimateOptions, EstimateOutput, LearnOutput, ModelFit, PairChoice
+
+__all__ = ["ConvertResult", "CorrectOutput", "OutputFormat", "convert", "correct", "estimate", "fit_model", "inspect",
+           "learn", "load"]
 
 
 # ------------------------------------------------------------------------------------------ inspect, load
@@ -271,8 +277,74 @@ def _one_coefficient_file(
     raise TrueshapeError("give exactly one of --coef (vendor .grad/.coef) or --model (trueshape .json)")
 
 
-# ----------------------------------------------------------------------------------------------- planned
-# estimate(reference, moving, out, ...) -> EstimateResult       over trueshape.estimation (pairwise, phantom)
-# learn(sessions, out, ...) -> ScannerModel                     over trueshape.estimation (pooled model)
-# report(folder) -> Path                                        over trueshape.report (HTML)
-# batch(cohort, scheduler=None) -> BatchResult                  over a local pool or dask.distributed
+# ------------------------------------------------------------------------------------ estimate, model, learn
+
+
+def estimate(
+    moving: str | os.PathLike[str],
+    out: str | os.PathLike[str],
+    *,
+    reference: str | os.PathLike[str] | None = None,
+    phantom: str | os.PathLike[str] | None = None,
+    options: EstimateOptions | None = None,
+    same_frame: bool = False,
+    reference_state: DistortionState | str | None = None,
+    moving_state: DistortionState | str | None = None,
+    marker_radius_mm: float = 3.0,
+    markers_in_lps: bool = False,
+    progress: Callable[[str, float], None] | None = None,
+) -> EstimateOutput:
+    """Learn the scanner's distortion from images: a reference and a moving series of one session, or a phantom.
+
+    Writes ``model.json`` (for ``correct --model``), each series with a residual corrected with it, and
+    ``estimate.json``. ``phantom``: marker positions, CSV ``x,y,z`` in mm (phantom frame, or LPS with
+    ``markers_in_lps``).
+
+    Examples
+    --------
+    >>> estimate("session/dicom#3", "out", reference="session/dicom#2").warnings  # doctest: +SKIP
+    ()
+    """
+    from trueshape.estimation import estimate_arguments
+
+    return estimate_arguments(
+        moving, out, reference=reference, phantom=phantom, options=options, same_frame=same_frame,
+        reference_state=parse_choice(DistortionState, reference_state, "--reference-state"),
+        moving_state=parse_choice(DistortionState, moving_state, "--moving-state"),
+        marker_radius_mm=marker_radius_mm, markers_in_lps=markers_in_lps, progress=progress)
+
+
+def fit_model(estimates: list[str | os.PathLike[str]], out: str | os.PathLike[str], *, force: bool = False) -> ModelFit:
+    """Pool finished estimates (folders of ``estimate`` or ``learn``) into one scanner model file ``out``.
+
+    Examples
+    --------
+    >>> fit_model(["est/subject1", "est/subject2"], "scanner.json").path          # doctest: +SKIP
+    PosixPath('scanner.json')
+    """
+    from trueshape.estimation import fit_scanner_model
+
+    return fit_scanner_model(list(estimates), out, force=force)
+
+
+def learn(
+    sessions: list[str | os.PathLike[str]],
+    out: str | os.PathLike[str],
+    *,
+    options: EstimateOptions | None = None,
+    on_choice: Callable[[str, PairChoice], None] | None = None,
+    progress: Callable[[str, float], None] | None = None,
+) -> LearnOutput:
+    """Pick each session's pair, estimate it, and pool the estimates into ``out/model.json``.
+
+    Examples
+    --------
+    >>> learned = learn(["visits/subject1", "visits/subject2"], "learned")         # doctest: +SKIP
+    >>> correct("visits/subject3/dicom#3", "out", model="learned/model.json")      # doctest: +SKIP
+    """
+    from trueshape.estimation import learn_sessions
+
+    return learn_sessions(list(sessions), out, options=options, on_choice=on_choice, progress=progress)
+
+
+# planned: report(folder) -> Path over trueshape.reporting; batch(cohort, scheduler=None) over dask.distributed

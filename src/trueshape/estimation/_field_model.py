@@ -157,6 +157,20 @@ class FieldModel:
         along_axes = values @ self.table(theta).T  # (P, 3) coefficient-frame displacement
         return np.asarray(along_axes @ view.weights.T)
 
+    def residual_variance(self, view: SeriesView, covariance: NDArray[np.float64], points_lps: NDArray[np.float64]
+                          ) -> NDArray[np.float64]:
+        """Variance (mm^2) of the residual at points: the three components' variances from a coefficient covariance.
+
+        Linear propagation: ``d u_c / d theta[a, t] = W[c, a] h_t``, so ``var u_c = g_c^T C g_c``.
+        """
+        values, _ = self.basis.evaluate(view.coefficient_points(points_lps).reshape(-1, 3))
+        weights = view.weights[:, list(self.axes)]  # (3, A)
+        variance = np.zeros(values.shape[0])
+        for component in range(3):
+            design = np.concatenate([weights[component, a] * values for a in range(len(self.axes))], axis=1)
+            variance += np.einsum("pi,ij,pj->p", design, covariance, design)
+        return np.asarray(np.maximum(variance, 0.0))
+
     def coefficients(self, theta: NDArray[np.float64], *, coil_id: str = "", source: str = "",
                      provenance: dict[str, object] | None = None, fit_quality: dict[str, object] | None = None
                      ) -> GradientCoefficients:

@@ -65,11 +65,17 @@ class Identifiability:
         combination of coefficients.
     covariance : ndarray, shape (N, N)
         Posterior covariance.
+    normal : ndarray, shape (N, N)
+        The data's normal matrix (what pooling sessions adds up).
+    prior_precision : ndarray, shape (N,)
+        The prior's precision of each coefficient.
     """
 
     terms: tuple[TermEstimate, ...]
     whitened_eigenvalues: NDArray[np.float64]
     covariance: NDArray[np.float64]
+    normal: NDArray[np.float64]
+    prior_precision: NDArray[np.float64]
 
     @classmethod
     def from_normal(cls, names: list[str], theta: NDArray[np.float64], normal: NDArray[np.float64], *,
@@ -87,7 +93,8 @@ class Identifiability:
         terms = tuple(TermEstimate(name, float(value), float(np.sqrt(max(covariance[i, i], 0.0))),
                                    float(resolution[i]))
                       for i, (name, value) in enumerate(zip(names, np.asarray(theta, dtype=np.float64), strict=True)))
-        return cls(terms, np.asarray(eigenvalues, dtype=np.float64), np.asarray(covariance, dtype=np.float64))
+        return cls(terms, np.asarray(eigenvalues, dtype=np.float64), np.asarray(covariance, dtype=np.float64), normal,
+                   np.asarray(precision, dtype=np.float64))
 
     @property
     def determined_combinations(self) -> int:

@@ -23,7 +23,7 @@ import logging
 import math
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 from numpy.typing import NDArray
@@ -128,6 +128,11 @@ class PairFit:
         Whether the last level's steps fell below the tolerance.
     seconds : float
         Time of the fit.
+    agreement_before, agreement_after : float
+        Share of the other series' intensity variance the anchor explains (correlation ratio) at the
+        sharpest level, before any correction and motion, and after the fit.
+    sample_points_lps : ndarray, shape (P, 3)
+        Points inside the object and both fields of view (a subset of the sharpest level's), mm LPS.
     """
 
     model: FieldModel
@@ -143,6 +148,9 @@ class PairFit:
     points: int
     converged: bool
     seconds: float
+    agreement_before: float = float("nan")
+    agreement_after: float = float("nan")
+    sample_points_lps: NDArray[np.float64] = field(default_factory=lambda: np.zeros((0, 3)))
 
 
 #: The motion is fitted at levels whose smoothing is at least this many of the other series' largest voxel size.
@@ -276,14 +284,36 @@ def _fit_pair(reference: SeriesImage, moving: SeriesImage, *, options: FitOption
         iterations.append(outcome.iterations)
         theta_by_term = {(a, t): float(v) for (a, t), v in
                          zip(((a, t) for a in axes for t in basis.terms), theta, strict=True)}
+    assert outcome is not None
+    samples = points[:: max(1, points.shape[0] // SAMPLE_POINTS)]
+    before, after = (
+        _agreement(Side(raw_anchor, model, samples, anchor=True, moves=False),
+                   Side(raw_other, model, samples, anchor=False, moves=True), samples, values, moved)
+        for values, moved in ((np.zeros(model.size), RigidMotion(centre_lps=motion.centre_lps)), (theta, motion)))
     if progress is not None:
         progress("done", 1.0)
-    assert outcome is not None
     reported = motion.inverse() if anchor_is_moving else motion
     precision = 1.0 / model.prior_sd(symmetric=options.prior_sd, asymmetric=options.asymmetric_prior_sd) ** 2
     return PairFit(model, theta, reported, outcome.covariance, outcome.normal, precision,
                    outcome.residual_sd, outcome.cost_start, outcome.cost_end, tuple(iterations), outcome.points,
-                   outcome.converged, time.perf_counter() - started)
+                   outcome.converged, time.perf_counter() - started, before, after, samples)
+
+
+#: Points kept with a fit (agreement, and the object region a model was measured in).
+SAMPLE_POINTS = 4000
+
+
+def _agreement(anchor: Side, other: Side, points: NDArray[np.float64], theta: NDArray[np.float64],
+               motion: RigidMotion) -> float:
+    """Share of the other series' variance that the corrected anchor explains (any smooth intensity map)."""
+    anchor_values, _, _, anchor_inside = anchor.corrected(theta, points, need_jacobian=False)
+    other_values, _, _, other_inside = other.corrected(theta, motion.apply(points), need_jacobian=False)
+    use = anchor_inside & other_inside
+    if int(use.sum()) < 10:
+        return float("nan")
+    fit = IntensityMap.spanning(anchor_values[use], nodes=Similarity.CORRELATION_RATIO.nodes).fit(
+        anchor_values[use], other_values[use])
+    return 1.0 - float(np.var(fit.residual)) / max(float(np.var(other_values[use])), 1e-30)
 
 
 def _fit_level(anchor: Side, other: Side, points: NDArray[np.float64], theta: NDArray[np.float64],

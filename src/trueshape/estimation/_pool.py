@@ -245,7 +245,7 @@ def _cross_validate(model: FieldModel, session: SessionEstimate, own: NDArray[np
         estimated = model.residual(view, own, points)
         differences.append(np.linalg.norm(predicted - estimated, axis=1))
         fields.append(np.linalg.norm(estimated, axis=1))
-        variances.append(_field_variance(model, view, covariance, points))
+        variances.append(model.residual_variance(view, covariance, points))
         covered.append(_covered(view, points, covered_by_others))
     if not differences:
         return CrossValidation(session.label, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, False)
@@ -258,18 +258,3 @@ def _cross_validate(model: FieldModel, session: SessionEstimate, own: NDArray[np
                            float(np.sqrt(np.mean(np.concatenate(fields) ** 2))), float(inside.mean()), overlap,
                            expected, bool(inside.any()) and overlap > DISAGREEMENT_MM and overlap > 3.0 * expected)
 
-
-def _field_variance(model: FieldModel, view: SeriesView, covariance: NDArray[np.float64],
-                    points: NDArray[np.float64]) -> NDArray[np.float64]:
-    """Variance (mm^2) of the residual's length at points, from a coefficient covariance (linear propagation)."""
-    values, _ = model.basis.evaluate(view.coefficient_points(points))
-    weights = view.weights[:, list(model.axes)]  # (3, A)
-    count = len(model.basis.terms)
-    total = np.zeros(points.shape[0])
-    for component in range(3):
-        # d u_c / d theta[a, t] = W[c, a] h_t: the design of component c, (P, A*T)
-        design = np.concatenate([weights[component, a] * values for a in range(len(model.axes))], axis=1)
-        if design.shape[1] != len(model.axes) * count:
-            continue
-        total += np.einsum("pi,ij,pj->p", design, covariance, design)
-    return total
