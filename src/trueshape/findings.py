@@ -58,6 +58,8 @@ class FindingCode(enum.StrEnum):
     OUTSIDE_ACQUIRED_VOLUME = "OUTSIDE_ACQUIRED_VOLUME"
     UID_REUSED = "UID_REUSED"
     SERIES_SPLIT = "SERIES_SPLIT"
+    MODEL_EXTRAPOLATED = "MODEL_EXTRAPOLATED"
+    MODEL_FIT_POOR = "MODEL_FIT_POOR"
 
 
 #: Every code with a one-line explanation (rendered into the README table and ``--help``).
@@ -96,6 +98,10 @@ FINDING_CODES: dict[FindingCode, str] = {
     "each kind became its own stack.",
     FindingCode.ISOCENTRE_ASSUMED: "No table position in the headers: the isocentre is assumed at the "
     "patient-coordinate origin.",
+    FindingCode.MODEL_EXTRAPOLATED: "The series reaches beyond the region of the magnet where the learned scanner "
+    "model was measured: the correction there extrapolates it.",
+    FindingCode.MODEL_FIT_POOR: "The learned scanner model comes from a fit that was judged poor (its warnings are "
+    "repeated).",
 }
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from trueshape.findings import Finding, FindingCode, Severity
 
-__all__ = ["coil_mismatch", "outside_acquired_volume"]
+__all__ = ["coil_mismatch", "model_extrapolated", "model_fit_poor", "outside_acquired_volume"]
 
 
 def coil_mismatch(where: str, series_coil: str, model_coil: str) -> Finding:
@@ -29,4 +29,29 @@ def outside_acquired_volume(where: str, fraction: float, why: str, tolerance: fl
         measured=fraction,
         tolerance=tolerance,
         unit="fraction",
+    )
+
+
+def model_extrapolated(where: str, fraction: float, beyond_mm: float, margin_mm: float) -> Finding:
+    """MODEL_EXTRAPOLATED: part of the anatomy lies outside the region the learned model was measured in."""
+    return Finding(
+        FindingCode.MODEL_EXTRAPOLATED,
+        Severity.WARNING,
+        f"{where}: {100 * fraction:.0f}% of the imaged anatomy lies outside the region of the magnet where the "
+        f"scanner model was learned, up to {beyond_mm:.0f} mm beyond it: the correction extrapolates there; learn "
+        "from sessions that reach as far from the isocentre",
+        measured=beyond_mm,
+        tolerance=margin_mm,
+        unit="mm",
+        details={"fraction_outside": fraction},
+    )
+
+
+def model_fit_poor(where: str, warnings: list[str]) -> Finding:
+    """MODEL_FIT_POOR: the learned model carries the warnings of a poor fit."""
+    return Finding(
+        FindingCode.MODEL_FIT_POOR,
+        Severity.WARNING,
+        f"{where}: the scanner model comes from a fit judged poor: {'; '.join(warnings)}",
+        details={"warnings": warnings},
     )

@@ -21,7 +21,12 @@ from numpy.typing import NDArray
 
 from trueshape._version import __version__
 from trueshape.correction._field import sampled_normal_range
-from trueshape.correction._findings import coil_mismatch, outside_acquired_volume
+from trueshape.correction._findings import (
+    coil_mismatch,
+    model_extrapolated,
+    model_fit_poor,
+    outside_acquired_volume,
+)
 from trueshape.correction._request import CorrectionRequest
 from trueshape.correction._resample import correct_volume
 from trueshape.correction._result import CorrectionDiagnostics, CorrectionMode, CorrectionResult, CorrectOutput
@@ -247,6 +252,7 @@ def _write_outputs(
         patient_position=request.patient_position,
         isocentre_lps=request.isocentre_lps,
     )
+    findings.extend(_model_findings(request, residual, volume, where))
     coil = request.coil.coil_id or (Path(request.coefficient_file).stem if request.coefficient_file else "")
     derived: DerivedSeries | None = None
     # The field is written while the image is resampled; the writers spend their time in zlib, HDF5 and
@@ -333,6 +339,45 @@ def _derivation(done: CorrectionDiagnostics, coil: str) -> str:
         f"({done.mode.value} mode, coil {coil}, "
         f"intensity {'corrected' if done.intensity_corrected else 'not corrected'})"
     )
+
+
+#: Share of the field of view outside a learned model's region above which MODEL_EXTRAPOLATED is reported.
+EXTRAPOLATED_FRACTION = 0.01
+
+
+def _model_findings(request: CorrectionRequest, residual: ResidualField, volume: Volume, where: str
+                    ) -> tuple[Finding, ...]:
+    """Return what a learned model says of itself: a poor fit, and whether this series reaches beyond its region."""
+    findings: list[Finding] = []
+    geometry = volume.geometry
+    quality, provenance = dict(request.coil.fit_quality), dict(request.coil.provenance)
+    warnings = [str(w) for w in quality.get("warnings", []) or []] if isinstance(quality.get("warnings"), list) else []
+    if warnings:
+        findings.append(model_fit_poor(where, warnings))
+    coverage = provenance.get("coverage")
+    if not isinstance(coverage, dict) or not coverage.get("boxes_mm"):
+        return tuple(findings)
+    try:
+        boxes = np.asarray(coverage["boxes_mm"], dtype=np.float64).reshape(-1, 2, 3)
+        margin = float(coverage.get("margin_mm", 0.0))
+    except (TypeError, ValueError):
+        return tuple(findings)  # an unreadable coverage says nothing: the model's coefficients still apply
+    # The anatomy, not the air around it: lattice voxels brighter than a tenth of the lattice's 99th percentile.
+    lattice = np.stack(np.meshgrid(*(np.round(np.linspace(0, size - 1, 17)) for size in geometry.shape),
+                                   indexing="ij"), axis=-1).reshape(-1, 3)
+    index = lattice.astype(np.intp)
+    values = np.abs(np.asarray(volume.array[index[:, 0], index[:, 1], index[:, 2]], dtype=np.float64))
+    values = values.reshape(values.shape[0], -1)[:, 0]  # a time series: its first volume
+    inside = values > 0.1 * float(np.percentile(values, 99.0))
+    points = lattice[inside] if inside.any() else lattice
+    magnet = residual.magnet_frame.magnet_from_lps(geometry.index_to_lps(points.astype(np.float64)))
+    # Distance of each point beyond each box (0 inside), the nearest box counting.
+    beyond = np.min(np.linalg.norm(np.maximum(np.maximum(boxes[None, :, 0] - magnet[:, None],
+                                                         magnet[:, None] - boxes[None, :, 1]), 0.0), axis=2), axis=1)
+    outside = beyond > margin
+    if float(outside.mean()) > EXTRAPOLATED_FRACTION:
+        findings.append(model_extrapolated(where, float(outside.mean()), float(beyond.max()), margin))
+    return tuple(findings)
 
 
 def _coil_findings(request: CorrectionRequest, volume: Volume, where: str) -> tuple[Finding, ...]:
