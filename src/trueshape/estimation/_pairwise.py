@@ -154,7 +154,7 @@ class PairFit:
 
 
 #: The motion is fitted at levels whose smoothing is at least this many of the other series' largest voxel size.
-MOTION_SMOOTHING_VOXELS = 0.6
+MOTION_SMOOTHING_VOXELS = 0.75
 #: A Gauss-Newton level stops when no sample point's field moves by more than this, mm.
 STEP_TOLERANCE_MM = 2e-3
 #: ... and the motion by less than this (rad or mm).

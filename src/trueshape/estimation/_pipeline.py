@@ -71,7 +71,7 @@ DISTANCE_BIN_MM = 25.0
 POOR_UNCERTAINTY_MM = 0.1
 #: A fit after which the series share less of their intensity variance than this is reported as poor.
 POOR_AGREEMENT = 0.5
-#: A coefficient beyond this many prior standard deviations is "at the limits" of what a coil does.
+#: A field beyond this many times its prior standard deviation somewhere in the object is "at the limits".
 LIMIT_PRIOR_SDS = 3.0
 
 
@@ -345,12 +345,21 @@ def _judge(model: FieldModel, identifiability: Identifiability, seen: list[Prepa
         if rms > POOR_UNCERTAINTY_MM:
             warnings.append(f"the field of {series.label} is uncertain: {rms:.2f} mm RMS standard deviation over the "
                             f"object (more than {POOR_UNCERTAINTY_MM} mm)")
-    limits = model.prior_sd(symmetric=options.prior_sd, asymmetric=options.asymmetric_prior_sd) * LIMIT_PRIOR_SDS
-    beyond = [term.name for term, limit in zip(identifiability.terms, limits, strict=True)
-              if abs(term.value) > limit]
-    if beyond:
-        warnings.append(f"coefficients at the limits of what a gradient coil does ({', '.join(beyond[:4])}"
-                        f"{', ...' if len(beyond) > 4 else ''}): the field may absorb something else")
+    # At the limits: somewhere in the object the field is far beyond what the prior (a coil's typical
+    # coefficients) makes likely there - it absorbs something else. Judged on the field, not on single
+    # coefficients, which a small object may spread over several terms harmlessly.
+    prior_covariance = np.diag(1.0 / identifiability.prior_precision)
+    theta = identifiability.written_values()
+    for series in seen:
+        points = samples[series.label]
+        if not points.size:
+            continue
+        lengths = np.linalg.norm(model.residual(series.image.view, theta, points), axis=1)
+        typical = np.sqrt(model.residual_variance(series.image.view, prior_covariance, points))
+        ratio = float(np.max(lengths / np.maximum(typical, 1e-9)))
+        if ratio > LIMIT_PRIOR_SDS:
+            warnings.append(f"the field of {series.label} is at the limits of what a gradient coil does ({ratio:.1f} "
+                            "times its typical size somewhere in the object): it may absorb something else")
     return warnings
 
 
