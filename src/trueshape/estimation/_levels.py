@@ -6,19 +6,21 @@ voxels of one of them inside the object, most of them at edges, where a displace
 
 Examples
 --------
->>> Level(2.0, 3.0, 5).smoothing_mm
+>>> Level(2.0, 40_000, 5).smoothing_mm
 2.0
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import functools
+from dataclasses import dataclass, field
 
 import numpy as np
 from numpy.typing import NDArray
 
 from trueshape.estimation._field_model import SeriesView
 from trueshape.estimation._motion import RigidMotion
+from trueshape.estimation._sampling import ColumnSpline, SplineImage
 from trueshape.geometry import VolumeGeometry
 
 __all__ = [
@@ -64,19 +66,19 @@ class SeriesImage:
 
 @dataclass(frozen=True)
 class Level:
-    """One resolution level: image smoothing, spacing of the sample points, highest harmonic order."""
+    """One resolution level: image smoothing, how many sample points at most, highest harmonic order."""
 
     smoothing_mm: float
-    point_spacing_mm: float
+    max_points: int
     max_order: int
     max_iterations: int = 12
 
 
-#: From smooth images and low orders to the full data: a Gaussian of 4 mm sees a 13 mm field without getting
-#: lost; the motion is fitted down to 1 mm (below a voxel, noise interpolated at moving points would make it
-#: wander); the last level keeps the images' own sharpness, which a contrast map between series needs
-#: (smoothing mixes tissues before the map, shifting edges).
-DEFAULT_LEVELS = (Level(4.0, 6.0, 3), Level(2.0, 3.0, 99), Level(1.0, 2.0, 99), Level(0.5, 1.5, 99))
+#: From smooth images, low orders and few points to the full data: a Gaussian of 4 mm sees a 13 mm field
+#: without getting lost, and smooth levels only need to bring the fit close; the motion is fitted while the
+#: images are smooth (see MOTION_SMOOTHING_VOXELS); the last level keeps the images' own sharpness, which a
+#: contrast map between series needs (smoothing mixes tissues before the map, shifting edges).
+DEFAULT_LEVELS = (Level(4.0, 20_000, 3, 8), Level(2.0, 40_000, 99), Level(1.0, 80_000, 99), Level(0.5, 120_000, 99))
 
 
 @dataclass(frozen=True, eq=False)
@@ -86,6 +88,23 @@ class LevelImage:
     series: SeriesImage
     geometry: VolumeGeometry
     values: NDArray[np.float32]
+    #: Gaussian sigma of the smoothing in ``values`` along each axis, mm.
+    blur_mm: NDArray[np.float64] = field(default_factory=lambda: np.zeros(3))
+
+    @functools.cached_property
+    def column_spline(self) -> ColumnSpline:
+        """The image prefiltered along k (built once, shared by every fit step on this level)."""
+        return ColumnSpline.from_array(self.values)
+
+    @functools.cached_property
+    def spline(self) -> SplineImage:
+        """The image prefiltered for 3-D cubic sampling (built once)."""
+        return SplineImage.from_array(self.values)
+
+    @property
+    def edge_voxels(self) -> NDArray[np.float64]:
+        """Voxels along each axis, from the field of view's faces, that smoothing mixed with padding."""
+        return np.asarray(EDGE_SIGMAS * self.blur_mm / self.geometry.spacing)
 
     @property
     def along_k(self) -> bool:
@@ -125,7 +144,7 @@ def pyramid(series: SeriesImage, levels: tuple[Level, ...], psf_sigma_mm: NDArra
             matrix = geometry.lps_from_ijk.copy()
             matrix[:3, :3] = matrix[:3, :3] * steps
             geometry = VolumeGeometry(shape=values.shape, lps_from_ijk=matrix)
-        images.append(LevelImage(series, geometry, values))
+        images.append(LevelImage(series, geometry, values, applied.copy()))
     order = sorted(range(len(levels)), key=lambda i: levels[i].smoothing_mm)
     by_level: list[LevelImage] = [images[0]] * len(levels)
     for rank, index in enumerate(order):
@@ -168,24 +187,39 @@ def object_mask(reference: SeriesImage, fraction: float) -> NDArray[np.bool_]:
 
 def anchor_points(anchor: LevelImage, reference: SeriesImage, mask: NDArray[np.bool_], motion_to_reference:
                    RigidMotion, max_points: int, rng: np.random.Generator) -> NDArray[np.float64]:
-    """Voxel centres of the anchor's level grid that fall in the reference's object mask (random subset)."""
-    from scipy import ndimage
+    """Voxel centres of the anchor's level grid that fall in the reference's object mask (random subset).
 
-    # reference index <- anchor index: nearest-neighbour lookup of the mask, in C, without a point array per voxel
+    Candidates are drawn at random first (a few times more than needed), so that the cost follows the points
+    kept, not the size of the series; most are then kept where the image changes (edge-weighted).
+    """
+    shape = np.asarray(anchor.geometry.shape)
+    total = int(np.prod(shape))
+    # reference index <- anchor index: the mask looked up at the nearest reference voxel.
     moved = np.eye(4)
     moved[:3, :3] = motion_to_reference.rotation
     moved[:3, 3] = motion_to_reference.centre_lps + motion_to_reference.translation_mm \
         - motion_to_reference.rotation @ motion_to_reference.centre_lps
     matrix = reference.geometry.ijk_from_lps @ moved @ anchor.geometry.lps_from_ijk
-    inside = ndimage.affine_transform(mask.astype(np.uint8), matrix[:3, :3], offset=matrix[:3, 3],
-                                      output_shape=anchor.geometry.shape, order=0, mode="constant", cval=0)
-    flat = np.flatnonzero(inside)
+    wanted = CANDIDATES_PER_POINT * max_points
+    # Drawn with replacement and made unique: a draw without replacement from millions costs a permutation.
+    flat = np.arange(total) if wanted >= total else np.unique(rng.integers(0, total, wanted))
+    index = np.stack(np.unravel_index(flat, anchor.geometry.shape), axis=1)
+    looked = np.rint(index @ matrix[:3, :3].T + matrix[:3, 3]).astype(np.intp)
+    valid = np.all((looked >= 0) & (looked < np.asarray(mask.shape)), axis=1)
+    inside = np.zeros(flat.size, dtype=bool)
+    inside[valid] = mask[looked[valid, 0], looked[valid, 1], looked[valid, 2]]
+    flat = flat[inside]
     if flat.size > max_points:
         flat = _edge_weighted_subset(anchor.values, flat, max_points, rng)
     index = np.stack(np.unravel_index(flat, anchor.geometry.shape), axis=1)
     return anchor.geometry.index_to_lps(index.astype(np.float64))
 
 
+#: Random candidates drawn per sample point kept (the object may fill a third of the field of view).
+CANDIDATES_PER_POINT = 8
+#: Within this many sigmas of a field of view's face, smoothing mixed the image with its padding: a series cut
+#: through the anatomy (a slab) would there compare a blurred edge of its own making with the other series.
+EDGE_SIGMAS = 2.5
 #: Share of the sample points drawn where the image changes (edges: where a displacement shows); the rest
 #: are drawn uniformly (flat regions pin the intensity map).
 EDGE_SAMPLE_FRACTION = 0.7
@@ -205,11 +239,12 @@ def _edge_weighted_subset(values: NDArray[np.float32], flat: NDArray[np.intp], c
         strength += (data[up].astype(np.float64) - data[down]) ** 2
     strength = np.sqrt(strength) + 1e-6 * (float(np.sqrt(strength.mean())) + 1e-30)
     edges = int(EDGE_SAMPLE_FRACTION * count)
-    # Weighted draw without replacement by the Gumbel top-k trick: linear time over millions of voxels.
+    # Weighted draw without replacement by the Gumbel top-k trick: linear time.
     keys = np.log(strength) - np.log(-np.log(rng.random(flat.size)))
     chosen = np.argpartition(-keys, edges)[:edges]
-    rest = np.setdiff1d(np.arange(flat.size), chosen, assume_unique=True)
-    uniform = rng.choice(rest, count - edges, replace=False)
+    left = np.ones(flat.size, dtype=bool)
+    left[chosen] = False
+    uniform = rng.choice(np.flatnonzero(left), count - edges, replace=False)
     return np.sort(flat[np.concatenate([chosen, uniform])])
 
 

@@ -233,8 +233,8 @@ def _fit_pair(reference: SeriesImage, moving: SeriesImage, *, options: FitOption
     anchor_levels = pyramid(anchor, options.levels, anchor_psf)
     other_levels = pyramid(other, options.levels, other_psf)
     finest = int(np.argmin([level.smoothing_mm for level in options.levels]))
-    raw_anchor = level_image(anchor, Level(0.0, 0.0, 0), anchor_psf)
-    raw_other = level_image(other, Level(0.0, 0.0, 0), other_psf)
+    raw_anchor = level_image(anchor, Level(0.0, 0, 0), anchor_psf)
+    raw_other = level_image(other, Level(0.0, 0, 0), other_psf)
     theta_by_term: dict[tuple[int, object], float] = {}
     iterations: list[int] = []
     outcome: _LevelOutcome | None = None
@@ -247,7 +247,8 @@ def _fit_pair(reference: SeriesImage, moving: SeriesImage, *, options: FitOption
             progress(f"level {number + 1}/{len(options.levels)}: images smoothed {level.smoothing_mm:g} mm, "
                      f"harmonics up to order {order}", number / len(options.levels))
         to_reference = motion if anchor_is_moving else RigidMotion(centre_lps=motion.centre_lps)
-        points = anchor_points(anchor_levels[number], reference, mask, to_reference, options.max_points, rng)
+        points = anchor_points(anchor_levels[number], reference, mask, to_reference,
+                               min(options.max_points, level.max_points), rng)
         if points.shape[0] < _MIN_POINTS:
             raise EstimationError(f"the two series overlap in {points.shape[0]} voxels of the object at most "
                                   f"({_MIN_POINTS} needed): they must image the same anatomy in one frame of reference")

@@ -72,8 +72,11 @@ class SplineImage:
         shape = (int(data.shape[0]), int(data.shape[1]), int(data.shape[2]))
         return cls(coefficients, shape)
 
-    def inside(self, index: NDArray[np.float64], *, margin: float = 0.0) -> NDArray[np.bool_]:
-        """Whether continuous indices (P, 3) lie within the image's voxel centres widened by ``margin`` voxels."""
+    def inside(self, index: NDArray[np.float64], *, margin: float | NDArray[np.float64] = 0.0) -> NDArray[np.bool_]:
+        """Whether continuous indices (P, 3) lie within the image's voxel centres widened by ``margin`` voxels.
+
+        ``margin`` may be one number or one per axis; negative narrows.
+        """
         upper = np.asarray(self.shape, dtype=np.float64) - 1.0 + margin
         return np.asarray(np.all((index >= -margin) & (index <= upper), axis=-1))
 

@@ -16,7 +16,6 @@ from numpy.typing import NDArray
 
 from trueshape.estimation._field_model import FieldModel
 from trueshape.estimation._levels import LevelImage
-from trueshape.estimation._sampling import SplineImage
 
 __all__ = ["Side"]
 
@@ -26,8 +25,6 @@ class Side:
 
     def __init__(self, image: LevelImage, model: FieldModel, points: NDArray[np.float64], *, anchor: bool,
                  moves: bool) -> None:
-        from trueshape.estimation._sampling import ColumnSpline
-
         self.image = image
         self.model = model
         self.points = points
@@ -38,15 +35,19 @@ class Side:
         self.fast = anchor and image.along_k
         geometry = image.geometry
         self.to_index = geometry.ijk_from_lps
+        # Samples this close to a face of the field of view read smoothing mixed with padding: left out.
+        self.margin = -(1.0 + image.edge_voxels)
         if self.fast:
-            self.column_sampler = ColumnSpline.from_array(image.values)
+            self.column_sampler = image.column_spline
             index = np.rint(geometry.lps_to_index(points)).astype(np.intp)
+            upper = np.asarray(geometry.shape[:2]) - 1 + self.margin[:2]
+            self.in_plane = np.all((index[:, :2] >= -self.margin[:2]) & (index[:, :2] <= upper), axis=1)
             self.columns = index[:, 0] * geometry.shape[1] + index[:, 1]
             self.k0 = index[:, 2].astype(np.float64)
             normal = geometry.direction[:, 2]
             self.k_per_mm = normal / float(geometry.spacing[2])  # dk per LPS mm along the normal
         else:
-            self.sampler = SplineImage.from_array(image.values)
+            self.sampler = image.spline
         self.static_basis = None if moves else self._basis(points)
         self.static_values: NDArray[np.float64] | None = None
         if not self.sees and not moves:
@@ -77,12 +78,13 @@ class Side:
         displacement = along_axes @ weights.T  # (P, 3) LPS
         if self.fast:
             k = self.k0 + displacement @ self.k_per_mm
-            inside = self.column_sampler.inside(np.stack([k, k, k], axis=1), margin=-1.0)
+            inside = self.column_sampler.inside(np.stack([k, k, k], axis=1), margin=float(self.margin[2]))
+            inside &= self.in_plane
             sampled, slope_k = self.column_sampler.sample_columns(self.columns, k, with_gradient=need_jacobian)
             gradient = None if slope_k is None else slope_k[:, None] * self.k_per_mm[None, :]
         else:
             index = (points + displacement) @ self.to_index[:3, :3].T + self.to_index[:3, 3]
-            inside = self.sampler.inside(index, margin=-1.0)
+            inside = self.sampler.inside(index, margin=self.margin)
             want = need_jacobian or need_position
             sampled, gradient_index = self.sampler.sample(index, with_gradient=want)
             gradient = None if gradient_index is None else gradient_index @ self.to_index[:3, :3]

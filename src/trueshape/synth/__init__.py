@@ -9,6 +9,7 @@ from trueshape.synth._acquire import (
     acquire,
     inverse_map,
 )
+from trueshape.synth._markers import MarkerPhantom, write_marker_csv
 from trueshape.synth._phantom import Contrast, FemurPhantom, Tissue
 from trueshape.synth._session import (
     Session,
@@ -29,6 +30,7 @@ __all__ = [
     "ContrastMap",
     "DisplacementFunction",
     "FemurPhantom",
+    "MarkerPhantom",
     "Phantom",
     "Plane",
     "Session",
@@ -42,5 +44,6 @@ __all__ = [
     "regular_planes",
     "residual_for",
     "slice_pattern",
+    "write_marker_csv",
     "write_session",
 ]

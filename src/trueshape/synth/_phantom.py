@@ -45,6 +45,21 @@ HEAD_RADIUS_MM = 24.0
 CORTEX_MM = 2.5
 
 
+#: Plane waves of the soft-tissue texture: unit directions, wave numbers (rad/mm) and phases, fixed (seed 7) so
+#: that every subject and series shares its anatomy's texture.
+_WAVES = np.random.default_rng(7)
+_TEXTURE_DIRECTIONS = _WAVES.normal(size=(32, 3))
+_TEXTURE_DIRECTIONS /= np.linalg.norm(_TEXTURE_DIRECTIONS, axis=1, keepdims=True)
+_TEXTURE_WAVENUMBERS = 2.0 * np.pi / _WAVES.uniform(6.0, 30.0, size=32)
+_TEXTURE_PHASES = _WAVES.uniform(0.0, 2.0 * np.pi, size=32)
+
+
+def _texture(local: NDArray[np.float64]) -> NDArray[np.float64]:
+    """Return a smooth, anatomy-fixed pattern in [-1, 1] at local points (mm of the scale-1 subject)."""
+    waves = np.cos(local @ (_TEXTURE_DIRECTIONS * _TEXTURE_WAVENUMBERS[:, None]).T + _TEXTURE_PHASES)
+    return np.asarray(np.clip(waves.sum(axis=-1) / 4.0, -1.0, 1.0))
+
+
 def _capsule_distance(
     points: NDArray[np.float64], start: NDArray[np.float64], end: NDArray[np.float64]
 ) -> NDArray[np.float64]:
@@ -77,6 +92,9 @@ class FemurPhantom:
 
     scale: float = 1.0
     hip_centre_lps: tuple[float, float, float] = (0.0, 0.0, 0.0)
+    #: Relative signal variation within muscle and fat (fibres, septa): 0 for flat tissues. Real soft tissue
+    #: has such texture; it is what shows a through-plane shift away from tissue boundaries.
+    texture: float = 0.0
 
     def femoral_heads(self) -> list[tuple[NDArray[np.float64], float]]:
         """Centre (mm, LPS) and radius (mm) of each femoral head, right (x < 0) first."""
@@ -164,7 +182,13 @@ class FemurPhantom:
         table = np.zeros(len(Tissue), dtype=np.float32)
         for tissue, value in _SIGNAL[Contrast(contrast)].items():
             table[tissue] = value
-        return table[self.labels(points)]
+        labels = self.labels(points)
+        values = table[labels]
+        if self.texture:
+            soft = (labels == Tissue.MUSCLE) | (labels == Tissue.FAT)
+            local = (np.asarray(points, dtype=np.float64)[soft] - np.asarray(self.hip_centre_lps)) / self.scale
+            values[soft] *= (1.0 + self.texture * _texture(local)).astype(np.float32)
+        return values
 
     def head_marrow_radius_mm(self) -> float:
         """Radius of each femoral head's marrow sphere, mm."""
