@@ -230,11 +230,12 @@ def _fit_pair(reference: SeriesImage, moving: SeriesImage, *, options: FitOption
     centre = mask_centre(reference.geometry, mask)
     motion = RigidMotion(centre_lps=np.asarray(centre))  # anchor anatomy -> other anatomy
     anchor_psf, other_psf = cross_psf_sigma(anchor, other), cross_psf_sigma(other, anchor)
-    anchor_levels = pyramid(anchor, options.levels, anchor_psf)
-    other_levels = pyramid(other, options.levels, other_psf)
+    # One more image per series with the other's voxel box only (no smoothing): what a contrast map is fitted on.
+    sharp = (*options.levels, Level(0.0, 0, 0))
+    *anchor_levels, raw_anchor = pyramid(anchor, sharp, anchor_psf)
+    *other_levels, raw_other = pyramid(other, sharp, other_psf)
     finest = int(np.argmin([level.smoothing_mm for level in options.levels]))
-    raw_anchor = level_image(anchor, Level(0.0, 0, 0), anchor_psf)
-    raw_other = level_image(other, Level(0.0, 0, 0), other_psf)
+    remap = options.similarity is Similarity.CORRELATION_RATIO  # until the data show one contrast up to scale
     theta_by_term: dict[tuple[int, object], float] = {}
     iterations: list[int] = []
     outcome: _LevelOutcome | None = None
@@ -259,20 +260,20 @@ def _fit_pair(reference: SeriesImage, moving: SeriesImage, *, options: FitOption
             # step. A map must act on det(I + grad u) I(x + u), as the anatomy's own contrast does, not on the
             # uncorrected image (they differ where the field squeezes the signal).
             nodes = options.similarity.nodes
-        elif options.similarity is Similarity.CORRELATION_RATIO:
+        elif remap:
             # Another contrast: map one series into the other's contrast voxel by voxel at full resolution (a
             # map fitted to smoothed images would mix tissues), in the direction the data say is a function of
-            # the other, then compare as one contrast.
+            # the other, then compare as one contrast. One contrast up to scale is decided once.
             fine_points = anchor_points(anchor_levels[finest], reference, mask, to_reference, MAP_POINTS, rng)
             to_anchor, to_other = contrast_maps(
                 Side(raw_anchor, model, fine_points, anchor=True, moves=False),
                 Side(raw_other, model, fine_points, anchor=False, moves=True), fine_points, theta, motion)
             if to_other is not None:
-                anchor_level = level_image(remapped(anchor, to_other), level,
-                                            anchor_psf)
+                anchor_level = level_image(remapped(anchor, to_other), level, anchor_psf)
             elif to_anchor is not None:
-                other_level = level_image(remapped(other, to_anchor), level,
-                                           other_psf)
+                other_level = level_image(remapped(other, to_anchor), level, other_psf)
+            else:
+                remap = False
         # The motion is fitted while the images are smooth: below about a voxel, noise interpolated at moving
         # points changes with the sub-voxel shift, and the motion would drift towards the smoothest sampling.
         moving_now = (options.motion and number != finest
@@ -288,8 +289,8 @@ def _fit_pair(reference: SeriesImage, moving: SeriesImage, *, options: FitOption
     assert outcome is not None
     samples = points[:: max(1, points.shape[0] // SAMPLE_POINTS)]
     before, after = (
-        _agreement(Side(raw_anchor, model, samples, anchor=True, moves=False),
-                   Side(raw_other, model, samples, anchor=False, moves=True), samples, values, moved)
+        _agreement(Side(anchor_levels[finest], model, samples, anchor=True, moves=False),
+                   Side(other_levels[finest], model, samples, anchor=False, moves=True), samples, values, moved)
         for values, moved in ((np.zeros(model.size), RigidMotion(centre_lps=motion.centre_lps)), (theta, motion)))
     if progress is not None:
         progress("done", 1.0)
