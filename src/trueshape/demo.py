@@ -15,6 +15,7 @@ import os
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 from numpy.typing import NDArray
@@ -29,6 +30,9 @@ from trueshape.gnl import SYN_AS, ResidualField, format_siemens_grad
 from trueshape.io import atomic_path
 from trueshape.report import SphereMeasurement, measure_bright_sphere
 from trueshape.synth import Contrast, FemurPhantom, Tissue, demo_acquisitions, write_session
+
+if TYPE_CHECKING:
+    from trueshape.demo_learn import LearningResult
 
 __all__ = ["DemoResult", "HeadPrediction", "run_demo"]
 
@@ -61,6 +65,8 @@ class DemoResult:
     true_diameter_mm: float
     quick: bool = False
     written: list[Path] = field(default_factory=list)
+    #: The second half: a model learned from two other subjects' images, and this coronal corrected with it.
+    learning: LearningResult | None = None
 
     def diagnosis(self) -> str:
         """Which of the three causes the findings point to, in one sentence."""
@@ -97,8 +103,13 @@ def _measure(volume: Volume, phantom: FemurPhantom, contrast: Contrast) -> list[
     ]
 
 
-def run_demo(folder: str | os.PathLike[str] | None = None, *, quick: bool = False, force: bool = False) -> DemoResult:
-    """Run the demo in ``folder`` (default: a new temporary folder) and return what it found."""
+def run_demo(folder: str | os.PathLike[str] | None = None, *, quick: bool = False, force: bool = False,
+             learn: bool = True) -> DemoResult:
+    """Run the demo in ``folder`` (default: a new temporary folder) and return what it found.
+
+    With ``learn``, the second half learns a scanner model from two other subjects' images (no coefficient
+    file) and corrects the same coronal series with it (:mod:`trueshape.demo_learn`).
+    """
     root = Path(folder) if folder is not None else Path(tempfile.mkdtemp(prefix="trueshape-demo-"))
     if root.exists() and not root.is_dir():
         raise OutputError(f"{root}: is a file, not a folder: give the demo a folder")
@@ -146,4 +157,12 @@ def run_demo(folder: str | os.PathLike[str] | None = None, *, quick: bool = Fals
         "coronal corrected": _measure(correction.volume, phantom, coronal_acquisition.contrast),
     }
     written = [s.dicom_folder for s in session.series] + [coil_file] + correction.written
-    return DemoResult(root, inspection, predictions, measurements, correction, 2 * marrow, quick, written)
+    learning = None
+    if learn:
+        from trueshape.demo_learn import run_learning
+
+        learning = run_learning(root, coronal_stack, coronal, quick=quick, force=force)
+        measurements["coronal corrected, learned model"] = _measure(learning.correction.volume, phantom,
+                                                                   coronal_acquisition.contrast)
+        written += [learning.learned.model.path, *learning.correction.written]
+    return DemoResult(root, inspection, predictions, measurements, correction, 2 * marrow, quick, written, learning)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import nibabel as nib
@@ -92,6 +93,13 @@ def test_demo_quick_tells_the_story(tmp_path):
     # Flattened: the front edge appears moved back and the back edge forward, each by half the loss.
     assert "front edge moves 1.33 mm inward, back edge 1.33 mm inward" in text
     assert "Not the loader" in text and "Cause 2" in text
+    # The second half: no coefficient file, a model learned from two other subjects' images, which flattens
+    # the heads as the coil does to within 0.2 mm of their 43 mm.
+    assert "4. No coefficient file?" in text and "reference: 2_ax_t1_hips_dis3d (DIS3D" in text
+    learned = re.findall(r"the learned model moves its back edge against its front by ([-+]\d+\.\d+) mm, the coil "
+                         r"by ([-+]\d+\.\d+) mm", text)
+    assert len(learned) == 2 and all(abs(float(a) - float(b)) < 0.2 for a, b in learned), learned
+    assert (tmp_path / "demo" / "learned" / "model.json").is_file()
     assert (tmp_path / "demo" / "corrected" / "3_cor_t1_widefov_dis2d_residual.h5").exists()
     # The manifest's largest true residual is the one over the image (as the correction measured it).
     manifest = json.loads((tmp_path / "demo" / "session" / "session.json").read_text())

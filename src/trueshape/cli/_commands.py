@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
@@ -43,6 +43,9 @@ from trueshape.findings import Severity
 from trueshape.geometry import IrregularPolicy
 from trueshape.io import OutputFormat
 from trueshape.settings import ValidationMode
+
+if TYPE_CHECKING:
+    from trueshape.demo_learn import LearningResult
 
 
 @app.command()
@@ -231,6 +234,8 @@ def demo(
                 f"{measurement.diameters_mm[1]:.2f}",
                 f"{measurement.ap_lr_ratio:.3f}",
             )
+    if result.learning is not None:
+        _render_learning(result.learning)
     console.print(table)
     if result.quick:
         console.print(
@@ -240,6 +245,36 @@ def demo(
         )
     for written in result.written:
         console.print(f"[dim]wrote {_e(written)}[/]", soft_wrap=True)
+
+
+def _render_learning(learning: LearningResult) -> None:
+    """Print the demo's second half: the pairs learn picked, how well the sessions agree, the learned field."""
+    console = _out()
+    console.print(
+        "\n[bold]4. No coefficient file?[/] Learn the correction from images: two other subjects had both scans "
+        "(trueshape learn)"
+    )
+    for name, choice in learning.learned.choices:
+        console.print(f"  {_e(name)}: {_e(choice.reason)}", soft_wrap=True)
+    for check in learning.learned.model.pooled.cross_validation:
+        console.print(
+            f"  leave-one-out: the other subject's model predicts {_e(check.session)}'s field to "
+            f"{check.rms_difference_mm:.2f} mm RMS ({check.rigid_adjusted_rms_mm:.2f} mm once a rigid shift is "
+            f"taken out; its field {check.rms_field_mm:.2f} mm RMS)"
+        )
+    for side, learned, true in zip(("right", "left"), learning.learned_ap_change_mm, learning.true_ap_change_mm,
+                                   strict=True):
+        console.print(
+            f"  {side} head: front-to-back, the learned model moves its back edge against its front by "
+            f"{learned:+.2f} mm, the coil by {true:+.2f} mm"
+        )
+    console.print(
+        f"  -> the same coronal series corrected with the learned model ({_e(learning.learned.model.path)}), "
+        "no coefficient file: last row below"
+    )
+    for finding in learning.correction.findings:
+        if finding.severity is not Severity.INFO:
+            console.print(f"  [{_SEVERITY_STYLE[finding.severity]}]{finding.code.value}[/] {_e(finding.message)}")
 
 
 def _outward(shift_mm: float) -> str:

@@ -118,7 +118,10 @@ class CrossValidation:
     overlap_fraction: float  #: share of its points inside the region the other sessions covered
     overlap_rms_difference_mm: float  #: the RMS difference there (where the others measured, not extrapolated)
     expected_mm: float  #: RMS difference the formal uncertainties of both allow there
-    disagrees: bool  #: where both measured, they differ beyond DISAGREEMENT_MM and their uncertainty
+    disagrees: bool  #: where both measured, they differ beyond DISAGREEMENT_MM up to a rigid motion
+    #: The RMS difference there once the best small rigid motion of the series is taken out: one pair cannot
+    #: tell the field's near-rigid part along its slice normal from the patient's motion; pooling can.
+    rigid_adjusted_rms_mm: float = 0.0
 
     def to_json(self) -> dict[str, object]:
         """Plain values for the model file."""
@@ -126,7 +129,7 @@ class CrossValidation:
                 "max_difference_mm": self.max_difference_mm, "rms_field_mm": self.rms_field_mm,
                 "overlap_fraction": self.overlap_fraction,
                 "overlap_rms_difference_mm": self.overlap_rms_difference_mm, "expected_mm": self.expected_mm,
-                "disagrees": self.disagrees}
+                "rigid_adjusted_rms_mm": self.rigid_adjusted_rms_mm, "disagrees": self.disagrees}
 
 
 @dataclass(frozen=True, eq=False)
@@ -237,24 +240,46 @@ def _covered(view: SeriesView, points: NDArray[np.float64],
 def _cross_validate(model: FieldModel, session: SessionEstimate, own: NDArray[np.float64],
                     others: NDArray[np.float64], covariance: NDArray[np.float64],
                     covered_by_others: list[tuple[NDArray[np.float64], NDArray[np.float64]]]) -> CrossValidation:
-    differences, fields, variances, covered = [], [], [], []
+    differences, adjusted, fields, variances, covered = [], [], [], [], []
     for view, points in session.series:
         if points.size == 0:
             continue
-        predicted = model.residual(view, others, points)
+        inside = _covered(view, points, covered_by_others)
+        difference = model.residual(view, others, points) - model.residual(view, own, points)
         estimated = model.residual(view, own, points)
-        differences.append(np.linalg.norm(predicted - estimated, axis=1))
+        differences.append(np.linalg.norm(difference, axis=1))
+        adjusted.append(np.linalg.norm(_without_rigid_part(difference, points, view, inside), axis=1))
         fields.append(np.linalg.norm(estimated, axis=1))
         variances.append(model.residual_variance(view, covariance, points))
-        covered.append(_covered(view, points, covered_by_others))
+        covered.append(inside)
     if not differences:
         return CrossValidation(session.label, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, False)
     difference = np.concatenate(differences)
     inside = np.concatenate(covered)
+    rigid_free = np.concatenate(adjusted)
     rms = float(np.sqrt(np.mean(difference**2)))
     overlap = float(np.sqrt(np.mean(difference[inside] ** 2))) if inside.any() else 0.0
+    free = float(np.sqrt(np.mean(rigid_free[inside] ** 2))) if inside.any() else 0.0
     expected = float(np.sqrt(np.mean(np.concatenate(variances)[inside]))) if inside.any() else 0.0
     return CrossValidation(session.label, rms, float(difference.max()),
                            float(np.sqrt(np.mean(np.concatenate(fields) ** 2))), float(inside.mean()), overlap,
-                           expected, bool(inside.any()) and overlap > DISAGREEMENT_MM and overlap > 3.0 * expected)
+                           expected, bool(inside.any()) and free > DISAGREEMENT_MM and free > 3.0 * expected, free)
 
+
+def _without_rigid_part(difference: NDArray[np.float64], points: NDArray[np.float64], view: SeriesView,
+                        where: NDArray[np.bool_]) -> NDArray[np.float64]:
+    """``difference`` (P, 3) minus the best fit (over ``where``) of what a small rigid motion shows this series.
+
+    A motion ``t + w x (p - c)`` appears in the residual's directions only: ``P (t + w x (p - c))``.
+    """
+    use = where if where.sum() >= 12 else np.ones(points.shape[0], dtype=bool)
+    arm = points - points[use].mean(axis=0)
+    design = np.zeros((points.shape[0], 3, 6))
+    design[:, :, 3:] = np.eye(3)
+    for axis in range(3):
+        unit = np.zeros(3)
+        unit[axis] = 1.0
+        design[:, :, axis] = np.cross(unit, arm)
+    design = np.einsum("ab,pbk->pak", view.projector, design)
+    solution, *_ = np.linalg.lstsq(design[use].reshape(-1, 6), difference[use].reshape(-1), rcond=None)
+    return np.asarray(difference - design @ solution)

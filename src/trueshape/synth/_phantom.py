@@ -60,6 +60,28 @@ def _texture(local: NDArray[np.float64]) -> NDArray[np.float64]:
     return np.asarray(np.clip(waves.sum(axis=-1) / 4.0, -1.0, 1.0))
 
 
+def _soft_tissue_depth(local: NDArray[np.float64], *, trunk_axes: tuple[float, float],
+                       thigh_axes: tuple[float, float]) -> NDArray[np.float64]:
+    """Approximate signed depth (mm of the scale-1 subject, positive inside) into the trunk-and-thighs shape.
+
+    The ellipses' implicit function over its gradient's length, cut by the shape's ends; trunk and thighs
+    overlap by 10 mm at the crotch so that their union has no seam.
+    """
+    x, y, z = local[..., 0], local[..., 1], local[..., 2]
+
+    def ellipse_depth(u: NDArray[np.float64], a: NDArray[np.float64] | float, b: float) -> NDArray[np.float64]:
+        radius = np.sqrt((u / a) ** 2 + (y / b) ** 2)
+        gradient = np.sqrt((u / np.square(a)) ** 2 + (y / b**2) ** 2) / np.maximum(radius, 1e-9)
+        return np.asarray((1.0 - radius) / np.maximum(gradient, 1e-9))
+
+    trunk = np.minimum(ellipse_depth(x, trunk_axes[0], trunk_axes[1]), np.minimum(z + 120.0, 160.0 - z))
+    taper = 1.0 - 0.25 * np.clip(-(z + 110.0) / 400.0, 0.0, 1.0)
+    thighs = np.maximum(*(ellipse_depth(x - side * 100.0, thigh_axes[0] * taper, thigh_axes[1])
+                          for side in (-1.0, 1.0)))
+    thighs = np.minimum(thighs, np.minimum(-100.0 - z, z + 480.0))
+    return np.asarray(np.maximum(trunk, thighs))
+
+
 def _capsule_distance(
     points: NDArray[np.float64], start: NDArray[np.float64], end: NDArray[np.float64]
 ) -> NDArray[np.float64]:
@@ -95,6 +117,9 @@ class FemurPhantom:
     #: Relative signal variation within muscle and fat (fibres, septa): 0 for flat tissues. Real soft tissue
     #: has such texture; it is what shows a through-plane shift away from tissue boundaries.
     texture: float = 0.0
+    #: Width (mm) over which signal changes at a tissue boundary: 0 for sharp boundaries. A scanner images
+    #: a band-limited object; sharp boundaries point-sampled alias, and a registration then fits the aliasing.
+    edge_mm: float = 0.0
 
     def femoral_heads(self) -> list[tuple[NDArray[np.float64], float]]:
         """Centre (mm, LPS) and radius (mm) of each femoral head, right (x < 0) first."""
@@ -132,21 +157,7 @@ class FemurPhantom:
         # Bones cover a few percent of the body: evaluate them only inside their bounding box.
         bone_box_low, bone_box_high = self._bone_bounds()
         near = np.all((points >= bone_box_low) & (points <= bone_box_high), axis=-1)
-        near_points = points[near]
-        bone_distance = np.full(near_points.shape[:-1], np.inf)
-        marrow_margin = np.full(near_points.shape[:-1], -np.inf)
-        outside_heads = np.ones(near_points.shape[:-1], dtype=bool)
-        for head_centre, radius in self.femoral_heads():
-            distance = np.linalg.norm(near_points - head_centre, axis=-1)
-            bone_distance = np.minimum(bone_distance, distance - radius)
-            marrow_margin = np.maximum(marrow_margin, radius - CORTEX_MM * s - distance)
-            outside_heads &= distance > radius
-        for start, end, radius in self._bones():
-            distance = _capsule_distance(near_points, start, end)
-            bone_distance = np.minimum(bone_distance, distance - radius)
-            # neck marrow stops at the head (the physeal scar): the head's marrow is a closed sphere
-            margin = np.where(outside_heads, radius - CORTEX_MM * s - distance, -np.inf)
-            marrow_margin = np.maximum(marrow_margin, margin)
+        bone_distance, marrow_margin = self._bone_depths(points[near])
         near_labels = labels[near]
         near_labels[bone_distance <= 0.0] = Tissue.CORTEX
         near_labels[marrow_margin >= 0.0] = Tissue.MARROW
@@ -179,6 +190,8 @@ class FemurPhantom:
 
     def signal(self, points: NDArray[np.float64], contrast: Contrast = Contrast.T1) -> NDArray[np.float32]:
         """Noise-free signal at each point (arbitrary units)."""
+        if self.edge_mm > 0:
+            return self._smooth_signal(np.asarray(points, dtype=np.float64), Contrast(contrast))
         table = np.zeros(len(Tissue), dtype=np.float32)
         for tissue, value in _SIGNAL[Contrast(contrast)].items():
             table[tissue] = value
@@ -189,6 +202,49 @@ class FemurPhantom:
             local = (np.asarray(points, dtype=np.float64)[soft] - np.asarray(self.hip_centre_lps)) / self.scale
             values[soft] *= (1.0 + self.texture * _texture(local)).astype(np.float32)
         return values
+
+    def _smooth_signal(self, points: NDArray[np.float64], contrast: Contrast) -> NDArray[np.float32]:
+        """Return the signal with every boundary a linear ramp ``edge_mm`` wide (by signed depth into each tissue)."""
+        level = _SIGNAL[contrast]
+        s = self.scale
+        local = (points - np.asarray(self.hip_centre_lps)) / s
+
+        def ramp(depth_mm: NDArray[np.float64]) -> NDArray[np.float64]:
+            return np.clip(0.5 + depth_mm / self.edge_mm, 0.0, 1.0)
+
+        body = ramp(s * _soft_tissue_depth(local, trunk_axes=(190.0, 130.0), thigh_axes=(95.0, 100.0)))
+        muscle = ramp(s * _soft_tissue_depth(local, trunk_axes=(172.0, 112.0), thigh_axes=(80.0, 85.0)))
+        values = level[Tissue.AIR] + (level[Tissue.FAT] - level[Tissue.AIR]) * body
+        values = values + (level[Tissue.MUSCLE] - level[Tissue.FAT]) * muscle
+        if self.texture:
+            values = values * (1.0 + self.texture * _texture(local) * body)
+        low, high = self._bone_bounds()
+        near = np.all((points >= low - self.edge_mm) & (points <= high + self.edge_mm), axis=-1)
+        bone_distance, marrow_margin = self._bone_depths(points[near])
+        cortex = ramp(-bone_distance)
+        marrow = ramp(marrow_margin)
+        inner = values[near] * (1.0 - cortex) + level[Tissue.CORTEX] * cortex
+        values[near] = inner * (1.0 - marrow) + level[Tissue.MARROW] * marrow
+        return np.asarray(values, dtype=np.float32)
+
+    def _bone_depths(self, points: NDArray[np.float64]) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
+        """Signed distance to the bone surface (mm, negative inside) and depth into the marrow (positive inside)."""
+        s = self.scale
+        bone_distance = np.full(points.shape[:-1], np.inf)
+        marrow_margin = np.full(points.shape[:-1], -np.inf)
+        outside_heads = np.ones(points.shape[:-1], dtype=bool)
+        for head_centre, radius in self.femoral_heads():
+            distance = np.linalg.norm(points - head_centre, axis=-1)
+            bone_distance = np.minimum(bone_distance, distance - radius)
+            marrow_margin = np.maximum(marrow_margin, radius - CORTEX_MM * s - distance)
+            outside_heads &= distance > radius
+        for start, end, radius in self._bones():
+            distance = _capsule_distance(points, start, end)
+            bone_distance = np.minimum(bone_distance, distance - radius)
+            # neck marrow stops at the head (the physeal scar): the head's marrow is a closed sphere
+            margin = np.where(outside_heads, radius - CORTEX_MM * s - distance, -np.inf)
+            marrow_margin = np.maximum(marrow_margin, margin)
+        return bone_distance, marrow_margin
 
     def head_marrow_radius_mm(self) -> float:
         """Radius of each femoral head's marrow sphere, mm."""
