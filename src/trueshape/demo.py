@@ -103,6 +103,29 @@ def _measure(volume: Volume, phantom: FemurPhantom, contrast: Contrast) -> list[
     ]
 
 
+def _predictions(phantom: FemurPhantom, coronal: Volume) -> list[HeadPrediction]:
+    """Return what the coil and the coronal series' headers predict for each femoral head's front and back edge."""
+    residual = ResidualField.from_volume(SYN_AS, coronal)
+    marrow = phantom.head_marrow_radius_mm()
+    predictions = []
+    anterior = np.array([0.0, -1.0, 0.0])  # LPS: +y is posterior
+    for centre, _ in phantom.femoral_heads():
+        front, back = centre + marrow * anterior, centre - marrow * anterior
+        along = residual.displacement_lps(np.stack([front, back])) @ anterior
+        front_out, back_out = float(along[0]), -float(along[1])
+        predictions.append(
+            HeadPrediction(
+                centre,
+                float(np.linalg.norm(residual.magnet_frame.magnet_from_lps(centre))),
+                front_out,
+                back_out,
+                2 * marrow,
+                2 * marrow + front_out + back_out,
+            )
+        )
+    return predictions
+
+
 def run_demo(folder: str | os.PathLike[str] | None = None, *, quick: bool = False, force: bool = False,
              learn: bool = True) -> DemoResult:
     """Run the demo in ``folder`` (default: a new temporary folder) and return what it found.
@@ -131,24 +154,7 @@ def run_demo(folder: str | os.PathLike[str] | None = None, *, quick: bool = Fals
         for a in (reference_acquisition, coronal_acquisition)
     )
     coronal = load_stack(coronal_stack)
-    residual = ResidualField.from_volume(SYN_AS, coronal)
-    marrow = phantom.head_marrow_radius_mm()
-    predictions = []
-    anterior = np.array([0.0, -1.0, 0.0])  # LPS: +y is posterior
-    for centre, _ in phantom.femoral_heads():
-        front, back = centre + marrow * anterior, centre - marrow * anterior
-        along = residual.displacement_lps(np.stack([front, back])) @ anterior
-        front_out, back_out = float(along[0]), -float(along[1])
-        predictions.append(
-            HeadPrediction(
-                centre,
-                float(np.linalg.norm(residual.magnet_frame.magnet_from_lps(centre))),
-                front_out,
-                back_out,
-                2 * marrow,
-                2 * marrow + front_out + back_out,
-            )
-        )
+    predictions = _predictions(phantom, coronal)
     request = CorrectionRequest.build(SYN_AS, coefficient_file=coil_file, force=force)
     correction = correct_stack(coronal_stack, request, root / "corrected", volume=coronal)
     measurements = {
@@ -165,4 +171,5 @@ def run_demo(folder: str | os.PathLike[str] | None = None, *, quick: bool = Fals
         measurements["coronal corrected, learned model"] = _measure(learning.correction.volume, phantom,
                                                                    coronal_acquisition.contrast)
         written += [learning.learned.model.path, *learning.correction.written]
-    return DemoResult(root, inspection, predictions, measurements, correction, 2 * marrow, quick, written, learning)
+    diameter = 2 * phantom.head_marrow_radius_mm()
+    return DemoResult(root, inspection, predictions, measurements, correction, diameter, quick, written, learning)

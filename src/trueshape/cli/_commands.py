@@ -45,6 +45,9 @@ from trueshape.io import OutputFormat
 from trueshape.settings import ValidationMode
 
 if TYPE_CHECKING:
+    from rich.table import Table
+
+    from trueshape.demo import DemoResult
     from trueshape.demo_learn import LearningResult
 
 
@@ -191,8 +194,6 @@ def demo(
     force: Annotated[bool, typer.Option("--force", help="Overwrite a previous demo in FOLDER.")] = False,
 ) -> None:
     """Show the whole story on synthetic data: a flattened femoral head, why, and the fix."""
-    from rich.table import Table
-
     from trueshape.demo import run_demo
 
     console = _out()
@@ -221,6 +222,23 @@ def demo(
         f"\n[bold]3. Correction[/] with the coil coefficients ({diagnostics.mode.value} mode, residual up "
         f"to {diagnostics.max_displacement_mm:.1f} mm in the field of view)"
     )
+    if result.learning is not None:
+        _render_learning(result.learning)
+    console.print(_heads_table(result))
+    if result.quick:
+        console.print(
+            "[dim](--quick samples the heads on 3 mm pixels and 4 mm slices, and the correction "
+            "interpolates along those slices: front-back diameters are off by a few percent; run without "
+            "--quick for the real figures.)[/]"
+        )
+    for written in result.written:
+        console.print(f"[dim]wrote {_e(written)}[/]", soft_wrap=True)
+
+
+def _heads_table(result: DemoResult) -> Table:
+    """Tabulate the femoral heads measured in every version of the series."""
+    from rich.table import Table
+
     table = Table(title=f"Femoral head marrow, true diameter {result.true_diameter_mm:.1f} mm")
     for column in ("series", "head", "left-right (mm)", "front-back (mm)", "front-back / left-right"):
         table.add_column(column)
@@ -234,17 +252,7 @@ def demo(
                 f"{measurement.diameters_mm[1]:.2f}",
                 f"{measurement.ap_lr_ratio:.3f}",
             )
-    if result.learning is not None:
-        _render_learning(result.learning)
-    console.print(table)
-    if result.quick:
-        console.print(
-            "[dim](--quick samples the heads on 3 mm pixels and 4 mm slices, and the correction "
-            "interpolates along those slices: front-back diameters are off by a few percent; run without "
-            "--quick for the real figures.)[/]"
-        )
-    for written in result.written:
-        console.print(f"[dim]wrote {_e(written)}[/]", soft_wrap=True)
+    return table
 
 
 def _render_learning(learning: LearningResult) -> None:
