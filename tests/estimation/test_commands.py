@@ -188,3 +188,44 @@ def test_model_fit_refuses_what_is_not_an_estimate(tmp_path: Path) -> None:
     result = runner.invoke(app, ["model", "fit", str(tmp_path / "empty"), "--out", str(tmp_path / "m.json")])
     assert result.exit_code == 2 and "not a finished estimate" in result.output
     assert not (tmp_path / "m.json").exists()
+
+
+def test_a_marker_phantom_characterises_all_three_axes(tmp_path: Path) -> None:
+    from trueshape.gnl import GradientCoefficients
+    from trueshape.synth import MarkerPhantom, write_marker_csv
+
+    coil = GradientCoefficients.from_terms(250.0, {
+        ("x", "A", 3, 1): -0.055, ("x", "A", 2, 1): 0.008, ("y", "B", 3, 1): -0.055, ("y", "A", 2, 0): 0.012,
+        ("z", "A", 3, 0): -0.08, ("z", "A", 2, 1): -0.006}, coil_id="ASYM")
+    turn = np.array([[0.9994, -0.0349, 0.0], [0.0349, 0.9994, 0.0], [0.0, 0.0, 1.0]])  # 2 degrees about z
+    phantom = MarkerPhantom.grid(spacing_mm=24.0, radius_mm=130.0, marker_radius_mm=4.0, rotation=turn,
+                                 translation_mm=(2.0, -3.0, 4.0))
+    scan = Acquisition(plane=Plane.AXIAL, fov_mm=(300.0, 300.0), matrix=(100, 100), slices=100, slice_thickness_mm=3.0,
+                       distortion_state=DistortionState.NONE, noise_sd=5.0, in_plane_samples=2, slice_samples=2,
+                       series_number=9, description="grid")
+    write_session(tmp_path / "phantom", phantom, coil, (scan,))
+    markers = write_marker_csv(tmp_path / "markers.csv", phantom.centres_mm)  # the phantom's own frame
+    out = tmp_path / "characterised"
+    result = runner.invoke(app, ["estimate", "--phantom", str(markers), "--moving",
+                                 str(tmp_path / "phantom" / "dicom" / "09_grid"), "--out", str(out),
+                                 "--marker-radius-mm", "4"])
+    assert result.exit_code == 0, result.output
+    report = json.loads((out / "estimate.json").read_text())
+    assert report["markers"]["matched"] == len(phantom.centres_mm)
+    assert report["markers"]["residual_mean_mm"] < 0.2
+    assert np.allclose(report["markers"]["pose"]["translation_mm"], [2.0, -3.0, 4.0], atol=0.2)
+    learned = read_scanner_model(out / "model.json")
+    assert {name[0] for name in learned.fit_quality["parameters"]} == {"x", "y", "z"}  # ND: all three axes
+    points = np.random.default_rng(0).uniform(-100, 100, (500, 3))
+    points = points[np.linalg.norm(points, axis=1) < 110]
+    error = np.linalg.norm(ResidualField(learned, MagnetFrame(), DistortionState.NONE).displacement_lps(points)
+                           - ResidualField(coil, MagnetFrame(), DistortionState.NONE).displacement_lps(points), axis=1)
+    assert error.max() < 0.1
+
+
+def test_markers_that_are_not_this_phantom_are_refused(tmp_path: Path, session: Path) -> None:
+    (tmp_path / "bad.csv").write_text("x,y\n1,2\n")
+    result = runner.invoke(app, ["estimate", "--phantom", str(tmp_path / "bad.csv"), "--moving",
+                                 f"{session}/03_cor", "--out", str(tmp_path / "never")])
+    assert result.exit_code == 2 and "must name columns x, y and z" in result.output
+    assert not (tmp_path / "never").exists()
