@@ -148,6 +148,36 @@ def test_a_poor_fit_still_writes_its_outputs_but_says_so_and_strict_exits_3(sess
     assert corrected.exit_code == 0 and "MODEL_FIT_POOR" in corrected.output
 
 
+def test_the_free_form_fallback_corrects_these_series_only(session: Path, tmp_path: Path) -> None:
+    import SimpleITK as sitk
+
+    out = tmp_path / "free"
+    result = runner.invoke(app, ["estimate", "--reference", f"{session}/02_ax_ref", "--moving", f"{session}/03_cor",
+                                 "--out", str(out), "--free-form", "--free-form-spacing-mm", "60"])
+    assert result.exit_code == 0, result.output
+    assert "no model.json is written" in result.output
+    assert not (out / "model.json").exists()
+    report = json.loads((out / "estimate.json").read_text())
+    assert report["transferable"] is False and report["model_file"] is None
+    # The transform written beside the corrected series moves points by the true residual: 0.24 mm RMS measured
+    # inside the anatomy of a 1.65 mm RMS field (a B-spline on 60 mm control points cannot follow degree 5).
+    volume = trueshape.load(session / "03_cor")
+    normal = volume.geometry.direction[:, 2]
+    truth = ResidualField(SYN_AS, MagnetFrame(), DistortionState.IN_PLANE_2D, normal)
+    points = volume.geometry.voxel_centres()[::4, ::4, ::4].reshape(-1, 3)
+    values = volume.values()[::4, ::4, ::4].reshape(-1)
+    points = points[values > 0.1 * np.percentile(values, 99)]
+    transform = sitk.ReadTransform(str(out / "3_cor_residual.h5"))
+    found = np.array([transform.TransformPoint(p.tolist()) for p in points]) - points
+    expected = truth.displacement_lps(points)
+    error = np.linalg.norm(found - expected, axis=1)
+    assert np.sqrt(np.mean(np.sum(expected**2, axis=1))) > 1.0  # a field worth finding
+    assert np.sqrt(np.mean(error**2)) < 0.3
+    # nothing to pool: a scanner model is never made from it
+    refused = runner.invoke(app, ["model", "fit", str(out), "--out", str(tmp_path / "scanner.json")])
+    assert refused.exit_code != 0 and "free-form" in refused.output
+
+
 def test_learn_picks_each_pair_pools_a_model_that_corrects_an_unseen_subject(tmp_path: Path) -> None:
     sessions = [_write(tmp_path / "visits" / name, centre, seed=seed, scale=scale).parent
                 for name, centre, seed, scale in (("subject1", 110.0, 0, 1.0), ("subject2", 60.0, 3, 0.95))]

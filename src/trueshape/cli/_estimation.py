@@ -76,13 +76,17 @@ def _progress(description: str) -> Iterator[Callable[[str, float], None]]:
         yield report
 
 
-def _options(order: int, similarity: str, no_motion: bool, fmt: OutputFormat, force: bool, strict: bool
-             ) -> EstimateOptions:
-    from trueshape.estimation import EstimateOptions, FitOptions, Similarity
+def _options(order: int, similarity: str, no_motion: bool, fmt: OutputFormat, force: bool, strict: bool,
+             free_form_mm: float | None = None) -> EstimateOptions:
+    from trueshape.estimation import FREE_FORM_PRIOR_SD_MM, EstimateOptions, FitOptions, Similarity
     from trueshape.settings import parse_choice
 
-    fit = FitOptions(order=order, similarity=parse_choice(Similarity, similarity, "--similarity"),
-                     motion=not no_motion)
+    chosen = parse_choice(Similarity, similarity, "--similarity")
+    if free_form_mm is not None:  # the fallback: a rigid shift along the axis would be part of the field
+        fit = FitOptions(similarity=chosen, motion=False, free_form_spacing_mm=free_form_mm,
+                         prior_sd=FREE_FORM_PRIOR_SD_MM, max_points=30_000)
+    else:
+        fit = FitOptions(order=order, similarity=chosen, motion=not no_motion)
     return EstimateOptions(fit=fit, output_format=fmt, force=force, strict=strict)
 
 
@@ -104,6 +108,8 @@ def _render_estimate(result: EstimateOutput) -> None:
         console.print(f"phantom: {markers['matched']} of {markers['found']} markers found were matched; they sit "
                       f"{markers['residual_mean_mm']:.3f} mm (mean, {markers['residual_max_mm']:.3f} max) from the "
                       f"fitted positions; distortion at the markers up to {markers['distortion_max_mm']:.2f} mm")
+    if not report.get("transferable", True):
+        console.print(f"free-form field: {_e(report['why_not_transferable'])}; no model.json is written")
     identifiability = result.identifiability
     undetermined = identifiability.undetermined()
     console.print(f"the data determine {identifiability.determined_combinations} of {len(identifiability.terms)} "
@@ -145,6 +151,12 @@ def estimate(
     markers_in_lps: Annotated[
         bool, typer.Option("--markers-in-lps", help="The CSV gives the markers in patient LPS (a known pose).")
     ] = False,
+    free_form: Annotated[
+        bool, typer.Option("--free-form", help="Fallback: a smooth B-spline field, for these series only (no model).")
+    ] = False,
+    free_form_spacing_mm: Annotated[
+        float, typer.Option("--free-form-spacing-mm", min=10.0, help="Control-point spacing of --free-form.")
+    ] = 60.0,
     fmt: EstimateFormatOption = OutputFormat.NIFTI,
     strict: StrictOption = False,
     force: ForceOption = False,
@@ -152,7 +164,8 @@ def estimate(
     """Learn the scanner's distortion from a reference and a moving series of one session (or a phantom)."""
     from trueshape import api
 
-    options = _options(order, similarity, no_motion, fmt, force, strict)
+    options = _options(order, similarity, no_motion, fmt, force, strict,
+                       free_form_spacing_mm if free_form else None)
     try:
         with _progress("estimating") as progress:
             result = api.estimate(

@@ -20,7 +20,7 @@ from trueshape.correction._result import REQUESTED_MODES, CorrectionMode
 from trueshape.dicom import DistortionState, PatientPosition, scan
 from trueshape.errors import TrueshapeError
 from trueshape.geometry import Volume, VolumeGeometry, group_series, one_stack, parse_series_argument
-from trueshape.gnl import GradientCoefficients
+from trueshape.gnl import FieldSource
 from trueshape.io import OutputFormat, check_free_space, check_writable, is_volume_file, physical_memory
 from trueshape.settings import parse_choice
 
@@ -36,7 +36,7 @@ class CorrectionRequest:
 
     Parameters
     ----------
-    coil : GradientCoefficients
+    coil : FieldSource
         The coil's coefficients (from ``--coef`` or ``--model``).
     coefficient_file : path or None
         Where they were read (named in the outputs when the coil has no id).
@@ -58,7 +58,7 @@ class CorrectionRequest:
         The ``--like`` volume file or series, as given.
     """
 
-    coil: GradientCoefficients
+    coil: FieldSource
     coefficient_file: str | os.PathLike[str] | None
     mode: CorrectionMode
     intensity_correction: bool
@@ -73,7 +73,7 @@ class CorrectionRequest:
     @classmethod
     def build(
         cls,
-        coil: GradientCoefficients,
+        coil: FieldSource,
         *,
         coefficient_file: str | os.PathLike[str] | None = None,
         mode: CorrectionMode | str = CorrectionMode.AUTO,

@@ -1,6 +1,7 @@
 """Learn the scanner's distortion field from images: one session's pair, several sessions pooled, a phantom."""
 
 from trueshape.estimation._field_model import AXIS_WEIGHT_TOLERANCE, FieldModel, SeriesView
+from trueshape.estimation._freeform import FREE_FORM_PRIOR_SD_MM, FreeFormBasis, FreeFormField
 from trueshape.estimation._identify import DETERMINED_RESOLUTION, Identifiability, TermEstimate
 from trueshape.estimation._inputs import PreparedSeries, check_pair, prepare_argument, prepare_stack, prepare_volume
 from trueshape.estimation._intensity import IntensityMap, Similarity
@@ -44,12 +45,15 @@ __all__ = [
     "DETERMINED_RESOLUTION",
     "DISAGREEMENT_MM",
     "ESTIMATE_FILE",
+    "FREE_FORM_PRIOR_SD_MM",
     "MODEL_FILE",
     "CrossValidation",
     "EstimateOptions",
     "EstimateOutput",
     "FieldModel",
     "FitOptions",
+    "FreeFormBasis",
+    "FreeFormField",
     "Identifiability",
     "IntensityMap",
     "LearnOutput",

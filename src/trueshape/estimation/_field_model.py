@@ -23,6 +23,7 @@ Examples
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
 from numpy.typing import NDArray
@@ -37,6 +38,9 @@ from trueshape.gnl import (
     residual_projector,
 )
 from trueshape.gnl._basis import HarmonicBasis
+
+if TYPE_CHECKING:
+    from trueshape.estimation._freeform import FreeFormBasis
 
 __all__ = ["AXIS_WEIGHT_TOLERANCE", "FieldModel", "SeriesView"]
 
@@ -123,7 +127,7 @@ class FieldModel:
         Coefficient axes fitted (0 x, 1 y, 2 z).
     """
 
-    basis: HarmonicBasis
+    basis: HarmonicBasis | FreeFormBasis
     axes: tuple[int, ...]
 
     @property
@@ -174,15 +178,24 @@ class FieldModel:
     def coefficients(self, theta: NDArray[np.float64], *, coil_id: str = "", source: str = "",
                      provenance: dict[str, object] | None = None, fit_quality: dict[str, object] | None = None
                      ) -> GradientCoefficients:
-        """Return the fitted field as a coil description (the same convention as a vendor ``.grad`` file)."""
+        """Return the fitted field as a coil description (the same convention as a vendor ``.grad`` file).
+
+        Raises
+        ------
+        TypeError
+            For a free-form field (it has no harmonic coefficients: see :class:`FreeFormField`).
+        """
+        basis = self.basis
+        if not isinstance(basis, HarmonicBasis):
+            raise TypeError("a free-form field has no harmonic coefficients")
         table = self.table(theta)
         terms: dict[tuple[str, str, int, int], float] = {}
         for axis in self.axes:
-            for column, term in enumerate(self.basis.terms):
+            for column, term in enumerate(basis.terms):
                 value = float(table[axis, column])
                 if value != 0.0:
                     terms[(AXIS_NAMES[axis], term.kind.value, term.n, term.m)] = value
         if not terms:  # nothing fitted: an all-zero coil of the basis' order
-            terms[(AXIS_NAMES[self.axes[0] if self.axes else 0], "A", max(self.basis.max_order, 1), 0)] = 0.0
-        return GradientCoefficients.from_terms(self.basis.r0_mm, terms, frame=CoefficientFrame.LAI, coil_id=coil_id,
+            terms[(AXIS_NAMES[self.axes[0] if self.axes else 0], "A", max(basis.max_order, 1), 0)] = 0.0
+        return GradientCoefficients.from_terms(basis.r0_mm, terms, frame=CoefficientFrame.LAI, coil_id=coil_id,
                                                source=source, provenance=provenance, fit_quality=fit_quality)

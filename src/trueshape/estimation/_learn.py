@@ -65,6 +65,9 @@ def read_session_estimate(folder: str | os.PathLike[str]) -> tuple[SessionEstima
     if root.is_file() and root.name in (MODEL_FILE, ESTIMATE_FILE):
         root = root.parent
     model_path, report_path = root / MODEL_FILE, root / ESTIMATE_FILE
+    if report_path.is_file() and not model_path.is_file() and _load_json(report_path).get("transferable") is False:
+        raise EstimationError(f"{root}: a free-form estimate describes its own series' position only: it cannot be "
+                              "pooled into a scanner model (estimate without --free-form)")
     if not model_path.is_file() or not report_path.is_file():
         raise EstimationError(f"{root}: not a finished estimate (it needs {MODEL_FILE} and {ESTIMATE_FILE}, written "
                               "by trueshape estimate or learn)")

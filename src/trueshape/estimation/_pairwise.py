@@ -31,6 +31,7 @@ from numpy.typing import NDArray
 from trueshape.errors import EstimationError
 from trueshape.estimation._contrast import MAP_POINTS, contrast_maps, remapped
 from trueshape.estimation._field_model import FieldModel, SeriesView
+from trueshape.estimation._freeform import FreeFormBasis
 from trueshape.estimation._intensity import IntensityMap, Similarity
 from trueshape.estimation._levels import (
     DEFAULT_LEVELS,
@@ -83,6 +84,9 @@ class FitOptions:
         Object mask: smoothed reference above this fraction of its 99th percentile.
     seed : int
         Seed of the random subset.
+    free_form_spacing_mm : float or None
+        Fit a free-form cubic B-spline field with control points this far apart instead of the harmonics
+        (the fallback: it describes this position only).
     """
 
     order: int = 5
@@ -94,6 +98,7 @@ class FitOptions:
     asymmetric_prior_sd: float = 0.02
     levels: tuple[Level, ...] = DEFAULT_LEVELS
     max_points: int = 250_000
+    free_form_spacing_mm: float | None = None
     mask_fraction: float = 0.1
     seed: int = 0
 
@@ -239,9 +244,10 @@ def _fit_pair(reference: SeriesImage, moving: SeriesImage, *, options: FitOption
     theta_by_term: dict[tuple[int, object], float] = {}
     iterations: list[int] = []
     outcome: _LevelOutcome | None = None
+    free_form = _free_form_basis(options, reference, moving, mask)
     for number, level in enumerate(options.levels):
         order = min(options.order, level.max_order)
-        basis = HarmonicBasis.up_to(order, r0_mm=options.r0_mm, lowest=options.lowest_order)
+        basis = free_form or HarmonicBasis.up_to(order, r0_mm=options.r0_mm, lowest=options.lowest_order)
         model = FieldModel(basis, axes)
         theta = np.array([theta_by_term.get((a, t), 0.0) for a in axes for t in basis.terms])
         if progress is not None:
@@ -299,6 +305,17 @@ def _fit_pair(reference: SeriesImage, moving: SeriesImage, *, options: FitOption
     return PairFit(model, theta, reported, outcome.covariance, outcome.normal, precision,
                    outcome.residual_sd, outcome.cost_start, outcome.cost_end, tuple(iterations), outcome.points,
                    outcome.converged, time.perf_counter() - started, before, after, samples)
+
+
+def _free_form_basis(options: FitOptions, reference: SeriesImage, moving: SeriesImage, mask: NDArray[np.bool_]
+                     ) -> FreeFormBasis | None:
+    """Return the free-form grid over the object, in the coefficient frame of every series that sees the field."""
+    if options.free_form_spacing_mm is None:
+        return None
+    index = np.argwhere(mask)[:: max(1, int(mask.sum()) // 20_000)].astype(np.float64)
+    points = reference.geometry.index_to_lps(index)
+    frames = [s.view.coefficient_points(points) for s in (reference, moving) if s.view.axes_seen()]
+    return FreeFormBasis.covering(np.concatenate(frames), spacing_mm=options.free_form_spacing_mm)
 
 
 #: Points kept with a fit (agreement, and the object region a model was measured in).

@@ -40,12 +40,13 @@ from trueshape.correction import CorrectionRequest, CorrectOutput, correct_stack
 from trueshape.dicom import DistortionState
 from trueshape.errors import EstimationError, TrueshapeError
 from trueshape.estimation._field_model import FieldModel, SeriesView
+from trueshape.estimation._freeform import FreeFormBasis, FreeFormField
 from trueshape.estimation._identify import Identifiability
 from trueshape.estimation._inputs import PreparedSeries, check_pair, prepare_argument
 from trueshape.estimation._markers import MarkerFit, detect_markers, fit_markers, read_marker_csv
 from trueshape.estimation._pairwise import FitOptions, PairFit, fit_pair
 from trueshape.estimation._pool import COVERAGE_MARGIN_MM
-from trueshape.gnl import GradientCoefficients
+from trueshape.gnl import FieldSource, GradientCoefficients
 from trueshape.io import OutputFormat, check_writable, write_json, write_scanner_model
 
 __all__ = [
@@ -106,8 +107,8 @@ class EstimateOutput:
 
     Parameters
     ----------
-    coefficients : GradientCoefficients
-        The model as written (undetermined coefficients 0).
+    coefficients : FieldSource
+        The model as written (undetermined coefficients 0), or the free-form field.
     identifiability : Identifiability
         Per-coefficient estimates and the spectrum of what the data determine.
     report : dict
@@ -120,7 +121,7 @@ class EstimateOutput:
         Why the fit is poor, if it is.
     """
 
-    coefficients: GradientCoefficients
+    coefficients: FieldSource
     identifiability: Identifiability
     report: dict[str, Any]
     corrections: tuple[CorrectOutput, ...]
@@ -133,8 +134,7 @@ class EstimateOutput:
         return bool(self.warnings)
 
 
-def _correction_request(coil: GradientCoefficients, model_file: Path | None, options: EstimateOptions
-                        ) -> CorrectionRequest:
+def _correction_request(coil: FieldSource, model_file: Path | None, options: EstimateOptions) -> CorrectionRequest:
     return CorrectionRequest.build(coil, coefficient_file=model_file, fmt=options.output_format, force=options.force)
 
 
@@ -250,21 +250,36 @@ def estimate_arguments(moving: str | os.PathLike[str], out: str | os.PathLike[st
 def _finish(folder: Path, model: FieldModel, identifiability: Identifiability, seen: list[PreparedSeries],
             samples: dict[str, NDArray[np.float64]], report: dict[str, Any], warnings: list[str],
             options: EstimateOptions, started: float) -> EstimateOutput:
-    """Write the model, each series corrected with it, and the report (last)."""
-    coefficients = _model_coefficients(model, identifiability, seen, samples, report, warnings, options)
-    model_file = write_scanner_model(coefficients, folder / MODEL_FILE, force=options.force)
-    request = _correction_request(coefficients, model_file, options)
+    """Write the model, each series corrected with it, and the report (last).
+
+    A free-form field has no model file: it describes these images' position only, and the report says so.
+    """
+    field: FieldSource
+    if isinstance(model.basis, FreeFormBasis):
+        field = FreeFormField(model.basis, model.table(identifiability.written_values()),
+                              fit_quality={"transferable": False, "warnings": warnings})
+        written: list[Path] = []
+        request = _correction_request(field, None, options)
+        report["transferable"] = False
+        report["why_not_transferable"] = ("a free-form field has no physics to carry it to another table or patient "
+                                          "position; it corrects these series only")
+    else:
+        field = _model_coefficients(model, identifiability, seen, samples, report, warnings, options)
+        model_file = write_scanner_model(field, folder / MODEL_FILE, force=options.force)
+        written = [model_file]
+        request = _correction_request(field, model_file, options)
+        report["transferable"] = True
     corrections = []
     for prepared in seen:
         if prepared.stack is not None:
             corrections.append(correct_stack(prepared.stack, request, folder, volume=prepared.volume))
         elif prepared.path is not None:
             corrections.append(correct_volume_file(prepared.path, request, folder))
-    written = [model_file, *(path for c in corrections for path in c.written)]
+    written += [path for c in corrections for path in c.written]
     report.update({
         "field": {s.label: _by_distance(model, identifiability, s.image.view, samples[s.label]) for s in seen},
         "identifiability": identifiability.to_json(),
-        "model_file": MODEL_FILE,
+        "model_file": MODEL_FILE if report["transferable"] else None,
         "warnings": warnings,
         "seconds": time.perf_counter() - started,
         "samples": [{"label": s.label, "view": _view_json(s), "points_lps": np.round(samples[s.label], 2).tolist()}
@@ -273,7 +288,7 @@ def _finish(folder: Path, model: FieldModel, identifiability: Identifiability, s
         "software": {"name": "trueshape", "version": __version__},
     })
     written.append(write_json(report, folder / ESTIMATE_FILE, force=options.force))
-    return EstimateOutput(coefficients, identifiability, report, tuple(corrections), written, tuple(warnings))
+    return EstimateOutput(field, identifiability, report, tuple(corrections), written, tuple(warnings))
 
 
 def _view_json(series: PreparedSeries) -> dict[str, Any]:

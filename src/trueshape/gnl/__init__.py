@@ -1,6 +1,6 @@
 """Gradient non-linearity physics: solid harmonics, coefficient files, frames, residual fields per state."""
 
-from trueshape.gnl._coefficients import AXIS_NAMES, GradientCoefficients, HarmonicTerm, TermKind
+from trueshape.gnl._coefficients import AXIS_NAMES, FieldSource, GradientCoefficients, HarmonicTerm, TermKind
 from trueshape.gnl._coils import SYN_AS, SYN_AS_R0_MM
 from trueshape.gnl._files import (
     GRADUNWARP_COEF_NAMES,
@@ -42,6 +42,7 @@ __all__ = [
     "SYN_AS",
     "SYN_AS_R0_MM",
     "CoefficientFrame",
+    "FieldSource",
     "GradientCoefficients",
     "GridInterpolant",
     "HarmonicTerm",

@@ -5,7 +5,7 @@ from __future__ import annotations
 import enum
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Self
+from typing import Any, Protocol, Self
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
@@ -13,7 +13,7 @@ from numpy.typing import ArrayLike, NDArray
 from trueshape.gnl._frames import COEFFICIENT_FROM_MAGNET, CoefficientFrame
 from trueshape.gnl._harmonics import MAX_HARMONIC_ORDER, harmonic_displacement
 
-__all__ = ["AXIS_NAMES", "GradientCoefficients", "HarmonicTerm", "TermKind"]
+__all__ = ["AXIS_NAMES", "FieldSource", "GradientCoefficients", "HarmonicTerm", "TermKind"]
 
 #: Gradient axes in array order (index 0, 1, 2 of every per-axis table).
 AXIS_NAMES: tuple[str, str, str] = ("x", "y", "z")
@@ -35,6 +35,44 @@ class HarmonicTerm:
     n: int
     m: int
     value: float
+
+
+class FieldSource(Protocol):
+    """What a correction needs of a field: its displacement (and derivatives) in the magnet frame, and its facts.
+
+    A coil's harmonic coefficients (:class:`GradientCoefficients`) are one; a free-form field learned from
+    images is another (it describes one position only, and its ``fit_quality`` says so).
+    """
+
+    @property
+    def coil_id(self) -> str:
+        """Name of the gradient coil the field belongs to ("" if unknown)."""
+        ...
+
+    @property
+    def source(self) -> str:
+        """Where the numbers came from (a file, or a named constant)."""
+        ...
+
+    @property
+    def provenance(self) -> Mapping[str, Any]:
+        """Where the field came from."""
+        ...
+
+    @property
+    def fit_quality(self) -> Mapping[str, Any]:
+        """How well it was fitted (empty for a vendor file)."""
+        ...
+
+    def displacement_magnet(self, points_magnet: ArrayLike) -> NDArray[np.float64]:
+        """Displacement (mm, magnet axes) at magnet-frame points (mm), both shape (..., 3)."""
+        ...
+
+    def displacement_and_jacobian_magnet(
+        self, points_magnet: ArrayLike
+    ) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
+        """Displacement (mm, shape (..., 3)) and its derivatives (shape (..., 3, 3)) in the magnet frame."""
+        ...
 
 
 def _empty_mapping() -> dict[str, Any]:

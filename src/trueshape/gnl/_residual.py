@@ -17,7 +17,7 @@ from numpy.typing import ArrayLike, NDArray
 from trueshape.dicom.vendor import LPS_FROM_MAGNET, DistortionState, PatientPosition
 from trueshape.errors import GeometryError
 from trueshape.geometry import Provenance, Volume, VolumeGeometry
-from trueshape.gnl._coefficients import GradientCoefficients
+from trueshape.gnl._coefficients import FieldSource
 from trueshape.gnl._frames import MagnetFrame
 from trueshape.gnl._interpolate import DEFAULT_COARSE_SPACING_MM, GridInterpolant
 
@@ -82,7 +82,7 @@ class ResidualField:
 
     Parameters
     ----------
-    coefficients : GradientCoefficients
+    coefficients : FieldSource
         The gradient coil.
     magnet_frame : MagnetFrame
         Patient position and isocentre (LPS, mm) of the series.
@@ -101,7 +101,7 @@ class ResidualField:
     array([ 0.   ,  0.   , -1.353])
     """
 
-    coefficients: GradientCoefficients
+    coefficients: FieldSource
     magnet_frame: MagnetFrame = field(default_factory=MagnetFrame)
     distortion_state: DistortionState = DistortionState.NONE
     slice_normal_lps: NDArray[np.float64] | None = None
@@ -116,7 +116,7 @@ class ResidualField:
     @classmethod
     def from_provenance(
         cls,
-        coefficients: GradientCoefficients,
+        coefficients: FieldSource,
         provenance: Provenance,
         *,
         slice_normal_lps: ArrayLike | None,
@@ -174,7 +174,7 @@ class ResidualField:
     @classmethod
     def from_volume(
         cls,
-        coefficients: GradientCoefficients,
+        coefficients: FieldSource,
         volume: Volume,
         *,
         distortion_state: DistortionState | str | None = None,
