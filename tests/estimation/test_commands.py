@@ -130,6 +130,22 @@ def test_series_that_do_not_overlap_are_refused(session: Path, tmp_path: Path) -
     assert not (tmp_path / "never").exists()
 
 
+def test_a_localizer_is_refused(session: Path, tmp_path: Path) -> None:
+    from trueshape.io import SeriesMetadata, write_dicom_slices
+    from trueshape.synth import SAGITTAL, regular_planes
+
+    scout = tmp_path / "scout"
+    planes = [replace(plane, overrides={"ImageType": ["ORIGINAL", "PRIMARY", "LOCALIZER"]})
+              for plane in regular_planes(slices=3, orientation=SAGITTAL, origin=(0.0, -100.0, 200.0))]
+    write_dicom_slices(scout, planes, SeriesMetadata())
+    out = tmp_path / "never"
+    result = runner.invoke(app, ["estimate", "--reference", str(scout), "--moving", f"{session}/03_cor",
+                                 "--out", str(out), "--same-frame"])
+    assert result.exit_code == 2, result.output
+    assert "is a localizer" in result.output and str(scout) in result.output.replace("\n", "")
+    assert not out.exists()
+
+
 def test_a_poor_fit_still_writes_its_outputs_but_says_so_and_strict_exits_3(session: Path, tmp_path: Path) -> None:
     # Another subject's anatomy in the moving series (same place, same frame said): nothing to agree on.
     stranger = tmp_path / "stranger"
