@@ -12,9 +12,12 @@ Side by side, on the same data:
   resolution (one level, normalised cross-correlation, no prior to speak of, no motion), pooled: the
   prototype ``research/learn-feasibility.md`` describes.
 
+With ``--training realistic`` the training sessions are as real ones are: the reference has another contrast
+(PD-like, remapped) and the head moves 2 mm and turns 1 degree between the two series.
+
 Usage::
 
-    .venv/bin/python benchmarks/learn_model.py [--voxel-scale 2]
+    .venv/bin/python benchmarks/learn_model.py [--training clean|realistic] [--voxel-scale 2]
 
 The first run writes six sessions (several minutes); later runs reuse them.
 """
@@ -79,11 +82,15 @@ def _errors(field: ResidualField, pair) -> tuple[float, float]:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--voxel-scale", type=float, default=1.0)
+    parser.add_argument("--training", choices=("clean", "realistic"), default="clean")
     options = parser.parse_args()
-    print(f"CPUs: {len(os.sched_getaffinity(0))}; load average {os.getloadavg()[0]:.2f}")
-    training = [head_pair(PairSpec(centre_mm=c, scale=s, voxel_scale=options.voxel_scale)) for c, s in TRAINING]
+    print(f"CPUs: {len(os.sched_getaffinity(0))}; load average {os.getloadavg()[0]:.2f}; training: {options.training}")
+    realistic = options.training == "realistic"
+    training = [head_pair(PairSpec(centre_mm=c, scale=s, voxel_scale=options.voxel_scale,
+                                   reference_contrast="PD" if realistic else "T1", motion=realistic))
+                for c, s in TRAINING]
     unseen = [head_pair(PairSpec(centre_mm=c, scale=s, voxel_scale=options.voxel_scale)) for c, s in UNSEEN]
-    out = WORK / f"learned_{options.voxel_scale:g}"
+    out = WORK / f"learned_{options.training}_{options.voxel_scale:g}"
     started = time.perf_counter()
     process = subprocess.run([str(Path(sys.executable).with_name("trueshape")), "learn",
                               *(str(p.reference.parents[1]) for p in training), "--out", str(out), "--force"],
