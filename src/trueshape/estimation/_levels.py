@@ -201,8 +201,14 @@ def anchor_points(anchor: LevelImage, reference: SeriesImage, mask: NDArray[np.b
         - motion_to_reference.rotation @ motion_to_reference.centre_lps
     matrix = reference.geometry.ijk_from_lps @ moved @ anchor.geometry.lps_from_ijk
     wanted = CANDIDATES_PER_POINT * max_points
-    # Drawn with replacement and made unique: a draw without replacement from millions costs a permutation.
-    flat = np.arange(total) if wanted >= total else np.unique(rng.integers(0, total, wanted))
+    # Drawn with replacement and made unique through a bitmap: a draw without replacement from millions costs
+    # a permutation, and np.unique's hashing took seconds for the few million draws of a full-size series.
+    if wanted >= total:
+        flat = np.arange(total)
+    else:
+        drawn = np.zeros(total, dtype=bool)
+        drawn[rng.integers(0, total, wanted)] = True
+        flat = np.flatnonzero(drawn)
     index = np.stack(np.unravel_index(flat, anchor.geometry.shape), axis=1)
     looked = np.rint(index @ matrix[:3, :3].T + matrix[:3, 3]).astype(np.intp)
     valid = np.all((looked >= 0) & (looked < np.asarray(mask.shape)), axis=1)
