@@ -12,8 +12,8 @@ Cases (``--cases``; each prints its own table):
 * ``contrast`` - the same pair with the reference remapped to a proton-density-like contrast.
 * ``motion`` - the head moved 2.0 mm and turned 1 degree between the series: the field, and the motion found.
 * ``selfcal`` - both series DIS2D (axial and coronal): both fields from the one pair.
-* ``femur`` - SYN-FEMUR (textured soft tissue, anti-aliased acquisitions): the field, and the femoral heads'
-  front-back / left-right ratio after correcting with the learned model.
+* ``femur`` - SYN-FEMUR as the demo's learning subject (textured soft tissue, band-limited boundaries): the
+  field, and the femoral heads' front-back / left-right ratio after correcting with the learned model.
 * ``phantom`` - a 256^3 marker phantom scanned ND with a coil that has asymmetric terms: marker errors within
   100 mm of the isocentre after correction with the fitted model, and with the true coefficients.
 * ``memory`` - peak memory of the whole estimate command with a 512x512x200 moving series.
@@ -37,7 +37,6 @@ import statistics
 import subprocess
 import sys
 import time
-from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -186,53 +185,59 @@ def case_phantom(size: int) -> None:
 
 
 def case_femur(quick: bool) -> None:
+    from trueshape.demo_learn import learning_subject
     from trueshape.gnl import SYN_AS
     from trueshape.report import measure_bright_sphere
-    from trueshape.synth import Contrast, FemurPhantom, Tissue, demo_acquisitions, write_session
+    from trueshape.synth import Contrast, Tissue, write_session
 
-    folder = WORK / ("femur_quick" if quick else "femur")
-    phantom = FemurPhantom(texture=0.15)
-    reference, coronal = demo_acquisitions(phantom, quick=quick)
-    # Anti-aliased (3 x 3 samples per pixel): point-sampled sharp tissue edges alias, and registration then
-    # fits the aliasing (measured: the truth cost 22x more than a wrong motion at the 2 mm level).
-    reference = replace(reference, slices=reference.slices * 2, in_plane_samples=3)
-    coronal = replace(coronal, in_plane_samples=3)
-    print(f"\n== SYN-FEMUR pair (textured soft tissue, {'quick' if quick else 'demo'} resolution)")
+    folder = WORK / ("femur_quick" if quick else "femur_subject")
+    # The demo's learning subject (textured soft tissue, band-limited boundaries, anti-aliased sampling) at
+    # the size of the truth, the isocentre 150 mm below the hips: sharp point-sampled edges alias, and
+    # registration then fits the aliasing.
+    phantom, (reference, coronal) = learning_subject(1.0, 150.0, quick=quick)
+    print(f"\n== SYN-FEMUR pair (the demo's learning subject, {'quick' if quick else 'demo'} resolution)")
     if not (folder / "session.json").is_file():
         write_session(folder, phantom, SYN_AS, (reference, coronal), force=True)
     dicom = folder / "dicom"
     ref_dir, cor_dir = (dicom / f"{a.series_number:02d}_{a.description}" for a in (reference, coronal))
-    out = WORK / ("femur_quick_out" if quick else "femur_out")
-    run = run_trueshape(["estimate", "--reference", str(ref_dir), "--moving", str(cor_dir)], out)
     volume = trueshape.load(cor_dir)
     normal = volume.geometry.direction[:, 2]
     frame = MagnetFrame(coronal.patient_position, np.asarray(coronal.isocentre_lps))
-    learned = ResidualField(read_scanner_model(out / "model.json"), frame, DistortionState.IN_PLANE_2D, normal)
     truth = ResidualField(SYN_AS, frame, DistortionState.IN_PLANE_2D, normal)
     points = volume.geometry.voxel_centres()[::2, ::2, ::2].reshape(-1, 3)
     points = points[phantom.labels(points) > 0]
     ref_geometry = trueshape.load(ref_dir).geometry
     index = ref_geometry.lps_to_index(points)
-    both = np.all((index >= 0) & (index <= np.array(ref_geometry.shape) - 1), axis=1)
-    errors = np.linalg.norm(learned.displacement_lps(points[both]) - truth.displacement_lps(points[both]), axis=1)
-    print(f"  field error in the object where both series image it: RMS {np.sqrt(np.mean(errors**2)):.3f} mm, p99 "
-          f"{np.percentile(errors, 99):.3f}, max {errors.max():.3f} (true field RMS "
-          f"{np.sqrt(np.mean(np.sum(truth.displacement_lps(points[both]) ** 2, axis=1))):.2f} mm); whole command "
-          f"{run['seconds']:.1f} s")
-    from trueshape.io import read_volume_file
+    points = points[np.all((index >= 0) & (index <= np.array(ref_geometry.shape) - 1), axis=1)]
+    true_rms = np.sqrt(np.mean(np.sum(truth.displacement_lps(points) ** 2, axis=1)))
+    print(f"  field error in the object where both series image it (true field RMS {true_rms:.2f} mm):")
+    # The default (motion fitted) and --no-motion: the subject lay still, so the second shows what a
+    # spurious motion costs the field.
+    for flags in ([], ["--no-motion"]):
+        out = WORK / (("femur_quick_out" if quick else "femur_subject_out") + "".join(f.replace("-", "_")
+                                                                                      for f in flags))
+        run = run_trueshape(["estimate", "--reference", str(ref_dir), "--moving", str(cor_dir), *flags], out)
+        learned = ResidualField(read_scanner_model(out / "model.json"), frame, DistortionState.IN_PLANE_2D, normal)
+        errors = np.linalg.norm(learned.displacement_lps(points) - truth.displacement_lps(points), axis=1)
+        motion = json.loads((out / "estimate.json").read_text()).get("motion_reference_to_moving") or {}
+        found = f"motion found {motion['shift_mm']:.2f} mm, {motion['angle_deg']:.2f} deg" if motion else "no motion"
+        print(f"  estimate {' '.join(flags) or '(default)':<14} RMS {np.sqrt(np.mean(errors**2)):.3f} mm, p99 "
+              f"{np.percentile(errors, 99):.3f}, max {errors.max():.3f}; {found}; whole command "
+              f"{run['seconds']:.1f} s")
+        from trueshape.io import read_volume_file
 
-    corrected = read_volume_file(next(out.glob("*_corrected.nii.gz")))
-    for label, image in (("as acquired", volume), ("corrected (learned)", corrected)):
-        ratios = []
-        for centre, _ in phantom.femoral_heads():
-            measurement = measure_bright_sphere(
-                image, centre, phantom.head_marrow_radius_mm(),
-                inside_level=phantom.signal_of(Tissue.MARROW, Contrast.T1),
-                outside_level=phantom.signal_of(Tissue.CORTEX, Contrast.T1),
-                surround_level=phantom.signal_of(Tissue.MUSCLE, Contrast.T1))
-            ratios.append(measurement.ap_lr_ratio)
-        print(f"  femoral heads {label}: front-back / left-right {', '.join(f'{r:.4f}' for r in ratios)} "
-              f"(truth 1; target within 0.5%)")
+        corrected = read_volume_file(next(out.glob("*_corrected.nii.gz")))
+        for label, image in (("as acquired", volume), ("corrected (learned)", corrected)):
+            ratios = []
+            for centre, _ in phantom.femoral_heads():
+                measurement = measure_bright_sphere(
+                    image, centre, phantom.head_marrow_radius_mm(),
+                    inside_level=phantom.signal_of(Tissue.MARROW, Contrast.T1),
+                    outside_level=phantom.signal_of(Tissue.CORTEX, Contrast.T1),
+                    surround_level=phantom.signal_of(Tissue.MUSCLE, Contrast.T1))
+                ratios.append(measurement.ap_lr_ratio)
+            print(f"    femoral heads {label}: front-back / left-right {', '.join(f'{r:.4f}' for r in ratios)} "
+                  f"(truth 1; target within 0.5%)")
 
 
 def case_memory() -> None:
@@ -253,8 +258,9 @@ def case_memory() -> None:
 
         write_session(folder, phantom, SYN_AS, (moving,), force=True)
     print("\n== memory: a 512x512x200 moving series against the head pair's reference")
+    # Written as its own session (a new frame of reference UID), of the same truth at the same place.
     run = run_trueshape(["estimate", "--reference", str(pair.reference), "--moving",
-                         str(folder / "dicom" / "04_cor_512")], WORK / "memory_out")
+                         str(folder / "dicom" / "04_cor_512"), "--same-frame"], WORK / "memory_out")
     print(f"  whole command {run['seconds']:.1f} s, peak {run['peak_mb']:.0f} MB (target below 4096 MB)")
 
 

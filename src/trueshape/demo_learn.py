@@ -27,7 +27,7 @@ from trueshape.geometry import Stack, Volume
 from trueshape.gnl import SYN_AS, ResidualField, read_scanner_model
 from trueshape.synth import Acquisition, Contrast, FemurPhantom, demo_acquisitions, write_session
 
-__all__ = ["LEARNING_SUBJECTS", "LearningResult", "run_learning"]
+__all__ = ["LEARNING_SUBJECTS", "LearningResult", "learning_subject", "run_learning"]
 
 #: The two subjects with both scans: anatomy scale, and where the table put the isocentre below the hips (mm).
 LEARNING_SUBJECTS = ((0.95, 130.0), (1.05, 170.0))
@@ -49,8 +49,17 @@ class LearningResult:
     true_ap_change_mm: list[float]
 
 
-def _subject(scale: float, drop_mm: float, *, quick: bool) -> tuple[FemurPhantom, tuple[Acquisition, Acquisition]]:
-    """Return a subject and its two acquisitions."""
+def learning_subject(scale: float, drop_mm: float, *, quick: bool = False
+                     ) -> tuple[FemurPhantom, tuple[Acquisition, Acquisition]]:
+    """Return a learning subject (anatomy ``scale``, isocentre ``drop_mm`` below the hips) and its two scans.
+
+    The reference is a T1 axial series of the hips corrected in 3-D, the moving one the wide T1 coronal
+    series corrected in 2-D; textured soft tissue and band-limited boundaries, as a scanner images them.
+
+    >>> phantom, (reference, coronal) = learning_subject(1.0, 150.0)
+    >>> reference.description, coronal.isocentre_lps[2] - phantom.hip_centre_lps[2]
+    ('ax_t1_hips_dis3d', -150.0)
+    """
     phantom = FemurPhantom(scale=scale, texture=TEXTURE, edge_mm=EDGE_MM)
     reference, coronal = demo_acquisitions(phantom, quick=quick)
     hips = np.asarray(phantom.hip_centre_lps)
@@ -72,7 +81,7 @@ def run_learning(root: Path, coronal_stack: Stack, coronal: Volume, *, quick: bo
     """Write two subjects' sessions under ``root/learning``, learn a model, correct ``coronal_stack`` with it."""
     sessions: list[str | os.PathLike[str]] = []
     for number, (scale, drop) in enumerate(LEARNING_SUBJECTS, start=1):
-        phantom, acquisitions = _subject(scale, drop, quick=quick)
+        phantom, acquisitions = learning_subject(scale, drop, quick=quick)
         folder = root / "learning" / f"subject{number}"
         write_session(folder, phantom, SYN_AS, acquisitions, patient_id=f"SYNFEMUR0{number + 1}", force=force)
         sessions.append(folder)
