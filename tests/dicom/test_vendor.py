@@ -120,3 +120,69 @@ def test_philips_table_position_is_minus_bids():
     # raw -60.3 = BIDS TablePosition +60.3 (moved into the bore); HFS isocentre would be z = -60.3, FFS flips z
     np.testing.assert_allclose(info.isocentre_lps()[0], [0.0, 0.0, 60.3], atol=1e-5)
     assert "MRStackTablePosLong" in info.table_source
+
+
+# A table moved d mm into the bore carries the patient d mm deeper: the isocentre lands d mm towards the feet of
+# a head-first patient and towards the head of a feet-first one, whatever the roll (trueshape.synth._vendor_tags).
+HEAD_FIRST = ("HFS", "HFP", "HFDR", "HFDL")
+
+
+@pytest.mark.parametrize("vendor", ["SIEMENS", "GE", "PHILIPS"])
+@pytest.mark.parametrize("position", ["HFS", "FFS", "HFP", "FFP", "HFDR", "FFDL"])
+def test_table_move_puts_the_isocentre_where_the_physics_does(tmp_path, vendor, position):
+    import pydicom
+
+    import trueshape
+    from trueshape.findings import FindingCode
+    from trueshape.io import SeriesMetadata, write_dicom_slices
+    from trueshape.synth import Vendor, record_table_move, regular_planes
+
+    into_bore_mm = 60.3
+    paths = write_dicom_slices(
+        tmp_path,
+        regular_planes(rows=20, columns=20, slices=5, origin=(-100.0, -100.0, -190.0), pixel_spacing=(10.0, 10.0)),
+        SeriesMetadata(patient_position=position),
+    )
+    for path in paths:
+        ds = pydicom.dcmread(path)
+        del ds[0x00190010:0x00191100]  # the writer's own table tags: this vendor's alone remain
+        record_table_move(ds, Vendor[vendor], into_bore_mm)
+        ds.save_as(path)
+    (stack,) = trueshape.inspect(tmp_path).stacks
+    physics_z = -into_bore_mm if position in HEAD_FIRST else into_bore_mm
+    recorded = round(into_bore_mm) if vendor == "SIEMENS" else into_bore_mm  # Siemens records whole mm (IS)
+    assert abs(stack.isocentre_lps[2] - physics_z) <= 1.0
+    np.testing.assert_allclose(stack.isocentre_lps, [0.0, 0.0, np.sign(physics_z) * recorded], atol=1e-4)
+    assert f"rotated for {position}" in stack.isocentre_source
+    if vendor == "PHILIPS":
+        assert stack.isocentre_source.startswith("table offset (0, 0, -60.3) mm from Philips MRStackTablePosLong")
+        assert "in the stack sequence (2001,105F)" in stack.isocentre_source
+    # The reach is measured from that isocentre: the farthest corner of the 200 x 200 x 40 mm field of view.
+    corners = stack.geometry.corner_points()
+    reach = float(np.max(np.linalg.norm(corners - stack.isocentre_lps, axis=1)))
+    assert stack.max_distance_from_isocentre_mm == pytest.approx(reach, abs=1e-9)
+    far = [f for f in stack.findings if f.code is FindingCode.FAR_FROM_ISOCENTRE]
+    assert [f.measured for f in far] == [pytest.approx(reach, abs=1e-9)]
+    assert FindingCode.ISOCENTRE_ASSUMED not in {f.code for f in stack.findings}
+
+
+def test_philips_table_position_at_the_top_level_and_not_the_rounded_request():
+    ds = Dataset()
+    ds.PatientPosition = "HFS"
+    ds.Manufacturer = "Philips Medical Systems"
+    block = ds.private_block(0x2005, "Philips MR Imaging DD 005", create=True)
+    block.add_new(0x79, "FL", 60.0)  # (2005,1079): the rounded request, not the table (dcm2niix ignores it too)
+    assert read_vendor_info(ds).table_position_mm is None
+    block.add_new(0x3C, "FL", -60.3)
+    info = read_vendor_info(ds)
+    np.testing.assert_allclose(info.isocentre_lps()[0], [0.0, 0.0, -60.3], atol=1e-5)
+    assert info.table_source == "Philips MRStackTablePosLong (2005,143C)"
+
+
+@pytest.mark.parametrize("value", ["nan", "inf", "1e999"])
+def test_non_finite_table_positions_are_unknown(value):
+    ds = Dataset()
+    ds.private_block(0x0019, "SIEMENS MR HEADER", create=True).add_new(0x14, "LO", f"0\\0\\{value}")
+    info = read_vendor_info(ds)
+    assert info.table_position_mm is None
+    assert info.isocentre_lps()[1] == "no table position in the headers: isocentre assumed at the patient origin"

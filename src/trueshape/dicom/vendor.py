@@ -17,6 +17,7 @@ array([  0.,   0., -20.])
 from __future__ import annotations
 
 import enum
+import math
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -83,6 +84,7 @@ SIEMENS_XA_SDI = "SIEMENS MR SDI 02"  # per-frame private sequence (0021,11FE)
 GE_PRIVATE_ACQU = "GEMS_ACQU_01"
 GE_PRIVATE_PARM = "GEMS_PARM_01"
 PHILIPS_IMAGING = "Philips MR Imaging DD 005"
+PHILIPS_IMAGING_001 = "Philips Imaging DD 001"  # holds the per-stack sequence (2001,105F)
 
 _STATE_TOKENS = {"ND": DistortionState.NONE, "DIS2D": DistortionState.IN_PLANE_2D, "DIS3D": DistortionState.FULL_3D}
 #: Phoenix sDistortionCorrFilter.ucMode values (research/vendor-gnl.md).
@@ -158,18 +160,20 @@ def text_values(value: Any) -> list[str]:
 
 
 def _as_float_list(value: Any) -> list[float] | None:
-    """Normalise a numeric multi-value (DS/IS/FD or raw bytes of text) into floats."""
+    """Normalise a numeric multi-value (DS/IS/FD or raw bytes of text) into finite floats (None if any is not)."""
     if value is None:
         return None
     try:
         if isinstance(value, bytes):
             text = value.decode("latin-1").strip("\x00 ")
-            return [float(token) for token in text.split("\\") if token.strip()]
-        if isinstance(value, (str, int, float)):
-            return [float(token) for token in str(value).split("\\")]
-        return [float(token) for token in value]
-    except (ValueError, TypeError):
+            numbers = [float(token) for token in text.split("\\") if token.strip()]
+        elif isinstance(value, (str, int, float)):
+            numbers = [float(token) for token in str(value).split("\\")]
+        else:
+            numbers = [float(token) for token in value]
+    except (ValueError, TypeError, OverflowError):
         return None
+    return numbers if all(math.isfinite(number) for number in numbers) else None
 
 
 def private_value(ds: Dataset, group: int, creator: str, element: int) -> Any:
@@ -324,10 +328,25 @@ def _table_position(ds: Dataset) -> tuple[tuple[float, float, float] | None, str
     ge_landmark = _as_float_list(private_value(ds, 0x0019, GE_PRIVATE_ACQU, 0x7F))
     if ge_position and len(ge_position) >= 3 and ge_landmark:
         return (0.0, 0.0, -(ge_position[2] - ge_landmark[0])), "GE TablePosition -((0043,10B2)[2] - (0019,107F))"
-    philips_long = _as_float_list(private_value(ds, 0x2005, PHILIPS_IMAGING, 0x3C))
-    if philips_long:
-        return (0.0, 0.0, philips_long[0]), "Philips MRStackTablePosLong (2005,143C)"
-    return None, ""
+    return _philips_table_position(ds)
+
+
+def _philips_table_position(ds: Dataset) -> tuple[tuple[float, float, float] | None, str]:
+    """Philips MRStackTablePosLong (2005,143C): top level, or in the per-stack sequence (2001,105F) (classic files).
+
+    dcm2niix v1.0.20260724 writes TablePosition ``[0, 0, -(2005,143C)]`` wherever the tag sits, whatever the patient
+    position, and reads no other Philips table tag ((2005,143D), (2005,143E) and the rounded request (2005,1079)
+    are left alone): ``benchmarks/dcm2niix_sidecars.py --probe-table`` shows it.
+    """
+    value = _as_float_list(private_value(ds, 0x2005, PHILIPS_IMAGING, 0x3C))
+    source = "Philips MRStackTablePosLong (2005,143C)"
+    if not value:
+        stack = _private_item(ds, 0x2001, PHILIPS_IMAGING_001, 0x5F)
+        value = _as_float_list(private_value(stack, 0x2005, PHILIPS_IMAGING, 0x3C)) if stack is not None else None
+        source = "Philips MRStackTablePosLong (2005,143C) in the stack sequence (2001,105F)"
+    if not value:
+        return None, ""
+    return (0.0, 0.0, value[0]), source
 
 
 def read_vendor_info(ds: Dataset, *, per_frame_item: Dataset | None = None) -> VendorInfo:

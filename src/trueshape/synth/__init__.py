@@ -19,6 +19,7 @@ from trueshape.synth._session import (
     write_session,
 )
 from trueshape.synth._stacks import AXIAL, CORONAL, SAGITTAL, regular_planes, slice_pattern
+from trueshape.synth._vendor_tags import Vendor, record_table_move
 from trueshape.synth._volume_phantom import ContrastMap, VolumePhantom
 
 __all__ = [
@@ -37,10 +38,12 @@ __all__ = [
     "SessionSeries",
     "SyntheticScan",
     "Tissue",
+    "Vendor",
     "VolumePhantom",
     "acquire",
     "demo_acquisitions",
     "inverse_map",
+    "record_table_move",
     "regular_planes",
     "residual_for",
     "slice_pattern",
