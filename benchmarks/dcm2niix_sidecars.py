@@ -4,9 +4,15 @@ For each real corpus series, dcm2niix (PyPI, in benchmarks/_work/venv_peers) wri
 the script prints what the sidecar says (ImageType token, PatientPosition, TablePosition), the isocentre
 trueshape takes from it and from the DICOM headers, and the largest voxel difference between the two
 corrections (after reorienting both to the closest canonical RAS). The SYN-AS coil stands in for the
-scanner's: the point is that the two inputs give the same geometry, not the size of the correction. Usage::
+scanner's: the point is that the two inputs give the same geometry, not the size of the correction.
 
-    .venv/bin/python benchmarks/dcm2niix_sidecars.py
+``--probe-table`` instead writes small synthetic series with a table moved 60.3 mm into the bore as Siemens, GE
+and Philips record it (``trueshape.synth.record_table_move``), in head-first, feet-first, prone and decubitus
+positions, and prints what dcm2niix writes as TablePosition, the isocentre trueshape reads from the DICOM
+headers and from dcm2niix's sidecar, and where the physics puts it (d mm towards the feet of a head-first
+patient, towards the head of a feet-first one). Usage::
+
+    .venv/bin/python benchmarks/dcm2niix_sidecars.py [--probe-table]
 """
 
 from __future__ import annotations
@@ -47,7 +53,54 @@ def trueshape_correct(source: Path, out: Path, coil: Path) -> Path:
     return next(out.glob("*_corrected.json"))
 
 
+HEAD_FIRST = ("HFS", "HFP", "HFDR", "HFDL")
+PROBE_MOVE_MM = 60.3
+
+
+def probe_table(dcm2niix: Path) -> int:
+    """Print, per vendor and patient position, dcm2niix's TablePosition and trueshape's isocentre both ways."""
+    import pydicom
+
+    import trueshape
+    from trueshape.io import SeriesMetadata, read_volume_file, write_dicom_slices
+    from trueshape.synth import Vendor, record_table_move, regular_planes
+
+    work = WORK.with_name("table_probe")
+    shutil.rmtree(work, ignore_errors=True)
+    print("vendor | position | dcm2niix TablePosition | isocentre z via DICOM | via dcm2niix sidecar | physics")
+    worst = 0.0
+    for vendor in Vendor:
+        for position in ("HFS", "FFS", "HFP", "FFP", "HFDR", "HFDL", "FFDR", "FFDL"):
+            folder = work / f"{vendor.name}_{position}"
+            paths = write_dicom_slices(
+                folder / "dicom", regular_planes(slices=3), SeriesMetadata(patient_position=position)
+            )
+            for path in paths:
+                ds = pydicom.dcmread(path)
+                del ds[0x00190010:0x00191100]
+                record_table_move(ds, vendor, PROBE_MOVE_MM)
+                ds.save_as(path)
+            (folder / "nifti").mkdir()
+            subprocess.run(
+                [str(dcm2niix), "-o", str(folder / "nifti"), "-f", "s", str(folder / "dicom")],
+                check=True,
+                capture_output=True,
+            )
+            table = json.loads((folder / "nifti" / "s.json").read_text()).get("TablePosition")
+            via_dicom = trueshape.inspect(folder / "dicom").stacks[0].isocentre_lps
+            via_sidecar = read_volume_file(folder / "nifti" / "s.nii").provenance.isocentre_lps
+            physics = -PROBE_MOVE_MM if position in HEAD_FIRST else PROBE_MOVE_MM
+            worst = max(worst, abs(via_dicom[2] - physics), abs(via_sidecar[2] - physics))
+            print(
+                f"{vendor.name} | {position} | {table} | {via_dicom[2]:+.2f} | {via_sidecar[2]:+.2f} | {physics:+.2f}"
+            )
+    print(f"largest distance from the physics: {worst:.2f} mm (Siemens records whole millimetres)")
+    return 0
+
+
 def main() -> int:
+    if "--probe-table" in sys.argv[1:]:
+        return probe_table(ensure_dcm2niix())
     if not CORPUS.is_dir():
         print(f"real corpus not found at {CORPUS}")
         return 1

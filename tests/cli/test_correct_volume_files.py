@@ -128,22 +128,28 @@ def test_corrected_volume_is_not_corrected_twice(session: Path) -> None:
 
 
 def test_dcm2niix_sidecar_and_isocentre_option(session: Path) -> None:
+    # This feet-first series records ImaRelTablePosition [0, 0, 120]; dcm2niix v1.0.20260724 writes it as
+    # TablePosition [0, 0, -120], whatever the patient position (benchmarks/dcm2niix_sidecars.py --probe-table).
     bids = {
         "ImageType": ["ORIGINAL", "PRIMARY", "M", "DIS2D", "NORM"],
         "PatientPosition": "FFS",
-        "TablePosition": [0, 0, 120],
+        "TablePosition": [0, 0, -120],
     }
     volume = _bare_copy(session, "bids", bids)
     before = tree_digest(volume.parent)
-    code, output = _correct(session, volume, "bids_out")
-    assert code == 2
-    assert "TablePosition [0.0, 0.0, 120.0] is not applied" in output and "--isocentre" in output
-    assert not (session / "bids_out").exists() or not any((session / "bids_out").iterdir())
-    code, output = _correct(session, volume, "bids_out", "--isocentre", ",".join(map(str, TABLE_ISOCENTRE_LPS)))
-    assert code == 0, output
     expected = _image(session / "from_dicom" / "4_cor_corrected.nii")
+    code, output = _correct(session, volume, "bids_out")
+    assert code == 0, output
+    sidecar = json.loads((session / "bids_out" / "cor_corrected.json").read_text())
+    assert sidecar["source"]["isocentre_lps"] == pytest.approx(list(TABLE_ISOCENTRE_LPS), abs=1e-9)
+    assert "rotated for FFS" in sidecar["source"]["isocentre_source"]
     np.testing.assert_allclose(
         _image(session / "bids_out" / "cor_corrected.nii"), expected, atol=1e-4 * np.abs(expected).max()
+    )
+    code, output = _correct(session, volume, "bids_option", "--isocentre", ",".join(map(str, TABLE_ISOCENTRE_LPS)))
+    assert code == 0, output
+    np.testing.assert_allclose(
+        _image(session / "bids_option" / "cor_corrected.nii"), expected, atol=1e-4 * np.abs(expected).max()
     )
     assert tree_digest(volume.parent) == before
     # The wrong isocentre (the table not moved) gives a different, wrong answer: the option is applied.

@@ -187,12 +187,6 @@ def _check_volume_facts(path: str | os.PathLike[str], volume: Volume, request: C
     for subject, message in provenance.frames_disagree.items():
         if not request.settles(subject):  # as for the DICOM series
             raise VolumeInputError(f"{path}: its sidecar says: {message}")
-    table = provenance.unverified_table_position_mm
-    if table is not None and request.isocentre_lps is None:
-        raise VolumeInputError(
-            f"{json_path}: TablePosition {list(table)} is not applied (its sign convention is unverified here): give "
-            "--isocentre X,Y,Z, the isocentre in patient LPS mm (0,0,0 when the table was not moved)"
-        )
 
 
 def write_correction(

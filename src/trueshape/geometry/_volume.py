@@ -150,8 +150,6 @@ class Provenance:
     #: A 4-D NIfTI volume's 4th voxel size and its unit (e.g. the repetition time), written back so that FSL
     #: and AFNI keep it.
     nifti_time_step: tuple[float, str] | None = None
-    #: A dcm2niix ``TablePosition`` that was not applied (its sign convention is unverified for the position).
-    unverified_table_position_mm: tuple[float, float, float] | None = None
     #: What the slices of a converted stack disagreed on (``patient_position`` or ``table_position``) -> the
     #: FRAMES_DISAGREE message of its sidecar; ``correct`` needs the option that settles each.
     frames_disagree: dict[str, str] = field(default_factory=dict)

@@ -6,12 +6,12 @@ beside the file, which may be
 
 * trueshape's own (``trueshape convert``): every fact, checked against the volume's grid;
 * trueshape's correction sidecar (``<label>_corrected.json``): the volume is already corrected (DIS3D);
-* dcm2niix's BIDS sidecar: ``ImageType``, ``PatientPosition`` and, for head-first supine series,
-  ``TablePosition``: dcm2niix writes minus the table offset (the corpus pair siemens-table-baseline /
-  -moved-h20, ImaRelTablePosition 0 and +20, gets TablePosition 0 and -20 from dcm2niix v1.0.20260724:
-  ``benchmarks/dcm2niix_sidecars.py`` prints it), so the isocentre is
-  ``LPS_FROM_MAGNET[HFS] @ -TablePosition``. For other positions no sample pins how dcm2niix normalises
-  it, so it is kept aside (``Provenance.unverified_table_position_mm``) and not used.
+* dcm2niix's BIDS sidecar: ``ImageType``, ``PatientPosition`` and ``TablePosition``: dcm2niix writes the
+  vendor's table offset with its bore axis negated (the corpus pair siemens-table-baseline / -moved-h20,
+  ImaRelTablePosition 0 and +20, gets TablePosition 0 and -20 from dcm2niix v1.0.20260724), the same for
+  every patient position and vendor (``benchmarks/dcm2niix_sidecars.py --probe-table`` writes Siemens, GE
+  and Philips series in HFS, FFS and decubitus positions and prints what dcm2niix makes of each), so the
+  isocentre is ``LPS_FROM_MAGNET[position] @ (x, y, -z)``, as for the DICOM headers.
 
 Without a sidecar every fact is unknown, and the caller must state what correction needs.
 """
@@ -282,20 +282,19 @@ def _from_bids(data: dict[str, Any], json_path: Path, volume: Volume) -> Provena
         position = PatientPosition(str(position_text).strip().upper()) if position_text else None
     except ValueError:
         raise VolumeInputError(f"{json_path}: unknown PatientPosition {position_text!r}") from None
-    unverified: tuple[float, float, float] | None = None
     isocentre, isocentre_source = volume.provenance.isocentre_lps, volume.provenance.isocentre_source
     table_offset, table_source = volume.provenance.table_offset_mm, volume.provenance.table_source
     if "TablePosition" in data:
         table = _numbers(data["TablePosition"], 3, "TablePosition", json_path)
-        if position is PatientPosition.HFS or not any(table):
-            magnet = -np.asarray(table)
-            offset = LPS_FROM_MAGNET[PatientPosition.HFS] @ magnet
-            isocentre = (float(offset[0]), float(offset[1]), float(offset[2]))
-            isocentre_source = f"TablePosition {table} in {json_path.name} (dcm2niix: minus the table offset)"
-            table_offset = (float(magnet[0]), float(magnet[1]), float(magnet[2]))
-            table_source = f"TablePosition in {json_path.name} (dcm2niix: minus the table offset)"
-        else:
-            unverified = (table[0], table[1], table[2])
+        # dcm2niix writes the vendor's table offset with its bore axis negated, whatever the patient position.
+        magnet = np.array([table[0], table[1], -table[2]])
+        rotation = position or PatientPosition.HFS
+        offset = LPS_FROM_MAGNET[rotation] @ magnet
+        isocentre = (float(offset[0]), float(offset[1]), float(offset[2]))
+        said = f"TablePosition {table} in {json_path.name} (dcm2niix: the table offset with its bore axis negated)"
+        isocentre_source = f"{said}, rotated for {rotation.value}" + ("" if position else " (HFS assumed)")
+        table_offset = (float(magnet[0]), float(magnet[1]), float(magnet[2]))
+        table_source = said
     number = data.get("SeriesNumber")
     return replace(
         volume.provenance,
@@ -312,5 +311,4 @@ def _from_bids(data: dict[str, Any], json_path: Path, volume: Volume) -> Provena
         table_source=table_source,
         slice_normal_lps=slice_normal,
         sidecar=str(json_path),
-        unverified_table_position_mm=unverified,
     )
