@@ -26,9 +26,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from trueshape.correction import CorrectionMode, CorrectOutput
-from trueshape.dicom import DistortionState, PatientPosition, scan
-from trueshape.errors import DicomInputError, TrueshapeError
-from trueshape.findings import FindingCode, Severity
+from trueshape.dicom import DistortionState, PatientPosition, PhilipsScaling, scan
+from trueshape.errors import TrueshapeError
 from trueshape.geometry import (
     Inspection,
     IrregularPolicy,
@@ -37,10 +36,11 @@ from trueshape.geometry import (
     apply_validation,
     describe_empty,
     group_series,
+    input_errors,
+    input_warnings,
     load_stack,
     one_stack,
     parse_series_argument,
-    refuse_incomplete,
     select_stacks,
 )
 from trueshape.io import OutputFormat, check_output_folder, refuse_output_inside
@@ -86,8 +86,11 @@ def load(
     irregular: IrregularPolicy | str = IrregularPolicy.WARN,
     include_localizers: bool = False,
     validation: ValidationMode | str | None = None,
+    philips_scaling: PhilipsScaling | str = PhilipsScaling.DISPLAY,
 ) -> Volume:
     """Load one stack as a Volume: ``FOLDER``, ``FILE`` or ``FOLDER#<UID or number>[:stack]``.
+
+    Values are DICOM display values, or Philips' precise values with ``philips_scaling="precise"``.
 
     Geometry findings of the stack (missing slices, uneven spacing, tilt, ...) are emitted as
     :class:`~trueshape.settings.TrueshapeWarning` (``validation="warn"``, the default of
@@ -111,7 +114,7 @@ def load(
         inspect(path, irregular=irregular), path, series_key, stack_index, include_localizers=include_localizers
     )
     apply_validation(stack, validation)
-    return load_stack(stack)
+    return load_stack(stack, philips_scaling=parse_choice(PhilipsScaling, philips_scaling, "--philips-scaling"))
 
 
 # ---------------------------------------------------------------------------------------------- convert
@@ -125,6 +128,7 @@ class ConvertResult:
     stacks: list[Stack] = field(default_factory=list)  #: the stacks this call selected
     written: list[Path] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)  #: damaged copies left out (another file holds them whole)
 
     @property
     def ok(self) -> bool:
@@ -141,9 +145,12 @@ def convert(
     force: bool = False,
     include_localizers: bool = True,
     validation: ValidationMode | str | None = None,
+    philips_scaling: PhilipsScaling | str = PhilipsScaling.DISPLAY,
 ) -> ConvertResult:
     """Write one volume per stack, plus a JSON sidecar (and an acquisition transform when slices are off-grid).
 
+    Values are DICOM display values, or Philips' precise values (dcm2niix's default) with
+    ``philips_scaling="precise"``; each sidecar's ``values`` says which.
     A stack that fails (corrupt pixels, rejected geometry) is reported in ``errors``; the others are
     still written. Existing outputs are never overwritten unless ``force``. With ``validation="raise"`` a
     stack with geometry warnings is not written but reported in ``errors``.
@@ -154,11 +161,12 @@ def convert(
     >>> result.ok, [p.name for p in result.written]                 # doctest: +SKIP
     (True, ['2_ax.nrrd', '2_ax.json', '3_cor.nrrd', '3_cor.json'])
     """
-    from trueshape.io import write_stack  # deferred with nibabel: inspect and load need neither
+    from trueshape.io import convert_stack  # deferred with nibabel: inspect and load need neither
 
     check_output_folder(out)
     output_format = parse_choice(OutputFormat, fmt, "--format")
     policy = parse_choice(IrregularPolicy, irregular, "--irregular")
+    scaling = parse_choice(PhilipsScaling, philips_scaling, "--philips-scaling")
     if output_format is OutputFormat.DICOM:
         raise TrueshapeError(
             "trueshape convert writes NIfTI or NRRD; DICOM output is for corrected series "
@@ -167,7 +175,7 @@ def convert(
     source, series_key, stack_index = parse_series_argument(path)
     refuse_output_inside(source, out)
     inspection = inspect(source, irregular=policy)
-    result = ConvertResult(inspection, errors=_input_errors(inspection))
+    result = ConvertResult(inspection, errors=input_errors(inspection), warnings=input_warnings(inspection))
     if not inspection.stacks:
         if not result.errors:
             result.errors.append(describe_empty(inspection))
@@ -177,30 +185,14 @@ def convert(
         if stack.is_localizer and not include_localizers:
             continue
         result.stacks.append(stack)
-        try:
-            try:
-                refuse_incomplete(inspection, stack)  # the other series are still written
-            except DicomInputError:  # the unreadable file is already named once above
-                result.errors.append(
-                    f"{stack.label}: not written: a file that may hold its slices could not be read (named above)"
-                )
-                continue
-            # warn: the findings go into each sidecar (and the CLI prints them); raise: refuse the stack
-            apply_validation(stack, ValidationMode.IGNORE if mode is ValidationMode.WARN else mode)
-            result.written.extend(write_stack(stack, Path(out), output_format, force=force))
+        try:  # a stack that cannot be written is said; the others still are
+            written = convert_stack(
+                inspection, stack, Path(out), output_format, force=force, validation=mode, philips_scaling=scaling
+            )
+            result.written.extend(written)
         except TrueshapeError as error:
             result.errors.append(str(error))
     return result
-
-
-def _input_errors(inspection: Inspection) -> list[str]:
-    """Return what of the input could not be used: unreadable files, refused series, images without geometry."""
-    errors = [p.message for p in inspection.problems] + list(inspection.errors)
-    for series in inspection.series:
-        for finding in series.findings:
-            if finding.severity is Severity.ERROR and finding.code is FindingCode.GEOMETRY_MISSING:
-                errors.append(f"{finding.where[0]}: {finding.message}")
-    return errors
 
 
 # ---------------------------------------------------------------------------------------------- correct
@@ -222,16 +214,17 @@ def correct(
     fmt: OutputFormat | str = OutputFormat.NIFTI,
     force: bool = False,
     like: str | os.PathLike[str] | None = None,
+    philips_scaling: PhilipsScaling | str | None = None,
 ) -> CorrectOutput:
     """Remove gradient-nonlinearity distortion from one series with a coil's coefficients or a scanner model.
 
     ``series`` is a DICOM folder or file (``FOLDER#<series>[:stack]`` picks one), or a NIfTI/NRRD volume whose
     JSON sidecar (trueshape's or dcm2niix's) says what the scanner corrected. Writes ``<label>_corrected``
-    (volume), ``<label>_residual_field.nii.gz`` (the field; ``.nii`` with ``fmt="nii"``), ``<label>_residual.h5``
-    (ITK transform: applied to the original volume in Slicer or ANTs it gives the same correction) and
-    ``<label>_corrected.json``, all or none. Uneven slices are resampled first (``irregular``); ``like`` (a
-    volume file or series) puts the result on that grid. ``mode`` is auto, full or through-plane;
-    ``distortion_state``, ``patient_position`` and ``isocentre_lps`` (mm, LPS) override the headers.
+    (volume), ``<label>_residual_field.nii.gz`` (``.nii`` with ``fmt="nii"``), ``<label>_residual.h5`` (ITK
+    transform: on the original volume in Slicer or ANTs it gives the same correction) and ``<label>_corrected.json``,
+    all or none. Uneven slices are resampled first (``irregular``); ``like`` (a volume file or series) puts the
+    result on that grid. ``mode`` is auto, full or through-plane; ``distortion_state``, ``patient_position`` and
+    ``isocentre_lps`` (mm, LPS) override the headers; ``philips_scaling="precise"`` takes Philips' precise values.
 
     Examples
     --------
@@ -255,6 +248,7 @@ def correct(
         fmt=fmt,
         force=force,
         like=like,
+        philips_scaling=philips_scaling,
     )
     if like is not None and not is_volume_file(like):  # the --like series is read too: never written into
         refuse_output_inside(parse_series_argument(like)[0], out)

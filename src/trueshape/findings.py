@@ -60,6 +60,7 @@ class FindingCode(enum.StrEnum):
     SERIES_SPLIT = "SERIES_SPLIT"
     MODEL_EXTRAPOLATED = "MODEL_EXTRAPOLATED"
     MODEL_FIT_POOR = "MODEL_FIT_POOR"
+    DAMAGED_COPY_SKIPPED = "DAMAGED_COPY_SKIPPED"
 
 
 #: Every code with a one-line explanation (rendered into the README table and ``--help``).
@@ -102,6 +103,8 @@ FINDING_CODES: dict[FindingCode, str] = {
     "model was measured: the correction there extrapolates it.",
     FindingCode.MODEL_FIT_POOR: "The learned scanner model comes from a fit that was judged poor (its warnings are "
     "repeated).",
+    FindingCode.DAMAGED_COPY_SKIPPED: "A damaged copy of a file (a partial copy or download) was left out: another "
+    "file holds the same slice whole.",
 }
 
 

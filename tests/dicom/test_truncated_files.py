@@ -69,3 +69,59 @@ def test_images_of_other_or_private_classes_still_load(tmp_path, sop_class: str)
         ds.SOPClassUID = ds.file_meta.MediaStorageSOPClassUID = sop_class  # Parametric Map, GE private
         ds.save_as(path)
     assert [s.shape for s in trueshape.inspect(tmp_path / "s").stacks] == [(10, 8, 4)]
+
+
+def _series_with_partial_copy(tmp_path, *, whole_copy: bool):
+    """A six-slice series; slice 3 also sits beside it as a partial copy (cut inside its pixel data)."""
+    paths = write_dicom_slices(tmp_path / "s", regular_planes(slices=6), SeriesMetadata())
+    data = paths[2].read_bytes()
+    partial = tmp_path / "s" / "IM00003 (copy).dcm"
+    partial.write_bytes(data[: len(data) - 40])
+    if not whole_copy:
+        paths[2].unlink()
+    return paths, partial
+
+
+def test_a_partial_copy_beside_the_whole_file_does_not_block_the_series(tmp_path) -> None:
+    from typer.testing import CliRunner
+
+    from tests.conftest import tree_digest
+    from trueshape.cli import app
+    from trueshape.findings import FindingCode
+
+    paths, partial = _series_with_partial_copy(tmp_path, whole_copy=True)
+    before = tree_digest(tmp_path / "s")
+    result = CliRunner().invoke(app, ["convert", str(tmp_path / "s"), "--out", str(tmp_path / "out")])
+    assert result.exit_code == 0, result.output
+    (warning,) = [line for line in result.output.splitlines() if line.startswith("warning:")]
+    assert warning.startswith(f"warning: {partial}: truncated: pixel data (7FE0,0010) should hold 160 bytes")
+    assert f"which {paths[2]} holds whole" in " ".join(result.output.split())
+    volume = trueshape.load(tmp_path / "s")  # load and correct accept it too
+    assert volume.array.shape == (10, 8, 6)
+    assert volume.provenance.slice_sources[2] == (paths[2].name,)
+    (series,) = trueshape.inspect(tmp_path / "s").series
+    (finding,) = series.findings
+    assert finding.code is FindingCode.DAMAGED_COPY_SKIPPED and finding.where == (str(partial),)
+    assert "names the slice at (0, 0, 4) mm" in finding.message
+    inspected = CliRunner().invoke(app, ["inspect", str(tmp_path / "s")])
+    assert inspected.exit_code == 0 and "error:" not in inspected.output
+    assert tree_digest(tmp_path / "s") == before
+
+
+def test_a_slice_only_a_damaged_file_holds_is_refused_with_its_position(tmp_path) -> None:
+    from typer.testing import CliRunner
+
+    from trueshape.cli import app
+    from trueshape.errors import DicomInputError
+
+    _, partial = _series_with_partial_copy(tmp_path, whole_copy=False)
+    result = CliRunner().invoke(app, ["convert", str(tmp_path / "s"), "--out", str(tmp_path / "out")])
+    assert result.exit_code == 2
+    errors = [line for line in result.output.splitlines() if line.startswith("error:")]
+    assert errors[0].startswith(f"error: {partial}: truncated")
+    assert errors[1] == (
+        f"error: 1_synthetic: not written: the slice at (0, 0, 4) mm is in {partial}, which could not be read "
+        "(named above) and no other file supplies"
+    )
+    with pytest.raises(DicomInputError, match=r"it may hold the slice at \(0, 0, 4\) mm of 1_synthetic, which no"):
+        trueshape.load(tmp_path / "s")

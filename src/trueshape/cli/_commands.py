@@ -18,6 +18,7 @@ from trueshape.cli._common import (
     CorrectFormatOption,
     CorrectIrregular,
     CorrectIrregularOption,
+    CorrectPhilipsScalingOption,
     ForceOption,
     IrregularOption,
     IsocentreOption,
@@ -26,6 +27,7 @@ from trueshape.cli._common import (
     ModeOption,
     NoIntensityOption,
     OutOption,
+    PhilipsScalingOption,
     PositionOption,
     RadiusOption,
     RequestedMode,
@@ -36,8 +38,10 @@ from trueshape.cli._common import (
     _fail,
     _out,
     _render_inspection,
+    _warn,
     app,
 )
+from trueshape.dicom import PhilipsScaling
 from trueshape.errors import TrueshapeError
 from trueshape.findings import Severity
 from trueshape.geometry import IrregularPolicy
@@ -59,7 +63,7 @@ def inspect(
 ) -> None:
     """Every series and stack: geometry, findings in plain words, distortion state."""
     from trueshape import api
-    from trueshape.geometry import describe_empty
+    from trueshape.geometry import describe_empty, input_errors, input_warnings
     from trueshape.io import to_jsonable
 
     try:
@@ -71,14 +75,15 @@ def inspect(
         sys.stdout.write(json.dumps(to_jsonable(inspection.to_json()), indent=2) + "\n")
     else:
         _render_inspection(inspection)
-    messages = [p.message for p in inspection.problems] + list(inspection.errors)
+    for message in input_warnings(inspection):
+        _warn(message)
+    # Unreadable files, refused series and images that cannot be placed (GEOMETRY_MISSING): one line each.
+    messages = input_errors(inspection)
     if not inspection.series and not messages:
         messages.append(describe_empty(inspection))
     for message in messages:
         _fail(message)
-    # Images that cannot be placed (GEOMETRY_MISSING) are an input error too, shown above with the series.
-    unplaced = any(f.severity is Severity.ERROR for s in inspection.series for f in s.findings)
-    if messages or unplaced:
+    if messages or any(f.severity is Severity.ERROR for s in inspection.series for f in s.findings):
         raise typer.Exit(EXIT_INPUT_ERROR)
 
 
@@ -90,13 +95,22 @@ def convert(
     irregular: IrregularOption = IrregularPolicy.WARN,
     force: ForceOption = False,
     validation: ValidationOption = ValidationMode.WARN,
+    philips_scaling: PhilipsScalingOption = PhilipsScaling.DISPLAY,
 ) -> None:
     """Write one volume per stack (NIfTI or NRRD) with a JSON sidecar."""
     from trueshape import api
 
     console = _out()
     try:
-        result = api.convert(path, out, fmt=fmt.value, irregular=irregular, force=force, validation=validation)
+        result = api.convert(
+            path,
+            out,
+            fmt=fmt.value,
+            irregular=irregular,
+            force=force,
+            validation=validation,
+            philips_scaling=philips_scaling,
+        )
     except TrueshapeError as error:
         _fail(str(error))
         raise typer.Exit(EXIT_INPUT_ERROR) from None
@@ -109,6 +123,8 @@ def convert(
                 )
     for written in result.written:
         console.print(f"wrote {_e(written)}", soft_wrap=True)
+    for message in result.warnings:
+        _warn(message)
     for message in result.errors:
         _fail(message)
     if not result.ok:
@@ -130,6 +146,7 @@ def correct(
     no_intensity: NoIntensityOption = False,
     fmt: CorrectFormatOption = OutputFormat.NIFTI,
     like: LikeOption = None,
+    philips_scaling: CorrectPhilipsScalingOption = None,
     force: ForceOption = False,
 ) -> None:
     """Remove gradient-nonlinearity distortion with coil coefficients or a scanner model."""
@@ -152,6 +169,7 @@ def correct(
             fmt=fmt,
             force=force,
             like=like,
+            philips_scaling=philips_scaling,
         )
     except TrueshapeError as error:
         _fail(str(error))

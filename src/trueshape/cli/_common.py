@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 import typer
 
 from trueshape.correction import REQUESTED_MODES, CorrectionMode
-from trueshape.dicom import DistortionState, PatientPosition
+from trueshape.dicom import DistortionState, PatientPosition, PhilipsScaling
 from trueshape.findings import FindingCode, Severity
 from trueshape.geometry import IrregularPolicy
 from trueshape.io import OutputFormat
@@ -95,6 +95,15 @@ ValidationOption = Annotated[
         help="Geometry warnings: warn (report), ignore, or raise (refuse those stacks, exit code 2).",
     ),
 ]
+_PHILIPS_SCALING = typer.Option(
+    "--philips-scaling",
+    case_sensitive=False,
+    help="Philips values: display (DICOM RescaleSlope/Intercept, as pydicom and Slicer; the default) or precise "
+    "(Philips' floating-point values, dcm2niix's default).",
+)
+PhilipsScalingOption = Annotated[PhilipsScaling, _PHILIPS_SCALING]
+#: ``correct``: unset means display values, and a volume file (already scaled) is not refused.
+CorrectPhilipsScalingOption = Annotated[PhilipsScaling | None, _PHILIPS_SCALING]
 OutOption = Annotated[str, typer.Option("--out", "-o", help="Output folder.")]
 ForceOption = Annotated[bool, typer.Option("--force", help="Overwrite existing outputs.")]
 
@@ -148,6 +157,11 @@ _DATA_CHANGING = frozenset({FindingCode.STACK_RESAMPLED, FindingCode.STACK_SPLIT
 def _fail(message: str) -> None:
     # One line, and no markup from the message: paths such as "sub-01_[run1].nii" are data, not styles.
     _consoles()[1].print(f"[bold red]error:[/] {_e(' '.join(message.split()))}", soft_wrap=True)
+
+
+def _warn(message: str) -> None:
+    """One warning line on standard error (input that was worked around, e.g. a damaged copy left out)."""
+    _consoles()[1].print(f"[yellow]warning:[/] {_e(' '.join(message.split()))}", soft_wrap=True)
 
 
 def _e(value: object) -> str:

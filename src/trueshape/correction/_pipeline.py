@@ -30,7 +30,7 @@ from trueshape.correction._findings import (
 from trueshape.correction._request import CorrectionRequest
 from trueshape.correction._resample import correct_volume
 from trueshape.correction._result import CorrectionDiagnostics, CorrectionMode, CorrectionResult, CorrectOutput
-from trueshape.dicom import DistortionState, Frame
+from trueshape.dicom import DistortionState, Frame, PhilipsScaling
 from trueshape.errors import DicomInputError, GeometryError, TrueshapeError, VolumeInputError
 from trueshape.findings import Finding, FindingCode
 from trueshape.geometry import DisplacementField, Stack, Volume, VolumeGeometry, load_stack, parse_series_argument
@@ -106,14 +106,14 @@ def correct_stack(
             f"{where}: the headers do not say what the scanner corrected{said}: give --state ND, DIS2D or DIS3D"
         )
     targets = request.targets(out, stack.label)
-    volume = volume if volume is not None else load_stack(stack)
+    volume = volume if volume is not None else load_stack(stack, philips_scaling=request.philips_scaling or "display")
     first = stack.frames[0]
     template = _DicomTemplate(
         stack.layout.slices,
         first.vendor.table_position_mm,
         integer_source=volume.array.dtype.kind in "iu" and not volume.is_scaled,
     )
-    record = stack.to_json()
+    record = {**stack.to_json(), "values": volume.provenance.values_json()}
     # The series being read (its first file; the folder holding it) is never an earlier run's output.
     inputs = [Path(str(name).split("#")[0]) for names in record["slice_sources"][:1] for name in names[:1]]
     output = write_correction(request, volume, record, targets, inputs=inputs, template=template, where=where)
@@ -128,9 +128,8 @@ def correct_volume_file(
     """Correct a NIfTI or NRRD volume, with the facts of its JSON sidecar (see ``trueshape.correct``).
 
     What correction needs and the file cannot say must be given: the distortion state when no sidecar
-    records it, and the isocentre when only an unapplied dcm2niix ``TablePosition`` does. Without any
-    record the isocentre is taken at the patient-coordinate origin and HFS is assumed; the diagnostics list
-    both assumptions.
+    records it. Without any record the isocentre is taken at the patient-coordinate origin and HFS is
+    assumed; the diagnostics list both assumptions.
 
     Raises
     ------
@@ -142,6 +141,11 @@ def correct_volume_file(
         raise TrueshapeError(
             f"{path}: a derived DICOM series needs a DICOM source (its patient, study and "
             "frame of reference): correct the DICOM series, or write NIfTI or NRRD"
+        )
+    if request.philips_scaling is PhilipsScaling.PRECISE:
+        raise TrueshapeError(
+            f"{path}: --philips-scaling precise chooses how a DICOM series' stored values are scaled; a volume "
+            "file holds values already scaled: convert the DICOM series with --philips-scaling precise"
         )
     targets = request.targets(out, volume_stem(path))
     volume = read_volume_file(path)
@@ -160,6 +164,7 @@ def correct_volume_file(
         "gradient_coil": provenance.gradient_coil,
         "isocentre_lps": list(provenance.isocentre_lps),
         "isocentre_source": provenance.isocentre_source,
+        "values": {"from": "the values stored in the volume file, with its own scaling"},
     }
     # The volume and the sidecar whose facts the correction read are never an earlier run's outputs.
     inputs = [Path(str(path)), sidecar_path(str(path))]

@@ -17,7 +17,7 @@ import numpy as np
 
 from trueshape.correction._field import exported_field_shape
 from trueshape.correction._result import REQUESTED_MODES, CorrectionMode
-from trueshape.dicom import DistortionState, PatientPosition, scan
+from trueshape.dicom import DistortionState, PatientPosition, PhilipsScaling, scan
 from trueshape.errors import TrueshapeError
 from trueshape.geometry import Volume, VolumeGeometry, group_series, one_stack, parse_series_argument
 from trueshape.gnl import FieldSource
@@ -56,6 +56,8 @@ class CorrectionRequest:
         The grid of ``like``, when the corrected volume goes on another series' grid.
     like : str or None
         The ``--like`` volume file or series, as given.
+    philips_scaling : PhilipsScaling or None
+        ``--philips-scaling``: which values of a Philips DICOM series are corrected (None: display values).
     """
 
     coil: FieldSource
@@ -69,6 +71,7 @@ class CorrectionRequest:
     force: bool
     output_geometry: VolumeGeometry | None = None
     like: str | None = None
+    philips_scaling: PhilipsScaling | None = None
 
     @classmethod
     def build(
@@ -84,6 +87,7 @@ class CorrectionRequest:
         fmt: OutputFormat | str = OutputFormat.NIFTI,
         force: bool = False,
         like: str | os.PathLike[str] | None = None,
+        philips_scaling: PhilipsScaling | str | None = None,
     ) -> CorrectionRequest:
         """Check the user's choices (enum names in any case, a finite isocentre) and keep them with the coil.
 
@@ -122,6 +126,7 @@ class CorrectionRequest:
             force,
             None if like is None else grid_of(like),
             None if like is None else str(like),
+            parse_choice(PhilipsScaling, philips_scaling, "--philips-scaling"),
         )
 
     def settles(self, disagreement: str) -> bool:

@@ -2,6 +2,7 @@
 
 from trueshape.dicom._frame import Frame, PixelLocation, PixelReadMode
 from trueshape.dicom._pixels import read_pixels
+from trueshape.dicom._scaling import MAX_RESCALE, PhilipsScaling, ValueScaling
 from trueshape.dicom._scan import FileProblem, ScanResult, scan
 from trueshape.dicom.vendor import (
     LPS_FROM_MAGNET,
@@ -13,13 +14,16 @@ from trueshape.dicom.vendor import (
 
 __all__ = [
     "LPS_FROM_MAGNET",
+    "MAX_RESCALE",
     "DistortionState",
     "FileProblem",
     "Frame",
     "PatientPosition",
+    "PhilipsScaling",
     "PixelLocation",
     "PixelReadMode",
     "ScanResult",
+    "ValueScaling",
     "VendorInfo",
     "read_pixels",
     "read_vendor_info",

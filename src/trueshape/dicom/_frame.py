@@ -97,6 +97,7 @@ class Frame:
     mosaic_slice_count: int = 0
     sop_class_uid: str = ""  #: what a derived image's SourceImageSequence cites with the instance UID
     trigger_time_ms: float | None = None  #: TriggerTime (cardiac phase), or the enhanced nominal trigger delay
+    philips_scale_slope: float | None = None  #: Philips' private scale slope (2005,100E), for precise values
 
     @property
     def where(self) -> str:

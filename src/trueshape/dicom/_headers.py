@@ -22,8 +22,10 @@ from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian
 
 from trueshape.dicom._csa import phoenix_protocol, phoenix_slice_positions, siemens_csa_image_tags
 from trueshape.dicom._frame import Frame, PixelLocation, PixelReadMode
+from trueshape.dicom._scaling import MAX_RESCALE
 from trueshape.dicom.vendor import (
     GE_PRIVATE_PARM,
+    PHILIPS_MR_IMAGING_001,
     private_value,
     read_per_frame_distortion_state,
     read_vendor_info,
@@ -195,12 +197,39 @@ def _common(ds: Dataset, path: Path) -> dict[str, Any]:
         "instance_number": integer(ds.get("InstanceNumber")),
         "acquisition_number": integer(ds.get("AcquisitionNumber")),
         "gantry_tilt_deg": _float(ds.get("GantryDetectorTilt")),
+        "philips_scale_slope": _float(private_value(ds, 0x2005, PHILIPS_MR_IMAGING_001, 0x0E)),
     }
+
+
+def _rescale(holder: Dataset | None, path: Path) -> tuple[float, float]:
+    """RescaleSlope and RescaleIntercept (1 and 0 when absent, empty or a zero slope).
+
+    Raises
+    ------
+    DicomInputError
+        A value that is not a finite number within :data:`MAX_RESCALE` (the values would not fit float32).
+    """
+    found = {"rescale_slope": 1.0, "rescale_intercept": 0.0}
+    for key, keyword, tag in (
+        ("rescale_slope", "RescaleSlope", "(0028,1053)"),
+        ("rescale_intercept", "RescaleIntercept", "(0028,1052)"),
+    ):
+        raw = holder.get(keyword) if holder is not None else None
+        if raw is None or raw == "":
+            continue
+        value = _float(raw)
+        if value is None or not math.isfinite(value) or abs(value) > MAX_RESCALE:
+            raise DicomInputError(
+                f"{path}: {keyword} {tag} is {str(raw)[:40]!r}, not a finite number within +-{MAX_RESCALE:g}"
+            )
+        found[key] = value if value != 0 or key == "rescale_intercept" else 1.0
+    return found["rescale_slope"], found["rescale_intercept"]
 
 
 def classic_frames(ds: Dataset, path: Path) -> list[Frame]:
     common = _common(ds, path)
     spacing = _floats(ds.get("PixelSpacing"), 2)
+    slope, intercept = _rescale(ds, path)
     frame = Frame(
         label=path.name,
         rows=int(ds.Rows),
@@ -222,8 +251,8 @@ def classic_frames(ds: Dataset, path: Path) -> list[Frame]:
         trigger_time_ms=_float(ds.get("TriggerTime")),
         stack_id="",
         complex_component=_complex_component(common["image_type"], ds),
-        rescale_slope=_float(ds.get("RescaleSlope")) or 1.0,
-        rescale_intercept=_float(ds.get("RescaleIntercept")) or 0.0,
+        rescale_slope=slope,
+        rescale_intercept=intercept,
         pixels=_native_location(ds),
         vendor=read_vendor_info(ds),
         **common,
@@ -325,6 +354,7 @@ def enhanced_frames(ds: Dataset, path: Path) -> list[Frame]:
         echo = group("MREchoSequence")
         cardiac = group("CardiacSynchronizationSequence")
         transform = group("PixelValueTransformationSequence")
+        slope, intercept = _rescale(transform, path)
         frame_type = group("MRImageFrameTypeSequence") or group("CTImageFrameTypeSequence")
         image_type = common["image_type"]
         if frame_type is not None and frame_type.get("FrameType"):
@@ -354,8 +384,8 @@ def enhanced_frames(ds: Dataset, path: Path) -> list[Frame]:
                 trigger_time_ms=_float(cardiac.get("NominalCardiacTriggerDelayTime")) if cardiac else None,
                 stack_id=str(content.get("StackID", "")) if content else "",
                 complex_component=_complex_component(image_type, frame_type),
-                rescale_slope=(_float(transform.get("RescaleSlope")) if transform else None) or 1.0,
-                rescale_intercept=(_float(transform.get("RescaleIntercept")) if transform else None) or 0.0,
+                rescale_slope=slope,
+                rescale_intercept=intercept,
                 pixels=replace(base_location, frame_index=index, offset=base_location.offset + index * frame_bytes),
                 vendor=replace(file_vendor, distortion_state=state, distortion_source=state_source),
                 geometry_source="PlanePositionSequence (0020,9113) per frame",

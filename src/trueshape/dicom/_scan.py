@@ -7,11 +7,12 @@ never care where a plane came from.
 
 from __future__ import annotations
 
+import math
 import multiprocessing
 import os
 import stat
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import pydicom
@@ -39,6 +40,18 @@ class FileProblem:
     #: False when the file cannot be a slice of its series' volumes (a colour image): it does not keep the
     #: series from loading.
     may_be_slice: bool = True
+    #: The slice the file's header names, when it can be read: SOPInstanceUID and ImagePositionPatient (mm, LPS).
+    sop_instance_uid: str = ""
+    image_position: tuple[float, float, float] | None = None
+    #: Another file that holds the same slice whole (a truncated partial copy beside it): this one is left out.
+    copy_of: str = ""
+
+    @property
+    def slice_text(self) -> str:
+        """E.g. ``the slice at (-12.5, 30, 41) mm`` (or ``a slice`` when the header does not say)."""
+        if self.image_position is None:
+            return "a slice"
+        return "the slice at (" + ", ".join(f"{v:g}" for v in self.image_position) + ") mm"
 
 
 @dataclass(frozen=True)
@@ -169,7 +182,11 @@ DICOM_SUFFIXES = frozenset({".dcm", ".dicom", ".ima"})
 
 
 def _read_file(path: Path) -> tuple[str, list[Frame] | FileProblem | None]:
-    """Return ("frames", [...]), ("problem", FileProblem), ("non_dicom", None) or ("non_image", None)."""
+    """Return ("frames", [...]), ("problem", FileProblem), ("non_dicom", None) or ("non_image", None).
+
+    Whatever goes wrong while one file is read is that file's problem, named, never the run's end: pydicom
+    converts elements lazily, so a damaged value (an unknown VR, a number that is not one) may surface anywhere.
+    """
     try:
         # A file named like DICOM goes to the reader anyway (a data set without preamble may start with any
         # tag); what the reader makes of it decides.
@@ -180,8 +197,22 @@ def _read_file(path: Path) -> tuple[str, list[Frame] | FileProblem | None]:
     try:
         ds = pydicom.dcmread(path, defer_size=_DEFER_SIZE, force=True)
     except Exception as error:
-        # this file's problem, to be named, never the run's end
         return "problem", FileProblem(str(path), f"{path}: cannot be read as DICOM ({_short(error)})")
+    try:
+        kind = _what_it_holds(ds, path)
+        if kind is not None:
+            return kind
+        return _image_frames(ds, path)
+    except DicomInputError as error:
+        return "problem", _problem(ds, path, str(error))
+    except Exception as error:  # a damaged header element, converted lazily: this file's problem
+        return "problem", _problem(
+            ds, path, f"{path}: malformed DICOM header ({type(error).__name__}: {_short(error)})"
+        )
+
+
+def _what_it_holds(ds: Dataset, path: Path) -> tuple[str, FileProblem | None] | None:
+    """Say what a file that holds no usable image is (a problem, or a non-image object); None for an image."""
     meta = getattr(ds, "file_meta", None)
     classes = {str(ds.get("SOPClassUID") or ""), str(meta.get("MediaStorageSOPClassUID", "") if meta else "")}
     classes.discard("")
@@ -210,47 +241,91 @@ def _read_file(path: Path) -> tuple[str, list[Frame] | FileProblem | None]:
         return "non_image", None  # DICOMDIR, reports, spectroscopy, presentation states, CSA non-image
     if "Rows" not in ds or "Columns" not in ds:
         if classes & IMAGE_STORAGE_CLASSES:  # an image whose header ends early: truncated, not a report
-            return "problem", FileProblem(
-                str(path),
-                f"{path}: image header without Rows/Columns (truncated or damaged file)",
-                str(ds.get("SeriesInstanceUID", "")),
+            return "problem", _problem(
+                ds, path, f"{path}: image header without Rows/Columns (truncated or damaged file)"
             )
         return "non_image", None  # another object without an image
-    try:
-        if "PixelData" not in ds and "FloatPixelData" not in ds and "DoubleFloatPixelData" not in ds:
-            return "problem", FileProblem(
-                str(path),
-                f"{path}: DICOM image header without pixel data (7FE0,0010)",
-                str(ds.get("SeriesInstanceUID", "")),
-            )
-        samples = integer(ds.get("SamplesPerPixel")) or 1
-        if samples != 1:  # a colour map (FA, fusion) with geometry: not a greyscale volume
-            return "problem", FileProblem(
-                str(path),
-                f"{path}: colour image ({samples} samples per pixel, "
-                f"{ds.get('PhotometricInterpretation', '')}); trueshape reads greyscale images",
-                str(ds.get("SeriesInstanceUID", "")),
-                may_be_slice=False,
-            )
-        truncated = _truncation(ds, path)
-        if truncated:
-            return "problem", FileProblem(str(path), truncated, str(ds.get("SeriesInstanceUID", "")))
-        if "PerFrameFunctionalGroupsSequence" in ds:
-            return "frames", enhanced_frames(ds, path)
-        if (integer(ds.get("NumberOfFrames")) or 1) > 1:
-            return "problem", FileProblem(
-                str(path),
-                f"{path}: multi-frame image without per-frame functional groups (5200,9230) has no "
-                f"per-frame geometry; not supported",
-                str(ds.get("SeriesInstanceUID", "")),
-            )
-        return "frames", classic_frames(ds, path)
-    except DicomInputError as error:
-        return "problem", FileProblem(str(path), str(error), str(ds.get("SeriesInstanceUID", "")))
-    except (ValueError, TypeError, KeyError, AttributeError, IndexError, EOFError, OSError) as error:
+    return None
+
+
+def _image_frames(ds: Dataset, path: Path) -> tuple[str, list[Frame] | FileProblem]:
+    """Return the frames of an image file, or why they cannot be read."""
+    if "PixelData" not in ds and "FloatPixelData" not in ds and "DoubleFloatPixelData" not in ds:
+        return "problem", _problem(ds, path, f"{path}: DICOM image header without pixel data (7FE0,0010)")
+    samples = integer(ds.get("SamplesPerPixel")) or 1
+    if samples != 1:  # a colour map (FA, fusion) with geometry: not a greyscale volume
         return "problem", FileProblem(
-            str(path), f"{path}: malformed DICOM header ({_short(error)})", str(ds.get("SeriesInstanceUID", ""))
+            str(path),
+            f"{path}: colour image ({samples} samples per pixel, "
+            f"{ds.get('PhotometricInterpretation', '')}); trueshape reads greyscale images",
+            str(ds.get("SeriesInstanceUID", "")),
+            may_be_slice=False,
         )
+    problem = _pixel_layout_problem(ds, path) or _truncation(ds, path)
+    if problem:
+        return "problem", _problem(ds, path, problem)
+    if "PerFrameFunctionalGroupsSequence" in ds:
+        return "frames", enhanced_frames(ds, path)
+    if (integer(ds.get("NumberOfFrames")) or 1) > 1:
+        return "problem", _problem(
+            ds,
+            path,
+            f"{path}: multi-frame image without per-frame functional groups (5200,9230) has no "
+            f"per-frame geometry; not supported",
+        )
+    return "frames", classic_frames(ds, path)
+
+
+#: Most values one image file may promise (rows x columns x frames): beyond it the header is damaged.
+MAX_IMAGE_VALUES = 2**31
+
+
+def _pixel_layout_problem(ds: Dataset, path: Path) -> str:
+    """Say what in the image pixel module cannot describe pixels (empty when it can)."""
+    rows, columns = integer(ds.get("Rows")), integer(ds.get("Columns"))
+    frames = integer(ds.get("NumberOfFrames")) if ds.get("NumberOfFrames") not in (None, "") else 1
+    bits = integer(ds.get("BitsAllocated"))
+    stored = integer(ds.get("BitsStored"))
+    high = integer(ds.get("HighBit"))
+    if rows is None or columns is None or rows < 1 or columns < 1:
+        return f"{path}: Rows (0028,0010) {rows} x Columns (0028,0011) {columns}: an image needs rows and columns"
+    if frames is None or frames < 1:
+        return f"{path}: NumberOfFrames (0028,0008) is {str(ds.get('NumberOfFrames'))[:20]!r}, not a positive number"
+    if rows * columns * frames > MAX_IMAGE_VALUES:
+        return f"{path}: {rows} x {columns} x {frames} frames is more pixels than an image file holds (damaged header)"
+    if bits is not None and bits not in (1, 8, 16, 32, 64):
+        return f"{path}: BitsAllocated (0028,0100) is {bits}, not 1, 8, 16, 32 or 64"
+    if bits is not None and stored is not None and not 1 <= stored <= bits:
+        return f"{path}: BitsStored (0028,0101) is {stored}, outside 1..BitsAllocated ({bits})"
+    if bits is not None and high is not None and not ((stored or 1) - 1 <= high < bits):
+        return f"{path}: HighBit (0028,0102) is {high}, outside BitsStored - 1 ({(stored or 1) - 1})..{bits - 1}"
+    if integer(ds.get("PixelRepresentation")) not in (None, 0, 1):
+        return f"{path}: PixelRepresentation (0028,0103) is {ds.get('PixelRepresentation')}, not 0 or 1"
+    return ""
+
+
+def _problem(ds: Dataset, path: Path, message: str) -> FileProblem:
+    """Return a problem of an image file, with the slice its header names (SOP instance, position) if readable."""
+
+    def read(keyword: str) -> object:
+        try:
+            return ds.get(keyword)
+        except Exception:  # a damaged element says nothing
+            return None
+
+    position = read("ImagePositionPatient")
+    try:
+        numbers = tuple(float(v) for v in position) if position is not None else ()  # type: ignore[attr-defined]
+    except (TypeError, ValueError):
+        numbers = ()
+    finite = len(numbers) == 3 and all(math.isfinite(v) for v in numbers)
+    return FileProblem(
+        str(path),
+        message,
+        str(read("SeriesInstanceUID") or ""),
+        sop_instance_uid=str(read("SOPInstanceUID") or ""),
+        image_position=(numbers[0], numbers[1], numbers[2]) if finite else None,
+    )
 
 
 def _truncation(ds: Dataset, path: Path) -> str:
@@ -352,4 +427,41 @@ def scan(path: str | os.PathLike[str], *, workers: int | None = None) -> ScanRes
             non_dicom.append(str(file))
         else:
             non_image.append(str(file))
-    return ScanResult(str(root), tuple(frames), tuple(problems), tuple(non_dicom), tuple(non_image))
+    return ScanResult(str(root), tuple(frames), _mark_copies(problems, frames), tuple(non_dicom), tuple(non_image))
+
+
+#: A damaged file and a whole one name the same slice when their positions agree this closely (mm).
+COPY_POSITION_TOLERANCE_MM = 0.01
+
+
+def _mark_copies(problems: list[FileProblem], frames: list[Frame]) -> tuple[FileProblem, ...]:
+    """Mark each damaged file whose header names a slice another file holds whole (a truncated partial copy).
+
+    The slice is the SOPInstanceUID of the same series at the header's ImagePositionPatient (any position when
+    the header has none, as an enhanced file's top level): a reused UID elsewhere does not count.
+    """
+    by_uid: dict[str, list[Frame]] = {}
+    for frame in frames:
+        if frame.sop_instance_uid:
+            by_uid.setdefault(frame.sop_instance_uid, []).append(frame)
+    marked = []
+    for problem in problems:
+        twins = [
+            frame
+            for frame in by_uid.get(problem.sop_instance_uid, [])
+            if problem.may_be_slice
+            and frame.path != problem.path
+            and frame.series_instance_uid == problem.series_instance_uid
+            and _same_position(frame, problem)
+        ]
+        marked.append(replace(problem, copy_of=twins[0].path) if twins else problem)
+    return tuple(marked)
+
+
+def _same_position(frame: Frame, problem: FileProblem) -> bool:
+    if problem.image_position is None:
+        return True
+    if frame.image_position is None:
+        return False
+    distance = max(abs(a - b) for a, b in zip(frame.image_position, problem.image_position, strict=True))
+    return distance <= COPY_POSITION_TOLERANCE_MM

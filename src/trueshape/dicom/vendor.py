@@ -84,6 +84,7 @@ SIEMENS_XA_SDI = "SIEMENS MR SDI 02"  # per-frame private sequence (0021,11FE)
 GE_PRIVATE_ACQU = "GEMS_ACQU_01"
 GE_PRIVATE_PARM = "GEMS_PARM_01"
 PHILIPS_IMAGING = "Philips MR Imaging DD 005"
+PHILIPS_MR_IMAGING_001 = "Philips MR Imaging DD 001"  # holds the precise scale slope (2005,100E)
 PHILIPS_IMAGING_001 = "Philips Imaging DD 001"  # holds the per-stack sequence (2001,105F)
 
 _STATE_TOKENS = {"ND": DistortionState.NONE, "DIS2D": DistortionState.IN_PLANE_2D, "DIS3D": DistortionState.FULL_3D}

@@ -9,10 +9,13 @@ from trueshape.geometry._selection import (
     GEOMETRY_WARNING_CODES,
     apply_validation,
     describe_empty,
+    input_errors,
+    input_warnings,
     one_stack,
     parse_series_argument,
     refuse_incomplete,
     select_stacks,
+    unreadable_slices,
 )
 from trueshape.geometry._series import ORIENTATION_GROUP_TOLERANCE, Inspection, Series, Stack, group_series
 from trueshape.geometry._stack import (
@@ -51,6 +54,8 @@ __all__ = [
     "apply_validation",
     "describe_empty",
     "group_series",
+    "input_errors",
+    "input_warnings",
     "layout_stack",
     "load_stack",
     "lps_from_ijk_matrix",
@@ -59,4 +64,5 @@ __all__ = [
     "parse_series_argument",
     "refuse_incomplete",
     "select_stacks",
+    "unreadable_slices",
 ]

@@ -110,6 +110,21 @@ def files_unreadable(problems: Sequence[FileProblem]) -> Finding:
     )
 
 
+def damaged_copy_skipped(problems: Sequence[FileProblem]) -> Finding:
+    """DAMAGED_COPY_SKIPPED: damaged files whose slice another file of the series holds whole."""
+    first = problems[0]
+    return Finding(
+        FindingCode.DAMAGED_COPY_SKIPPED,
+        Severity.WARNING,
+        f"{len(problems)} damaged copy(ies) of files of this series left out: {first.path} names {first.slice_text} "
+        f"(SOPInstanceUID {first.sop_instance_uid}), which {first.copy_of} holds whole ({first.message}).",
+        measured=float(len(problems)),
+        unit="files",
+        where=tuple(p.path for p in problems),
+        details={"copies": [{"damaged": p.path, "whole": p.copy_of} for p in problems]},
+    )
+
+
 def localizer_excluded(excluded: Sequence[Frame], reason: str, *, near_stack: bool) -> Finding:
     """LOCALIZER_EXCLUDED: images kept out of the volume (a warning when one may be a slice of the stack)."""
     return Finding(

@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from trueshape.dicom import FileProblem
 from trueshape.errors import DicomInputError, GeometryError
 from trueshape.findings import FindingCode, Severity
 from trueshape.geometry._series import Inspection, Stack
@@ -19,10 +20,13 @@ __all__ = [
     "GEOMETRY_WARNING_CODES",
     "apply_validation",
     "describe_empty",
+    "input_errors",
+    "input_warnings",
     "one_stack",
     "parse_series_argument",
     "refuse_incomplete",
     "select_stacks",
+    "unreadable_slices",
 ]
 
 #: Findings that mean the voxel grid departs from where the slices really were.
@@ -140,27 +144,37 @@ def one_stack(
     return stack
 
 
-def refuse_incomplete(inspection: Inspection, stack: Stack) -> None:
-    """Raise DicomInputError when a file that may hold slices of ``stack`` could not be used.
+def unreadable_slices(inspection: Inspection, stack: Stack) -> list[FileProblem]:
+    """Return the files that could not be used and may hold slices of ``stack`` that no other file supplies.
 
     A file of this series (or one whose series cannot be told, beside or below its slices) that could not be
-    used would leave a slice to be interpolated or the series short: the rest would be a silently wrong volume.
+    used would leave a slice to be interpolated or the series short. A damaged copy of a file whose slice
+    another file holds whole (:attr:`FileProblem.copy_of`) is not one of them.
     """
     folders = {Path(frame.path).parent for frame in stack.frames}
-    unusable = [
+    return [
         p
         for p in inspection.problems
         if p.may_be_slice
+        and not p.copy_of
         and (
             p.series_instance_uid == stack.series_instance_uid
             or (not p.series_instance_uid and _beside_or_below(Path(p.path), folders))
         )
     ]
+
+
+def refuse_incomplete(inspection: Inspection, stack: Stack) -> None:
+    """Raise DicomInputError when a file that may hold slices of ``stack`` could not be used.
+
+    The rest would be a silently wrong volume; the message says which slice, when the file's header does.
+    """
+    unusable = unreadable_slices(inspection, stack)
     if unusable:
         more = f" (and {len(unusable) - 1} more)" if len(unusable) > 1 else ""
         raise DicomInputError(
-            f"{unusable[0].message}{more}; it may hold slices of {stack.label}: make it readable "
-            "or move it out of the folder"
+            f"{unusable[0].message}{more}; it may hold {unusable[0].slice_text} of {stack.label}, which no other file "
+            "supplies: make it readable or move it out of the folder"
         )
 
 
@@ -185,6 +199,29 @@ def describe_empty(inspection: Inspection) -> str:
             return f"{finding.where[0] if finding.where else inspection.root}: {finding.message}"
     skipped = inspection.skipped_non_dicom + inspection.skipped_non_image
     return f"{inspection.root}: no DICOM images found" + (f" ({skipped} other file(s) skipped)" if skipped else "")
+
+
+def input_errors(inspection: Inspection) -> list[str]:
+    """Return what of the input could not be used: unreadable files, refused series, images without geometry.
+
+    A damaged copy of a file whose slice another file holds whole is a warning (:func:`input_warnings`).
+    """
+    errors = [p.message for p in inspection.problems if not p.copy_of] + list(inspection.errors)
+    for series in inspection.series:
+        for finding in series.findings:
+            if finding.severity is Severity.ERROR and finding.code is FindingCode.GEOMETRY_MISSING:
+                errors.append(f"{finding.where[0]}: {finding.message}")
+    return errors
+
+
+def input_warnings(inspection: Inspection) -> list[str]:
+    """Return the damaged copies left out because another file holds their slice whole, one sentence each."""
+    return [
+        f"{p.message}; left out: {p.path} names {p.slice_text} (SOPInstanceUID {p.sop_instance_uid}), which "
+        f"{p.copy_of} holds whole"
+        for p in inspection.problems
+        if p.copy_of
+    ]
 
 
 def apply_validation(stack: Stack, validation: ValidationMode | str | None) -> None:

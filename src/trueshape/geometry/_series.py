@@ -22,6 +22,7 @@ from trueshape.findings import Finding, Severity
 from trueshape.geometry._affine import orientation_usable
 from trueshape.geometry._distortion import distortion_findings
 from trueshape.geometry._findings import (
+    damaged_copy_skipped,
     files_unreadable,
     geometry_missing,
     localizer_excluded,
@@ -186,8 +187,15 @@ class Series:
             "modality": self.modality,
             "stacks": [s.to_json() for s in self.stacks],
             "findings": [f.to_json() for f in self.findings],
-            "problems": [{"file": p.path, "message": p.message} for p in self.problems],
+            "problems": [_problem_json(p) for p in self.problems],
         }
+
+
+def _problem_json(problem: FileProblem) -> dict[str, Any]:
+    record: dict[str, Any] = {"file": problem.path, "message": problem.message}
+    if problem.copy_of:
+        record["copy_of"] = problem.copy_of  # left out: another file holds its slice whole
+    return record
 
 
 @dataclass(frozen=True, eq=False)
@@ -211,7 +219,7 @@ class Inspection:
         return {
             "root": self.root,
             "series": [s.to_json() for s in self.series],
-            "problems": [{"file": p.path, "message": p.message} for p in self.problems],
+            "problems": [_problem_json(p) for p in self.problems],
             "errors": list(self.errors),
             "skipped_non_dicom_files": self.skipped_non_dicom,
             "skipped_non_image_dicom": self.skipped_non_image,
@@ -431,8 +439,12 @@ def _build_series(uid: str, frames: list[Frame], problems: list[FileProblem], po
     first = frames[0]
     unplaced = [f for f in frames if not _has_geometry(f)]
     series_findings = [geometry_missing(unplaced)] if unplaced else []
-    if problems:
-        series_findings.append(files_unreadable(problems))
+    unreadable = [p for p in problems if not p.copy_of]
+    if unreadable:
+        series_findings.append(files_unreadable(unreadable))
+    copies = [p for p in problems if p.copy_of]
+    if copies:
+        series_findings.append(damaged_copy_skipped(copies))
     groups: dict[tuple[Any, ...], list[Frame]] = {}
     for frame in frames:
         if _has_geometry(frame):

@@ -9,6 +9,7 @@ from typing import Any, Self
 import numpy as np
 from numpy.typing import NDArray
 
+from trueshape.dicom._scaling import ValueScaling
 from trueshape.dicom.vendor import DistortionState, PatientPosition
 from trueshape.geometry._affine import apply_affine, check_affine
 
@@ -150,9 +151,22 @@ class Provenance:
     #: A 4-D NIfTI volume's 4th voxel size and its unit (e.g. the repetition time), written back so that FSL
     #: and AFNI keep it.
     nifti_time_step: tuple[float, str] | None = None
+    #: How stored values became the volume's values (DICOM display or Philips precise), when read from DICOM;
+    #: ``value_scaling_varies`` when the images of the stack were scaled differently (values then float32).
+    value_scaling: ValueScaling | None = None
+    value_scaling_varies: bool = False
     #: What the slices of a converted stack disagreed on (``patient_position`` or ``table_position``) -> the
     #: FRAMES_DISAGREE message of its sidecar; ``correct`` needs the option that settles each.
     frames_disagree: dict[str, str] = field(default_factory=dict)
+
+    def values_json(self) -> dict[str, Any]:
+        """Return what a sidecar says of the values: the scaling applied (display or Philips precise), its numbers."""
+        if self.value_scaling is None:
+            return {"from": "unknown (not read from DICOM)"}
+        record = self.value_scaling.to_json()
+        if self.value_scaling_varies:
+            record["per_image"] = "the images of the stack are scaled differently: values computed per image (float32)"
+        return record
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "distortion_state", DistortionState(self.distortion_state))

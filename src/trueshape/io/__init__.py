@@ -24,7 +24,7 @@ if TYPE_CHECKING:
     from trueshape.io._models import write_scanner_model
     from trueshape.io._outputs import check_free_space, check_output_folder, obsolete_outputs, refuse_output_inside
     from trueshape.io._sidecar import to_jsonable, write_json
-    from trueshape.io._stack_files import write_stack
+    from trueshape.io._stack_files import convert_stack, write_stack
     from trueshape.io._transaction import (
         TRUESHAPE_FOLDER_FILE,
         OutputTransaction,
@@ -74,6 +74,7 @@ _ORIGINS = {
     "check_free_space": "trueshape.io._outputs",
     "check_output_folder": "trueshape.io._outputs",
     "check_writable": "trueshape.io._transaction",
+    "convert_stack": "trueshape.io._stack_files",
     "is_volume_file": "trueshape.io._volume_input",
     "lps_to_ras_affine": "trueshape.io._frames",
     "obsolete_outputs": "trueshape.io._outputs",
@@ -119,6 +120,7 @@ __all__ = [
     "check_free_space",
     "check_output_folder",
     "check_writable",
+    "convert_stack",
     "is_volume_file",
     "lps_to_ras_affine",
     "obsolete_outputs",
