@@ -275,7 +275,8 @@ def test_convert_leaves_out_a_series_with_an_unreadable_file(write_series, tmp_p
     assert result.exit_code == 2
     text = " ".join(result.output.split())
     assert victim.name in text, text
-    assert f"2_synthetic: not written: a slice is in {victim}, which could not be read" in text  # cut before its position
+    # The file is cut before its position: "a slice".
+    assert f"2_synthetic: not written: a slice is in {victim}, which could not be read" in text
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["1_synthetic.json", "1_synthetic.nii.gz"]
     assert good.is_dir()
 

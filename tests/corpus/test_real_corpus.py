@@ -114,3 +114,78 @@ def test_table_move_keeps_the_phantom_and_moves_the_field_of_view():
     expected = shift_mm / baseline.geometry.spacing[2]  # 6.67 slices if the phantom stayed put
     assert abs(best - expected) < 1.0
     assert agreement(best) > agreement(0) + 0.05
+
+
+def _world_directions(nifti, bvec) -> np.ndarray:
+    """Gradient directions (RAS, one row per volume) from an FSL .bvec and the NIfTI it belongs to."""
+    matrix = nib.load(nifti).affine[:3, :3]
+    table = np.loadtxt(bvec).reshape(3, -1)
+    if np.linalg.det(matrix) > 0:  # FSL: x negated for a positive determinant
+        table[0] = -table[0]
+    world = ((matrix / np.linalg.norm(matrix, axis=0)) @ table).T
+    # Unit length: dcm2niix copies GE's vectors as they are (lengths 0.9995 to 1.0004 on the corpus series).
+    lengths = np.linalg.norm(world, axis=1, keepdims=True)
+    return np.divide(world, lengths, out=np.zeros_like(world), where=lengths > 0)
+
+
+def _canonical(path) -> np.ndarray:
+    return nib.as_closest_canonical(nib.load(path)).get_fdata()
+
+
+@pytest.mark.parametrize("scaling", ["display", "precise"])
+def test_philips_dti_matches_both_dcm2niix_volumes_and_its_gradient_table(tmp_path, scaling):
+    folder = CORPUS / "philips-dti-classic-4d"
+    reference = folder / ("dcm2niix-precise" if scaling == "precise" else "dcm2niix")
+    before = tree_digest(folder / "dicom")
+    result = trueshape.convert(folder / "dicom", tmp_path, philips_scaling=scaling)
+    assert result.ok, result.errors
+    assert sorted(p.name for p in result.written) == [
+        "601_dti_ax.bval",
+        "601_dti_ax.bvec",
+        "601_dti_ax.json",
+        "601_dti_ax.nii.gz",
+        "601_dti_ax_isotropic.json",
+        "601_dti_ax_isotropic.nii.gz",
+    ]
+    ours = nib.as_closest_canonical(nib.load(tmp_path / "601_dti_ax.nii.gz"))
+    theirs = nib.as_closest_canonical(nib.load(reference / "601_WIP_dti_ax.nii.gz"))
+    assert ours.shape == theirs.shape == (80, 80, 40, 16)
+    np.testing.assert_allclose(ours.affine, theirs.affine, atol=1e-3)
+    np.testing.assert_array_equal(ours.get_fdata(), theirs.get_fdata())
+    # dcm2niix's _ADC file repeats the 16 volumes, then holds the derived isotropic one: ours is that volume.
+    adc = _canonical(reference / "601_WIP_dti_ax_ADC.nii.gz")
+    np.testing.assert_array_equal(adc[..., :16], ours.get_fdata())
+    np.testing.assert_array_equal(_canonical(tmp_path / "601_dti_ax_isotropic.nii.gz"), adc[..., 16])
+    np.testing.assert_array_equal(
+        np.loadtxt(tmp_path / "601_dti_ax.bval"), np.loadtxt(reference / "601_WIP_dti_ax.bval")
+    )
+    np.testing.assert_allclose(
+        _world_directions(tmp_path / "601_dti_ax.nii.gz", tmp_path / "601_dti_ax.bvec"),
+        _world_directions(reference / "601_WIP_dti_ax.nii.gz", reference / "601_WIP_dti_ax.bvec"),
+        atol=1e-5,
+    )
+    sidecar = json.loads((tmp_path / "601_dti_ax.json").read_text())
+    assert sidecar["values"]["philips_scaling"] == scaling
+    assert sidecar["diffusion"]["bvec_file"] == "601_dti_ax.bvec"
+    if scaling == "precise":  # display values (slope RescaleSlope 1.082) over RescaleSlope * (2005,100E): x 280
+        assert sidecar["values"]["slope"] / 1.08205128205128 == pytest.approx(280.17, abs=0.01)
+    isotropic = json.loads((tmp_path / "601_dti_ax_isotropic.json").read_text())["diffusion"]
+    assert isotropic["isotropic"] and isotropic["b_values_s_per_mm2"] == [2000.0]
+    assert tree_digest(folder / "dicom") == before
+
+
+def test_ge_dwi_gradient_table_matches_dcm2niix(tmp_path):
+    folder = CORPUS / "ge-dwi-classic-r3"
+    result = trueshape.convert(folder / "dicom", tmp_path)
+    assert result.ok, result.errors
+    (stack,) = result.stacks
+    assert FindingCode.POSITIONS_DUPLICATED not in {f.code for f in stack.findings}  # b-value and direction tell
+    reference = folder / "dcm2niix" / "2_Brain_Advanced_Sequences"
+    np.testing.assert_array_equal(
+        np.loadtxt(tmp_path / f"{stack.label}.bval"), np.loadtxt(reference.with_suffix(".bval"))
+    )
+    np.testing.assert_allclose(
+        _world_directions(tmp_path / f"{stack.label}.nii.gz", tmp_path / f"{stack.label}.bvec"),
+        _world_directions(reference.with_suffix(".nii.gz"), reference.with_suffix(".bvec")),
+        atol=1e-5,
+    )

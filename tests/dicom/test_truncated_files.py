@@ -83,9 +83,9 @@ def _series_with_partial_copy(tmp_path, *, whole_copy: bool):
 
 
 def test_a_partial_copy_beside_the_whole_file_does_not_block_the_series(tmp_path) -> None:
+    from tests.conftest import tree_digest
     from typer.testing import CliRunner
 
-    from tests.conftest import tree_digest
     from trueshape.cli import app
     from trueshape.findings import FindingCode
 

@@ -1,5 +1,6 @@
 """DICOM files -> header-only Frame records (classic, enhanced multi-frame, Siemens mosaic) and pixels."""
 
+from trueshape.dicom._diffusion import Diffusion, read_diffusion
 from trueshape.dicom._frame import Frame, PixelLocation, PixelReadMode
 from trueshape.dicom._pixels import read_pixels
 from trueshape.dicom._scaling import MAX_RESCALE, PhilipsScaling, ValueScaling
@@ -15,6 +16,7 @@ from trueshape.dicom.vendor import (
 __all__ = [
     "LPS_FROM_MAGNET",
     "MAX_RESCALE",
+    "Diffusion",
     "DistortionState",
     "FileProblem",
     "Frame",
@@ -25,6 +27,7 @@ __all__ = [
     "ScanResult",
     "ValueScaling",
     "VendorInfo",
+    "read_diffusion",
     "read_pixels",
     "read_vendor_info",
     "scan",

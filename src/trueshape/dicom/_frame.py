@@ -8,6 +8,7 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass, field
 
+from trueshape.dicom._diffusion import Diffusion
 from trueshape.dicom.vendor import VendorInfo
 
 __all__ = ["Frame", "PixelLocation", "PixelReadMode"]
@@ -98,6 +99,7 @@ class Frame:
     sop_class_uid: str = ""  #: what a derived image's SourceImageSequence cites with the instance UID
     trigger_time_ms: float | None = None  #: TriggerTime (cardiac phase), or the enhanced nominal trigger delay
     philips_scale_slope: float | None = None  #: Philips' private scale slope (2005,100E), for precise values
+    diffusion: Diffusion | None = None  #: b-value and gradient direction of a diffusion-weighted image
 
     @property
     def where(self) -> str:

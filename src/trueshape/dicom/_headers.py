@@ -21,6 +21,7 @@ from pydicom.dataset import Dataset
 from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian
 
 from trueshape.dicom._csa import phoenix_protocol, phoenix_slice_positions, siemens_csa_image_tags
+from trueshape.dicom._diffusion import read_diffusion
 from trueshape.dicom._frame import Frame, PixelLocation, PixelReadMode
 from trueshape.dicom._scaling import MAX_RESCALE
 from trueshape.dicom.vendor import (
@@ -255,6 +256,7 @@ def classic_frames(ds: Dataset, path: Path) -> list[Frame]:
         rescale_intercept=intercept,
         pixels=_native_location(ds),
         vendor=read_vendor_info(ds),
+        diffusion=read_diffusion(ds, orientation=_floats(ds.get("ImageOrientationPatient"), 6)),
         **common,
     )
     if "MOSAIC" in common["image_type"]:
@@ -388,6 +390,7 @@ def enhanced_frames(ds: Dataset, path: Path) -> list[Frame]:
                 rescale_intercept=intercept,
                 pixels=replace(base_location, frame_index=index, offset=base_location.offset + index * frame_bytes),
                 vendor=replace(file_vendor, distortion_state=state, distortion_source=state_source),
+                diffusion=read_diffusion(ds, per_frame_item=item),
                 geometry_source="PlanePositionSequence (0020,9113) per frame",
                 **{
                     **common,

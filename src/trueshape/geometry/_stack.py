@@ -168,6 +168,7 @@ def _when(frame: Frame) -> tuple[object, ...]:
         frame.trigger_time_ms,
         frame.echo_time,
         frame.echo_number,
+        frame.diffusion.key if frame.diffusion is not None else None,
     )
 
 
@@ -175,13 +176,43 @@ def _time_axis(clusters: list[list[Frame]], copies: list[Frame]) -> tuple[list[l
     """Turn repeated positions into a 4th axis when every position repeats equally, else keep the first."""
     findings = [positions_copied(copies)] if copies else []
     counts = [len(c) for c in clusters]
-    ordered = [sorted(c, key=lambda f: f.temporal_key) for c in clusters]
+    ordered = _aligned_by_diffusion([sorted(c, key=lambda f: f.temporal_key) for c in clusters])
     if len(set(counts)) <= 1:
         if counts and counts[0] > 1 and all(len({_when(f) for f in c}) == 1 for c in clusters):
             findings.append(positions_untold(counts[0], tuple(f.where for f in clusters[0])))
         return ordered, findings
     findings.append(positions_incomplete([f for c in ordered for f in c[1:]], counts))
     return [[c[0]] for c in ordered], findings
+
+
+def _aligned_by_diffusion(ordered: list[list[Frame]]) -> list[list[Frame]]:
+    """Order each position's images as the first position's, by diffusion weighting (b-value, direction, repeat).
+
+    Volume t is then one b-value and direction at every position, in the order acquired (as dcm2niix keeps
+    them), whatever the instance numbers of the other positions say. Left as it is when an image has no
+    weighting or a position lacks one another has.
+    """
+    if any(frame.diffusion is None for cluster in ordered for frame in cluster):
+        return ordered
+
+    def keyed(cluster: list[Frame]) -> dict[tuple[Any, int], Frame]:
+        repeats: dict[Any, int] = {}
+        found = {}
+        for frame in cluster:
+            assert frame.diffusion is not None
+            key = frame.diffusion.key
+            found[(key, repeats.get(key, 0))] = frame
+            repeats[key] = repeats.get(key, 0) + 1
+        return found
+
+    reference = list(keyed(ordered[0]))
+    aligned = []
+    for cluster in ordered:
+        found = keyed(cluster)
+        if set(found) != set(reference):
+            return ordered
+        aligned.append([found[key] for key in reference])
+    return aligned
 
 
 @dataclass(frozen=True)

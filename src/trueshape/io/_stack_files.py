@@ -12,6 +12,7 @@ from trueshape.dicom import PhilipsScaling
 from trueshape.errors import DicomInputError
 from trueshape.geometry import Inspection, Stack, apply_validation, load_stack, unreadable_slices
 from trueshape.io._formats import OutputFormat
+from trueshape.io._gradients import gradient_table_paths, write_gradient_table
 from trueshape.io._outputs import check_free_space, obsolete_outputs
 from trueshape.io._sidecar import write_json
 from trueshape.io._transaction import OutputTransaction, check_writable
@@ -66,12 +67,11 @@ def write_stack(
     """Write ``stack`` as ``<label>`` + the format's suffix, ``<label>.json`` and ``<label>_acquisition.h5``.
 
     ``philips_scaling`` chooses DICOM display or Philips precise values (:func:`trueshape.geometry.load_stack`);
-    the sidecar's ``values`` records the scaling applied.
-
-    The acquisition transform is written when the slices are kept off their true positions (policy
-    ``warn``). The files appear together or not at all; what an earlier run with other options wrote for
-    this stack goes too (a stale acquisition transform beside a resampled volume would move the anatomy
-    twice): the files its sidecar names, never an input.
+    the sidecar's ``values`` records the scaling applied. A diffusion series gets ``<label>.bval`` and
+    ``<label>.bvec`` too (FSL's convention, as dcm2niix). The acquisition transform is written when the slices
+    are kept off their true positions (policy ``warn``). The files appear together or not at all; what an earlier
+    run with other options wrote for this stack goes too (a stale acquisition transform beside a resampled volume
+    would move the anatomy twice): the files its sidecar names, never an input.
 
     Raises
     ------
@@ -91,8 +91,10 @@ def write_stack(
     sidecar_path = base.with_name(base.name + ".json")
     transform_path = base.with_name(base.name + "_acquisition.h5")
     off_grid = stack.layout.acquisition is not None and not stack.layout.resampled
-    targets = [volume_path, sidecar_path] + ([transform_path] if off_grid else [])
-    names = {stack.label + suffix for suffix in (*(f.suffix for f in OutputFormat if f.suffix), "_acquisition.h5")}
+    gradients = gradient_table_paths(stack, base)
+    targets = [volume_path, sidecar_path, *gradients] + ([transform_path] if off_grid else [])
+    suffixes = (*(f.suffix for f in OutputFormat if f.suffix), "_acquisition.h5", ".bval", ".bvec")
+    names = {stack.label + suffix for suffix in suffixes}
     obsolete = obsolete_outputs(sidecar_path, names, targets=targets, inputs={Path(f.path) for f in stack.frames})
     for target in targets:  # refuse before writing anything, so a run never leaves a mix of new and old files
         check_writable(target, force=force)
@@ -103,6 +105,8 @@ def write_stack(
         sidecar = stack.to_json()
         sidecar["values"] = volume.provenance.values_json()
         sidecar["volume_file"] = volume_path.name
+        if gradients:
+            sidecar["diffusion"].update(write_gradient_table(stack, volume.geometry, gradients, transaction))
         if off_grid:
             sidecar.update(_write_acquisition_transform(stack, transform_path, transaction))
         sidecar["outputs"] = [target.name for target in targets]
