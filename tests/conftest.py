@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import hashlib
+import os
+import shutil
+import subprocess
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -66,6 +69,22 @@ def tree_digest(folder: Path) -> dict[str, str]:
         for p in sorted(folder.rglob("*"))
         if p.is_file()
     }
+
+
+def in_ci() -> bool:
+    """Whether the environment variable CI is set (to anything but 0/false/no): missing tools then fail tests."""
+    return os.environ.get("CI", "").strip().lower() not in ("", "0", "false", "no")
+
+
+def dciodvfy_errors(path: Path) -> list[str]:
+    """Run dicom3tools' dciodvfy on one file and return its ``Error`` lines (skipped without it, failed in CI)."""
+    if shutil.which("dciodvfy") is None:
+        message = "dciodvfy (Debian dicom3tools) is not installed"
+        if in_ci():
+            pytest.fail(f"{message}: .ci/run installs it (apt-get install dicom3tools)")
+        pytest.skip(message)
+    report = subprocess.run(["dciodvfy", str(path)], capture_output=True, text=True, check=False)
+    return [line for line in (report.stdout + report.stderr).splitlines() if line.startswith("Error")]
 
 
 needs_corpus = pytest.mark.skipif(

@@ -11,7 +11,7 @@ import nibabel as nib
 import numpy as np
 import pydicom
 import pytest
-from tests.conftest import tree_digest, write_coronal_session
+from tests.conftest import dciodvfy_errors, tree_digest, write_coronal_session
 from typer.testing import CliRunner
 
 import trueshape
@@ -65,6 +65,11 @@ def test_derived_series_reads_back_as_the_corrected_volume(corrected: Path) -> N
     values = volume.values(np.float64)
     assert np.abs(expected).max() > 100.0
     assert np.abs(values - expected).max() <= 0.5 * step + 1e-3
+
+
+def test_derived_series_is_a_valid_mr_image_for_dciodvfy(corrected: Path) -> None:
+    for path in sorted((corrected / "dicom" / "4_cor_corrected").iterdir())[::9]:  # the first and the last slice
+        assert dciodvfy_errors(path) == [], path
 
 
 def test_derived_series_keeps_patient_study_and_frame(corrected: Path) -> None:

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import os
 import re
 
 import numpy as np
 import pytest
 from scipy import ndimage
+from tests.conftest import in_ci
 
 from trueshape.correction import MAX_JACOBIAN_DETERMINANT, _kernel, compiled_kernel_disabled, correct_volume
 from trueshape.dicom.vendor import DistortionState
@@ -20,8 +20,7 @@ KERNEL = _kernel.KERNEL
 def test_kernel_is_built() -> None:
     # setup.py builds it as optional; without it corrections still work, 2-3x slower (benchmarks/gnl_correct.py).
     # A machine without a C compiler skips this; the CI (CI set) must have built it.
-    in_ci = os.environ.get("CI", "").strip().lower() not in ("", "0", "false", "no")
-    if KERNEL is None and not in_ci:
+    if KERNEL is None and not in_ci():
         pytest.skip("trueshape._warp was not compiled (no C compiler at install): the numpy fallback runs")
     assert KERNEL is not None, "trueshape._warp was not compiled: is a C compiler installed?"
 
