@@ -12,6 +12,7 @@ import gc
 import os
 import signal
 import sys
+import warnings
 
 from trueshape.cli import _commands, _estimation  # noqa: F401 - importing them registers their commands
 from trueshape.cli._common import EXIT_INPUT_ERROR, EXIT_INTERNAL_ERROR, _fail, app
@@ -26,6 +27,9 @@ def main() -> None:
     gc.freeze()
     # A scheduler's SIGTERM (or timeout) unwinds like Ctrl-C, so staged outputs are cleaned up.
     signal.signal(signal.SIGTERM, _terminated)
+    # pydicom warns about every value that strays from the standard (a long description, an odd UID, a file
+    # that ends early); trueshape says what of it matters in its own one-line errors and findings.
+    warnings.filterwarnings("ignore", category=UserWarning, module="pydicom")
     try:
         app()
     except MemoryError:

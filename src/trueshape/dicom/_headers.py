@@ -279,37 +279,45 @@ def _mosaic_tiles(ds: Dataset, mosaic: Frame) -> list[Frame]:
             f"{mosaic.path}: Siemens mosaic without NumberOfImagesInMosaic in the CSA image "
             f"header (0029,1010); cannot split it into slices"
         )
-    count = int(count_items[0])
-    grid = math.ceil(math.sqrt(count))
+    count = integer(count_items[0]) or 0
+    grid = math.ceil(math.sqrt(count)) if count > 0 else 0
+    if count < 1 or grid > min(mosaic.rows, mosaic.columns):
+        raise DicomInputError(
+            f"{mosaic.path}: Siemens mosaic of {count_items[0]!r} slices (NumberOfImagesInMosaic in the CSA image "
+            f"header (0029,1010)) does not fit its {mosaic.columns} x {mosaic.rows} pixels"
+        )
     tile_rows, tile_columns = mosaic.rows // grid, mosaic.columns // grid
     if mosaic.image_position is None or mosaic.image_orientation is None or mosaic.pixel_spacing is None:
         return [replace(mosaic, rows=tile_rows, columns=tile_columns, mosaic_slice_count=count)]
     orientation = np.asarray(mosaic.image_orientation).reshape(2, 3)
     row_spacing, column_spacing = mosaic.pixel_spacing
-    first = (
-        np.asarray(mosaic.image_position)
-        + orientation[0] * column_spacing * (mosaic.columns - tile_columns) / 2
-        + orientation[1] * row_spacing * (mosaic.rows - tile_rows) / 2
-    )
     normal_items = csa.get("SliceNormalVector")
-    normal = (
-        np.asarray([float(v) for v in normal_items[:3]])
-        if normal_items and len(normal_items) >= 3
-        else np.cross(orientation[0], orientation[1])
-    )
-    normal = normal / np.linalg.norm(normal)
-    offsets, source = _mosaic_offsets(ds, normal, count, mosaic)
+    with np.errstate(all="ignore"):  # damaged geometry overflows: its tiles are left unplaced, and named later
+        first = (
+            np.asarray(mosaic.image_position)
+            + orientation[0] * column_spacing * (mosaic.columns - tile_columns) / 2
+            + orientation[1] * row_spacing * (mosaic.rows - tile_rows) / 2
+        )
+        normal = (
+            np.asarray([float(v) for v in normal_items[:3]])
+            if normal_items and len(normal_items) >= 3
+            else np.cross(orientation[0], orientation[1])
+        )
+        normal = normal / np.linalg.norm(normal)
+        offsets, source = _mosaic_offsets(ds, normal, count, mosaic)
+        positions = first + np.outer(offsets, normal)
+    placed = bool(np.all(np.isfinite(positions)))
     tiles: list[Frame] = []
     assert mosaic.pixels is not None
     for index in range(count):
-        position = first + offsets[index] * normal
+        position = positions[index]
         tiles.append(
             replace(
                 mosaic,
                 label=f"{Path(mosaic.path).name}#tile{index}",
                 rows=tile_rows,
                 columns=tile_columns,
-                image_position=(float(position[0]), float(position[1]), float(position[2])),
+                image_position=(float(position[0]), float(position[1]), float(position[2])) if placed else None,
                 pixels=replace(mosaic.pixels, tile=(index // grid, index % grid)),
                 geometry_source=source,
                 mosaic_slice_count=count,

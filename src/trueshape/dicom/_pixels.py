@@ -61,9 +61,18 @@ def _read_file_frames(path: str, frames: Sequence[Frame]) -> list[NDArray[Any]]:
         return planes
     try:
         dataset = pydicom.dcmread(path)
+        if dataset.file_meta.get("TransferSyntaxUID") == pydicom.uid.RLELossless:
+            # pydicom's own RLE decoder: pylibjpeg-rle panics (and prints a Rust backtrace) on a corrupt frame.
+            dataset.pixel_array_options(decoding_plugin="pydicom")
         array = dataset.pixel_array
     except Exception as error:  # pydicom raises many types for corrupt streams; the message names the file
         raise DicomInputError(f"{path}: pixel data cannot be decoded ({_one_line(error)})") from None
+    except BaseException as error:
+        if type(error).__module__ != "pyo3_runtime":  # a Rust decoder's panic is the stream's fault, not ours
+            raise
+        raise DicomInputError(
+            f"{path}: pixel data cannot be decoded (the decoder failed: {_one_line(error)})"
+        ) from None
     if array.dtype.byteorder == ">":
         array = array.astype(array.dtype.newbyteorder("="))
     planes = []

@@ -25,6 +25,10 @@ from trueshape.errors import GeometryError
 
 __all__ = [
     "AFFINE_LAST_ROW",
+    "MAX_COSINE",
+    "MAX_POSITION_MM",
+    "MAX_SPACING_MM",
+    "MIN_SPACING_MM",
     "ORTHOGONALITY_TOLERANCE",
     "apply_affine",
     "check_affine",
@@ -36,6 +40,14 @@ __all__ = [
 AFFINE_LAST_ROW = np.array([0.0, 0.0, 0.0, 1.0])
 #: Largest |cos| between direction columns (and deviation of their length from 1) accepted as orthonormal.
 ORTHOGONALITY_TOLERANCE = 1e-4
+#: Farther than this from the patient origin no scanner places an image (table travel is about 2 m): a damaged
+#: ImagePositionPatient, mm.
+MAX_POSITION_MM = 1e5
+#: A pixel or slice spacing beyond this (10 m) or below the next (1 nm) is damaged, not a voxel, mm.
+MAX_SPACING_MM = 1e4
+MIN_SPACING_MM = 1e-6
+#: Direction cosines beyond this are damaged (trueshape makes slightly non-unit ones orthonormal, not these).
+MAX_COSINE = 1e3
 
 
 def apply_affine(matrix: NDArray[np.float64], points: ArrayLike) -> NDArray[np.float64]:
@@ -87,7 +99,7 @@ def orientation_usable(orientation: Sequence[float] | None) -> bool:
     >>> orientation_usable((1, 0, 0, 0, 1, 0)), orientation_usable((1, 0, 0, 1, 0, 0))
     (True, False)
     """
-    if orientation is None:
+    if orientation is None or max(abs(v) for v in orientation) > MAX_COSINE:
         return False
     row, column = np.asarray(orientation[:3]), np.asarray(orientation[3:])
     return bool(

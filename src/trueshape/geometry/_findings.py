@@ -17,7 +17,7 @@ from numpy.typing import NDArray
 
 from trueshape.dicom import FileProblem, Frame
 from trueshape.findings import Finding, FindingCode, Severity
-from trueshape.geometry._affine import orientation_usable
+from trueshape.geometry._affine import MAX_COSINE, MAX_POSITION_MM, MAX_SPACING_MM, MIN_SPACING_MM, orientation_usable
 
 __all__ = [
     "corners_mismatch",
@@ -75,12 +75,24 @@ def _missing_geometry_tags(frame: Frame) -> str:
         )
         if value is None
     ]
-    if frame.pixel_spacing is not None and min(frame.pixel_spacing) <= 0:
-        missing.append(f"a positive PixelSpacing (0028,0030) (found {list(frame.pixel_spacing)})")
-    if frame.image_orientation is not None and not orientation_usable(frame.image_orientation):
+    spacing = frame.pixel_spacing
+    if spacing is not None and min(spacing) <= 0:
+        missing.append(f"a positive PixelSpacing (0028,0030) (found {list(spacing)})")
+    elif spacing is not None and not MIN_SPACING_MM <= min(spacing) <= max(spacing) <= MAX_SPACING_MM:
         missing.append(
-            f"a usable ImageOrientationPatient (0020,0037) (found {list(frame.image_orientation)}: "
-            f"a zero or parallel row/column vector)"
+            f"a PixelSpacing (0028,0030) between {MIN_SPACING_MM:g} and {MAX_SPACING_MM:g} mm (found {list(spacing)})"
+        )
+    if frame.image_position is not None and max(abs(v) for v in frame.image_position) > MAX_POSITION_MM:
+        missing.append(
+            f"an ImagePositionPatient (0020,0032) within {MAX_POSITION_MM:g} mm of the origin "
+            f"(found {[float(f'{v:.6g}') for v in frame.image_position]})"
+        )
+    orientation = frame.image_orientation
+    if orientation is not None and not orientation_usable(orientation):
+        damaged = ", or cosines beyond 1000" if max(abs(v) for v in orientation) > MAX_COSINE else ""
+        missing.append(
+            f"a usable ImageOrientationPatient (0020,0037) (found {list(orientation)}: "
+            f"a zero or parallel row/column vector{damaged})"
         )
     return ", ".join(missing)
 

@@ -7,6 +7,7 @@ isotropic diffusion, localizer type). Localizers never join a volume.
 
 from __future__ import annotations
 
+import hashlib
 import re
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -17,7 +18,7 @@ from numpy.typing import NDArray
 from trueshape.dicom import Diffusion, DistortionState, FileProblem, Frame, ScanResult
 from trueshape.errors import GeometryError
 from trueshape.findings import Finding, Severity
-from trueshape.geometry._affine import orientation_usable
+from trueshape.geometry._affine import MAX_POSITION_MM, MAX_SPACING_MM, MIN_SPACING_MM, orientation_usable
 from trueshape.geometry._distortion import distortion_findings
 from trueshape.geometry._findings import (
     damaged_copy_skipped,
@@ -249,9 +250,11 @@ class Inspection:
 def _has_geometry(frame: Frame) -> bool:
     return (
         frame.image_position is not None
+        and max(abs(v) for v in frame.image_position) <= MAX_POSITION_MM
         and orientation_usable(frame.image_orientation)
         and frame.pixel_spacing is not None
-        and min(frame.pixel_spacing) > 0
+        and MIN_SPACING_MM <= min(frame.pixel_spacing)
+        and max(frame.pixel_spacing) <= MAX_SPACING_MM
     )
 
 
@@ -283,7 +286,11 @@ def group_series(scan: ScanResult, *, policy: IrregularPolicy = IrregularPolicy.
         try:
             series_list.append(_build_series(uid, frames, problems_by_series.get(uid, []), policy))
         except GeometryError as error:
-            errors.append(str(error))
+            # Every message names a file: one raised deep in the geometry (an affine check) gets the series' first.
+            message = str(error)
+            errors.append(
+                message if any(frame.path in message for frame in frames) else f"{frames[0].where}: {message}"
+            )
             first = frames[0]
             # the findings that made the policy refuse the series, as errors (a bare error gets no code)
             rejected = tuple(replace(f, severity=Severity.ERROR) for f in error.findings if isinstance(f, Finding))
@@ -310,9 +317,28 @@ def group_series(scan: ScanResult, *, policy: IrregularPolicy = IrregularPolicy.
     )
 
 
+#: Longest series description a file name carries (DICOM's LO length); a longer one is cut and keeps a hash.
+MAX_LABEL_DESCRIPTION = 64
+
+
 def _file_safe(description: str) -> str:
-    """Return the series description as file names carry it (other characters: one underscore per run)."""
-    return re.sub(r"[^A-Za-z0-9._-]+", "_", description).strip("_") or "series"
+    """Return the series description as file names carry it (other characters: one underscore per run).
+
+    Never a hidden name, and at most :data:`MAX_LABEL_DESCRIPTION` characters: a longer description is cut
+    and ends in a hash of the whole, so that two long descriptions stay apart.
+
+    Examples
+    --------
+    >>> _file_safe("T1 (ax) / post"), _file_safe("..")
+    ('T1_ax_post', 'series')
+    >>> len(_file_safe("A" * 1000))
+    64
+    """
+    safe = re.sub(r"[^A-Za-z0-9._-]+", "_", description).strip("_").lstrip(".").strip("_") or "series"
+    if len(safe) > MAX_LABEL_DESCRIPTION:
+        digest = hashlib.sha1(description.encode("utf-8", errors="replace")).hexdigest()[:8]
+        safe = safe[: MAX_LABEL_DESCRIPTION - 9] + "_" + digest
+    return safe
 
 
 def _disambiguate(series_list: list[Series]) -> list[Series]:
@@ -329,13 +355,19 @@ def _disambiguate(series_list: list[Series]) -> list[Series]:
     names: dict[tuple[int | None, str], list[Series]] = {}
     for series in series_list:
         names.setdefault(key(series), []).append(series)
+    tails: dict[int, str] = {}
+    for group in names.values():
+        if len(group) > 1:
+            found = [re.sub(r"[^0-9]", "", series.series_instance_uid)[-8:] or "x" for series in group]
+            if len(set(found)) < len(found):  # UIDs that end alike (or none): numbered in the order found
+                found = [f"{tail}-{number}" for number, tail in enumerate(found, start=1)]
+            tails.update(zip(map(id, group), found, strict=True))
     result = []
     for series in series_list:
-        if len(names[key(series)]) == 1:
+        if id(series) not in tails:
             result.append(series)
             continue
-        tail = re.sub(r"[^0-9]", "", series.series_instance_uid)[-8:] or "x"
-        stacks = tuple(replace(stack, disambiguator=tail) for stack in series.stacks)
+        stacks = tuple(replace(stack, disambiguator=tails[id(series)]) for stack in series.stacks)
         result.append(replace(series, stacks=stacks))
     return result
 

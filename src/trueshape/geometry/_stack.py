@@ -20,7 +20,13 @@ from trueshape.dicom import Frame
 from trueshape.errors import GeometryError
 from trueshape.findings import Finding, FindingCode, Severity, Tolerance
 from trueshape.geometry._acquisition import AcquisitionTransform
-from trueshape.geometry._affine import ORTHOGONALITY_TOLERANCE, lps_from_ijk_matrix, orthonormal_directions
+from trueshape.geometry._affine import (
+    MAX_SPACING_MM,
+    MIN_SPACING_MM,
+    ORTHOGONALITY_TOLERANCE,
+    lps_from_ijk_matrix,
+    orthonormal_directions,
+)
 from trueshape.geometry._findings import (
     corners_mismatch,
     gantry_tilt,
@@ -309,6 +315,32 @@ def _analyse_spacing(along: NDArray[np.float64], slices: list[list[Frame]]) -> _
     return _Spacing(mean, dominant, kind, tuple(findings), runs)
 
 
+#: A regular grid holding a stack's slices may span this many slice positions (or 8 per real slice, if more)
+#: before the stack counts as broken by a stray position: a grid that size is no acquisition's.
+MAX_SPANNED_SLICES = 4096
+
+
+def _refuse_a_stray_position(spacing: _Spacing, along: NDArray[np.float64], slices: list[list[Frame]]) -> None:
+    """Raise GeometryError, naming the image, when one position puts the stack's grid over millions of slices.
+
+    Missing slices and uneven gaps are placed on a regular grid (and an acquisition transform); a slice whose
+    position is off by orders of magnitude (a damaged ImagePositionPatient) would make that grid absurd.
+    """
+    if spacing.kind not in ("missing", "irregular") or spacing.dominant <= 0:
+        return
+    spanned = (along[-1] - along[0]) / spacing.dominant + 1
+    if spanned <= max(MAX_SPANNED_SLICES, 8 * len(slices)):
+        return
+    worst = int(np.argmax(np.abs(along - _median(along))))
+    frame = slices[worst][0]
+    position = ", ".join(f"{v:.6g}" for v in frame.image_position or ())
+    raise GeometryError(
+        f"{frame.where}: ImagePositionPatient (0020,0032) ({position}) lies {abs(along[worst] - _median(along)):.4g} "
+        f"mm from the middle of the stack's other {len(slices) - 1} slice positions ({spacing.dominant:.4g} mm "
+        f"apart): the stack would span {spanned:.4g} slices; the position is damaged or the image belongs elsewhere"
+    )
+
+
 def _shear(
     positions: NDArray[np.float64],
     along: NDArray[np.float64],
@@ -403,6 +435,7 @@ def layout_stack(frames: Sequence[Frame], *, policy: IrregularPolicy = Irregular
     positions = np.array([s[0].image_position for s in slices], dtype=np.float64)
     along = positions @ normal
     spacing = _analyse_spacing(along, slices)
+    _refuse_a_stray_position(spacing, along, slices)
     findings.extend(spacing.findings)
     slice_mm = _slice_spacing(spacing, slices, findings)
     drift, shear_finding = _shear(positions, along, normal, pixel_mm, slices)
@@ -453,13 +486,13 @@ def _slice_spacing(spacing: _Spacing, slices: list[list[Frame]], findings: list[
         if not first.mosaic_slice_count or "Phoenix" in first.geometry_source:
             findings.extend(_tag_checks(spacing.dominant, slices, measured_from))
         return spacing.mean
-    slice_mm = first.spacing_between_slices or first.slice_thickness or 1.0
-    source = (
-        "SpacingBetweenSlices (0018,0088)"
-        if first.spacing_between_slices
-        else "SliceThickness (0018,0050)"
-        if first.slice_thickness
-        else "a 1 mm default"
+    tags = (
+        (first.spacing_between_slices, "SpacingBetweenSlices (0018,0088)"),
+        (first.slice_thickness, "SliceThickness (0018,0050)"),
+    )
+    slice_mm, source = next(
+        ((abs(v), name) for v, name in tags if v is not None and MIN_SPACING_MM <= abs(v) <= MAX_SPACING_MM),
+        (1.0, "a 1 mm default"),
     )
     findings.append(single_slice(first, slice_mm, source))
     return abs(slice_mm)
