@@ -67,6 +67,24 @@ def test_table_move_shifts_isocentre_20_mm_along_z():
     assert "ImaRelTablePosition (0019,1014)" in moved.isocentre_source
 
 
+# The table-moved series of the corpus, with the isocentre the physics puts them at (LPS mm, head first supine):
+# the bore-axis table offset, which dcm2niix 1.0.20260724 writes negated as TablePosition (0, 0, -20) and
+# (0, 0, 17.9108) in their sidecars (dcm2niix -b o). The Siemens pair's phantom confirms the sign
+# (test_table_move_keeps_the_phantom_and_moves_the_field_of_view).
+TABLE_MOVED = [
+    ("siemens-table-moved-h20", (0.0, 0.0, 20.0), "ImaRelTablePosition (0019,1014)"),
+    ("ge-dwi-classic-r3", (0.0, 0.0, -17.9108), "GE TablePosition -((0043,10B2)[2] - (0019,107F))"),
+]
+
+
+@pytest.mark.parametrize(("folder", "isocentre_lps", "source"), TABLE_MOVED)
+def test_every_table_moved_series_has_its_isocentre_within_1_mm(folder, isocentre_lps, source):
+    stack = _stack(folder)
+    assert np.linalg.norm(stack.isocentre_lps - np.array(isocentre_lps)) <= 1.0
+    assert stack.isocentre_source.startswith(f"table offset (0, 0, {isocentre_lps[2]:g}) mm from {source}")
+    assert FindingCode.ISOCENTRE_ASSUMED not in {f.code for f in stack.findings}
+
+
 def test_xa30_enhanced_state_from_private_per_frame_sequence():
     stack = _stack("siemens-xa30-t1-3d-enhanced")
     assert stack.distortion_state is DistortionState.IN_PLANE_2D
