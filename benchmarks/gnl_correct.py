@@ -55,9 +55,14 @@ from trueshape.gnl import (
 )
 from trueshape.io import read_volume, write_nifti
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _process import user_environment
+
 HERE = Path(__file__).resolve().parent
 WORK = HERE / "_work" / "gnl_correct"
 GRADUNWARP_VENV = HERE / "_work" / "venv_gu"
+#: The environment of every timed child process (set in main: compiled bytecode).
+ENVIRONMENT: dict[str, str] = dict(os.environ)
 
 SIZES: dict[str, tuple[tuple[int, int, int], tuple[float, float, float]]] = {
     "256": ((256, 256, 256), (2.0, 2.0, 2.0)),
@@ -213,7 +218,7 @@ def run_measured(command: list[str], cwd: Path) -> Measured:
     report = cwd / "time-v.txt"
     started = time.perf_counter()
     process = subprocess.run(
-        ["/usr/bin/time", "-v", "-o", str(report), *command], cwd=cwd, capture_output=True, text=True
+        ["/usr/bin/time", "-v", "-o", str(report), *command], cwd=cwd, capture_output=True, text=True, env=ENVIRONMENT
     )
     wall = time.perf_counter() - started
     if process.returncode != 0:
@@ -273,7 +278,7 @@ def time_start_up(repeats: int) -> list[float]:
     times = []
     for _ in range(repeats):
         started = time.perf_counter()
-        subprocess.run([sys.executable, "-c", "import trueshape.cli"], check=True)
+        subprocess.run([sys.executable, "-c", "import trueshape.cli"], check=True, env=ENVIRONMENT)
         times.append(time.perf_counter() - started)
     return times
 
@@ -492,6 +497,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeats-gradunwarp", type=int, default=3, help="gradunwarp runs per size (median reported)")
     options = parser.parse_args(arguments)
     WORK.mkdir(parents=True, exist_ok=True)
+    ensure_gradunwarp()
+    # Both tools from compiled bytecode, as a user runs them (whatever PYTHONDONTWRITEBYTECODE says here).
+    ENVIRONMENT.update(user_environment(GRADUNWARP_VENV))
     grad = WORK / "syn_as.grad"
     grad.write_text(format_siemens_grad(SYN_AS))
     log(f"coefficients: {grad}; CPUs available: {len(os.sched_getaffinity(0))}")

@@ -21,6 +21,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _process import user_environment
 from _series import WORK, large_classic_series
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -46,16 +47,30 @@ def ensure_dcm2niix() -> Path:
     return binary
 
 
-def run_child(command: list[str]) -> tuple[float, os.struct_rusage]:
-    """Wall seconds and the resource usage of one child process (its own rusage, via wait4)."""
+def run_child(command: list[str], environment: dict[str, str] | None = None) -> tuple[float, os.struct_rusage]:
+    """Wall seconds and the resource usage of one child process (its own rusage, via wait4).
+
+    ``environment``: default :func:`_process.user_environment` (compiled bytecode, as a user runs).
+    """
+    environment = _user_environment() if environment is None else environment
     start = time.perf_counter()
-    child = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    child = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=environment)
     _, status, usage = os.wait4(child.pid, 0)
     elapsed = time.perf_counter() - start
     child.returncode = os.waitstatus_to_exitcode(status)
     if child.returncode != 0:
         raise subprocess.CalledProcessError(child.returncode, command)
     return elapsed, usage
+
+
+_ENVIRONMENT: dict[str, str] = {}
+
+
+def _user_environment() -> dict[str, str]:
+    """:func:`_process.user_environment`, compiled once per run."""
+    if not _ENVIRONMENT:
+        _ENVIRONMENT.update(user_environment())
+    return _ENVIRONMENT
 
 
 def timed(command: list[str]) -> tuple[float, float]:
