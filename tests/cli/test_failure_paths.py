@@ -350,3 +350,28 @@ def test_force_keeps_inputs_a_sidecar_lists_and_clears_an_older_runs_outputs(wri
         "1_synthetic_residual.h5",
         "1_synthetic_residual_field.nii",
     ]
+
+
+def test_the_console_script_keeps_the_exit_status_and_every_line(write_series, tmp_path):
+    """The script leaves without the interpreter's teardown (trueshape.cli.run): nothing printed is lost."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    script = str(Path(sys.executable).with_name("trueshape"))
+    folder = write_series(regular_planes(slices=3))
+    done = subprocess.run([script, "inspect", "--json", str(folder)], capture_output=True, text=True, check=False)
+    assert done.returncode == 0 and done.stderr == ""
+    assert [len(s["stacks"]) for s in json.loads(done.stdout)["series"]] == [1]  # the whole document arrived
+    missing = tmp_path / "missing"
+    refused = subprocess.run([script, "inspect", str(missing)], capture_output=True, text=True, check=False)
+    assert refused.returncode == 2 and refused.stdout == ""
+    assert " ".join(refused.stderr.split()) == f"error: {missing}: no such file or folder"
+
+
+@pytest.mark.parametrize(("code", "status", "printed"), [(None, 0, ""), (2, 2, ""), ("stopped", 1, "stopped\n")])
+def test_exit_status_as_sys_exit_gives_it(code, status, printed, capsys):
+    from trueshape.cli import _exit_status
+
+    assert _exit_status(code) == status
+    assert capsys.readouterr().err == printed
