@@ -184,7 +184,8 @@ def _spread_range(first: int, last: int, *, most: int) -> NDArray[np.float64]:
 def _spread_indices(size: int, most: int = 32) -> NDArray[np.float64]:
     """Index positions 0, s, 2 s, ... and the last one, with the step s that keeps them to about ``most``."""
     step = max(1, -(-size // most))
-    return np.unique(np.append(np.arange(0, size, step), size - 1)).astype(np.float64)
+    indices = np.arange(0, size, step, dtype=np.float64)  # sorted and distinct: no np.unique (it loads numpy.ma)
+    return indices if indices[-1] == size - 1 else np.append(indices, size - 1)
 
 
 def _field_padding_mm(field_spacing_mm: float) -> float:
