@@ -49,7 +49,7 @@ def _set(path: Path, keyword: str, vr: str, value: object) -> None:
         ("Rows", 0, "Rows (0028,0010) 0 x Columns (0028,0011) 10: an image needs rows and columns"),
         ("Columns", 0, "Rows (0028,0010) 8 x Columns (0028,0011) 0: an image needs rows and columns"),
         ("HighBit", 40, "HighBit (0028,0102) is 40, outside BitsStored - 1 (15)..15"),
-        ("BitsAllocated", 12, "BitsAllocated (0028,0100) is 12, not 1, 8, 16, 32 or 64"),
+        ("BitsAllocated", 12, "BitsAllocated (0028,0100) is 12, not 1, 8, 16 or 32 (integer pixel data up to 32 bits)"),
     ],
 )
 def test_an_impossible_pixel_module_is_named(tmp_path, keyword, value, said) -> None:
@@ -58,6 +58,28 @@ def test_an_impossible_pixel_module_is_named(tmp_path, keyword, value, said) -> 
     result = run("convert", tmp_path / "s", "--out", tmp_path / "out")
     assert result.exit_code == 2
     assert f"error: {paths[2]}: {said}" in result.output
+
+
+@pytest.mark.parametrize("compressed", [False, True])
+def test_64_bit_pixel_data_is_named_not_a_crash(tmp_path, compressed) -> None:
+    """Fuzz cases 3475 and 4716 (seed 20261201): BitsAllocated 64 decoded into uint64, which nibabel refuses."""
+    paths = _series(tmp_path / "s", slices=4)
+    for path in paths:
+        ds = pydicom.dcmread(path)
+        if compressed:  # a 16-bit stream whose header says 64 bits
+            ds.compress(RLELossless, encoding_plugin="pydicom")
+        else:  # a consistent 64-bit image: still refused by name
+            ds.PixelData = ds.pixel_array.astype(np.uint64).tobytes()
+        ds.BitsAllocated, ds.BitsStored, ds.HighBit = 64, 64, 63
+        ds.save_as(path)
+    before = tree_digest(tmp_path / "s")
+    result = run("convert", tmp_path / "s", "--out", tmp_path / "out")
+    assert result.exit_code == 2
+    said = "BitsAllocated (0028,0100) is 64, not 1, 8, 16 or 32 (integer pixel data up to 32 bits)"
+    assert [line for line in result.output.splitlines() if line.startswith("error:")] == [
+        f"error: {path}: {said}" for path in paths
+    ]
+    assert tree_digest(tmp_path / "s") == before
 
 
 @pytest.mark.parametrize("value", ["1e308\\0\\0", "nan\\0\\0"])

@@ -278,6 +278,9 @@ def _image_frames(ds: Dataset, path: Path) -> tuple[str, list[Frame] | FileProbl
 
 #: Most values one image file may promise (rows x columns x frames): beyond it the header is damaged.
 MAX_IMAGE_VALUES = 2**31
+#: BitsAllocated of the integer Pixel Data trueshape reads (MR images hold 16; 64-bit integers would decode
+#: into arrays no volume format trueshape writes holds: a damaged header, as the fuzz run found).
+SUPPORTED_BITS_ALLOCATED = (1, 8, 16, 32)
 
 
 def _pixel_layout_problem(ds: Dataset, path: Path) -> str:
@@ -293,8 +296,8 @@ def _pixel_layout_problem(ds: Dataset, path: Path) -> str:
         return f"{path}: NumberOfFrames (0028,0008) is {str(ds.get('NumberOfFrames'))[:20]!r}, not a positive number"
     if rows * columns * frames > MAX_IMAGE_VALUES:
         return f"{path}: {rows} x {columns} x {frames} frames is more pixels than an image file holds (damaged header)"
-    if bits is not None and bits not in (1, 8, 16, 32, 64):
-        return f"{path}: BitsAllocated (0028,0100) is {bits}, not 1, 8, 16, 32 or 64"
+    if bits is not None and bits not in SUPPORTED_BITS_ALLOCATED:
+        return f"{path}: BitsAllocated (0028,0100) is {bits}, not 1, 8, 16 or 32 (integer pixel data up to 32 bits)"
     if bits is not None and stored is not None and not 1 <= stored <= bits:
         return f"{path}: BitsStored (0028,0101) is {stored}, outside 1..BitsAllocated ({bits})"
     if bits is not None and high is not None and not ((stored or 1) - 1 <= high < bits):
