@@ -476,10 +476,14 @@ def test_a_signal_during_the_moves_waits_for_them(
     monkeypatch.setattr(trueshape.io._transaction.os, "replace", interrupted_replace)
     monkeypatch.setattr(trueshape.io._transaction.signal, "getsignal", signal.getsignal)  # keep the module's own
     previous = signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(SystemExit(143)))
+    # Python's own Ctrl-C handler, even when the tests were started in the background (`make test &`): a
+    # non-interactive shell starts background jobs with SIGINT ignored, and an ignored signal interrupts nothing.
+    previous_interrupt = signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
         result = _correct_to(corrected, out, "--force")
     finally:
         signal.signal(signal.SIGTERM, previous)
+        signal.signal(signal.SIGINT, previous_interrupt)
     assert result.exit_code != 0 and isinstance(result.exception, KeyboardInterrupt | SystemExit)
     monkeypatch.undo()
     # The signal waited: every new output is in place, none of the old ones is lost half-way.
