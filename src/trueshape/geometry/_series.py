@@ -8,7 +8,6 @@ phase), multi-frame StackID and localizer type. Localizers never join a volume.
 from __future__ import annotations
 
 import math
-import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -28,6 +27,7 @@ from trueshape.geometry._findings import (
     orientation_mixed,
     series_split,
 )
+from trueshape.geometry._naming import disambiguate, file_safe
 from trueshape.geometry._stack import IrregularPolicy, StackLayout, layout_stack
 from trueshape.geometry._volume import Provenance, VolumeGeometry
 
@@ -62,8 +62,12 @@ class Stack:
     isocentre_source: str
     max_distance_from_isocentre_mm: float
     stack_count_in_series: int = 1
-    #: Appended to the label (and the series part of the selector) when another series would share it.
+    #: Appended to the label when another series would share it: a short readable distinction (its folder, when
+    #: it was acquired, else the tail of its SeriesInstanceUID), explained by ``distinction``.
     disambiguator: str = ""
+    distinction: str = ""
+    #: Another series has the same SeriesNumber: the selector names this one by its SeriesInstanceUID.
+    number_shared: bool = False
 
     @property
     def geometry(self) -> VolumeGeometry:
@@ -84,7 +88,7 @@ class Stack:
     @property
     def label(self) -> str:
         """A file-name-safe name: ``<SeriesNumber>_<SeriesDescription>[_stack<n>]``."""
-        description = _file_safe(self.series_description)
+        description = file_safe(self.series_description)
         number = f"{self.series_number}_" if self.series_number is not None else ""
         suffix = f"_stack{self.index}" if self.stack_count_in_series > 1 else ""
         unique = f"_{self.disambiguator}" if self.disambiguator else ""
@@ -93,7 +97,7 @@ class Stack:
     @property
     def selector(self) -> str:
         """How to name this stack on the command line: ``<SeriesNumber or SeriesInstanceUID>:<index>``."""
-        numbered = self.series_number is not None and not self.disambiguator
+        numbered = self.series_number is not None and not self.number_shared
         series = self.series_number if numbered else self.series_instance_uid
         return f"{series}:{self.index}"
 
@@ -134,6 +138,7 @@ class Stack:
             "stack": self.index,
             "selector": self.selector,
             "label": self.label,
+            "label_distinction": self.distinction or None,
             "is_localizer": self.is_localizer,
             "modality": first.modality,
             "shape": list(self.shape),
@@ -384,7 +389,7 @@ def group_series(scan: ScanResult, *, policy: IrregularPolicy = IrregularPolicy.
                     tuple(problems_by_series.get(uid, [])),
                 )
             )
-    series_list = _disambiguate(series_list)
+    series_list = disambiguate(series_list)
     series_list.sort(key=lambda s: (s.series_number if s.series_number is not None else 1 << 30, s.series_instance_uid))
     return Inspection(
         root=scan.root,
@@ -394,36 +399,6 @@ def group_series(scan: ScanResult, *, policy: IrregularPolicy = IrregularPolicy.
         skipped_non_image=len(scan.skipped_non_image),
         errors=tuple(errors),
     )
-
-
-def _file_safe(description: str) -> str:
-    """Return the series description as file names carry it (other characters: one underscore per run)."""
-    return re.sub(r"[^A-Za-z0-9._-]+", "_", description).strip("_") or "series"
-
-
-def _disambiguate(series_list: list[Series]) -> list[Series]:
-    """Give series whose labels would coincide distinct labels (UID tail) and UID selectors.
-
-    Two series can share number and description (copies re-sent with a new UID, or two scanners' number 5),
-    or differ only in characters a file name cannot carry or in case ("T1 (ax)" and "t1 [ax]"): their output
-    files would otherwise overwrite each other, on a case-insensitive disk too.
-    """
-
-    def key(series: Series) -> tuple[int | None, str]:
-        return series.series_number, _file_safe(series.series_description).casefold()
-
-    names: dict[tuple[int | None, str], list[Series]] = {}
-    for series in series_list:
-        names.setdefault(key(series), []).append(series)
-    result = []
-    for series in series_list:
-        if len(names[key(series)]) == 1:
-            result.append(series)
-            continue
-        tail = re.sub(r"[^0-9]", "", series.series_instance_uid)[-8:] or "x"
-        stacks = tuple(replace(stack, disambiguator=tail) for stack in series.stacks)
-        result.append(replace(series, stacks=stacks))
-    return result
 
 
 def _build_series(uid: str, frames: list[Frame], problems: list[FileProblem], policy: IrregularPolicy) -> Series:
