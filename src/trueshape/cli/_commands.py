@@ -207,8 +207,13 @@ def demo(
     console.print(f"\n[bold]Diagnosis:[/] {_e(result.diagnosis())}")
     diagnostics = result.correction.diagnostics
     console.print(
-        f"\n[bold]3. Correction[/] with the coil coefficients ({diagnostics.mode.value} mode, residual up "
-        f"to {diagnostics.max_displacement_mm:.1f} mm in the field of view)"
+        f"\n[bold]3. Correction[/] with the coil coefficients ({diagnostics.mode.value} mode; residual"
+        + (
+            f" inside the object 95% at most {diagnostics.object_p95_displacement_mm:.1f} mm,"
+            if diagnostics.object_p95_displacement_mm is not None
+            else ""
+        )
+        + f" up to {diagnostics.max_displacement_mm:.1f} mm in the field of view)"
     )
     if result.learning is not None:
         _render_learning(result.learning)
