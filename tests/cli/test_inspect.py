@@ -151,6 +151,9 @@ def test_summary_gives_one_line_per_stack_under_a_header(write_series, tmp_path:
     lines = output.splitlines()
     assert len(lines) == 12, output  # where and when, the column names, ten stacks
     assert lines[0] == f"{root}: 10 series, 10 stacks; study date 2024-03-01"
+    assert "TRUESHAPE^SYNTHETIC" not in output  # patient identifiers only when asked for
+    code, output = run("inspect", root, "--summary", "--show-identifiers")
+    assert output.splitlines()[0].endswith("study date 2024-03-01; patient TRUESHAPE^SYNTHETIC (TS0001)")
     assert lines[1].split() == ["#", "description", "shape", "spacing", "(mm)", "state", "reach", "worst", "finding"]
     for number, line in enumerate(lines[2:], start=1):
         words = line.split()
@@ -169,6 +172,12 @@ def test_summary_names_series_that_share_a_number_so_that_hash_picks_them(write_
     assert code == 0, output
     picks = [line.split()[0] for line in output.splitlines()[2:]]
     assert picks == ["3_t1_fl2d_sag_subject01", "3_t1_fl2d_sag_subject02"]
+    # The full listing's headers say which visit each series comes from.
+    code, output = run("inspect", root)
+    assert re.findall(r"Series 3 t1_fl2d_sag \(MR\) - (subject0\d)/dicom, study \d{4}-\d\d-\d\d", output) == [
+        "subject01",
+        "subject02",
+    ], output
     code, output = run("inspect", f"{root}#{picks[1]}", "--summary")
     assert code == 0, output
     assert len(output.splitlines()) == 3 and "x5" in output.splitlines()[2]

@@ -345,16 +345,18 @@ def _where_and_when(inspection: Inspection, shown: _Shown) -> str:
     from trueshape.dicom import study_facts
 
     series = [s for s in inspection.series if s.stacks]
-    studies: dict[str, str] = {}
-    for one in series:  # one file per study is read for its date
+    studies = {}
+    for one in series:  # one file per study is read for its date (and patient)
         uid = one.stacks[0].frames[0].study_instance_uid
         if uid not in studies:
-            studies[uid] = study_facts(one.stacks[0].frames[0].path).study_date
-    dates = sorted({date for date in studies.values() if date})
+            studies[uid] = study_facts(one.stacks[0].frames[0].path)
+    dates = sorted({facts.study_date for facts in studies.values() if facts.study_date})
     when = (f"{len(studies)} studies, " if len(studies) > 1 else "") + (
         f"study date {', '.join(dates)}" if dates else "no study date"
     )
-    return f"{shown.root}: {len(series)} series, {len(inspection.stacks)} stacks; {when}"
+    patients = sorted({f"{f.patient_name or '?'} ({f.patient_id or 'no ID'})" for f in studies.values()})
+    who = f"; patient {', '.join(patients)}" if shown.show_identifiers and patients else ""
+    return f"{shown.root}: {len(series)} series, {len(inspection.stacks)} stacks; {when}{who}"
 
 
 def _pick(stack: Stack) -> str:

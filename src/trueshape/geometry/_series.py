@@ -390,7 +390,14 @@ def group_series(scan: ScanResult, *, policy: IrregularPolicy = IrregularPolicy.
                 )
             )
     series_list = disambiguate(series_list)
-    series_list.sort(key=lambda s: (s.series_number if s.series_number is not None else 1 << 30, s.series_instance_uid))
+    # By number, then by name: series sharing a number are listed by their distinction (subject01 before 02).
+    series_list.sort(
+        key=lambda s: (
+            s.series_number if s.series_number is not None else 1 << 30,
+            s.stacks[0].label.casefold() if s.stacks else "",
+            s.series_instance_uid,
+        )
+    )
     return Inspection(
         root=scan.root,
         series=tuple(series_list),
