@@ -208,3 +208,22 @@ def test_hanging_indent_on_a_terminal() -> None:
     assert len(lines) > 2 and lines[0].startswith("    [warning] CODE word")
     assert all(line.startswith(" " * 8) and not line.startswith(" " * 9) for line in lines[1:])
     assert max(len(line) for line in lines) < 60
+
+
+def test_a_model_predicts_as_the_coefficient_file_of_the_same_coil(tmp_path: Path) -> None:
+    from trueshape.io import write_scanner_model
+
+    dicom, coil = write_coronal_session(tmp_path)
+    model = write_scanner_model(SYN_AS, tmp_path / "model.json")
+    _, by_file = run("inspect", dicom, "--coef", coil, "--point", "95,-20,-90", "--json")
+    code, by_model = run("inspect", dicom, "--model", model, "--point", "95,-20,-90", "--json")
+    assert code == 0, by_model
+    from_file = json.loads(by_file)["predictions"][0]["predictions"][0]
+    from_model = json.loads(by_model)["predictions"][0]["predictions"][0]
+    np.testing.assert_allclose(
+        from_model["points"][0]["displacement_lps"], from_file["points"][0]["displacement_lps"], atol=1e-6
+    )
+    assert from_model["object"]["p95_mm"] == pytest.approx(from_file["object"]["p95_mm"], abs=1e-6)
+    code, text = run("inspect", dicom, "--model", model)
+    assert code == 0 and "Predicted with model.json:" in flat(text)
+    assert f"Next: trueshape correct {dicom} --model {model} --out corrected" in flat(text)
