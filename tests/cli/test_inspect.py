@@ -135,6 +135,16 @@ def test_version() -> None:
     assert code == 0 and output == f"trueshape {__version__}\n"
 
 
+@pytest.mark.parametrize(
+    "command", [[], ["inspect"], ["convert"], ["correct"], ["estimate"], ["learn"], ["model", "fit"]]
+)
+def test_help_shows_flags_as_flags_and_ends_with_an_example(command: list[str]) -> None:
+    code, output = run(*command, "--help")
+    assert code == 0
+    assert "<bool>" not in output  # a flag takes no value ('--json true' fails)
+    assert ("Start with: trueshape inspect" if not command else "Example: trueshape " + " ".join(command)) in output
+
+
 def test_summary_gives_one_line_per_stack_under_a_header(write_series, tmp_path: Path) -> None:
     root = tmp_path / "visit"
     study = {"study_instance_uid": "1.2.826.0.1.3680043.8.498.1", "study_at": datetime.datetime(2024, 3, 1, 9)}

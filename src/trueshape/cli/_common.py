@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
+from typer.core import TyperCommand, TyperGroup
 
 from trueshape.correction import REQUESTED_MODES, CorrectionMode
 from trueshape.dicom import DistortionState, PatientPosition
@@ -55,7 +56,36 @@ else:
     #: ``--state``: what the scanner corrected (``UNKNOWN`` is what headers may say, not a fact).
     StatedState = _offered("StatedState", (s for s in DistortionState if s is not DistortionState.UNKNOWN))
 
-app = typer.Typer(
+
+def _without_help_value(option: Any) -> Any:
+    """Show ``--help`` (a flag) without a value in the help, as every other flag (typer's shows ``<bool>``)."""
+    if option is not None:
+        option.metavar = ""
+    return option
+
+
+class _Command(TyperCommand):
+    def get_help_option(self, ctx: Any) -> Any:
+        return _without_help_value(super().get_help_option(ctx))
+
+
+class _Group(TyperGroup):
+    def get_help_option(self, ctx: Any) -> Any:
+        return _without_help_value(super().get_help_option(ctx))
+
+
+class App(typer.Typer):
+    """The typer app whose commands and groups show ``--help`` as the flag it is."""
+
+    def __init__(self, **settings: Any) -> None:
+        super().__init__(cls=_Group, **settings)
+
+    def command(self, *args: Any, **settings: Any) -> Any:
+        """Register a command as ``typer.Typer.command`` does, with the help flag shown as a flag."""
+        return super().command(*args, cls=_Command, **settings)
+
+
+app = App(
     add_completion=False,
     no_args_is_help=True,
     pretty_exceptions_enable=False,

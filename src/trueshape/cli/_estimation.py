@@ -11,6 +11,7 @@ import typer
 
 from trueshape.cli._common import (
     EXIT_INPUT_ERROR,
+    App,
     ForceOption,
     OutOption,
     StatedState,
@@ -29,7 +30,7 @@ if TYPE_CHECKING:
 #: Exit code of a finished estimate whose fit is poor, with ``--strict``.
 EXIT_POOR_FIT = 3
 
-model_app = typer.Typer(no_args_is_help=True, help="Scanner models: pool estimates into one model.")
+model_app = App(no_args_is_help=True, help="Scanner models: pool estimates into one model.")
 app.add_typer(model_app, name="model")
 
 ReferenceOption = Annotated[
