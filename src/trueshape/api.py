@@ -2,11 +2,10 @@
 
 Each function takes what a user types (paths, a SERIES argument, option names as text or enums), checks it
 once, and hands the work to the layer that owns it: ``dicom`` and ``geometry`` (:func:`inspect`,
-:func:`load`), ``io`` (:func:`convert`), ``correction`` (:func:`correct`). The layers that need nibabel,
-scipy or SimpleITK are imported by the functions that use them, so that ``trueshape inspect`` starts fast.
-Planned beside them, each a function here over its own layer (docs/architecture.md): ``estimate`` (learn
-the field from images), ``learn`` (a scanner model from sessions), ``report`` (HTML figures) and ``batch``
-(cohorts).
+:func:`load`), ``io`` (:func:`convert`), ``correction`` (:func:`correct`), ``estimation``
+(:func:`estimate`, :func:`fit_model`, :func:`learn`). The layers that need nibabel, scipy or SimpleITK are
+imported by the functions that use them, so that ``trueshape inspect`` starts fast. Planned: ``report`` (HTML
+figures) and ``batch`` (cohorts).
 
 Examples
 --------
@@ -41,16 +40,27 @@ from trueshape.geometry import (
     load_stack,
     one_stack,
     parse_series_argument,
+    restrict,
     select_stacks,
 )
-from trueshape.io import OutputFormat, check_output_folder, refuse_output_inside
+from trueshape.io import OutputFormat, check_output_folder, check_writable, refuse_output_inside
 from trueshape.settings import ValidationMode, parse_choice, settings
 
 if TYPE_CHECKING:
     from trueshape.estimation import EstimateOptions, EstimateOutput, LearnOutput, ModelFit, PairChoice
 
-__all__ = ["ConvertResult", "CorrectOutput", "OutputFormat", "convert", "correct", "estimate", "fit_model", "inspect",
-           "learn", "load"]
+__all__ = [
+    "ConvertResult",
+    "CorrectOutput",
+    "OutputFormat",
+    "convert",
+    "correct",
+    "estimate",
+    "fit_model",
+    "inspect",
+    "learn",
+    "load",
+]
 
 
 # ------------------------------------------------------------------------------------------ inspect, load
@@ -62,7 +72,7 @@ def inspect(path: str | os.PathLike[str], *, irregular: IrregularPolicy | str = 
     Parameters
     ----------
     path : str or PathLike
-        DICOM file or folder (searched recursively).
+        DICOM file or folder (searched recursively); ``FOLDER#<series>[:stack]`` keeps the stacks it names.
     irregular : IrregularPolicy or str
         ``warn`` (default), ``resample``, ``split`` or ``fail``.
 
@@ -77,7 +87,9 @@ def inspect(path: str | os.PathLike[str], *, irregular: IrregularPolicy | str = 
     >>> [stack.selector for stack in inspection.stacks]              # doctest: +SKIP
     ['2:1', '3:1']
     """
-    return group_series(scan(path), policy=parse_choice(IrregularPolicy, irregular, "--irregular"))
+    source, series_key, stack_index = parse_series_argument(path)
+    inspection = group_series(scan(source), policy=parse_choice(IrregularPolicy, irregular, "--irregular"))
+    return restrict(inspection, series_key, stack_index) if inspection.stacks else inspection
 
 
 def load(
@@ -181,9 +193,10 @@ def convert(
             result.errors.append(describe_empty(inspection))
         return result
     mode = settings.validation_mode if validation is None else parse_choice(ValidationMode, validation, "--validation")
-    for stack in select_stacks(inspection, series_key, stack_index):
-        if stack.is_localizer and not include_localizers:
-            continue
+    chosen = [s for s in select_stacks(inspection, series_key, stack_index) if include_localizers or not s.is_localizer]
+    for stack in chosen:  # an existing output refuses the command before any work (and any warning)
+        check_writable(Path(out) / (stack.label + output_format.suffix), force=force)
+    for stack in chosen:
         result.stacks.append(stack)
         try:  # a stack that cannot be written is said; the others still are
             written = convert_stack(
@@ -231,14 +244,13 @@ def correct(
     >>> correct("session/cor_t1", "out", coefficients="AS82.grad")          # doctest: +SKIP
     >>> correct("cor_t1.nii.gz", "out", coefficients="AS82.grad", distortion_state="DIS2D")  # doctest: +SKIP
     """
-    from trueshape.correction import CorrectionRequest, correct_stack, correct_volume_file
-    from trueshape.gnl import read_coefficients
-    from trueshape.io import is_volume_file
+    from trueshape.correction import CorrectionRequest, correct_argument
+    from trueshape.gnl import read_coefficient_option
 
     check_output_folder(out)
-    coefficient_file = _one_coefficient_file(coefficients, model)
+    coil, coefficient_file = read_coefficient_option(coefficients, model, r0_mm=r0_mm)
     request = CorrectionRequest.build(
-        read_coefficients(coefficient_file, r0_mm=r0_mm),
+        coil,
         coefficient_file=coefficient_file,
         mode=mode,
         intensity_correction=intensity_correction,
@@ -250,25 +262,7 @@ def correct(
         like=like,
         philips_scaling=philips_scaling,
     )
-    if like is not None and not is_volume_file(like):  # the --like series is read too: never written into
-        refuse_output_inside(parse_series_argument(like)[0], out)
-    if is_volume_file(series):
-        return correct_volume_file(series, request, out)
-    path, series_key, stack_index = parse_series_argument(series)
-    refuse_output_inside(path, out)
-    stack = one_stack(inspect(path, irregular=irregular), path, series_key, stack_index)
-    return correct_stack(stack, request, out)
-
-
-def _one_coefficient_file(
-    coefficients: str | os.PathLike[str] | None, model: str | os.PathLike[str] | None
-) -> str | os.PathLike[str]:
-    """Return the one coefficient file given: vendor coefficients or a trueshape scanner model."""
-    if coefficients is not None and model is None:
-        return coefficients
-    if model is not None and coefficients is None:
-        return model
-    raise TrueshapeError("give exactly one of --coef (vendor .grad/.coef) or --model (trueshape .json)")
+    return correct_argument(series, request, out, irregular=parse_choice(IrregularPolicy, irregular, "--irregular"))
 
 
 # ------------------------------------------------------------------------------------ estimate, model, learn
@@ -302,10 +296,18 @@ def estimate(
     from trueshape.estimation import estimate_arguments
 
     return estimate_arguments(
-        moving, out, reference=reference, phantom=phantom, options=options, same_frame=same_frame,
+        moving,
+        out,
+        reference=reference,
+        phantom=phantom,
+        options=options,
+        same_frame=same_frame,
         reference_state=parse_choice(DistortionState, reference_state, "--reference-state"),
         moving_state=parse_choice(DistortionState, moving_state, "--moving-state"),
-        marker_radius_mm=marker_radius_mm, markers_in_lps=markers_in_lps, progress=progress)
+        marker_radius_mm=marker_radius_mm,
+        markers_in_lps=markers_in_lps,
+        progress=progress,
+    )
 
 
 def fit_model(estimates: list[str | os.PathLike[str]], out: str | os.PathLike[str], *, force: bool = False) -> ModelFit:

@@ -24,8 +24,7 @@ from trueshape.api import inspect
 from trueshape.correction import CorrectionRequest, CorrectOutput, correct_stack
 from trueshape.dicom import DistortionState
 from trueshape.errors import OutputError
-from trueshape.findings import FindingCode
-from trueshape.geometry import GEOMETRY_WARNING_CODES, Inspection, Volume, load_stack
+from trueshape.geometry import Inspection, Volume, diagnose, load_stack
 from trueshape.gnl import SYN_AS, ResidualField, format_siemens_grad
 from trueshape.io import atomic_path
 from trueshape.report import SphereMeasurement, measure_bright_sphere
@@ -49,8 +48,8 @@ class HeadPrediction:
     predicted_ap_mm: float
 
 
-#: Findings that would mean the loader, not the scanner, distorts the anatomy.
-LOADER_CODES = GEOMETRY_WARNING_CODES | {FindingCode.GEOMETRY_MISSING}
+#: The coil file the demo writes beside the session.
+COIL_FILE_NAME = "SYN-AS.grad"
 
 
 @dataclass
@@ -68,25 +67,19 @@ class DemoResult:
     #: The second half: a model learned from two other subjects' images, and this coronal corrected with it.
     learning: LearningResult | None = None
 
+    @property
+    def coil_file(self) -> Path:
+        """The coil's coefficient file the demo wrote (what a site physicist would hand over)."""
+        return self.folder / COIL_FILE_NAME
+
     def diagnosis(self) -> str:
-        """Which of the three causes the findings point to, in one sentence."""
-        loader = sorted({f.code.value for s in self.inspection.stacks for f in s.findings if f.code in LOADER_CODES})
-        coronal_codes = {
-            f.code
-            for s in self.inspection.stacks
-            if s.distortion_state is DistortionState.IN_PLANE_2D
-            for f in s.findings
-        }
-        if loader:
-            return f"Cause 1, the geometry: {', '.join(loader)} - fix the loading before anything else."
-        if FindingCode.DISTORTION_2D_ONLY in coronal_codes:
-            far = max(p.distance_from_isocentre_mm for p in self.predictions)
-            return (
-                f"Not the loader (every slice's geometry verified, no spacing findings). Cause 2: the coronal "
-                f"series was corrected in 2-D only (DIS2D) and its femoral heads lie {far:.0f} mm from the "
-                f"isocentre, so their front-to-back extent keeps the through-plane distortion."
-            )
-        return "Cause 3: residual gradient non-linearity (no DIS2D flag, no geometry findings)."
+        """Return the coronal series' diagnosis (:func:`trueshape.geometry.diagnose`) and where its heads lie."""
+        coronal = next(s for s in self.inspection.stacks if s.distortion_state is DistortionState.IN_PLANE_2D)
+        far = max(p.distance_from_isocentre_mm for p in self.predictions)
+        return (
+            f"{diagnose(coronal).sentence} Its femoral heads lie {far:.0f} mm from the isocentre, so their "
+            "front-to-back extent keeps the through-plane distortion."
+        )
 
 
 def _measure(volume: Volume, phantom: FemurPhantom, contrast: Contrast) -> list[SphereMeasurement]:
@@ -126,8 +119,9 @@ def _predictions(phantom: FemurPhantom, coronal: Volume) -> list[HeadPrediction]
     return predictions
 
 
-def run_demo(folder: str | os.PathLike[str] | None = None, *, quick: bool = False, force: bool = False,
-             learn: bool = True) -> DemoResult:
+def run_demo(
+    folder: str | os.PathLike[str] | None = None, *, quick: bool = False, force: bool = False, learn: bool = True
+) -> DemoResult:
     """Run the demo in ``folder`` (default: a new temporary folder) and return what it found.
 
     With ``learn``, the second half learns a scanner model from two other subjects' images (no coefficient
@@ -145,7 +139,7 @@ def run_demo(folder: str | os.PathLike[str] | None = None, *, quick: bool = Fals
     session = write_session(
         root / "session", phantom, SYN_AS, (reference_acquisition, coronal_acquisition), force=force
     )
-    coil_file = root / "SYN-AS.grad"
+    coil_file = root / COIL_FILE_NAME
     with atomic_path(coil_file, force=force) as temporary:
         temporary.write_text(format_siemens_grad(SYN_AS))
     inspection = inspect(root / "session" / "dicom")
@@ -168,8 +162,9 @@ def run_demo(folder: str | os.PathLike[str] | None = None, *, quick: bool = Fals
         from trueshape.demo_learn import run_learning
 
         learning = run_learning(root, coronal_stack, coronal, quick=quick, force=force)
-        measurements["coronal corrected, learned model"] = _measure(learning.correction.volume, phantom,
-                                                                   coronal_acquisition.contrast)
+        measurements["coronal corrected, learned model"] = _measure(
+            learning.correction.volume, phantom, coronal_acquisition.contrast
+        )
         written += [learning.learned.model.path, *learning.correction.written]
     diameter = 2 * phantom.head_marrow_radius_mm()
     return DemoResult(root, inspection, predictions, measurements, correction, diameter, quick, written, learning)

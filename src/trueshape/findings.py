@@ -55,6 +55,7 @@ class FindingCode(enum.StrEnum):
     CORNERS_MISMATCH = "CORNERS_MISMATCH"
     FRAMES_DISAGREE = "FRAMES_DISAGREE"
     COIL_MISMATCH = "COIL_MISMATCH"
+    COIL_UNVERIFIED = "COIL_UNVERIFIED"
     OUTSIDE_ACQUIRED_VOLUME = "OUTSIDE_ACQUIRED_VOLUME"
     UID_REUSED = "UID_REUSED"
     SERIES_SPLIT = "SERIES_SPLIT"
@@ -92,6 +93,8 @@ FINDING_CODES: dict[FindingCode, str] = {
     "magnet was relative to the patient cannot be known.",
     FindingCode.COIL_MISMATCH: "The series names a gradient coil other than the one the coefficients or model "
     "describe.",
+    FindingCode.COIL_UNVERIFIED: "The series names its gradient coil but the coefficients or model name none: "
+    "that they belong to this scanner cannot be checked.",
     FindingCode.OUTSIDE_ACQUIRED_VOLUME: "Part of the corrected image takes its values from beyond the acquired "
     "volume (a single slice, or a large through-plane residual at the slab ends) and is left 0.",
     FindingCode.UID_REUSED: "Images at different positions share a SOPInstanceUID (kept; not copies).",

@@ -151,12 +151,16 @@ def test_convert_refuses_to_overwrite(good_series, tmp_path):
     assert not [p for p in out.iterdir() if ".part" in p.name]
 
 
-def test_single_non_dicom_file(tmp_path):
-    text = tmp_path / "a.txt"
-    text.write_text("x")
-    result = run("inspect", text)
+@pytest.mark.parametrize("name", ["a.txt", "x.nii.gz"])
+def test_single_non_dicom_file(tmp_path, name):
+    path = tmp_path / name
+    path.write_bytes(b"x" * 400)
+    result = run("inspect", path)
     assert result.exit_code == 2
-    assert "no DICOM images found" in error_lines(result)[0]
+    # Said once, in one line (no "files skipped" note before it).
+    assert result.output.splitlines() == [
+        f"error: {path}: not a DICOM file (inspect and convert read DICOM; correct also takes NIfTI and NRRD volumes)"
+    ]
 
 
 def test_corrupt_pixels_via_api(good_series, tmp_path):

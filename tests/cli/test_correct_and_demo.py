@@ -55,7 +55,12 @@ def test_correct_writes_volume_field_transform_and_sidecar(tmp_path):
     sidecar = json.loads((tmp_path / "out" / "7_cor_corrected.json").read_text())
     assert sidecar["correction"]["mode"] == "through-plane"
     assert sidecar["coil"] == "SYN-AS"
-    assert any("ImaRelTablePosition (0019,1014)" in a for a in sidecar["correction"]["assumptions"])
+    # The isocentre was read from the headers, not assumed; the output says which is which.
+    assert any("ImaRelTablePosition (0019,1014)" in a for a in sidecar["correction"]["read_from_headers"])
+    assert sidecar["correction"]["assumptions"] == []
+    text = " ".join(result.output.split())
+    assert "read from headers: isocentre: table offset (0, 0, -150) mm from ImaRelTablePosition (0019,1014)" in text
+    assert "assumed:" not in text
     field = nib.load(tmp_path / "out" / "7_cor_residual_field.nii.gz").get_fdata()
     # DIS2D coronal: only the through-plane (AP) component remains: LPS components x, z are zero
     assert np.abs(field[..., 0, 1]).max() > 0.5
@@ -93,11 +98,25 @@ def test_demo_quick_tells_the_story(tmp_path):
     # Flattened: the front edge appears moved back and the back edge forward, each by half the loss.
     assert "front edge moves 1.33 mm inward, back edge 1.33 mm inward" in text
     assert "Not the loader" in text and "Cause 2" in text
+    # The next command, ready to paste, names the demo's own coil file.
+    assert (
+        f"Next: trueshape correct {tmp_path / 'demo' / 'session' / 'dicom'}#3 --coef {tmp_path / 'demo'}/SYN-AS.grad"
+        in text
+    )
+    # Front-back / left-right of each head, row by row: the reference, as acquired, corrected, learned model. The
+    # quick demo's corrected ratio is the full demo's (1.002) within 0.5%.
+    ratios = [float(r) for r in re.findall(r"│ (\d\.\d{3})\s+│\s*$", result.output, flags=re.MULTILINE)]
+    assert len(ratios) == 8, result.output
+    assert all(abs(r - 1.002) <= 0.005 for r in ratios[4:6]), ratios
+    assert all(0.935 <= r <= 0.945 for r in ratios[2:4]), ratios
     # The second half: no coefficient file, a model learned from two other subjects' images, which flattens
     # the heads as the coil does to within 0.2 mm of their 43 mm.
     assert "4. No coefficient file?" in text and "reference: 2_ax_t1_hips_dis3d (DIS3D" in text
-    learned = re.findall(r"the learned model moves its back edge against its front by ([-+]\d+\.\d+) mm, the coil "
-                         r"by ([-+]\d+\.\d+) mm", text)
+    learned = re.findall(
+        r"the learned model moves its back edge against its front by ([-+]\d+\.\d+) mm, the coil "
+        r"by ([-+]\d+\.\d+) mm",
+        text,
+    )
     assert len(learned) == 2 and all(abs(float(a) - float(b)) < 0.2 for a, b in learned), learned
     assert (tmp_path / "demo" / "learned" / "model.json").is_file()
     assert (tmp_path / "demo" / "corrected" / "3_cor_t1_widefov_dis2d_residual.h5").exists()

@@ -116,14 +116,14 @@ def test_trueshape_sidecar_gives_the_dicom_result(session: Path) -> None:
     assert sidecar["correction"]["mode"] == "through-plane"
     assert sidecar["source"]["patient_position"] == "FFS"
     assert sidecar["source"]["isocentre_lps"] == pytest.approx(list(TABLE_ISOCENTRE_LPS), abs=1e-6)
-    assert any("trueshape sidecar 4_cor.json" in a for a in sidecar["correction"]["assumptions"])
+    assert any("trueshape sidecar 4_cor.json" in a for a in sidecar["correction"]["read_from_headers"])
 
 
 def test_corrected_volume_is_not_corrected_twice(session: Path) -> None:
     first = session / "from_dicom" / "4_cor_corrected.nii"
     code, output = _correct(session, first, "twice")
     assert code == 0, output
-    assert "corrected (none, DIS3D)" in output
+    assert "already corrected in 3-D (DIS3D): nothing is left to correct" in output
     np.testing.assert_array_equal(_image(session / "twice" / "4_cor_corrected_corrected.nii"), _image(first))
 
 
@@ -511,7 +511,7 @@ def test_like_puts_the_corrected_volume_on_another_grid(session: Path) -> None:
     ]
     # The result is known as corrected: correcting it again leaves it as it is (its sidecar names its grid).
     code, output = _correct(session, session / "like_crop" / "4_cor_corrected.nii", "like_again")
-    assert code == 0 and "corrected (none, DIS3D)" in output, output
+    assert code == 0 and "already corrected in 3-D (DIS3D): nothing is left to correct" in output, output
     np.testing.assert_allclose(
         _image(session / "like_again" / "4_cor_corrected_corrected.nii"),
         np.asanyarray(on_crop.dataobj),

@@ -102,7 +102,7 @@ def test_derived_series_is_not_corrected_again_and_is_replaced_only_with_force(c
         ],
     )
     assert again.exit_code == 0, again.output
-    assert "corrected (none, DIS3D)" in " ".join(again.output.split())
+    assert "already corrected in 3-D (DIS3D): nothing is left to correct" in " ".join(again.output.split())
     arguments = [
         "correct",
         str(corrected / "s" / "dicom"),

@@ -98,7 +98,8 @@ def test_from_provenance_and_volume() -> None:
     assert residual.distortion_state is DistortionState.IN_PLANE_2D
     assert residual.magnet_frame.patient_position is PatientPosition.FFS
     np.testing.assert_allclose(residual.slice_normal_lps, [0.0, 1.0, 0.0])  # the k axis (direction column 3)
-    assert any("ImageType" in a for a in residual.assumptions)
+    assert any("ImageType" in a for a in residual.read_from_headers)
+    assert [a.split(":")[0] for a in residual.assumptions] == ["slice normal"]  # nothing recorded it
     p = points(50, 3)
     frame = MagnetFrame(PatientPosition.FFS, np.array([0.0, 0.0, 20.0]))
     full = ResidualField(SYN_AS, frame, DistortionState.NONE).displacement_lps(p)
@@ -136,8 +137,10 @@ def test_a_given_patient_position_rotates_the_recorded_table_offset(position: st
     expected = LPS_FROM_MAGNET[PatientPosition(position)] @ np.asarray(offset)
     np.testing.assert_allclose(residual.magnet_frame.isocentre_lps, expected, atol=1e-12)
     assert np.abs(expected - provenance.isocentre_lps).max() > 10.0  # the old isocentre was wrong for it
-    assert f"patient position {position} given by the caller" in residual.assumptions
-    assert any(f"rotated for {position}" in a and "ImaRelTablePosition" in a for a in residual.assumptions)
+    # What was given, what was read (the offset, rotated for the given position) and what assumed, apart.
+    assert residual.given == (f"patient position {position} given by the caller",)
+    assert any(f"rotated for {position}" in a and "ImaRelTablePosition" in a for a in residual.read_from_headers)
+    assert residual.assumptions == ()
     # An isocentre the caller gives wins over both.
     given = ResidualField.from_provenance(
         SYN_AS, provenance, slice_normal_lps=None, patient_position=position, isocentre_lps=[1.0, 2.0, 3.0]

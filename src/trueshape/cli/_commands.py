@@ -1,9 +1,7 @@
-"""The geometry and correction commands: ``inspect``, ``convert``, ``correct`` and ``demo``."""
+"""The conversion and correction commands: ``convert``, ``correct`` and ``demo`` (``inspect``: ``_inspect``)."""
 
 from __future__ import annotations
 
-import json
-import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -11,7 +9,6 @@ import typer
 
 from trueshape.cli._common import (
     _DATA_CHANGING,
-    _SEVERITY_STYLE,
     EXIT_INPUT_ERROR,
     CoefficientsOption,
     ConvertFormat,
@@ -36,62 +33,45 @@ from trueshape.cli._common import (
     ValidationOption,
     _e,
     _fail,
+    _hanging,
     _out,
-    _render_inspection,
+    _point,
+    _print_finding,
     _warn,
     app,
+    flag,
 )
+from trueshape.cli._inspect import render_inspection, shown_for
+from trueshape.correction import CorrectionMode
 from trueshape.dicom import PhilipsScaling
 from trueshape.errors import TrueshapeError
-from trueshape.findings import Severity
+from trueshape.findings import FindingCode, Severity
 from trueshape.geometry import IrregularPolicy
 from trueshape.io import OutputFormat
 from trueshape.settings import ValidationMode
 
+#: Information ``correct`` says too: what changed the voxels before correction, and a coil it cannot check.
+_SAID_WHEN_CORRECTING = _DATA_CHANGING | {FindingCode.COIL_UNVERIFIED}
+
 if TYPE_CHECKING:
     from rich.table import Table
 
+    from trueshape.correction import CorrectOutput
     from trueshape.demo import DemoResult
     from trueshape.demo_learn import LearningResult
 
 
-@app.command()
-def inspect(
-    path: Annotated[str, typer.Argument(help="DICOM file or folder (searched recursively).")],
-    as_json: Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")] = False,
-    irregular: IrregularOption = IrregularPolicy.WARN,
-) -> None:
-    """Every series and stack: geometry, findings in plain words, distortion state."""
-    from trueshape import api
-    from trueshape.geometry import describe_empty, input_errors, input_warnings
-    from trueshape.io import to_jsonable
-
-    try:
-        inspection = api.inspect(path, irregular=irregular)
-    except TrueshapeError as error:
-        _fail(str(error))
-        raise typer.Exit(EXIT_INPUT_ERROR) from None
-    if as_json:
-        sys.stdout.write(json.dumps(to_jsonable(inspection.to_json()), indent=2) + "\n")
-    else:
-        _render_inspection(inspection)
-    for message in input_warnings(inspection):
-        _warn(message)
-    # Unreadable files, refused series and images that cannot be placed (GEOMETRY_MISSING): one line each.
-    messages = input_errors(inspection)
-    if not inspection.series and not messages:
-        messages.append(describe_empty(inspection))
-    for message in messages:
-        _fail(message)
-    if messages or any(f.severity is Severity.ERROR for s in inspection.series for f in s.findings):
-        raise typer.Exit(EXIT_INPUT_ERROR)
-
-
-@app.command()
+@app.command(epilog="Example: trueshape convert demo-out/session/dicom --out converted")
 def convert(
-    path: Annotated[str, typer.Argument(help="DICOM folder/file, optionally FOLDER#<series>[:stack].")],
+    path: Annotated[
+        str,
+        typer.Argument(help="DICOM folder or file; FOLDER#<series>[:stack] converts one series (number, UID or name)."),
+    ],
     out: OutOption,
-    fmt: Annotated[ConvertFormat, typer.Option("--format", case_sensitive=False)] = ConvertFormat.NIFTI,
+    fmt: Annotated[
+        ConvertFormat,
+        typer.Option("--format", case_sensitive=False, help="nifti: .nii.gz; nii: uncompressed; nrrd: .nrrd."),
+    ] = ConvertFormat.NIFTI,
     irregular: IrregularOption = IrregularPolicy.WARN,
     force: ForceOption = False,
     validation: ValidationOption = ValidationMode.WARN,
@@ -117,10 +97,7 @@ def convert(
     for stack in result.stacks:
         for finding in stack.findings:
             if finding.severity is not Severity.INFO:
-                console.print(
-                    f"[{_SEVERITY_STYLE[finding.severity]}]{finding.code.value}[/] {_e(stack.label)}: "
-                    f"{_e(finding.message)}"
-                )
+                _print_finding(finding, indent=0, context=f"{stack.label}: ")
     for written in result.written:
         console.print(f"wrote {_e(written)}", soft_wrap=True)
     for message in result.warnings:
@@ -131,7 +108,7 @@ def convert(
         raise typer.Exit(EXIT_INPUT_ERROR)
 
 
-@app.command()
+@app.command(epilog="Example: trueshape correct demo-out/session/dicom#3 --coef demo-out/SYN-AS.grad --out corrected")
 def correct(
     series: SeriesArgument,
     out: OutOption,
@@ -162,7 +139,7 @@ def correct(
             mode=mode.value,
             distortion_state=None if state is None else state.value,
             patient_position=patient_position,
-            isocentre_lps=_isocentre(isocentre),
+            isocentre_lps=None if isocentre is None else _point(isocentre, "--isocentre"),
             r0_mm=r0_mm,
             irregular=irregular.value,
             intensity_correction=not no_intensity,
@@ -174,42 +151,52 @@ def correct(
     except TrueshapeError as error:
         _fail(str(error))
         raise typer.Exit(EXIT_INPUT_ERROR) from None
-    diagnostics = result.diagnostics
-    console.print(
-        f"corrected ({diagnostics.mode.value}, {diagnostics.distortion_state.value}): residual "
-        f"displacement up to {diagnostics.max_displacement_mm:.2f} mm, mean "
-        f"{diagnostics.mean_displacement_mm:.2f} mm"
-    )
-    for assumption in diagnostics.assumptions:
-        console.print(f"  assumed: {_e(assumption)}")
-    for finding in result.findings:
-        # Warnings, and what changed the voxels before correction (interpolated or split slices).
-        if finding.severity is not Severity.INFO or finding.code in _DATA_CHANGING:
-            console.print(f"  [{_SEVERITY_STYLE[finding.severity]}]{finding.code.value}[/] {_e(finding.message)}")
+    from trueshape.io import is_volume_file
+
+    _render_correction(result, from_sidecar=is_volume_file(series))
     for written in result.written:
         console.print(f"wrote {_e(written)}", soft_wrap=True)
 
 
-def _isocentre(text: str | None) -> tuple[float, float, float] | None:
-    """Parse ``X,Y,Z`` (mm); a malformed value ends the command with a one-line error."""
-    if text is None:
-        return None
-    parts = text.replace(" ", "").split(",")
-    try:
-        x, y, z = (float(part) for part in parts)
-    except ValueError:
-        _fail(f"--isocentre needs three numbers X,Y,Z in mm (patient LPS), got {text!r}")
-        raise typer.Exit(EXIT_INPUT_ERROR) from None
-    return (x, y, z)
+def _render_correction(result: CorrectOutput, *, from_sidecar: bool) -> None:
+    """Say what the correction did (for the object and the field of view), on what facts, and what it found."""
+    console = _out()
+    done = result.diagnostics
+    if done.mode is CorrectionMode.NONE:
+        console.print(
+            f"already corrected in 3-D ({done.distortion_state.value}): nothing is left to correct; the values are "
+            "copied",
+            soft_wrap=True,
+        )
+    else:
+        inside = (
+            f"inside the object 95% of it moved at most {done.object_p95_displacement_mm:.2f} mm (up to "
+            f"{done.object_max_displacement_mm:.2f} mm); "
+            if done.object_p95_displacement_mm is not None and done.object_max_displacement_mm is not None
+            else ""
+        )
+        console.print(
+            f"corrected ({done.mode.value}, {done.distortion_state.value}): residual displacement {inside}over the "
+            f"whole field of view up to {done.max_displacement_mm:.2f} mm, mean {done.mean_displacement_mm:.2f} mm",
+            soft_wrap=True,
+        )
+    read = "read from sidecar:" if from_sidecar else "read from headers:"
+    for lead, facts in ((read, done.read_from_headers), ("given:", done.given), ("assumed:", done.assumptions)):
+        for fact in facts:
+            _hanging(lead, fact, style="dim" if lead != "assumed:" else "yellow")
+    for finding in result.findings:
+        # Warnings, what changed the voxels before correction (interpolated or split slices), and coil doubts.
+        if finding.severity is not Severity.INFO or finding.code in _SAID_WHEN_CORRECTING:
+            _print_finding(finding)
 
 
-@app.command()
+@app.command(epilog="Example: trueshape demo demo-out   (then the README's recipe runs on demo-out/)")
 def demo(
     folder: Annotated[
         Path | None, typer.Argument(help="Where to write the demo (default: a temporary folder).")
     ] = None,
-    quick: Annotated[bool, typer.Option("--quick", help="Coarser synthetic scans (seconds, not a minute).")] = False,
-    force: Annotated[bool, typer.Option("--force", help="Overwrite a previous demo in FOLDER.")] = False,
+    quick: Annotated[bool, flag("--quick", "Coarser synthetic scans (half a minute, not two).")] = False,
+    force: Annotated[bool, flag("--force", "Replace a previous demo in FOLDER.")] = False,
 ) -> None:
     """Show the whole story on synthetic data: a flattened femoral head, why, and the fix."""
     from trueshape.demo import run_demo
@@ -224,7 +211,7 @@ def demo(
         raise typer.Exit(EXIT_INPUT_ERROR) from None
     console.print(f"Session in {_e(result.folder)}\n")
     console.print("[bold]1. What the headers say[/] (trueshape inspect):")
-    _render_inspection(result.inspection)
+    render_inspection(result.inspection, shown_for(result.inspection.root, coefficients=str(result.coil_file)))
     console.print("\n[bold]2. What the coil predicts at the femoral heads[/] (coronal series):")
     for prediction in result.predictions:
         side = "left" if prediction.centre_lps[0] > 0 else "right"
@@ -237,17 +224,21 @@ def demo(
     console.print(f"\n[bold]Diagnosis:[/] {_e(result.diagnosis())}")
     diagnostics = result.correction.diagnostics
     console.print(
-        f"\n[bold]3. Correction[/] with the coil coefficients ({diagnostics.mode.value} mode, residual up "
-        f"to {diagnostics.max_displacement_mm:.1f} mm in the field of view)"
+        f"\n[bold]3. Correction[/] with the coil coefficients ({diagnostics.mode.value} mode; residual"
+        + (
+            f" inside the object 95% at most {diagnostics.object_p95_displacement_mm:.1f} mm,"
+            if diagnostics.object_p95_displacement_mm is not None
+            else ""
+        )
+        + f" up to {diagnostics.max_displacement_mm:.1f} mm in the field of view)"
     )
     if result.learning is not None:
         _render_learning(result.learning)
     console.print(_heads_table(result))
     if result.quick:
         console.print(
-            "[dim](--quick samples the heads on 3 mm pixels and 4 mm slices, and the correction "
-            "interpolates along those slices: front-back diameters are off by a few percent; run without "
-            "--quick for the real figures.)[/]"
+            "[dim](--quick samples the scans on 3 mm pixels (4 mm axial slices, 2 mm coronal ones: the front-back "
+            "axis measured); run without --quick for the full-resolution figures.)[/]"
         )
     for written in result.written:
         console.print(f"[dim]wrote {_e(written)}[/]", soft_wrap=True)
@@ -288,8 +279,9 @@ def _render_learning(learning: LearningResult) -> None:
             f"{check.rms_difference_mm:.2f} mm RMS ({check.rigid_adjusted_rms_mm:.2f} mm once a rigid shift is "
             f"taken out; its field {check.rms_field_mm:.2f} mm RMS)"
         )
-    for side, learned, true in zip(("right", "left"), learning.learned_ap_change_mm, learning.true_ap_change_mm,
-                                   strict=True):
+    for side, learned, true in zip(
+        ("right", "left"), learning.learned_ap_change_mm, learning.true_ap_change_mm, strict=True
+    ):
         console.print(
             f"  {side} head: front-to-back, the learned model moves its back edge against its front by "
             f"{learned:+.2f} mm, the coil by {true:+.2f} mm"
@@ -300,7 +292,7 @@ def _render_learning(learning: LearningResult) -> None:
     )
     for finding in learning.correction.findings:
         if finding.severity is not Severity.INFO:
-            console.print(f"  [{_SEVERITY_STYLE[finding.severity]}]{finding.code.value}[/] {_e(finding.message)}")
+            _print_finding(finding)
 
 
 def _outward(shift_mm: float) -> str:

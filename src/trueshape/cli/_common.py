@@ -8,15 +8,18 @@ from __future__ import annotations
 
 import enum
 import functools
+import sys
+import textwrap
 from collections.abc import Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
+from typer.core import TyperCommand, TyperGroup
 
 from trueshape.correction import REQUESTED_MODES, CorrectionMode
 from trueshape.dicom import DistortionState, PatientPosition, PhilipsScaling
-from trueshape.findings import FindingCode, Severity
+from trueshape.findings import Finding, FindingCode, Severity
 from trueshape.geometry import IrregularPolicy
 from trueshape.io import OutputFormat
 from trueshape.settings import ValidationMode
@@ -24,7 +27,6 @@ from trueshape.settings import ValidationMode
 if TYPE_CHECKING:
     from rich.console import Console
 
-    from trueshape.geometry import Inspection
 
 EXIT_INPUT_ERROR = 2
 #: Exit code of an unexpected failure (a bug); bad input exits with EXIT_INPUT_ERROR.
@@ -54,12 +56,67 @@ else:
     #: ``--state``: what the scanner corrected (``UNKNOWN`` is what headers may say, not a fact).
     StatedState = _offered("StatedState", (s for s in DistortionState if s is not DistortionState.UNKNOWN))
 
-app = typer.Typer(
+
+def _without_help_value(option: Any) -> Any:
+    """Show ``--help`` (a flag) without a value in the help, as every other flag (typer's shows ``<bool>``)."""
+    if option is not None:
+        option.metavar = ""
+    return option
+
+
+class _Command(TyperCommand):
+    def get_help_option(self, ctx: Any) -> Any:
+        return _without_help_value(super().get_help_option(ctx))
+
+
+class _Group(TyperGroup):
+    def get_help_option(self, ctx: Any) -> Any:
+        return _without_help_value(super().get_help_option(ctx))
+
+
+class App(typer.Typer):
+    """The typer app whose commands and groups show ``--help`` as the flag it is."""
+
+    def __init__(self, **settings: Any) -> None:
+        super().__init__(cls=_Group, **settings)
+
+    def command(self, *args: Any, **settings: Any) -> Any:
+        """Register a command as ``typer.Typer.command`` does, with the help flag shown as a flag."""
+        return super().command(*args, cls=_Command, **settings)
+
+
+app = App(
     add_completion=False,
     no_args_is_help=True,
     pretty_exceptions_enable=False,
     help="Why does this anatomy look distorted, and how do I fix it?",
+    epilog="Start with: trueshape inspect DICOM_FOLDER (each series' diagnosis and the command that fixes it).",
 )
+
+
+def flag(name: str, help: str) -> Any:
+    """Return a boolean option that takes no value (shown without a type in ``--help``)."""
+    return typer.Option(name, help=help, metavar="")
+
+
+def _print_version(asked: bool) -> None:
+    if asked:
+        from trueshape._version import __version__
+
+        sys.stdout.write(f"trueshape {__version__}\n")
+        raise typer.Exit()
+
+
+@app.callback()
+def _options(
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version", callback=_print_version, is_eager=True, metavar="", help="Print the version and exit."
+        ),
+    ] = False,
+) -> None:
+    """Why does this anatomy look distorted, and how do I fix it."""
 
 
 @functools.cache
@@ -76,6 +133,50 @@ def _out() -> Console:
 
 
 _SEVERITY_STYLE = {Severity.INFO: "cyan", Severity.WARNING: "yellow", Severity.ERROR: "bold red"}
+#: A terminal narrower than this gets no hanging indents (the text is left to wrap as it will).
+_NARROWEST = 50
+
+
+def _hanging(lead: str, text: str, *, indent: int = 2, style: str = "", console: Console | None = None) -> None:
+    """Print ``lead`` (plain words, styled ``style``) and ``text`` as one paragraph with a hanging indent.
+
+    On a terminal the text wraps under itself, indented past ``indent``; elsewhere (a pipe, a log file) it
+    stays on one line, so that each finding is one line to search.
+    """
+    console = console or _out()
+    line = " " * indent + f"{lead} " + " ".join(text.split())
+    if console.is_terminal and console.width >= _NARROWEST:
+        lines = textwrap.wrap(
+            line,
+            width=console.width - 1,
+            subsequent_indent=" " * (indent + 4),
+            break_long_words=False,
+            break_on_hyphens=False,
+        )
+    else:
+        lines = [line]
+    shown = "\n".join(_e(part) for part in lines)
+    if style:
+        escaped = _e(lead)
+        shown = shown.replace(escaped, f"[{style}]{escaped}[/]", 1)
+    console.print(shown, soft_wrap=True)
+
+
+def _severity(severity: Severity) -> str:
+    """Return the severity as a word in brackets (``[warning]``): kept in pipes and logs, where colour is lost."""
+    return f"[{severity.value}]"
+
+
+def _print_finding(finding: Finding, *, indent: int = 2, context: str = "", console: Console | None = None) -> None:
+    """Print one finding: ``[warning] CODE message`` (``context`` before the message), with a hanging indent."""
+    _hanging(
+        _severity(finding.severity),
+        f"{finding.code.value} {context}{finding.message}",
+        indent=indent,
+        style=_SEVERITY_STYLE[finding.severity],
+        console=console,
+    )
+
 
 IrregularOption = Annotated[
     IrregularPolicy,
@@ -104,25 +205,57 @@ _PHILIPS_SCALING = typer.Option(
 PhilipsScalingOption = Annotated[PhilipsScaling, _PHILIPS_SCALING]
 #: ``correct``: unset means display values, and a volume file (already scaled) is not refused.
 CorrectPhilipsScalingOption = Annotated[PhilipsScaling | None, _PHILIPS_SCALING]
-OutOption = Annotated[str, typer.Option("--out", "-o", help="Output folder.")]
-ForceOption = Annotated[bool, typer.Option("--force", help="Overwrite existing outputs.")]
+OutOption = Annotated[str, typer.Option("--out", "-o", help="Output folder (created if missing).")]
+ForceOption = Annotated[
+    bool, flag("--force", "Replace this command's earlier outputs (never inputs or files another tool wrote).")
+]
 
 # The options of ``correct``, in the order its help lists them.
 SeriesArgument = Annotated[
     str,
     typer.Argument(
-        help="DICOM folder/file, optionally FOLDER#<series>[:stack]; or a NIfTI/NRRD volume (its JSON sidecar, "
-        "from trueshape convert or dcm2niix, says what the scanner corrected)."
+        help="DICOM folder or file; FOLDER#<series>[:stack] picks one series by number, UID or description; or a "
+        "NIfTI/NRRD volume (its JSON sidecar, from trueshape convert or dcm2niix, says what the scanner corrected)."
     ),
 ]
-CoefficientsOption = Annotated[Path | None, typer.Option("--coef", help="Vendor coefficients (.grad or .coef).")]
-ModelOption = Annotated[Path | None, typer.Option("--model", help="trueshape scanner model (.json).")]
-ModeOption = Annotated[RequestedMode, typer.Option("--mode", case_sensitive=False)]
+CoefficientsOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--coef",
+        help="The scanner's vendor coefficient file (.grad, or .coef with --r0-mm): ask your site physicist; "
+        "Siemens keeps coeff.grad on the scanner host.",
+    ),
+]
+ModelOption = Annotated[
+    Path | None,
+    typer.Option("--model", help="A scanner model (.json) learned by trueshape learn or estimate, instead of --coef."),
+]
+ModeOption = Annotated[
+    RequestedMode,
+    typer.Option(
+        "--mode",
+        case_sensitive=False,
+        help="auto: through-plane for DIS2D series, else full; full: 3-D resampling; through-plane: along the "
+        "slice normal only.",
+    ),
+]
 StateOption = Annotated[
-    StatedState | None, typer.Option("--state", case_sensitive=False, help="Override the distortion state.")
+    StatedState | None,
+    typer.Option(
+        "--state",
+        case_sensitive=False,
+        help="What the scanner corrected, if the headers say nothing or wrong: nd none, dis2d within each slice, "
+        "dis3d in 3-D.",
+    ),
 ]
 PositionOption = Annotated[
-    PatientPosition | None, typer.Option("--patient-position", case_sensitive=False, help="Override PatientPosition.")
+    PatientPosition | None,
+    typer.Option(
+        "--patient-position",
+        case_sensitive=False,
+        help="How the patient lay, overriding the headers: hfs head first supine, hfp prone, ffs/ffp feet first, "
+        "hfdr/hfdl/ffdr/ffdl decubitus right/left.",
+    ),
 ]
 IsocentreOption = Annotated[
     str | None,
@@ -139,8 +272,17 @@ CorrectIrregularOption = Annotated[
     ),
 ]
 RadiusOption = Annotated[float | None, typer.Option("--r0-mm", help="Reference radius for .coef files (mm).")]
-NoIntensityOption = Annotated[bool, typer.Option("--no-intensity", help="Skip Jacobian intensity correction.")]
-CorrectFormatOption = Annotated[OutputFormat, typer.Option("--format", case_sensitive=False)]
+NoIntensityOption = Annotated[
+    bool, flag("--no-intensity", "Leave intensities as they are (by default they are scaled by the Jacobian).")
+]
+CorrectFormatOption = Annotated[
+    OutputFormat,
+    typer.Option(
+        "--format",
+        case_sensitive=False,
+        help="nifti: .nii.gz; nii: uncompressed; nrrd: .nrrd; dicom: a derived DICOM series for PACS and viewers.",
+    ),
+]
 LikeOption = Annotated[
     str | None,
     typer.Option(
@@ -171,40 +313,12 @@ def _e(value: object) -> str:
     return escape(str(value))
 
 
-def _render_inspection(inspection: Inspection) -> None:
-    from rich.table import Table
-
-    console = _out()
-    for series in inspection.series:
-        console.rule(_e(f"Series {series.series_number} {series.series_description} ({series.modality})"))
-        for finding in series.findings:
-            console.print(f"  [{_SEVERITY_STYLE[finding.severity]}]{finding.code.value}[/] {_e(finding.message)}")
-        for stack in series.stacks:
-            table = Table(show_header=False, box=None, padding=(0, 1))
-            table.add_row("stack", _e(f"{stack.selector}  ({stack.label})"))
-            table.add_row("shape", " x ".join(str(s) for s in stack.shape))
-            table.add_row("spacing (mm)", " x ".join(f"{s:.4g}" for s in stack.geometry.spacing))
-            table.add_row(
-                "distortion",
-                _e(
-                    f"{stack.distortion_state.value}"
-                    + (f"  (from {stack.distortion_source})" if stack.distortion_source else "")
-                ),
-            )
-            table.add_row(
-                "isocentre (LPS mm)",
-                _e(f"{[round(float(v), 2) for v in stack.isocentre_lps]}  ({stack.isocentre_source})"),
-            )
-            table.add_row("farthest FOV point", f"{stack.max_distance_from_isocentre_mm:.0f} mm from isocentre")
-            console.print(table)
-            for finding in stack.findings:
-                console.print(
-                    f"    [{_SEVERITY_STYLE[finding.severity]}]{finding.code.value}[/] {_e(finding.message)}",
-                    soft_wrap=False,
-                )
-    skipped = inspection.skipped_non_dicom + inspection.skipped_non_image
-    if skipped:
-        console.print(
-            f"[dim]{inspection.skipped_non_dicom} non-DICOM file(s) and {inspection.skipped_non_image} "
-            f"non-image DICOM object(s) skipped.[/]"
-        )
+def _point(text: str, option: str) -> tuple[float, float, float]:
+    """Parse ``X,Y,Z`` (mm, patient LPS) given to ``option``; a malformed value ends the command in one line."""
+    parts = text.replace(" ", "").split(",")
+    try:
+        x, y, z = (float(part) for part in parts)
+    except ValueError:
+        _fail(f"{option} needs three numbers X,Y,Z in mm (patient LPS), got {text!r}")
+        raise typer.Exit(EXIT_INPUT_ERROR) from None
+    return (x, y, z)

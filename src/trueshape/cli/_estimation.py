@@ -11,6 +11,7 @@ import typer
 
 from trueshape.cli._common import (
     EXIT_INPUT_ERROR,
+    App,
     ForceOption,
     OutOption,
     StatedState,
@@ -18,6 +19,7 @@ from trueshape.cli._common import (
     _fail,
     _out,
     app,
+    flag,
 )
 from trueshape.errors import TrueshapeError
 from trueshape.io import OutputFormat
@@ -28,7 +30,7 @@ if TYPE_CHECKING:
 #: Exit code of a finished estimate whose fit is poor, with ``--strict``.
 EXIT_POOR_FIT = 3
 
-model_app = typer.Typer(no_args_is_help=True, help="Scanner models: pool estimates into one model.")
+model_app = App(no_args_is_help=True, help="Scanner models: pool estimates into one model.")
 app.add_typer(model_app, name="model")
 
 ReferenceOption = Annotated[
@@ -46,13 +48,18 @@ OrderOption = Annotated[int, typer.Option("--order", min=2, max=10, help="Highes
 SimilarityOption = Annotated[
     str, typer.Option("--similarity", help="cr: any contrast between the series (default); ncc: one contrast.")
 ]
-NoMotionOption = Annotated[
-    bool, typer.Option("--no-motion", help="Assume the patient did not move between the series.")
-]
-StrictOption = Annotated[bool, typer.Option("--strict", help="Exit with code 3 when the fit is poor.")]
+NoMotionOption = Annotated[bool, flag("--no-motion", "Assume the patient did not move between the series.")]
+StrictOption = Annotated[bool, flag("--strict", "Exit with code 3 when the fit is poor (outputs are written).")]
 EstimateFormatOption = Annotated[
-    OutputFormat, typer.Option("--format", case_sensitive=False, help="Format of the corrected series.")
+    OutputFormat,
+    typer.Option(
+        "--format",
+        case_sensitive=False,
+        help="Of the corrected series: nifti .nii.gz; nii uncompressed; nrrd .nrrd; dicom a derived DICOM series.",
+    ),
 ]
+#: What follows ``#`` in the examples: the demo session's reference (2) and distorted coronal (3) series.
+_DEMO = "demo-out/session/dicom"
 
 
 @contextlib.contextmanager
@@ -127,7 +134,10 @@ def _render_estimate(result: EstimateOutput) -> None:
         console.print(f"wrote {_e(written)}", soft_wrap=True)
 
 
-@app.command()
+@app.command(
+    epilog=f"Example: trueshape estimate --reference {_DEMO}#2 --moving {_DEMO}#3 --out out/estimated   "
+    "(a phantom: --phantom MARKERS.csv --moving SERIES)"
+)
 def estimate(
     moving: MovingOption,
     out: OutOption,
@@ -137,22 +147,30 @@ def estimate(
     similarity: SimilarityOption = "cr",
     no_motion: NoMotionOption = False,
     same_frame: Annotated[
-        bool, typer.Option("--same-frame", help="The series' frames of reference differ, but the patient did not move.")
+        bool, flag("--same-frame", "The series' frames of reference differ, but the patient did not move.")
     ] = False,
     reference_state: Annotated[
-        StatedState | None, typer.Option("--reference-state", case_sensitive=False, help="Override its state.")
+        StatedState | None,
+        typer.Option(
+            "--reference-state",
+            case_sensitive=False,
+            help="What the scanner corrected in --reference: nd, dis2d, dis3d.",
+        ),
     ] = None,
     moving_state: Annotated[
-        StatedState | None, typer.Option("--moving-state", case_sensitive=False, help="Override its state.")
+        StatedState | None,
+        typer.Option(
+            "--moving-state", case_sensitive=False, help="What the scanner corrected in --moving: nd, dis2d, dis3d."
+        ),
     ] = None,
     marker_radius_mm: Annotated[
         float, typer.Option("--marker-radius-mm", help="Radius of the phantom's markers.")
     ] = 3.0,
     markers_in_lps: Annotated[
-        bool, typer.Option("--markers-in-lps", help="The CSV gives the markers in patient LPS (a known pose).")
+        bool, flag("--markers-in-lps", "The CSV gives the markers in patient LPS (a known pose).")
     ] = False,
     free_form: Annotated[
-        bool, typer.Option("--free-form", help="Fallback: a smooth B-spline field, for these series only (no model).")
+        bool, flag("--free-form", "Fallback: a smooth B-spline field, for these series only (no model).")
     ] = False,
     free_form_spacing_mm: Annotated[
         float, typer.Option("--free-form-spacing-mm", min=10.0, help="Control-point spacing of --free-form.")
@@ -181,7 +199,7 @@ def estimate(
         raise typer.Exit(EXIT_POOR_FIT)
 
 
-@model_app.command("fit")
+@model_app.command("fit", epilog="Example: trueshape model fit out/estimated --out out/scanner.json")
 def model_fit(
     estimates: Annotated[list[Path], typer.Argument(help="Folders written by trueshape estimate (or learn).")],
     out: Annotated[Path, typer.Option("--out", "-o", help="The scanner model file to write (.json).")],
@@ -223,7 +241,9 @@ def _render_model(pooled: object, warnings: tuple[str, ...], path: Path) -> None
     console.print(f"wrote {_e(path)}", soft_wrap=True)
 
 
-@app.command()
+@app.command(
+    epilog="Example: trueshape learn demo-out/learning/subject1 demo-out/learning/subject2 --out out/learned"
+)
 def learn(
     sessions: Annotated[list[Path], typer.Argument(help="Session folders, each holding both scans of one visit.")],
     out: OutOption,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from trueshape.findings import Finding, FindingCode, Severity
 
-__all__ = ["coil_mismatch", "model_extrapolated", "model_fit_poor", "outside_acquired_volume"]
+__all__ = ["coil_mismatch", "coil_unverified", "model_extrapolated", "model_fit_poor", "outside_acquired_volume"]
 
 
 def coil_mismatch(where: str, series_coil: str, model_coil: str) -> Finding:
@@ -15,6 +15,17 @@ def coil_mismatch(where: str, series_coil: str, model_coil: str) -> Finding:
         f"{where} was acquired on gradient coil {series_coil!r}, but the coefficients describe "
         f"{model_coil!r}: a scanner model corrects only series of its own coil",
         details={"series_coil": series_coil, "model_coil": model_coil},
+    )
+
+
+def coil_unverified(where: str, series_coil: str, what: str) -> Finding:
+    """COIL_UNVERIFIED: the series names its gradient coil, the coefficients (``what``: file or model) none."""
+    return Finding(
+        FindingCode.COIL_UNVERIFIED,
+        Severity.INFO,
+        f"{where}: the {what} names no coil; the series was acquired on {series_coil} - make sure it belongs to "
+        "this scanner",
+        details={"series_coil": series_coil, "model_coil": None},
     )
 
 

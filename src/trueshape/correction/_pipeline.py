@@ -23,17 +23,29 @@ from trueshape._version import __version__
 from trueshape.correction._field import sampled_normal_range
 from trueshape.correction._findings import (
     coil_mismatch,
+    coil_unverified,
     model_extrapolated,
     model_fit_poor,
     outside_acquired_volume,
 )
+from trueshape.correction._object import object_displacement, object_points
 from trueshape.correction._request import CorrectionRequest
 from trueshape.correction._resample import correct_volume
 from trueshape.correction._result import CorrectionDiagnostics, CorrectionMode, CorrectionResult, CorrectOutput
-from trueshape.dicom import DistortionState, Frame, PhilipsScaling
+from trueshape.dicom import DistortionState, Frame, PhilipsScaling, scan
 from trueshape.errors import DicomInputError, GeometryError, TrueshapeError, VolumeInputError
 from trueshape.findings import Finding, FindingCode
-from trueshape.geometry import DisplacementField, Stack, Volume, VolumeGeometry, load_stack, parse_series_argument
+from trueshape.geometry import (
+    DisplacementField,
+    IrregularPolicy,
+    Stack,
+    Volume,
+    VolumeGeometry,
+    group_series,
+    load_stack,
+    one_stack,
+    parse_series_argument,
+)
 from trueshape.gnl import ResidualField
 from trueshape.io import (
     NIFTI_XFORM_ALIGNED_ANAT,
@@ -42,8 +54,10 @@ from trueshape.io import (
     OutputFormat,
     OutputTransaction,
     SourceImage,
+    is_volume_file,
     obsolete_outputs,
     read_volume_file,
+    refuse_output_inside,
     sidecar_path,
     volume_stem,
     write_derived_series,
@@ -53,7 +67,7 @@ from trueshape.io import (
     write_volume,
 )
 
-__all__ = ["OUTSIDE_WARNING_FRACTION", "correct_stack", "correct_volume_file", "write_correction"]
+__all__ = ["OUTSIDE_WARNING_FRACTION", "correct_argument", "correct_stack", "correct_volume_file", "write_correction"]
 
 #: Share of corrected voxels left 0 (sampled beyond the acquired volume) above which ``correct`` warns.
 OUTSIDE_WARNING_FRACTION = 0.05
@@ -63,6 +77,27 @@ _CORRECTED_CODES = frozenset(
 )
 #: Slices exactly one gap beyond what a slice sampled are not read by interpolation (float noise aside), mm.
 _CITE_TOLERANCE_MM = 1e-3
+
+
+def correct_argument(
+    series: str | os.PathLike[str],
+    request: CorrectionRequest,
+    out: str | os.PathLike[str],
+    *,
+    irregular: IrregularPolicy,
+) -> CorrectOutput:
+    """Correct what a SERIES argument names: a volume file, or one DICOM stack (inspected with ``irregular``).
+
+    Neither the series nor the ``--like`` series being read is ever written into.
+    """
+    if request.like is not None and not is_volume_file(request.like):
+        refuse_output_inside(parse_series_argument(request.like)[0], out)
+    if is_volume_file(series):
+        return correct_volume_file(series, request, out)
+    path, series_key, stack_index = parse_series_argument(series)
+    refuse_output_inside(path, out)
+    inspection = group_series(scan(path), policy=irregular)
+    return correct_stack(one_stack(inspection, path, series_key, stack_index), request, out)
 
 
 def correct_stack(
@@ -252,7 +287,7 @@ def _write_outputs(
         isocentre_lps=request.isocentre_lps,
     )
     findings.extend(_model_findings(request, residual, volume, where))
-    coil = request.coil.coil_id or (Path(request.coefficient_file).stem if request.coefficient_file else "")
+    coil = request.coil.coil_id  # never the file's name: a file that names no coil has no coil id
     derived: DerivedSeries | None = None
     # The field is written while the image is resampled; the writers spend their time in zlib, HDF5 and
     # write(), without the GIL.
@@ -272,6 +307,7 @@ def _write_outputs(
             on_field=write_field,
         )
         findings.extend(_outside_findings(result.diagnostics.outside_fraction, volume, where))
+        result = _with_object_displacement(result, volume, residual)
         if request.output_format is OutputFormat.DICOM:
             assert template is not None
             cited = template.cited_sources(sampled_normal_range(result, volume.geometry), volume.geometry)
@@ -293,6 +329,15 @@ def _write_outputs(
     return result
 
 
+def _with_object_displacement(result: CorrectionResult, volume: Volume, residual: ResidualField) -> CorrectionResult:
+    """Add the residual displacement inside the imaged object (the anatomy's, beside the field of view's)."""
+    inside = object_displacement(volume, residual)
+    done = replace(
+        result.diagnostics, object_p95_displacement_mm=inside.p95_mm, object_max_displacement_mm=inside.max_mm
+    )
+    return replace(result, diagnostics=done)
+
+
 def _sidecar(
     request: CorrectionRequest,
     record: dict[str, Any],
@@ -307,7 +352,7 @@ def _sidecar(
     sidecar = {
         "source": record,
         "coefficients": str(file) if file else None,
-        "coil": coil,
+        "coil": coil or None,
         "correction": result.diagnostics.to_json(),
         "transform_convention": "ITK resampling: output (true) point p -> input (distorted) point p + d(p), LPS mm",
         "output_grid": None if request.like is None else {"like": request.like, **result.volume.geometry.to_json()},
@@ -335,7 +380,7 @@ def _derivation(done: CorrectionDiagnostics, coil: str) -> str:
         return f"trueshape {__version__}: copy of a {done.distortion_state} series, nothing left to correct"
     return (
         f"trueshape {__version__} gradient-nonlinearity correction of a {done.distortion_state} series "
-        f"({done.mode.value} mode, coil {coil}, "
+        f"({done.mode.value} mode, {f'coil {coil}' if coil else 'coefficients naming no coil'}, "
         f"intensity {'corrected' if done.intensity_corrected else 'not corrected'})"
     )
 
@@ -344,8 +389,9 @@ def _derivation(done: CorrectionDiagnostics, coil: str) -> str:
 EXTRAPOLATED_FRACTION = 0.01
 
 
-def _model_findings(request: CorrectionRequest, residual: ResidualField, volume: Volume, where: str
-                    ) -> tuple[Finding, ...]:
+def _model_findings(
+    request: CorrectionRequest, residual: ResidualField, volume: Volume, where: str
+) -> tuple[Finding, ...]:
     """Return what a learned model says of itself: a poor fit, and whether this series reaches beyond its region."""
     findings: list[Finding] = []
     geometry = volume.geometry
@@ -361,18 +407,16 @@ def _model_findings(request: CorrectionRequest, residual: ResidualField, volume:
         margin = float(coverage.get("margin_mm", 0.0))
     except (TypeError, ValueError):
         return tuple(findings)  # an unreadable coverage says nothing: the model's coefficients still apply
-    # The anatomy, not the air around it: lattice voxels brighter than a tenth of the lattice's 99th percentile.
-    lattice = np.stack(np.meshgrid(*(np.round(np.linspace(0, size - 1, 17)) for size in geometry.shape),
-                                   indexing="ij"), axis=-1).reshape(-1, 3)
-    index = lattice.astype(np.intp)
-    values = np.abs(np.asarray(volume.array[index[:, 0], index[:, 1], index[:, 2]], dtype=np.float64))
-    values = values.reshape(values.shape[0], -1)[:, 0]  # a time series: its first volume
-    inside = values > 0.1 * float(np.percentile(values, 99.0))
-    points = lattice[inside] if inside.any() else lattice
-    magnet = residual.magnet_frame.magnet_from_lps(geometry.index_to_lps(points.astype(np.float64)))
+    # The anatomy, not the air around it.
+    magnet = residual.magnet_frame.magnet_from_lps(geometry.index_to_lps(object_points(volume)))
     # Distance of each point beyond each box (0 inside), the nearest box counting.
-    beyond = np.min(np.linalg.norm(np.maximum(np.maximum(boxes[None, :, 0] - magnet[:, None],
-                                                         magnet[:, None] - boxes[None, :, 1]), 0.0), axis=2), axis=1)
+    beyond = np.min(
+        np.linalg.norm(
+            np.maximum(np.maximum(boxes[None, :, 0] - magnet[:, None], magnet[:, None] - boxes[None, :, 1]), 0.0),
+            axis=2,
+        ),
+        axis=1,
+    )
     outside = beyond > margin
     if float(outside.mean()) > EXTRAPOLATED_FRACTION:
         findings.append(model_extrapolated(where, float(outside.mean()), float(beyond.max()), margin))
@@ -380,18 +424,21 @@ def _model_findings(request: CorrectionRequest, residual: ResidualField, volume:
 
 
 def _coil_findings(request: CorrectionRequest, volume: Volume, where: str) -> tuple[Finding, ...]:
-    """Warn when the series names another gradient coil than the coefficients do (both must be known).
+    """Warn when the series names another gradient coil than the coefficients do; say so when they name none.
 
-    Names are compared by their letters and digits only ("AS82" = "as-82"); a file without a coil id (a
-    vendor ``coeff.grad``) cannot be compared.
+    Names are compared by their letters and digits only ("AS82" = "as-82"). Coefficients that name no coil (a
+    vendor ``coeff.grad`` whose header does not) cannot be compared: the series' coil is said instead.
     """
 
     def key(name: str) -> str:
         return re.sub(r"[^0-9a-z]", "", name.casefold())
 
     series_coil, model_coil = volume.provenance.gradient_coil or "", request.coil.coil_id or ""
-    if not key(series_coil) or not key(model_coil) or key(series_coil) == key(model_coil):
+    if not key(series_coil) or key(series_coil) == key(model_coil):
         return ()
+    if not key(model_coil):
+        model = request.coefficient_file is not None and Path(request.coefficient_file).suffix.lower() == ".json"
+        return (coil_unverified(where, series_coil, "scanner model" if model else "coefficient file"),)
     return (coil_mismatch(where, series_coil, model_coil),)
 
 

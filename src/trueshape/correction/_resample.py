@@ -218,6 +218,8 @@ def correct_volume(
         threads=workers,
         assumptions=residual.assumptions,
         outside_fraction=0.0 if used is CorrectionMode.NONE else outside_fraction(interpolant, geometry_in),
+        read_from_headers=residual.read_from_headers,
+        given=residual.given,
     )
     corrected_volumes = [target.T if work.reverse else target for target in outputs]
     corrected = corrected_volumes[0] if volume.array.ndim == 3 else np.stack(corrected_volumes, axis=-1)

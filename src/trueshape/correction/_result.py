@@ -65,12 +65,17 @@ class CorrectionDiagnostics:
     threads : int
         Worker threads used.
     assumptions : tuple of str
-        Assumptions behind the residual field (patient position, isocentre, state).
+        What was assumed behind the residual field because nothing recorded it (patient position, isocentre).
     outside_fraction : float
         Share of the output voxels within the input grid whose displaced sample lies beyond it (more than
         half a voxel outside its outer voxel centres), so that they are 0: on a lattice of at most 41 points
         per axis, edges included. A single slice moved through its plane by more than half its thickness
         loses voxels so.
+    read_from_headers, given : tuple of str
+        The facts behind the residual field read from the headers (or the sidecar), and those the caller gave.
+    object_p95_displacement_mm, object_max_displacement_mm : float or None
+        The residual displacement inside the imaged object (voxels brighter than a tenth of the bright ones, on
+        a lattice): 95th percentile and largest, mm; None when not measured.
     """
 
     mode: CorrectionMode
@@ -89,6 +94,10 @@ class CorrectionDiagnostics:
     threads: int
     assumptions: tuple[str, ...]
     outside_fraction: float = 0.0
+    read_from_headers: tuple[str, ...] = ()
+    given: tuple[str, ...] = ()
+    object_p95_displacement_mm: float | None = None
+    object_max_displacement_mm: float | None = None
 
     def to_json(self) -> dict[str, Any]:
         """Plain JSON-ready values (the ``correction`` section of the sidecar)."""
@@ -109,6 +118,10 @@ class CorrectionDiagnostics:
             "threads": self.threads,
             "assumptions": list(self.assumptions),
             "outside_fraction": self.outside_fraction,
+            "read_from_headers": list(self.read_from_headers),
+            "given": list(self.given),
+            "object_p95_displacement_mm": self.object_p95_displacement_mm,
+            "object_max_displacement_mm": self.object_max_displacement_mm,
         }
 
 

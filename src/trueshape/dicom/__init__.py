@@ -5,6 +5,7 @@ from trueshape.dicom._frame import Frame, PixelLocation, PixelReadMode
 from trueshape.dicom._pixels import read_pixels
 from trueshape.dicom._scaling import MAX_RESCALE, PhilipsScaling, ValueScaling
 from trueshape.dicom._scan import FileProblem, ScanResult, scan
+from trueshape.dicom._study import StudyFacts, study_facts
 from trueshape.dicom.vendor import (
     LPS_FROM_MAGNET,
     DistortionState,
@@ -25,10 +26,12 @@ __all__ = [
     "PixelLocation",
     "PixelReadMode",
     "ScanResult",
+    "StudyFacts",
     "ValueScaling",
     "VendorInfo",
     "read_diffusion",
     "read_pixels",
     "read_vendor_info",
     "scan",
+    "study_facts",
 ]

@@ -500,8 +500,13 @@ def far_from_isocentre(
         FindingCode.FAR_FROM_ISOCENTRE,
         Severity.INFO if corrected_3d else Severity.WARNING,
         f"The field of view reaches {distance_mm:.0f} mm from the magnet isocentre (beyond {radius_mm:g} mm), "
-        f"where uncorrected gradient non-linearity typically displaces anatomy by several millimetres "
-        f"(isocentre {np.round(isocentre_lps, 1).tolist()} mm LPS: {isocentre_source}).",
+        + (
+            "where gradient non-linearity is strongest, but the scanner corrected this in 3-D: only its own "
+            "small residual remains "
+            if corrected_3d
+            else "where uncorrected gradient non-linearity typically displaces anatomy by several millimetres "
+        )
+        + f"(isocentre {np.round(isocentre_lps, 1).tolist()} mm LPS: {isocentre_source}).",
         measured=distance_mm,
         tolerance=radius_mm,
         unit="mm",

@@ -8,11 +8,13 @@ type instead, and never a stack one of whose files could not be read.
 from __future__ import annotations
 
 import os
+from dataclasses import replace
 from pathlib import Path
 
 from trueshape.dicom import FileProblem
 from trueshape.errors import DicomInputError, GeometryError
-from trueshape.findings import FindingCode, Severity
+from trueshape.findings import Finding, FindingCode, Severity
+from trueshape.geometry._naming import file_safe
 from trueshape.geometry._series import Inspection, Stack
 from trueshape.settings import ValidationMode, settings, warn_and_log
 
@@ -20,12 +22,15 @@ __all__ = [
     "GEOMETRY_WARNING_CODES",
     "apply_validation",
     "describe_empty",
+    "geometry_problems",
     "input_errors",
     "input_warnings",
     "one_stack",
     "parse_series_argument",
     "refuse_incomplete",
+    "restrict",
     "select_stacks",
+    "series_argument",
     "unreadable_slices",
 ]
 
@@ -47,14 +52,17 @@ _OFF_GRID_CODES = frozenset({FindingCode.SLICES_MISSING, FindingCode.SPACING_IRR
 
 
 def parse_series_argument(argument: str | os.PathLike[str]) -> tuple[Path, str | None, int | None]:
-    """Split ``FOLDER#<SeriesInstanceUID or SeriesNumber>[:stack]`` into (path, series, stack).
+    """Split ``FOLDER#<series>[:stack]`` into (path, series, stack).
 
-    A path that exists whole (a folder whose name holds ``#``) is taken as it is.
+    ``<series>`` is a SeriesNumber, a SeriesInstanceUID, a SeriesDescription or an output label (see
+    :func:`select_stacks`). A path that exists whole (a folder whose name holds ``#``) is taken as it is.
 
     Examples
     --------
     >>> parse_series_argument("dicom#3:2")
     (PosixPath('dicom'), '3', 2)
+    >>> parse_series_argument("dicom#t1 cor: hips")
+    (PosixPath('dicom'), 't1 cor: hips', None)
     >>> parse_series_argument("dicom")
     (PosixPath('dicom'), None, None)
     """
@@ -68,19 +76,28 @@ def parse_series_argument(argument: str | os.PathLike[str]) -> tuple[Path, str |
     if whole:
         return Path(text), None, None
     path, _, selector = text.rpartition("#")
-    series, _, stack = selector.partition(":")
-    if stack and not stack.isdigit():
-        raise DicomInputError(f"{text}: the stack after ':' must be a number (1, 2, ...), got {stack!r}")
+    series, colon, stack = selector.rpartition(":")
+    if not colon:  # no stack index
+        series, stack = selector, ""
+    elif not stack.isdigit():
+        if series.strip() and series.replace(".", "").isdigit():  # a number or UID: what follows is a stack
+            raise DicomInputError(f"{text}: the stack after ':' must be a number (1, 2, ...), got {stack!r}")
+        series, stack = selector, ""  # a description holding ':'
     return Path(path), series or None, int(stack) if stack else None
 
 
 def select_stacks(inspection: Inspection, series: str | None, stack: int | None) -> list[Stack]:
-    """Pick stacks by SeriesInstanceUID or SeriesNumber (and 1-based stack index).
+    """Pick stacks by SeriesNumber or SeriesInstanceUID, else by SeriesDescription or label (and 1-based stack).
+
+    A description or label is compared without regard to case, as typed or as file names carry it
+    (``T1 cor`` matches ``3_T1_cor``).
 
     Examples
     --------
     >>> [s.selector for s in select_stacks(trueshape.inspect("dicom"), "3", None)]  # doctest: +SKIP
     ['3:1', '3:2']
+    >>> [s.label for s in select_stacks(trueshape.inspect("dicom"), "t1 cor", None)]  # doctest: +SKIP
+    ['3_t1_cor']
 
     Raises
     ------
@@ -89,17 +106,76 @@ def select_stacks(inspection: Inspection, series: str | None, stack: int | None)
     """
     stacks = inspection.stacks
     if series is not None:
-        stacks = [s for s in stacks if series in (s.series_instance_uid, str(s.series_number))]
+        stacks = [s for s in inspection.stacks if series in (s.series_instance_uid, str(s.series_number))]
+        if not stacks:
+            typed = {series.casefold(), file_safe(series).casefold()}
+            stacks = [
+                s
+                for s in inspection.stacks
+                if typed
+                & {s.series_description.casefold(), file_safe(s.series_description).casefold(), s.label.casefold()}
+            ]
     if stack is not None:
         stacks = [s for s in stacks if s.index == stack]
     if not stacks:
-        available = ", ".join(s.selector for s in inspection.stacks) or "none"
+        available = ", ".join(_choice(s) for s in inspection.stacks) or "none"
         raise DicomInputError(
             f"{inspection.root}: no stack matches series {series!r}"
             + (f" stack {stack}" if stack is not None else "")
             + f" (available: {available})"
         )
     return stacks
+
+
+def series_argument(root: str, inspection: Inspection, stack: Stack, *, restricted: bool = False) -> str:
+    """Return the SERIES argument naming ``stack`` of ``inspection`` of ``root``: ``root`` alone when it holds one.
+
+    ``root#<SeriesNumber>`` for a series of one volume stack, ``root#<number>:<stack>`` for one of several, and
+    ``root#<label>`` when another series shares the number. ``restricted``: ``inspection`` holds only some of
+    ``root``'s stacks (a ``#`` selector chose them), so ``root`` alone never names one.
+
+    Examples
+    --------
+    >>> series_argument("session/dicom", trueshape.inspect("session/dicom"), stack)  # doctest: +SKIP
+    'session/dicom#3'
+    """
+    volumes = [s for s in inspection.stacks if not s.is_localizer]
+    if not restricted and (volumes == [stack] or inspection.stacks == [stack]):
+        return root
+    if stack.number_shared or stack.series_number is None:
+        return f"{root}#{stack.label}"
+    siblings = [s for s in volumes if s.series_instance_uid == stack.series_instance_uid]
+    return f"{root}#{stack.series_number}" + (f":{stack.index}" if siblings != [stack] else "")
+
+
+def _choice(stack: Stack) -> str:
+    """How to name ``stack`` after ``#``, and what it is: ``3:1 (3_cor_t1)``; its label when its number is shared."""
+    if stack.number_shared or stack.series_number is None:
+        return stack.label
+    return f"{stack.selector} ({stack.label})"
+
+
+def restrict(inspection: Inspection, series: str | None, stack: int | None) -> Inspection:
+    """Return ``inspection`` with only the stacks a ``#<series>[:stack]`` selector names (all when both are None).
+
+    File problems of other series are left out; those whose series cannot be told stay.
+
+    Raises
+    ------
+    DicomInputError
+        When nothing matches (as :func:`select_stacks`).
+    """
+    if series is None and stack is None:
+        return inspection
+    chosen = {id(s) for s in select_stacks(inspection, series, stack)}
+    kept = tuple(
+        replace(s, stacks=tuple(t for t in s.stacks if id(t) in chosen))
+        for s in inspection.series
+        if any(id(t) in chosen for t in s.stacks)
+    )
+    uids = {s.series_instance_uid for s in kept}
+    problems = tuple(p for p in inspection.problems if p.series_instance_uid in uids or not p.series_instance_uid)
+    return replace(inspection, series=kept, problems=problems, errors=())
 
 
 def one_stack(
@@ -137,7 +213,7 @@ def one_stack(
     if len(stacks) > 1:
         raise DicomInputError(
             f"{path}: {len(stacks)} stacks match; name one as {path}#<series>[:stack] "
-            f"(choices: {', '.join(s.selector for s in stacks)})"
+            f"(choices: {', '.join(_choice(s) for s in stacks)})"
         )
     stack = stacks[0]
     refuse_incomplete(inspection, stack)
@@ -198,6 +274,9 @@ def describe_empty(inspection: Inspection) -> str:
         for finding in series.findings:
             return f"{finding.where[0] if finding.where else inspection.root}: {finding.message}"
     skipped = inspection.skipped_non_dicom + inspection.skipped_non_image
+    if Path(inspection.root).is_file():
+        what = "not a DICOM file" if inspection.skipped_non_dicom else "a DICOM object without an image"
+        return f"{inspection.root}: {what} (inspect and convert read DICOM; correct also takes NIfTI and NRRD volumes)"
     return f"{inspection.root}: no DICOM images found" + (f" ({skipped} other file(s) skipped)" if skipped else "")
 
 
@@ -224,6 +303,21 @@ def input_warnings(inspection: Inspection) -> list[str]:
     ]
 
 
+def geometry_problems(stack: Stack) -> list[Finding]:
+    """Return the stack's findings that mean its voxel grid departs from where the slices were.
+
+    Findings about slices off the grid do not count once the stack was resampled or split onto its true grid.
+    """
+    on_grid = stack.layout.resampled or stack.layout.acquisition is None  # resampled or split: grid is true
+    return [
+        f
+        for f in stack.findings
+        if f.code in GEOMETRY_WARNING_CODES
+        and f.severity is not Severity.INFO
+        and not (on_grid and f.code in _OFF_GRID_CODES)
+    ]
+
+
 def apply_validation(stack: Stack, validation: ValidationMode | str | None) -> None:
     """Apply the strictness policy to a stack's geometry findings: ignore, warn (default) or raise.
 
@@ -243,14 +337,7 @@ def apply_validation(stack: Stack, validation: ValidationMode | str | None) -> N
     trueshape.errors.GeometryError: dicom/IM00001.dcm: SLICES_MISSING: 1 slice(s) missing: ...
     """
     mode = ValidationMode(validation) if validation is not None else settings.validation_mode
-    on_grid = stack.layout.resampled or stack.layout.acquisition is None  # resampled or split: grid is true
-    problems = [
-        f
-        for f in stack.findings
-        if f.code in GEOMETRY_WARNING_CODES
-        and f.severity is not Severity.INFO
-        and not (on_grid and f.code in _OFF_GRID_CODES)
-    ]
+    problems = geometry_problems(stack)
     if not problems or mode is ValidationMode.IGNORE:
         return
     if mode is ValidationMode.RAISE:

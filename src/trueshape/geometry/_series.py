@@ -7,8 +7,6 @@ isotropic diffusion, localizer type). Localizers never join a volume.
 
 from __future__ import annotations
 
-import hashlib
-import re
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -34,6 +32,7 @@ from trueshape.geometry._grouping import (
     split_finding,
     split_orientations,
 )
+from trueshape.geometry._naming import disambiguate, file_safe
 from trueshape.geometry._stack import IrregularPolicy, StackLayout, layout_stack
 from trueshape.geometry._volume import Provenance, VolumeGeometry
 
@@ -60,8 +59,12 @@ class Stack:
     isocentre_source: str
     max_distance_from_isocentre_mm: float
     stack_count_in_series: int = 1
-    #: Appended to the label (and the series part of the selector) when another series would share it.
+    #: Appended to the label when another series would share it: a short readable distinction (its folder, when
+    #: it was acquired, else the tail of its SeriesInstanceUID), explained by ``distinction``.
     disambiguator: str = ""
+    distinction: str = ""
+    #: Another series has the same SeriesNumber: the selector names this one by its SeriesInstanceUID.
+    number_shared: bool = False
 
     @property
     def geometry(self) -> VolumeGeometry:
@@ -86,7 +89,7 @@ class Stack:
         A localizer ends in ``_localizer``, a derived isotropic diffusion image in ``_isotropic`` (numbered apart
         from the series' other stacks: the main stack of a DTI series keeps the plain name, as with dcm2niix).
         """
-        description = _file_safe(self.series_description)
+        description = file_safe(self.series_description)
         number = f"{self.series_number}_" if self.series_number is not None else ""
         suffix = f"_stack{self.index}" if self.stack_count_in_series > 1 else ""
         unique = f"_{self.disambiguator}" if self.disambiguator else ""
@@ -102,7 +105,7 @@ class Stack:
     @property
     def selector(self) -> str:
         """How to name this stack on the command line: ``<SeriesNumber or SeriesInstanceUID>:<index>``."""
-        numbered = self.series_number is not None and not self.disambiguator
+        numbered = self.series_number is not None and not self.number_shared
         series = self.series_number if numbered else self.series_instance_uid
         return f"{series}:{self.index}"
 
@@ -143,6 +146,7 @@ class Stack:
             "stack": self.index,
             "selector": self.selector,
             "label": self.label,
+            "label_distinction": self.distinction or None,
             "is_localizer": self.is_localizer,
             "modality": first.modality,
             "shape": list(self.shape),
@@ -286,27 +290,18 @@ def group_series(scan: ScanResult, *, policy: IrregularPolicy = IrregularPolicy.
         try:
             series_list.append(_build_series(uid, frames, problems_by_series.get(uid, []), policy))
         except GeometryError as error:
-            # Every message names a file: one raised deep in the geometry (an affine check) gets the series' first.
-            message = str(error)
-            errors.append(
-                message if any(frame.path in message for frame in frames) else f"{frames[0].where}: {message}"
-            )
-            first = frames[0]
-            # the findings that made the policy refuse the series, as errors (a bare error gets no code)
-            rejected = tuple(replace(f, severity=Severity.ERROR) for f in error.findings if isinstance(f, Finding))
-            series_list.append(
-                Series(
-                    uid,
-                    first.series_number,
-                    first.series_description,
-                    first.modality,
-                    (),
-                    rejected,
-                    tuple(problems_by_series.get(uid, [])),
-                )
-            )
-    series_list = _disambiguate(series_list)
-    series_list.sort(key=lambda s: (s.series_number if s.series_number is not None else 1 << 30, s.series_instance_uid))
+            refused, message = _refused_series(uid, frames, problems_by_series.get(uid, []), error)
+            series_list.append(refused)
+            errors.append(message)
+    series_list = disambiguate(series_list)
+    # By number, then by name: series sharing a number are listed by their distinction (subject01 before 02).
+    series_list.sort(
+        key=lambda s: (
+            s.series_number if s.series_number is not None else 1 << 30,
+            s.stacks[0].label.casefold() if s.stacks else "",
+            s.series_instance_uid,
+        )
+    )
     return Inspection(
         root=scan.root,
         series=tuple(series_list),
@@ -317,59 +312,18 @@ def group_series(scan: ScanResult, *, policy: IrregularPolicy = IrregularPolicy.
     )
 
 
-#: Longest series description a file name carries (DICOM's LO length); a longer one is cut and keeps a hash.
-MAX_LABEL_DESCRIPTION = 64
-
-
-def _file_safe(description: str) -> str:
-    """Return the series description as file names carry it (other characters: one underscore per run).
-
-    Never a hidden name, and at most :data:`MAX_LABEL_DESCRIPTION` characters: a longer description is cut
-    and ends in a hash of the whole, so that two long descriptions stay apart.
-
-    Examples
-    --------
-    >>> _file_safe("T1 (ax) / post"), _file_safe("..")
-    ('T1_ax_post', 'series')
-    >>> len(_file_safe("A" * 1000))
-    64
-    """
-    safe = re.sub(r"[^A-Za-z0-9._-]+", "_", description).strip("_").lstrip(".").strip("_") or "series"
-    if len(safe) > MAX_LABEL_DESCRIPTION:
-        digest = hashlib.sha1(description.encode("utf-8", errors="replace")).hexdigest()[:8]
-        safe = safe[: MAX_LABEL_DESCRIPTION - 9] + "_" + digest
-    return safe
-
-
-def _disambiguate(series_list: list[Series]) -> list[Series]:
-    """Give series whose labels would coincide distinct labels (UID tail) and UID selectors.
-
-    Two series can share number and description (copies re-sent with a new UID, or two scanners' number 5),
-    or differ only in characters a file name cannot carry or in case ("T1 (ax)" and "t1 [ax]"): their output
-    files would otherwise overwrite each other, on a case-insensitive disk too.
-    """
-
-    def key(series: Series) -> tuple[int | None, str]:
-        return series.series_number, _file_safe(series.series_description).casefold()
-
-    names: dict[tuple[int | None, str], list[Series]] = {}
-    for series in series_list:
-        names.setdefault(key(series), []).append(series)
-    tails: dict[int, str] = {}
-    for group in names.values():
-        if len(group) > 1:
-            found = [re.sub(r"[^0-9]", "", series.series_instance_uid)[-8:] or "x" for series in group]
-            if len(set(found)) < len(found):  # UIDs that end alike (or none): numbered in the order found
-                found = [f"{tail}-{number}" for number, tail in enumerate(found, start=1)]
-            tails.update(zip(map(id, group), found, strict=True))
-    result = []
-    for series in series_list:
-        if id(series) not in tails:
-            result.append(series)
-            continue
-        stacks = tuple(replace(stack, disambiguator=tails[id(series)]) for stack in series.stacks)
-        result.append(replace(series, stacks=stacks))
-    return result
+def _refused_series(uid: str, frames: list[Frame], problems: list[FileProblem], error: GeometryError
+                    ) -> tuple[Series, str]:
+    """Return a series the geometry refused (listed without stacks) and the one line that says why, naming a file."""
+    # Every message names a file: one raised deep in the geometry (an affine check) gets the series' first.
+    message = str(error)
+    if not any(frame.path in message for frame in frames):
+        message = f"{frames[0].where}: {message}"
+    first = frames[0]
+    # the findings that made the policy refuse the series, as errors (a bare error gets no code)
+    rejected = tuple(replace(f, severity=Severity.ERROR) for f in error.findings if isinstance(f, Finding))
+    series = Series(uid, first.series_number, first.series_description, first.modality, (), rejected, tuple(problems))
+    return series, message
 
 
 def _build_series(uid: str, frames: list[Frame], problems: list[FileProblem], policy: IrregularPolicy) -> Series:

@@ -1,7 +1,9 @@
 """Coefficient files: Siemens ``.grad`` and ``.coef`` (read as-is, never modified) and trueshape's model JSON.
 
 Siemens ``.grad`` rows look like ``  101 A( 3, 1)   -0.055   x`` (number, A or B, (n, m), value, axis) and
-the header states the reference radius, e.g. ``0.25 m = R0`` (gradunwarp's pattern) or ``R0 = 0.25 m``.
+the header states the reference radius, e.g. ``0.25 m = R0`` (gradunwarp's pattern) or ``R0 = 0.25 m``. The
+header may name the coil (:func:`coil_named_in_header`); a file that does not has no coil id, never its file
+name.
 
 The older ``.coef`` layout, as gradunwarp reads it (``core/coeffs.py``), has one term per line,
 ``alpha_y 3 1 -0.055;`` (name, n, m, value), ``#`` comment lines, and no R0: gradunwarp guesses R0 from
@@ -34,9 +36,11 @@ from trueshape.gnl._frames import CoefficientFrame
 from trueshape.gnl._harmonics import MAX_HARMONIC_ORDER
 
 __all__ = [
+    "COEFFICIENT_SOURCES",
     "GRADUNWARP_COEF_NAMES",
     "MODEL_FORMAT",
     "MODEL_FORMAT_VERSION",
+    "coil_named_in_header",
     "format_siemens_grad",
     "read_coefficients",
     "read_scanner_model",
@@ -74,6 +78,16 @@ _GRAD_ROW_LIKE = re.compile(rf"^\s*\d+\s*[ABab]\s*\(|[ABab]\s*\(\s*[-+]?\d+\s*,\
 _R0_AFTER = re.compile(rf"\bR0\s*=\s*(?P<value>{_NUMBER})\s*(?P<unit>mm|m)\b", re.IGNORECASE)
 _R0_BEFORE = re.compile(rf"(?P<value>{_NUMBER})\s*(?P<unit>mm|m)\s*=\s*R0\b", re.IGNORECASE)
 _R0_ASSIGNMENT = re.compile(r"\bR0\s*=|=\s*R0\b", re.IGNORECASE)
+# How a coefficient file's header names its coil, most explicit first: a statement ("Gradient coil: AS82", as
+# trueshape writes it), Siemens' description ("... for high end gradient coil AC44 (Allegra)") and Siemens'
+# script name ("Name : coeff_AC44.grad", "Name : AS097.grad"). A Siemens coil id is letters then digits; a
+# model name ("Gradient Coil Verio") is not one.
+_COIL_ID = r"[A-Z]{1,4}\d{2,3}[A-Z0-9]{0,4}"
+_COIL_PATTERNS = (
+    re.compile(r"\b(?i:gradient\s*coil)\s*[:=]\s*(?P<id>[A-Za-z0-9][A-Za-z0-9_.+-]*)"),
+    re.compile(rf"\b(?i:gradient\s+coil)\s+(?P<id>{_COIL_ID})\b"),
+    re.compile(rf"\bName\s*:\s*(?:\S*?[/\\])?(?:coeff_)?(?P<id>{_COIL_ID})\.grad\b"),
+)
 
 _TermKey = tuple[str, str, int, int]
 
@@ -219,7 +233,41 @@ def read_siemens_grad(path: str | os.PathLike[str]) -> GradientCoefficients:
     if not terms:
         raise _fail(source, None, "no coefficient rows (expected e.g. '101 A( 3, 1) -0.055 x')")
     _require_every_axis(source, terms, "coefficient rows")
-    return GradientCoefficients.from_terms(r0_mm, terms, frame=CoefficientFrame.LAI, source=f"{source} (Siemens .grad)")
+    coil_id, said = coil_named_in_header(lines)
+    return GradientCoefficients.from_terms(
+        r0_mm,
+        terms,
+        frame=CoefficientFrame.LAI,
+        coil_id=coil_id,
+        source=f"{source} (Siemens .grad)",
+        provenance={"coil_id_from": said} if coil_id else None,
+    )
+
+
+def coil_named_in_header(lines: list[str]) -> tuple[str, str]:
+    """Return the coil id a coefficient file's header states, and the line that says it (``""`` if none).
+
+    Only the lines before the first coefficient row count; the most explicit statement wins (see
+    ``_COIL_PATTERNS``).
+
+    Examples
+    --------
+    >>> coil_named_in_header(["# Description : Legendre coefficients for", "#   high end gradient coil AC44 (Allegra)"])
+    ('AC44', "line 2: '#   high end gradient coil AC44 (Allegra)'")
+    >>> coil_named_in_header(["# Description : ... Gradient Coil Verio (r0=0.25m)"])
+    ('', '')
+    """
+    header = []
+    for line in lines:
+        if _GRAD_ROW.match(line):
+            break
+        header.append(line)
+    for pattern in _COIL_PATTERNS:
+        for number, line in enumerate(header, start=1):
+            found = pattern.search(line)
+            if found:
+                return found.group("id"), f"line {number}: {line.strip()!r}"
+    return "", ""
 
 
 def read_siemens_coef(path: str | os.PathLike[str], *, r0_mm: float | None = None) -> GradientCoefficients:
@@ -283,8 +331,14 @@ def read_siemens_coef(path: str | os.PathLike[str], *, r0_mm: float | None = Non
     if not terms:
         raise _fail(source, None, "no coefficient lines (expected e.g. 'alpha_y 3 1 -0.055;')")
     _require_every_axis(source, terms, "coefficient lines")
+    coil_id, said = coil_named_in_header(lines)
     return GradientCoefficients.from_terms(
-        radius, terms, frame=CoefficientFrame.LAI, source=f"{source} (Siemens .coef)"
+        radius,
+        terms,
+        frame=CoefficientFrame.LAI,
+        coil_id=coil_id,
+        source=f"{source} (Siemens .coef)",
+        provenance={"coil_id_from": said} if coil_id else None,
     )
 
 
@@ -300,6 +354,7 @@ def format_siemens_grad(coefficients: GradientCoefficients, *, title: str = "") 
     r0_m = coefficients.r0_mm / 1000.0
     lines = [
         f"#*] {title or coefficients.coil_id or 'gradient coil'} (written by trueshape)",
+        *([f"#*] Gradient coil: {coefficients.coil_id}"] if coefficients.coil_id else []),
         f" {r0_m:.6g} m = R0, lnorm = 4? A(1,0) = B(1,1) = A(1,1) = 0",
         " NO.  TYPE       SPECTRUM    AXIS",
     ]
@@ -499,6 +554,50 @@ def read_scanner_model(path: str | os.PathLike[str]) -> GradientCoefficients:
         )
     except ValueError as error:
         raise _fail(source, document.line, str(error)) from None
+
+
+#: Where a command's coefficient options come from, said when none is given.
+COEFFICIENT_SOURCES = (
+    "--coef coeff.grad (the scanner's vendor file: ask your site physicist; Siemens keeps it on the scanner host) "
+    "or --model model.json (a scanner model learned by trueshape learn)"
+)
+
+
+def read_coefficient_option(
+    coefficients: str | os.PathLike[str] | None,
+    model: str | os.PathLike[str] | None,
+    *,
+    r0_mm: float | None = None,
+) -> tuple[GradientCoefficients, Path]:
+    """Read the one coefficient file a command was given: vendor coefficients (``--coef``) or a model (``--model``).
+
+    Raises
+    ------
+    CoefficientFileError
+        Neither or both given, or a file given to the other option (a ``.grad`` to ``--model``, a ``.json`` to
+        ``--coef``): the message names the option it belongs to.
+
+    Examples
+    --------
+    >>> read_coefficient_option(None, "coeff.grad")
+    Traceback (most recent call last):
+    ...
+    trueshape.errors.CoefficientFileError: coeff.grad: vendor coefficients (.grad): give them with --coef, not --model
+    """
+    if (coefficients is None) == (model is None):
+        given = "both --coef and --model were given" if coefficients is not None else "no coefficients were given"
+        raise CoefficientFileError(f"{given}: give exactly one of {COEFFICIENT_SOURCES}")
+    if model is not None:
+        path = Path(model)
+        if path.suffix.lower() in (".grad", ".coef"):
+            raise CoefficientFileError(
+                f"{path}: vendor coefficients ({path.suffix}): give them with --coef, not --model"
+            )
+    else:
+        path = Path(str(coefficients))
+        if path.suffix.lower() == ".json":
+            raise CoefficientFileError(f"{path}: a scanner model (.json): give it with --model, not --coef")
+    return read_coefficients(path, r0_mm=r0_mm), path
 
 
 def read_coefficients(path: str | os.PathLike[str], *, r0_mm: float | None = None) -> GradientCoefficients:

@@ -65,6 +65,30 @@ def residual_projector(state: DistortionState, slice_normal_lps: ArrayLike | Non
     )
 
 
+def _isocentre(
+    provenance: Provenance, position: PatientPosition, *, position_given: bool, given: ArrayLike | None
+) -> tuple[NDArray[np.float64], tuple[str, str]]:
+    """Return the isocentre (mm, LPS) and how it is known: ("given" | "read" | "assumed", the sentence).
+
+    A patient position given with a recorded table offset moves the isocentre with it (the offset is in magnet
+    axes; the position rotates it into the patient frame).
+    """
+    if given is not None:
+        return np.asarray(given, dtype=np.float64), ("given", "isocentre given by the caller")
+    if position_given and provenance.table_offset_mm is not None:
+        offset = np.asarray(provenance.table_offset_mm, dtype=np.float64)
+        said = (
+            f"isocentre: table offset {[round(float(v), 3) for v in offset]} mm from "
+            f"{provenance.table_source or 'the headers'}, rotated for {position.value}"
+        )
+        return LPS_FROM_MAGNET[position] @ offset, ("read", said)
+    iso = np.asarray(provenance.isocentre_lps, dtype=np.float64)
+    if provenance.isocentre_source:
+        return iso, ("read", f"isocentre: {provenance.isocentre_source}")
+    rounded = [round(float(v), 3) for v in iso]
+    return iso, ("assumed", f"isocentre not recorded: assumed at LPS {rounded} mm (no table offset)")
+
+
 def _unit_normal(slice_normal_lps: ArrayLike) -> NDArray[np.float64]:
     normal = np.asarray(slice_normal_lps, dtype=np.float64).reshape(-1)
     length = float(np.linalg.norm(normal)) if normal.shape == (3,) else float("nan")
@@ -91,7 +115,11 @@ class ResidualField:
     slice_normal_lps : ndarray, shape (3,), or None
         Unit slice normal, LPS (required for IN_PLANE_2D).
     assumptions : tuple of str
-        Every assumption made to build the field, for reports.
+        What was assumed to build the field because nothing recorded it (said in reports).
+    read_from_headers : tuple of str
+        The facts behind the field read from the headers (or a volume's sidecar), each with its source.
+    given : tuple of str
+        The facts the caller gave, overriding the headers.
 
     Examples
     --------
@@ -106,6 +134,8 @@ class ResidualField:
     distortion_state: DistortionState = DistortionState.NONE
     slice_normal_lps: NDArray[np.float64] | None = None
     assumptions: tuple[str, ...] = ()
+    read_from_headers: tuple[str, ...] = ()
+    given: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "distortion_state", DistortionState(self.distortion_state))
@@ -127,16 +157,19 @@ class ResidualField:
         """Build from a volume's provenance; explicit keywords override what the provenance says.
 
         A missing patient position is taken as HFS, and an isocentre without a recorded source as the
-        provenance's value (the origin by default); both are said so in :attr:`assumptions`. A patient
+        provenance's value (the origin by default); both are said so in :attr:`assumptions` (what the headers
+        said is in :attr:`read_from_headers`, what the keywords said in :attr:`given`). A patient
         position given here, with a recorded table offset, moves the isocentre with it: the table offset is
         in magnet axes, and the position rotates it into the patient frame.
         """
         assumptions: list[str] = []
+        read: list[str] = []
+        given: list[str] = []
         state = DistortionState(distortion_state if distortion_state is not None else provenance.distortion_state)
         if distortion_state is not None:
-            assumptions.append(f"distortion state {state.value} given by the caller")
+            given.append(f"distortion state {state.value} given by the caller")
         elif provenance.distortion_source:
-            assumptions.append(f"distortion state {state.value} from {provenance.distortion_source}")
+            read.append(f"distortion state {state.value} from {provenance.distortion_source}")
         position_text = patient_position if patient_position is not None else provenance.patient_position
         if position_text is None:
             position = PatientPosition.HFS
@@ -144,31 +177,17 @@ class ResidualField:
         else:
             position = PatientPosition(str(position_text).strip().upper())
         if patient_position is not None:
-            assumptions.append(f"patient position {position.value} given by the caller")
-        if isocentre_lps is not None:
-            iso = np.asarray(isocentre_lps, dtype=np.float64)
-            assumptions.append("isocentre given by the caller")
-        elif patient_position is not None and provenance.table_offset_mm is not None:
-            offset = np.asarray(provenance.table_offset_mm, dtype=np.float64)
-            iso = LPS_FROM_MAGNET[position] @ offset
-            assumptions.append(
-                f"isocentre: table offset {[round(float(v), 3) for v in offset]} mm from "
-                f"{provenance.table_source or 'the headers'}, rotated for {position.value}"
-            )
-        else:
-            iso = np.asarray(provenance.isocentre_lps, dtype=np.float64)
-            if provenance.isocentre_source:
-                assumptions.append(f"isocentre: {provenance.isocentre_source}")
-            else:
-                assumptions.append(
-                    f"isocentre not recorded: assumed at LPS {[round(float(v), 3) for v in iso]} mm (no table offset)"
-                )
+            given.append(f"patient position {position.value} given by the caller")
+        iso, said = _isocentre(provenance, position, position_given=patient_position is not None, given=isocentre_lps)
+        {"given": given, "read": read, "assumed": assumptions}[said[0]].append(said[1])
         return cls(
             coefficients,
             MagnetFrame(position, iso),
             state,
             None if slice_normal_lps is None else np.asarray(slice_normal_lps, dtype=np.float64),
             tuple(assumptions),
+            tuple(read),
+            tuple(given),
         )
 
     @classmethod
