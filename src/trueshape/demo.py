@@ -27,7 +27,7 @@ from trueshape.errors import OutputError
 from trueshape.geometry import Inspection, Volume, diagnose, load_stack
 from trueshape.gnl import SYN_AS, ResidualField, format_siemens_grad
 from trueshape.io import atomic_path
-from trueshape.report import SphereMeasurement, measure_bright_sphere
+from trueshape.reporting import SphereMeasurement, measure_bright_sphere
 from trueshape.synth import Contrast, FemurPhantom, Tissue, demo_acquisitions, write_session
 
 if TYPE_CHECKING:
