@@ -10,6 +10,7 @@ Examples
 >>> inspection = trueshape.inspect("dicom_folder")                            # doctest: +SKIP
 >>> volume = trueshape.load("dicom_folder#3")                                 # doctest: +SKIP
 >>> output = trueshape.correct("dicom_folder#3", "out", coefficients="coil.grad")  # doctest: +SKIP
+>>> page = trueshape.report("out")                                            # doctest: +SKIP
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ if TYPE_CHECKING:  # what the lazy names are, for type checkers and editors
         inspect,
         learn,
         load,
+        report,
     )
 
 #: Public name -> the module that defines it (loaded on first use).
@@ -45,6 +47,7 @@ _ORIGINS = {
     "learn": "trueshape.api",
     "inspect": "trueshape.api",
     "load": "trueshape.api",
+    "report": "trueshape.api",
 }
 
 __all__ = [
@@ -59,6 +62,7 @@ __all__ = [
     "inspect",
     "learn",
     "load",
+    "report",
 ]
 
 

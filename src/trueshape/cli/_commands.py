@@ -35,10 +35,12 @@ from trueshape.cli._common import (
     _out,
     _point,
     _print_finding,
+    _progress,
     app,
     flag,
 )
 from trueshape.cli._inspect import render_inspection, shown_for
+from trueshape.cli._report import ReportOption, write_folder_report
 from trueshape.correction import CorrectionMode
 from trueshape.errors import TrueshapeError
 from trueshape.findings import FindingCode, Severity
@@ -71,13 +73,15 @@ def convert(
     irregular: IrregularOption = IrregularPolicy.WARN,
     force: ForceOption = False,
     validation: ValidationOption = ValidationMode.WARN,
+    report: ReportOption = False,
 ) -> None:
     """Write one volume per stack (NIfTI or NRRD) with a JSON sidecar."""
     from trueshape import api
 
     console = _out()
     try:
-        result = api.convert(path, out, fmt=fmt.value, irregular=irregular, force=force, validation=validation)
+        with _progress("converting"):
+            result = api.convert(path, out, fmt=fmt.value, irregular=irregular, force=force, validation=validation)
     except TrueshapeError as error:
         _fail(str(error))
         raise typer.Exit(EXIT_INPUT_ERROR) from None
@@ -87,6 +91,8 @@ def convert(
                 _print_finding(finding, indent=0, context=f"{stack.label}: ")
     for written in result.written:
         console.print(f"wrote {_e(written)}", soft_wrap=True)
+    if report and result.written:
+        write_folder_report(out)
     for message in result.errors:
         _fail(message)
     if not result.ok:
@@ -109,28 +115,30 @@ def correct(
     fmt: CorrectFormatOption = OutputFormat.NIFTI,
     like: LikeOption = None,
     force: ForceOption = False,
+    report: ReportOption = False,
 ) -> None:
     """Remove gradient-nonlinearity distortion with coil coefficients or a scanner model."""
     from trueshape import api
 
     console = _out()
     try:
-        result = api.correct(
-            series,
-            out,
-            coefficients=coef,
-            model=model,
-            mode=mode.value,
-            distortion_state=None if state is None else state.value,
-            patient_position=patient_position,
-            isocentre_lps=None if isocentre is None else _point(isocentre, "--isocentre"),
-            r0_mm=r0_mm,
-            irregular=irregular.value,
-            intensity_correction=not no_intensity,
-            fmt=fmt,
-            force=force,
-            like=like,
-        )
+        with _progress("correcting"):
+            result = api.correct(
+                series,
+                out,
+                coefficients=coef,
+                model=model,
+                mode=mode.value,
+                distortion_state=None if state is None else state.value,
+                patient_position=patient_position,
+                isocentre_lps=None if isocentre is None else _point(isocentre, "--isocentre"),
+                r0_mm=r0_mm,
+                irregular=irregular.value,
+                intensity_correction=not no_intensity,
+                fmt=fmt,
+                force=force,
+                like=like,
+            )
     except TrueshapeError as error:
         _fail(str(error))
         raise typer.Exit(EXIT_INPUT_ERROR) from None
@@ -139,6 +147,8 @@ def correct(
     _render_correction(result, from_sidecar=is_volume_file(series))
     for written in result.written:
         console.print(f"wrote {_e(written)}", soft_wrap=True)
+    if report:
+        write_folder_report(out)
 
 
 def _render_correction(result: CorrectOutput, *, from_sidecar: bool) -> None:
@@ -225,6 +235,8 @@ def demo(
         )
     for written in result.written:
         console.print(f"[dim]wrote {_e(written)}[/]", soft_wrap=True)
+    if result.report is not None:
+        console.print(f"\n[bold]Report[/] (open it in a browser): {_e(result.report)}", soft_wrap=True)
 
 
 def _heads_table(result: DemoResult) -> Table:
