@@ -7,7 +7,9 @@
 3. Predict, from the headers and the coil alone, the through-plane displacement at each femoral head.
 4. Correct the coronal series with the coil's coefficients (through-plane mode).
 5. Measure each femoral head (marrow sphere, 43.0 mm across) before and after.
-6. Write ``report.html``: the story and every output as figures (:mod:`trueshape.demo_report`).
+
+``trueshape demo`` then writes ``report.html`` beside it: the story and every output as figures
+(:mod:`trueshape.demo_report`).
 """
 
 from __future__ import annotations
@@ -67,8 +69,6 @@ class DemoResult:
     written: list[Path] = field(default_factory=list)
     #: The second half: a model learned from two other subjects' images, and this coronal corrected with it.
     learning: LearningResult | None = None
-    #: The page showing it all (``report.html`` in the demo's folder).
-    report: Path | None = None
 
     @property
     def coil_file(self) -> Path:
@@ -170,8 +170,4 @@ def run_demo(
         )
         written += [learning.learned.model.path, *learning.correction.written]
     diameter = 2 * phantom.head_marrow_radius_mm()
-    result = DemoResult(root, inspection, predictions, measurements, correction, diameter, quick, written, learning)
-    from trueshape.demo_report import write_demo_report
-
-    result.report = write_demo_report(result)
-    return result
+    return DemoResult(root, inspection, predictions, measurements, correction, diameter, quick, written, learning)

@@ -7,14 +7,11 @@ acquired and corrected, outlined, with their diameters), of the learned model an
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING
 
+from trueshape.demo import DemoResult
 from trueshape.reporting import Section, write_report
 from trueshape.reporting._page import paragraph, table
 from trueshape.synth import Contrast, FemurPhantom, Tissue
-
-if TYPE_CHECKING:
-    from trueshape.demo import DemoResult
 
 __all__ = ["write_demo_report"]
 

@@ -34,10 +34,9 @@ def _problems(browser: Any, page: Path) -> list[str]:
 @pytest.fixture(scope="module")
 def demo_report(tmp_path_factory: pytest.TempPathFactory) -> Path:
     from trueshape.demo import run_demo
+    from trueshape.demo_report import write_demo_report
 
-    result = run_demo(tmp_path_factory.mktemp("demo"), quick=True)
-    assert result.report is not None
-    return result.report
+    return write_demo_report(run_demo(tmp_path_factory.mktemp("demo"), quick=True))
 
 
 def test_the_demo_report_renders_whole_in_a_browser(browser: Any, demo_report: Path) -> None:

@@ -235,8 +235,14 @@ def demo(
         )
     for written in result.written:
         console.print(f"[dim]wrote {_e(written)}[/]", soft_wrap=True)
-    if result.report is not None:
-        console.print(f"\n[bold]Report[/] (open it in a browser): {_e(result.report)}", soft_wrap=True)
+    from trueshape.demo_report import write_demo_report
+
+    try:
+        page = write_demo_report(result)
+    except TrueshapeError as error:
+        _fail(str(error))
+        raise typer.Exit(EXIT_INPUT_ERROR) from None
+    console.print(f"\n[bold]Report[/] (open it in a browser): {_e(page)}", soft_wrap=True)
 
 
 def _heads_table(result: DemoResult) -> Table:
