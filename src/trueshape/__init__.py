@@ -11,6 +11,7 @@ Examples
 >>> volume = trueshape.load("dicom_folder#3")                                 # doctest: +SKIP
 >>> output = trueshape.correct("dicom_folder#3", "out", coefficients="coil.grad")  # doctest: +SKIP
 >>> page = trueshape.report("out")                                            # doctest: +SKIP
+>>> cohort = trueshape.batch("cohort.csv", "cohort-out", workers=2)             # doctest: +SKIP
 """
 
 from __future__ import annotations
@@ -34,10 +35,12 @@ if TYPE_CHECKING:  # what the lazy names are, for type checkers and editors
         load,
         report,
     )
+    from trueshape.batching import batch
 
 #: Public name -> the module that defines it (loaded on first use).
 _ORIGINS = {
     "ConvertResult": "trueshape.api",
+    "batch": "trueshape.batching",
     "CorrectOutput": "trueshape.api",
     "OutputFormat": "trueshape.api",
     "convert": "trueshape.api",
@@ -55,6 +58,7 @@ __all__ = [
     "CorrectOutput",
     "OutputFormat",
     "__version__",
+    "batch",
     "convert",
     "correct",
     "estimate",
