@@ -143,15 +143,19 @@ def read_cohort(cohort: str | os.PathLike[str]) -> list[Job]:
     return [_job(number, fields) for number, fields in enumerate(lines[1:], start=1)]
 
 
-def _arguments(job: Job, folder: Path, report: bool) -> list[str]:
-    """Return the command line of ``job`` (after ``trueshape``), writing into ``folder``."""
+def _arguments(job: Job, folder: Path, report: bool, cohort_folder: Path) -> list[str]:
+    """Return the command line of ``job`` (after ``trueshape``), writing into ``folder``.
+
+    The path is made absolute, so that the outputs' records name the series wherever they are read.
+    """
     out = ["--out", str(folder)]
+    path = str(cohort_folder / job.path)
     if job.action == "inspect":
-        return ["inspect", job.path, "--json", *job.options, *(["--report", str(folder)] if report else [])]
+        return ["inspect", path, "--json", *job.options, *(["--report", str(folder)] if report else [])]
     extra = ["--force", *(["--report"] if report else [])]
     if job.action == "estimate":
-        return ["estimate", "--moving", job.path, *out, *job.options, *extra]
-    return [job.action, job.path, *out, *job.options, *extra]
+        return ["estimate", "--moving", path, *out, *job.options, *extra]
+    return [job.action, path, *out, *job.options, *extra]
 
 
 def _die_with_parent() -> None:  # pragma: no cover - runs in the child between fork and exec
@@ -224,7 +228,7 @@ def run_job(job: Job, cohort_folder: str, out: str, report: bool = False) -> dic
     if not target.exists():
         return job.failed(f"not found: {job.path} (relative to {cohort_folder})")
     started = time.perf_counter()
-    code, stdout, stderr, peak = _run_command(_arguments(job, folder, report), Path(cohort_folder))
+    code, stdout, stderr, peak = _run_command(_arguments(job, folder, report, Path(cohort_folder)), Path(cohort_folder))
     seconds = time.perf_counter() - started
     folder.mkdir(parents=True, exist_ok=True)
     if job.action == "inspect" and not report and stdout.strip():
