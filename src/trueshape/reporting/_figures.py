@@ -109,12 +109,13 @@ def _coil_displacement(coil: GradientCoefficients, points_magnet: NDArray[np.flo
 
 
 def plane_through(
-    volume: Volume, centre_lps: NDArray[np.float64], normal_axis: int
+    volume: Volume, centre_lps: NDArray[np.float64], normal_axis: int, values: NDArray[np.generic]
 ) -> tuple[NDArray[np.float64], tuple[float, float, float, float]]:
     """Sample ``volume`` on the patient plane through ``centre_lps`` normal to LPS axis ``normal_axis``.
 
-    Returns the plane (rows along the second in-plane axis, columns along the first) and its extent in mm
-    (left, right, bottom, top) for ``imshow``; outside the volume the plane is 0.
+    ``values`` are the volume's voxels (its first volume when 4-D). Returns the plane (rows along the second
+    in-plane axis, columns along the first) and its extent in mm (left, right, bottom, top) for ``imshow``;
+    outside the volume the plane is 0.
     """
     from scipy import ndimage
 
@@ -132,8 +133,6 @@ def plane_through(
     points = np.zeros((v.size, u.size, 3))
     points[..., normal_axis] = centre_lps[normal_axis]
     points[..., in_plane[0]], points[..., in_plane[1]] = np.meshgrid(u, v, indexing="xy")
-    values = volume.values(np.float32)
-    values = values[..., 0] if values.ndim == 4 else values
     index = geometry.lps_to_index(points.reshape(-1, 3)).T
     plane = ndimage.map_coordinates(values, index, order=1, mode="constant", cval=0.0).reshape(v.size, u.size)
     return plane, (float(u[0]), float(u[-1]), float(v[0]), float(v[-1]))
@@ -158,8 +157,9 @@ def before_after_figure(
             if centre is not None
             else volume.geometry.index_to_lps((np.asarray(volume.geometry.shape[:3], dtype=np.float64) - 1) / 2)
         )
+        values = volume.array[..., 0] if volume.array.ndim == 4 else volume.array
         for axis, (name, normal, (a, b)) in zip(row, _PLANES, strict=True):
-            plane, extent = plane_through(volume, point, normal)
+            plane, extent = plane_through(volume, point, normal, values)
             axis.imshow(plane, cmap="gray", vmin=window[0], vmax=window[1], extent=extent, origin="lower")
             for structure in measured:
                 if abs(structure.centre_lps[normal] - point[normal]) < structure.diameters_mm[normal] / 2:

@@ -62,7 +62,9 @@ def png_size(png: bytes) -> tuple[int, int]:
 
 def grey_window(values: NDArray[np.floating] | NDArray[np.integer]) -> tuple[float, float]:
     """Return a display window (low, high): the 1st and 99.5th percentiles of the non-zero values."""
-    sample = np.asarray(values).ravel()[:: max(1, np.asarray(values).size // 200_000)]
+    array = np.asarray(values)
+    step = max(1, int(np.ceil((array.size / 200_000) ** (1 / max(array.ndim, 1)))))
+    sample = array[(slice(None, None, step),) * array.ndim].ravel()  # strided: no copy of the whole volume
     sample = sample[np.isfinite(sample) & (sample != 0)]
     if sample.size == 0:
         return 0.0, 1.0
