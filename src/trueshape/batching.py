@@ -352,6 +352,16 @@ def job_figures(action: str, folder: Path) -> dict[str, Any]:
     return figures
 
 
+def _write_summary(root: Path, rows: list[dict[str, Any]]) -> Path:
+    """Write ``root/summary.csv``: one row per job, in the CSV's order (whole, or not at all)."""
+    summary = root / SUMMARY_FILE
+    with atomic_path(summary, force=True) as staged, staged.open("w", newline="", encoding="utf-8") as handle:
+        writer = csv.DictWriter(handle, fieldnames=SUMMARY_COLUMNS, extrasaction="ignore")
+        writer.writeheader()
+        writer.writerows(rows)
+    return summary
+
+
 def batch(
     cohort: str | os.PathLike[str],
     out: str | os.PathLike[str],
@@ -402,11 +412,7 @@ def batch(
         if progress is not None:
             progress(len(finished), len(jobs))
     ordered = [finished[job.row] for job in jobs]
-    summary = root / SUMMARY_FILE
-    with atomic_path(summary, force=True) as staged, staged.open("w", newline="", encoding="utf-8") as handle:
-        writer = csv.DictWriter(handle, fieldnames=SUMMARY_COLUMNS, extrasaction="ignore")
-        writer.writeheader()
-        writer.writerows(ordered)
+    summary = _write_summary(root, ordered)
     ran = [int(r["row"]) for r in ordered if not r.get("resumed") and r.get("seconds") is not None]
     result = BatchResult(ordered, summary, resumed=sum(1 for r in ordered if r.get("resumed")), ran=ran)
     if report:

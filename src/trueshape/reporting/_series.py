@@ -157,69 +157,73 @@ def image_blocks(
     The structures are found in the last version (the corrected one) and measured in each with one set of
     signal ``levels`` (inside, rim, surround: given, or measured around each structure in the last version).
     """
-    from trueshape.reporting._metrics import measure_bright_sphere
     from trueshape.reporting._page import paragraph
 
     last = versions[-1][1]
     window = grey_window(last.array)
     found = find_bright_spheres(last)
-    measured: list[tuple[str, Volume, list[SphereMeasurement]]] = []
     # One intensity scale for every version: the structure's where it is least distorted.
     each = [levels if levels is not None else _levels(last, s) for s in found]
-    for title, volume in versions:
-        own = []
-        for structure, level in zip(found, each, strict=True):
-            try:
-                own.append(
-                    measure_bright_sphere(
-                        volume,
-                        structure.centre_lps,
-                        float(max(structure.diameters_mm)) / 2,
-                        inside_level=level[0],
-                        outside_level=level[1],
-                        surround_level=level[2],
-                    )
-                )
-            except ValueError:
-                continue
-        measured.append((title, volume, own))
-    blocks: list[Picture | Scroller | str] = []
+    measured = [(title, volume, _measure(volume, found, each)) for title, volume in versions]
     caption = (
         "Orthogonal slices through the brightest round structure (a femoral head): its fitted outline, and "
         "its diameters left-right, front-back (AP) and head-foot (SI)"
     )
-    blocks.append(Picture(f"{name}_slices", caption, before_after_figure(measured, window)))
-    if found:
-        rows = [
-            [
-                title,
-                f"{m.centre_lps[0]:+.0f}, {m.centre_lps[1]:+.0f}, {m.centre_lps[2]:+.0f}",
-                f"{m.diameters_mm[0]:.2f}",
-                f"{m.diameters_mm[1]:.2f}",
-                f"{m.diameters_mm[2]:.2f}",
-                f"{m.ap_lr_ratio:.3f}",
-            ]
-            for title, _, ms in measured
-            for m in ms
-        ]
-        blocks.append(
-            table(
-                [
-                    "version",
-                    "centre (LPS mm)",
-                    "left-right (mm)",
-                    "front-back (mm)",
-                    "head-foot (mm)",
-                    "front-back / left-right",
-                ],
-                rows,
-                css="spheres",
-            )
-        )
-    else:
-        blocks.append(paragraph("No bright round structure found to measure.", css="quiet"))
-    blocks.append(_scroller(name, versions, window))
+    blocks: list[Picture | Scroller | str] = [
+        Picture(f"{name}_slices", caption, before_after_figure(measured, window)),
+        _spheres_table(measured) if found else paragraph("No bright round structure found to measure.", css="quiet"),
+        _scroller(name, versions, window),
+    ]
     return blocks
+
+
+def _measure(
+    volume: Volume, found: Sequence[SphereMeasurement], levels: Sequence[tuple[float, float, float]]
+) -> list[SphereMeasurement]:
+    """Measure each structure ``found`` (one set of signal levels each) in ``volume``; skip what cannot be."""
+    from trueshape.reporting._metrics import measure_bright_sphere
+
+    own = []
+    for structure, level in zip(found, levels, strict=True):
+        try:
+            own.append(
+                measure_bright_sphere(
+                    volume,
+                    structure.centre_lps,
+                    float(max(structure.diameters_mm)) / 2,
+                    inside_level=level[0],
+                    outside_level=level[1],
+                    surround_level=level[2],
+                )
+            )
+        except ValueError:
+            continue
+    return own
+
+
+def _spheres_table(measured: Sequence[tuple[str, Volume, Sequence[SphereMeasurement]]]) -> str:
+    """Return the table of each version's structures: centre, diameters and front-back / left-right."""
+    rows = [
+        [
+            title,
+            f"{m.centre_lps[0]:+.0f}, {m.centre_lps[1]:+.0f}, {m.centre_lps[2]:+.0f}",
+            f"{m.diameters_mm[0]:.2f}",
+            f"{m.diameters_mm[1]:.2f}",
+            f"{m.diameters_mm[2]:.2f}",
+            f"{m.ap_lr_ratio:.3f}",
+        ]
+        for title, _, ms in measured
+        for m in ms
+    ]
+    header = [
+        "version",
+        "centre (LPS mm)",
+        "left-right (mm)",
+        "front-back (mm)",
+        "head-foot (mm)",
+        "front-back / left-right",
+    ]
+    return table(header, rows, css="spheres")
 
 
 def _levels(volume: Volume, structure: SphereMeasurement) -> tuple[float, float, float]:
