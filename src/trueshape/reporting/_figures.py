@@ -189,32 +189,36 @@ def before_after_figure(
 
 
 def checkerboard_figure(
-    reference: NDArray[np.float64],
+    reference: tuple[NDArray[np.float64], NDArray[np.float64]],
     before: NDArray[np.float64],
     after: NDArray[np.float64],
     window: tuple[float, float],
     *,
+    overlap: NDArray[np.bool_],
     squares: int = 8,
-) -> bytes:
+) -> tuple[bytes, tuple[float, float]]:
     """Draw reference against the moving series before and after: checkerboards (top) and differences (bottom).
 
-    The three planes are the same slice of the moving series' grid (rows j, columns i).
+    The planes are the same slice of the moving series' grid (rows j, columns i); ``reference`` is the
+    reference before and after correction, ``overlap`` where the reference has voxels. Differences are drawn
+    and measured only there; returns the PNG and the RMS difference before and after.
     """
     figure = _figure(9, 8)
-    rows, columns = reference.shape
+    rows, columns = before.shape
     board = ((np.arange(rows)[:, None] * squares // rows + np.arange(columns)[None, :] * squares // columns) % 2) == 0
     spread = float(window[1] - window[0])
-    for column, (name, moving) in enumerate((("before", before), ("after", after))):
+    rms = []
+    for column, (name, fixed, moving) in enumerate((("before", reference[0], before), ("after", reference[1], after))):
         top = figure.add_subplot(2, 2, 1 + column)
-        top.imshow(np.where(board, reference, moving), cmap="gray", vmin=window[0], vmax=window[1])
+        top.imshow(np.where(board, fixed, moving), cmap="gray", vmin=window[0], vmax=window[1])
         top.set(title=f"checkerboard, {name}", xticks=[], yticks=[])
         bottom = figure.add_subplot(2, 2, 3 + column)
-        difference = moving - reference
+        difference = np.where(overlap, moving - fixed, np.nan)
         shown = bottom.imshow(difference, cmap="RdBu_r", vmin=-0.5 * spread, vmax=0.5 * spread)
-        rms = float(np.sqrt(np.mean(difference[(reference != 0) & (moving != 0)] ** 2))) if difference.size else 0.0
-        bottom.set(title=f"moving - reference, {name} (RMS {rms:.0f})", xticks=[], yticks=[])
+        rms.append(float(np.sqrt(np.nanmean(difference**2))) if np.any(overlap) else float("nan"))
+        bottom.set(title=f"moving - reference, {name} (RMS {rms[-1]:.3f})", xticks=[], yticks=[])
     figure.colorbar(shown, ax=figure.axes[-1], shrink=0.7)
-    return _png(figure)
+    return _png(figure), (rms[0], rms[1])
 
 
 def displacement_figure(
@@ -233,9 +237,10 @@ def displacement_figure(
         left.set(title="magnitude, middle slice", xticks=[], yticks=[])
     else:
         left.set_axis_off()
-    right.plot(distances_mm, displacement_mm, ".", markersize=2, alpha=0.4, color="C3")
+    right.plot(distances_mm, displacement_mm, ".", markersize=2, alpha=0.4, color="C3", label=label)
+    right.legend(loc="upper left", fontsize=7, markerscale=4)
     right.set(
-        title=f"displacement against distance from the isocentre ({label})",
+        title="against distance from the isocentre",
         xlabel="distance from the isocentre (mm)",
         ylabel="|displacement| (mm)",
     )

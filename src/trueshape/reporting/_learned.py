@@ -62,8 +62,15 @@ def _normalised(values: np.ndarray) -> np.ndarray:
     return np.asarray(values, dtype=np.float64) / scale
 
 
-def _checkerboard(reference: Volume, moving: Volume, corrected: Volume, name: str) -> Picture:
-    """Draw the reference resampled onto the moving series' middle slice, against it before and after correction."""
+def _checkerboard(
+    reference: tuple[Volume, Volume], moving: Volume, corrected: Volume, name: str
+) -> tuple[Picture, tuple[float, float]]:
+    """Draw the reference resampled onto the moving series' middle slice, against it before and after correction.
+
+    ``reference`` is the reference as acquired and as corrected (the same volume when it keeps no residual).
+    Returns the figure and the RMS difference before and after, where both series have voxels (each series'
+    brightness scaled to its own 99.5th percentile).
+    """
     from scipy import ndimage
 
     geometry = moving.geometry
@@ -77,21 +84,26 @@ def _checkerboard(reference: Volume, moving: Volume, corrected: Volume, name: st
     )
     points = geometry.index_to_lps(index)
 
-    def plane(volume: Volume) -> np.ndarray:
+    def plane(volume: Volume) -> tuple[np.ndarray, np.ndarray]:
         values = volume.values(np.float32)
         values = values[..., 0] if values.ndim == 4 else values
-        where = volume.geometry.lps_to_index(points).T
-        sampled = ndimage.map_coordinates(values, where, order=1, mode="constant", cval=0.0)
-        return _normalised(sampled.reshape(geometry.shape[0], geometry.shape[1]).T)
+        where = volume.geometry.lps_to_index(points)
+        inside = np.all((where > -0.5) & (where < np.asarray(values.shape[:3]) - 0.5), axis=-1)
+        sampled = ndimage.map_coordinates(values, where.T, order=1, mode="nearest")
+        shape = (geometry.shape[0], geometry.shape[1])
+        return _normalised(np.where(inside, sampled, 0.0).reshape(shape).T), inside.reshape(shape).T
 
-    png = checkerboard_figure(plane(reference), plane(moving), plane(corrected), (0.0, 1.0))
-    return Picture(
+    (before_reference, overlap), (after_reference, _) = plane(reference[0]), plane(reference[1])
+    before, after = plane(moving)[0], plane(corrected)[0]
+    png, rms = checkerboard_figure((before_reference, after_reference), before, after, (0.0, 1.0), overlap=overlap)
+    picture = Picture(
         f"{name}_checkerboard",
-        "Reference against moving on the moving series' middle slice, each "
-        "scaled to its own brightness: checkerboards (top) and differences (bottom), before and after "
-        "the estimated correction.",
+        "Reference against moving on the moving series' middle slice, each scaled to its own brightness: "
+        "checkerboards (top) and differences where both have voxels (bottom), before and after the estimated "
+        f"correction. RMS difference {rms[0]:.3f} before, {rms[1]:.3f} after (different contrasts never reach 0).",
         png,
     )
+    return picture, rms
 
 
 def estimate_section(folder: Path, *, options: ReportOptions = DEFAULT_OPTIONS) -> Section:
@@ -111,15 +123,11 @@ def estimate_section(folder: Path, *, options: ReportOptions = DEFAULT_OPTIONS) 
     records = [_record(volume, str(data[key].get("label"))) for key, volume in volumes.items() if volume is not None]
     section.blocks.append(magnet_picture(f"{name}_magnet", records, _coil(str(folder / "model.json"))))
     corrected_sidecars = sorted(folder.glob("*_corrected.json"))
-    moving_corrected = next((p for p in corrected_sidecars if data.get("moving", {}).get("label", "") in p.name), None)
     reference, moving = volumes.get("reference"), volumes.get("moving")
-    if reference is not None and moving is not None and moving_corrected is not None:
-        from trueshape.reporting._kinds import _read_output
-
-        outputs = read_json(moving_corrected).get("outputs", [])
-        corrected = _read_output(folder / outputs[0]) if outputs else None
-        if corrected is not None:
-            section.blocks.append(_checkerboard(reference, moving, corrected, name))
+    corrected = _corrected(corrected_sidecars, data.get("moving", {}).get("label"))
+    if reference is not None and moving is not None and corrected is not None:
+        reference_after = _corrected(corrected_sidecars, data.get("reference", {}).get("label")) or reference
+        section.blocks.append(_checkerboard((reference, reference_after), moving, corrected, name)[0])
     fields = {label: f.get("by_distance_from_isocentre", []) for label, f in data.get("field", {}).items()}
     if any(fields.values()):
         section.blocks.append(
@@ -134,6 +142,15 @@ def estimate_section(folder: Path, *, options: ReportOptions = DEFAULT_OPTIONS) 
         section.blocks.append(_terms_picture(name, terms))
     section.children += [correct_section(p, options=options) for p in corrected_sidecars]
     return section
+
+
+def _corrected(sidecars: list[Path], label: object) -> Volume | None:
+    """Read the corrected version of the series ``label`` from its ``*_corrected.json``; None when there is none."""
+    from trueshape.reporting._kinds import _read_output
+
+    sidecar = next((p for p in sidecars if label and p.name == f"{label}_corrected.json"), None)
+    outputs = read_json(sidecar).get("outputs", []) if sidecar is not None else []
+    return _read_output(sidecar.parent / outputs[0]) if sidecar is not None and outputs else None
 
 
 def _fit_rows(data: dict[str, Any]) -> list[list[str]]:
