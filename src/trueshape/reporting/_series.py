@@ -229,10 +229,9 @@ def _spheres_table(measured: Sequence[tuple[str, Volume, Sequence[SphereMeasurem
 def _levels(volume: Volume, structure: SphereMeasurement) -> tuple[float, float, float]:
     from trueshape.reporting._spheres import ball_values
 
-    values = volume.values(np.float32)
     inside, shell = ball_values(
         volume,
-        values[..., 0] if values.ndim == 4 else values,
+        volume.array[..., 0] if volume.array.ndim == 4 else volume.array,
         structure.centre_lps,
         float(max(structure.diameters_mm)) / 2,
     )

@@ -9,11 +9,13 @@ candidates are then measured by :func:`~trueshape.reporting.measure_bright_spher
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 from numpy.typing import NDArray
 
 from trueshape.geometry import Volume
-from trueshape.reporting._metrics import SphereMeasurement, measure_bright_sphere
+from trueshape.reporting._metrics import SphereMeasurement, measure_bright_sphere, physical_values
 
 __all__ = ["MIN_SHELL_DARKNESS", "ball_values", "find_bright_spheres"]
 
@@ -55,12 +57,10 @@ def find_bright_spheres(
     """
     from scipy import ndimage
 
-    values = volume.values(np.float32)
-    if values.ndim == 4:
-        values = values[..., 0]
+    stored = volume.array[..., 0] if volume.array.ndim == 4 else volume.array
     spacing = np.asarray(volume.geometry.spacing, dtype=np.float64)
     step = np.maximum(1, np.floor(SEARCH_SPACING_MM / spacing)).astype(int)
-    coarse = values[:: step[0], :: step[1], :: step[2]].astype(np.float64)
+    coarse = physical_values(volume, stored[:: step[0], :: step[1], :: step[2]])
     coarse_spacing = spacing * step
     body = coarse[coarse > 0.1 * np.percentile(coarse, 99.5)]
     if body.size < 100:
@@ -80,11 +80,11 @@ def find_bright_spheres(
         darkness = float(1.0 - near[shell].mean()) if shell.any() else 0.0
         if darkness >= MIN_SHELL_DARKNESS:
             candidates.append((darkness, index * step, radius))
-    return _measured(volume, values, candidates, limit)
+    return _measured(volume, stored, candidates, limit)
 
 
 def _measured(
-    volume: Volume, values: NDArray[np.float32], candidates: list[tuple[float, NDArray[np.int64], float]], limit: int
+    volume: Volume, stored: NDArray[Any], candidates: list[tuple[float, NDArray[np.int64], float]], limit: int
 ) -> list[SphereMeasurement]:
     """Measure each candidate (roundest first) on the full image; skip one inside a sphere already found."""
     found: list[SphereMeasurement] = []
@@ -92,7 +92,7 @@ def _measured(
         centre = volume.geometry.index_to_lps(np.asarray(index, dtype=np.float64))
         if any(np.linalg.norm(centre - s.centre_lps) < max(s.diameters_mm) for s in found):
             continue
-        near = ball_values(volume, values, centre, radius)
+        near = ball_values(volume, stored, centre, radius)
         inside, shell = near
         try:
             found.append(
@@ -113,15 +113,18 @@ def _measured(
 
 
 def ball_values(
-    volume: Volume, values: NDArray[np.float32], centre: NDArray[np.float64], radius: float
+    volume: Volume, stored: NDArray[Any], centre: NDArray[np.float64], radius: float
 ) -> tuple[NDArray[np.float32], NDArray[np.float32]]:
-    """Return the values within 0.7 radii of ``centre`` and those from 1.1 to 1.5 radii."""
+    """Return the physical values within 0.7 radii of ``centre`` and those from 1.1 to 1.5 radii.
+
+    ``stored`` is the volume's array (its first volume when 4-D); only the box around the ball is converted.
+    """
     geometry = volume.geometry
     centre_index = geometry.lps_to_index(centre)
     half = np.ceil(1.5 * radius / np.asarray(geometry.spacing)).astype(int) + 1
     low = np.maximum(np.round(centre_index).astype(int) - half, 0)
     high = np.minimum(np.round(centre_index).astype(int) + half + 1, geometry.shape[:3])
-    box = values[tuple(slice(a, b) for a, b in zip(low, high, strict=True))]
+    box = physical_values(volume, stored[tuple(slice(a, b) for a, b in zip(low, high, strict=True))], np.float32)
     axes = np.meshgrid(*(np.arange(a, b, dtype=np.float64) for a, b in zip(low, high, strict=True)), indexing="ij")
     distance = np.linalg.norm(geometry.index_to_lps(np.stack(axes, axis=-1)) - centre, axis=-1)
     return box[distance <= 0.7 * radius], box[(distance > 1.1 * radius) & (distance < 1.5 * radius)]
