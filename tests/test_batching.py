@@ -166,10 +166,19 @@ def test_summaries_and_reports_carry_no_identifier_unless_asked(tmp_path: Path) 
         text = path.read_text(encoding="utf-8")
         for value in IDENTIFIERS.values():
             assert value not in text and value.replace("^", " ") not in text, (path, value)
-    shown = CliRunner().invoke(app, ["report", str(out / "2_dicom"), "--show-identifiers"])
-    assert shown.exit_code == 0, shown.output
-    page = (out / "2_dicom" / "report.html").read_text(encoding="utf-8")
-    assert [value for value in IDENTIFIERS.values() if value not in page] == []
     cohort_page = (out / "report.html").read_text(encoding="utf-8")
-    assert 'href="2_dicom/report.html"' in cohort_page and "failed" in cohort_page
+    assert 'href="2_dicom/report.html"' in cohort_page and "Cohort: 2 job(s), 2 ok, 0 failed" in cohort_page
     assert json.loads((out / "2_dicom" / "job.json").read_text())["status"] == "ok"
+    # Asked for: the jobs' reports show them (finished jobs are not run again; their reports are made again).
+    shown = CliRunner().invoke(app, ["batch", str(cohort), "--out", str(out), "--report", "--show-identifiers"])
+    assert shown.exit_code == 0, shown.output
+    for job in ("1_dicom", "2_dicom"):
+        page = (out / job / "report.html").read_text(encoding="utf-8")
+        assert [value for value in IDENTIFIERS.values() if value not in page] == [], job
+    summary = (out / "summary.csv").read_text(encoding="utf-8")
+    assert [value for value in IDENTIFIERS.values() if value in summary] == []
+    # And asked for no more: they are made again without.
+    hidden = CliRunner().invoke(app, ["batch", str(cohort), "--out", str(out), "--report"])
+    assert hidden.exit_code == 0, hidden.output
+    page = (out / "2_dicom" / "report.html").read_text(encoding="utf-8")
+    assert [value for value in IDENTIFIERS.values() if value in page] == []

@@ -387,7 +387,8 @@ def batch(
     report : bool
         Write each job's report and the cohort's (``out/report.html``), linking to them.
     show_identifiers : bool
-        The cohort report shows patient identifiers (the jobs' reports never do).
+        With ``report``, the jobs' reports show patient identifiers (the cohort's page and ``summary.csv``
+        name sessions by their folders only).
     progress : callable, optional
         Called with (jobs finished, jobs) as they finish.
 
@@ -418,5 +419,23 @@ def batch(
     if report:
         from trueshape.reporting import write_report
 
+        _job_reports(root, ordered, show_identifiers)
         result.report = write_report(root, show_identifiers=show_identifiers)
     return result
+
+
+def _job_reports(root: Path, rows: list[dict[str, Any]], show_identifiers: bool) -> None:
+    """Write the report of each finished job that has none, or one made with the other identifier choice.
+
+    A job writes its own report without identifiers; a job finished in an earlier run may have none.
+    """
+    from trueshape.reporting import IDENTIFIERS_SHOWN, REPORT_FILE, write_report
+
+    for row in rows:
+        folder = root / str(row.get("folder", ""))
+        if row.get("status") != "ok" or not folder.is_dir():
+            continue
+        page = folder / REPORT_FILE
+        shown = page.is_file() and IDENTIFIERS_SHOWN in page.read_text(encoding="utf-8", errors="replace")
+        if not page.is_file() or shown != show_identifiers:
+            write_report(folder, show_identifiers=show_identifiers)

@@ -18,11 +18,13 @@ from trueshape.reporting._kinds import FolderKind, convert_section, correct_sect
 from trueshape.reporting._learned import cohort_section, estimate_section, learn_section
 from trueshape.reporting._page import ReportOptions, Section, render_page
 
-__all__ = ["FIGURES_FOLDER", "REPORT_FILE", "write_report"]
+__all__ = ["FIGURES_FOLDER", "IDENTIFIERS_SHOWN", "REPORT_FILE", "write_report"]
 
 REPORT_FILE = "report.html"
 #: The folder beside the page that holds each figure as a PNG.
 FIGURES_FOLDER = "report_figures"
+#: What a page made with ``show_identifiers`` says (and only such a page).
+IDENTIFIERS_SHOWN = "Patient identifiers are shown (--show-identifiers)."
 
 
 def _sections(folder: Path, kind: FolderKind, options: ReportOptions) -> list[Section]:
@@ -96,7 +98,7 @@ def write_report(
     options = ReportOptions(show_identifiers, tissue_levels)
     sections = [*(preface or []), *_sections(root, kind, options)]
     note = f"Made by trueshape report in {time.perf_counter() - started:.1f} s. Self-contained: open it anywhere. " + (
-        "Patient identifiers are shown (--show-identifiers)."
+        IDENTIFIERS_SHOWN
         if show_identifiers
         else "No patient identifiers: sessions are named by their folders."
     )
