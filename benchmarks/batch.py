@@ -7,12 +7,16 @@ of another size and table position) under benchmarks/_work/batch, and a cohort C
 coronal series with the SYN-AS coil. The same cohort runs three times into fresh folders: ``--workers 1``,
 ``--workers 2``, and on a ``dask.distributed`` LocalCluster of 2 single-threaded worker processes on
 127.0.0.1. Printed: sessions per minute for each, the 2-worker speed-up over 1 worker (target >= 1.6x on two
-cores), and the peak memory of the jobs each worker ran (the job processes' own peak resident memory).
+cores), the peak memory of the jobs each worker ran (the job processes' own peak resident memory), how many
+jobs were in flight on average (the jobs' seconds over the batch's: 2 when two ran at all times) and the load
+average. On a machine shared with other work the speed-up says little: Linux's autogroup scheduling gives
+each session (this benchmark is one) an equal share of the processors, however many processes it runs.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import shutil
 import sys
 import time
@@ -59,9 +63,11 @@ def run(cohort: Path, name: str, **how: object) -> None:
     for row in result.rows:
         peaks[row["worker"]] = max(peaks[row["worker"]], float(row["peak_memory_mb"]))
     memory = ", ".join(f"{worker}: {peak:.0f} MB" for worker, peak in sorted(peaks.items()))
+    in_flight = sum(float(row["seconds"]) for row in result.rows) / seconds
     print(
         f"{name:>24}: {len(result.rows)} sessions in {seconds:6.1f} s = {60 * len(result.rows) / seconds:5.1f} "
-        f"sessions/min; peak memory per worker {memory}",
+        f"sessions/min; {in_flight:.2f} jobs in flight; load average {os.getloadavg()[0]:.1f}; "
+        f"peak memory per worker {memory}",
         flush=True,
     )
     RESULTS[name] = len(result.rows) / seconds
