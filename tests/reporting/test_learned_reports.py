@@ -17,7 +17,7 @@ import pytest
 from typer.testing import CliRunner
 
 from trueshape.cli import app
-from trueshape.demo_learn import LEARNING_SUBJECTS, _subject
+from trueshape.demo_learn import LEARNING_SUBJECTS, learning_subject
 from trueshape.gnl import SYN_AS
 from trueshape.synth import write_session
 
@@ -39,7 +39,7 @@ def learned(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("learn_report")
     sessions = []
     for number, (scale, drop) in enumerate(LEARNING_SUBJECTS, start=1):
-        phantom, acquisitions = _subject(scale, drop, quick=True)
+        phantom, acquisitions = learning_subject(scale, drop, quick=True)
         folder = root / f"subject{number}"
         write_session(folder, phantom, SYN_AS, acquisitions)
         for path in sorted((folder / "dicom").rglob("*.dcm")):
