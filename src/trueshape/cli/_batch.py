@@ -14,7 +14,7 @@ from trueshape.cli._report import ReportOption, ShowIdentifiersOption
 from trueshape.errors import TrueshapeError
 
 
-@app.command()
+@app.command(epilog="Example: trueshape batch cohort.csv --out cohort-out --workers 2 --report")
 def batch(
     cohort: Annotated[Path, typer.Argument(help="CSV with header path,action,options (paths relative to its folder).")],
     out: OutOption,

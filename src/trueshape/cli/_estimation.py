@@ -113,6 +113,20 @@ def _render_estimate(result: EstimateOutput) -> None:
         console.print(f"wrote {_e(written)}", soft_wrap=True)
 
 
+ReferenceStateOption = Annotated[
+    StatedState | None,
+    typer.Option(
+        "--reference-state", case_sensitive=False, help="What the scanner corrected in --reference: nd, dis2d, dis3d."
+    ),
+]
+MovingStateOption = Annotated[
+    StatedState | None,
+    typer.Option(
+        "--moving-state", case_sensitive=False, help="What the scanner corrected in --moving: nd, dis2d, dis3d."
+    ),
+]
+
+
 @app.command(
     epilog=f"Example: trueshape estimate --reference {_DEMO}#2 --moving {_DEMO}#3 --out out/estimated   "
     "(a phantom: --phantom MARKERS.csv --moving SERIES)"
@@ -128,20 +142,8 @@ def estimate(
     same_frame: Annotated[
         bool, flag("--same-frame", "The series' frames of reference differ, but the patient did not move.")
     ] = False,
-    reference_state: Annotated[
-        StatedState | None,
-        typer.Option(
-            "--reference-state",
-            case_sensitive=False,
-            help="What the scanner corrected in --reference: nd, dis2d, dis3d.",
-        ),
-    ] = None,
-    moving_state: Annotated[
-        StatedState | None,
-        typer.Option(
-            "--moving-state", case_sensitive=False, help="What the scanner corrected in --moving: nd, dis2d, dis3d."
-        ),
-    ] = None,
+    reference_state: ReferenceStateOption = None,
+    moving_state: MovingStateOption = None,
     marker_radius_mm: Annotated[
         float, typer.Option("--marker-radius-mm", help="Radius of the phantom's markers.")
     ] = 3.0,

@@ -7,17 +7,17 @@ from typing import Annotated
 
 import typer
 
-from trueshape.cli._common import EXIT_INPUT_ERROR, _e, _fail, _out, app
+from trueshape.cli._common import EXIT_INPUT_ERROR, _e, _fail, _out, app, flag
 from trueshape.errors import TrueshapeError
 
 ReportOption = Annotated[
-    bool, typer.Option("--report", help="Also write OUT/report.html: the results as figures, one self-contained page.")
+    bool, flag("--report", "Also write OUT/report.html: the results as figures, one self-contained page.")
 ]
 ShowIdentifiersOption = Annotated[
     bool,
-    typer.Option(
+    flag(
         "--show-identifiers",
-        help="Show patient name, ID, birth date, accession number and institution (left out by default).",
+        "Show patient name, ID, birth date, accession number and institution (left out by default).",
     ),
 ]
 
@@ -34,7 +34,7 @@ def write_folder_report(folder: str | Path, *, show_identifiers: bool = False) -
     _out().print(f"report: {_e(page)}", soft_wrap=True)
 
 
-@app.command()
+@app.command(epilog="Example: trueshape report demo-out/learned")
 def report(
     folder: Annotated[
         Path, typer.Argument(help="An output folder of inspect --report, convert, correct, estimate, learn or batch.")
