@@ -187,7 +187,7 @@ def case_phantom(size: int) -> None:
 def case_femur(quick: bool) -> None:
     from trueshape.demo_learn import learning_subject
     from trueshape.gnl import SYN_AS
-    from trueshape.report import measure_bright_sphere
+    from trueshape.reporting import measure_bright_sphere
     from trueshape.synth import Contrast, Tissue, write_session
 
     folder = WORK / ("femur_quick" if quick else "femur_subject")

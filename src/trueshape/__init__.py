@@ -10,6 +10,8 @@ Examples
 >>> inspection = trueshape.inspect("dicom_folder")                            # doctest: +SKIP
 >>> volume = trueshape.load("dicom_folder#3")                                 # doctest: +SKIP
 >>> output = trueshape.correct("dicom_folder#3", "out", coefficients="coil.grad")  # doctest: +SKIP
+>>> page = trueshape.report("out")                                            # doctest: +SKIP
+>>> cohort = trueshape.batch("cohort.csv", "cohort-out", workers=2)             # doctest: +SKIP
 """
 
 from __future__ import annotations
@@ -31,11 +33,14 @@ if TYPE_CHECKING:  # what the lazy names are, for type checkers and editors
         inspect,
         learn,
         load,
+        report,
     )
+    from trueshape.batching import batch
 
 #: Public name -> the module that defines it (loaded on first use).
 _ORIGINS = {
     "ConvertResult": "trueshape.api",
+    "batch": "trueshape.batching",
     "CorrectOutput": "trueshape.api",
     "OutputFormat": "trueshape.api",
     "convert": "trueshape.api",
@@ -45,6 +50,7 @@ _ORIGINS = {
     "learn": "trueshape.api",
     "inspect": "trueshape.api",
     "load": "trueshape.api",
+    "report": "trueshape.api",
 }
 
 __all__ = [
@@ -52,6 +58,7 @@ __all__ = [
     "CorrectOutput",
     "OutputFormat",
     "__version__",
+    "batch",
     "convert",
     "correct",
     "estimate",
@@ -59,6 +66,7 @@ __all__ = [
     "inspect",
     "learn",
     "load",
+    "report",
 ]
 
 

@@ -3,17 +3,18 @@
 Each function takes what a user types (paths, a SERIES argument, option names as text or enums), checks it
 once, and hands the work to the layer that owns it: ``dicom`` and ``geometry`` (:func:`inspect`,
 :func:`load`), ``io`` (:func:`convert`), ``correction`` (:func:`correct`), ``estimation``
-(:func:`estimate`, :func:`fit_model`, :func:`learn`). The layers that need nibabel, scipy or SimpleITK are
-imported by the functions that use them, so that ``trueshape inspect`` starts fast. Planned: ``report`` (HTML
-figures) and ``batch`` (cohorts).
+(:func:`estimate`, :func:`fit_model`, :func:`learn`), ``reporting`` (:func:`report`). The layers that need
+nibabel, scipy or SimpleITK are imported by the functions that use them, so that ``trueshape inspect`` starts
+fast. ``trueshape.batch`` is a layer above (``batching``).
 
 Examples
 --------
 >>> import trueshape
->>> report = trueshape.inspect("path/to/dicom")                      # doctest: +SKIP
+>>> inspection = trueshape.inspect("path/to/dicom")                  # doctest: +SKIP
 >>> volume = trueshape.load("path/to/dicom#3")                       # doctest: +SKIP
 >>> result = trueshape.convert("path/to/dicom", "out", fmt="nrrd")   # doctest: +SKIP
 >>> output = trueshape.correct("path/to/dicom#4", "out", coefficients="coil.grad")  # doctest: +SKIP
+>>> page = trueshape.report("out")                                   # doctest: +SKIP
 """
 
 from __future__ import annotations
@@ -60,6 +61,7 @@ __all__ = [
     "inspect",
     "learn",
     "load",
+    "report",
 ]
 
 
@@ -162,10 +164,10 @@ def convert(
     """Write one volume per stack, plus a JSON sidecar (and an acquisition transform when slices are off-grid).
 
     Values are DICOM display values, or Philips' precise values (dcm2niix's default) with
-    ``philips_scaling="precise"``; each sidecar's ``values`` says which.
-    A stack that fails (corrupt pixels, rejected geometry) is reported in ``errors``; the others are
-    still written. Existing outputs are never overwritten unless ``force``. With ``validation="raise"`` a
-    stack with geometry warnings is not written but reported in ``errors``.
+    ``philips_scaling="precise"``; each sidecar's ``values`` says which. A stack that fails (corrupt pixels,
+    rejected geometry) is reported in ``errors``; the others are still written. Existing outputs are never
+    overwritten unless ``force``. With ``validation="raise"`` a stack with geometry warnings is not written but
+    reported in ``errors``.
 
     Examples
     --------
@@ -199,10 +201,8 @@ def convert(
     for stack in chosen:
         result.stacks.append(stack)
         try:  # a stack that cannot be written is said; the others still are
-            written = convert_stack(
-                inspection, stack, Path(out), output_format, force=force, validation=mode, philips_scaling=scaling
-            )
-            result.written.extend(written)
+            result.written += convert_stack(inspection, stack, Path(out), output_format, force=force, validation=mode,
+                                            philips_scaling=scaling)
         except TrueshapeError as error:
             result.errors.append(str(error))
     return result
@@ -343,4 +343,8 @@ def learn(
     return learn_sessions(list(sessions), out, options=options, on_choice=on_choice, progress=progress)
 
 
-# planned: report(folder) -> Path over trueshape.reporting; batch(cohort, scheduler=None) over dask.distributed
+def report(folder: str | os.PathLike[str], *, show_identifiers: bool = False) -> Path:
+    """Write ``folder/report.html`` (self-contained; each figure also a PNG beside it) for any output folder."""
+    from trueshape.reporting import write_report
+
+    return write_report(folder, show_identifiers=show_identifiers)

@@ -7,6 +7,9 @@
 3. Predict, from the headers and the coil alone, the through-plane displacement at each femoral head.
 4. Correct the coronal series with the coil's coefficients (through-plane mode).
 5. Measure each femoral head (marrow sphere, 43.0 mm across) before and after.
+
+``trueshape demo`` then writes ``report.html`` beside it: the story and every output as figures
+(:mod:`trueshape.demo_report`).
 """
 
 from __future__ import annotations
@@ -27,7 +30,7 @@ from trueshape.errors import OutputError
 from trueshape.geometry import Inspection, Volume, diagnose, load_stack
 from trueshape.gnl import SYN_AS, ResidualField, format_siemens_grad
 from trueshape.io import atomic_path
-from trueshape.report import SphereMeasurement, measure_bright_sphere
+from trueshape.reporting import SphereMeasurement, measure_bright_sphere
 from trueshape.synth import Contrast, FemurPhantom, Tissue, demo_acquisitions, write_session
 
 if TYPE_CHECKING:

@@ -119,6 +119,9 @@ def test_demo_quick_tells_the_story(tmp_path):
     )
     assert len(learned) == 2 and all(abs(float(a) - float(b)) < 0.2 for a, b in learned), learned
     assert (tmp_path / "demo" / "learned" / "model.json").is_file()
+    # It ends with the page that shows it all (tests/reporting/test_browser.py opens one in a browser).
+    assert text.endswith(f"Report (open it in a browser): {tmp_path / 'demo' / 'report.html'}")
+    assert "femoral head" in (tmp_path / "demo" / "report.html").read_text(encoding="utf-8")
     assert (tmp_path / "demo" / "corrected" / "3_cor_t1_widefov_dis2d_residual.h5").exists()
     # The manifest's largest true residual is the one over the image (as the correction measured it).
     manifest = json.loads((tmp_path / "demo" / "session" / "session.json").read_text())

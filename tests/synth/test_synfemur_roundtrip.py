@@ -15,7 +15,7 @@ import trueshape
 from trueshape.correction import correct_volume
 from trueshape.dicom import DistortionState, PatientPosition
 from trueshape.gnl import SYN_AS, ResidualField
-from trueshape.report import measure_bright_sphere
+from trueshape.reporting import measure_bright_sphere
 from trueshape.synth import Acquisition, FemurPhantom, Plane, Tissue, inverse_map, residual_for, write_session
 
 PHANTOM = FemurPhantom()

@@ -3,7 +3,8 @@
 Start-up stays short (``benchmarks/startup.py`` measures it): only typer and the enums the options offer
 load with the package; the API, rich and the layers that need nibabel, scipy or SimpleITK load when a
 command runs. ``_common`` holds the app and what commands share; ``_inspect`` the inspect command;
-``_commands`` the conversion and correction commands; ``_estimation`` those that learn the field from images.
+``_commands`` the conversion and correction commands; ``_estimation`` those that learn the field from images;
+``_report`` and ``_batch`` the report and cohorts.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import sys
 import warnings
 from typing import NoReturn
 
-from trueshape.cli import _commands, _estimation, _inspect  # noqa: F401 - importing them registers their commands
+from trueshape.cli import _batch, _commands, _estimation, _inspect, _report  # noqa: F401 - importing them registers
 from trueshape.cli._common import EXIT_INPUT_ERROR, EXIT_INTERNAL_ERROR, _fail, app
 
 __all__ = ["EXIT_INPUT_ERROR", "EXIT_INTERNAL_ERROR", "app", "main", "run"]

@@ -37,11 +37,13 @@ from trueshape.cli._common import (
     _out,
     _point,
     _print_finding,
+    _progress,
     _warn,
     app,
     flag,
 )
 from trueshape.cli._inspect import render_inspection, shown_for
+from trueshape.cli._report import ReportOption, write_folder_report
 from trueshape.correction import CorrectionMode
 from trueshape.dicom import PhilipsScaling
 from trueshape.errors import TrueshapeError
@@ -76,21 +78,16 @@ def convert(
     force: ForceOption = False,
     validation: ValidationOption = ValidationMode.WARN,
     philips_scaling: PhilipsScalingOption = PhilipsScaling.DISPLAY,
+    report: ReportOption = False,
 ) -> None:
     """Write one volume per stack (NIfTI or NRRD) with a JSON sidecar."""
     from trueshape import api
 
     console = _out()
     try:
-        result = api.convert(
-            path,
-            out,
-            fmt=fmt.value,
-            irregular=irregular,
-            force=force,
-            validation=validation,
-            philips_scaling=philips_scaling,
-        )
+        with _progress("converting"):
+            result = api.convert(path, out, fmt=fmt.value, irregular=irregular, force=force, validation=validation,
+                                 philips_scaling=philips_scaling)
     except TrueshapeError as error:
         _fail(str(error))
         raise typer.Exit(EXIT_INPUT_ERROR) from None
@@ -102,6 +99,8 @@ def convert(
         console.print(f"wrote {_e(written)}", soft_wrap=True)
     for message in result.warnings:
         _warn(message)
+    if report and result.written:
+        write_folder_report(out)
     for message in result.errors:
         _fail(message)
     if not result.ok:
@@ -125,29 +124,31 @@ def correct(
     like: LikeOption = None,
     philips_scaling: CorrectPhilipsScalingOption = None,
     force: ForceOption = False,
+    report: ReportOption = False,
 ) -> None:
     """Remove gradient-nonlinearity distortion with coil coefficients or a scanner model."""
     from trueshape import api
 
     console = _out()
     try:
-        result = api.correct(
-            series,
-            out,
-            coefficients=coef,
-            model=model,
-            mode=mode.value,
-            distortion_state=None if state is None else state.value,
-            patient_position=patient_position,
-            isocentre_lps=None if isocentre is None else _point(isocentre, "--isocentre"),
-            r0_mm=r0_mm,
-            irregular=irregular.value,
-            intensity_correction=not no_intensity,
-            fmt=fmt,
-            force=force,
-            like=like,
-            philips_scaling=philips_scaling,
-        )
+        with _progress("correcting"):
+            result = api.correct(
+                series,
+                out,
+                coefficients=coef,
+                model=model,
+                mode=mode.value,
+                distortion_state=None if state is None else state.value,
+                patient_position=patient_position,
+                isocentre_lps=None if isocentre is None else _point(isocentre, "--isocentre"),
+                r0_mm=r0_mm,
+                irregular=irregular.value,
+                intensity_correction=not no_intensity,
+                fmt=fmt,
+                force=force,
+                like=like,
+                philips_scaling=philips_scaling,
+            )
     except TrueshapeError as error:
         _fail(str(error))
         raise typer.Exit(EXIT_INPUT_ERROR) from None
@@ -156,6 +157,8 @@ def correct(
     _render_correction(result, from_sidecar=is_volume_file(series))
     for written in result.written:
         console.print(f"wrote {_e(written)}", soft_wrap=True)
+    if report:
+        write_folder_report(out)
 
 
 def _render_correction(result: CorrectOutput, *, from_sidecar: bool) -> None:
@@ -242,6 +245,14 @@ def demo(
         )
     for written in result.written:
         console.print(f"[dim]wrote {_e(written)}[/]", soft_wrap=True)
+    from trueshape.demo_report import write_demo_report
+
+    try:
+        page = write_demo_report(result)
+    except TrueshapeError as error:
+        _fail(str(error))
+        raise typer.Exit(EXIT_INPUT_ERROR) from None
+    console.print(f"\n[bold]Report[/] (open it in a browser): {_e(page)}", soft_wrap=True)
 
 
 def _heads_table(result: DemoResult) -> Table:

@@ -6,11 +6,12 @@ what a user may ask for.
 
 from __future__ import annotations
 
+import contextlib
 import enum
 import functools
 import sys
 import textwrap
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
@@ -130,6 +131,29 @@ def _consoles() -> tuple[Console, Console]:
 
 def _out() -> Console:
     return _consoles()[0]
+
+
+@contextlib.contextmanager
+def _progress(description: str) -> Iterator[Callable[[str, float], None]]:
+    """Show a progress bar on a terminal (stderr), nothing otherwise; yield the callback work reports to.
+
+    Until the work reports a fraction the bar pulses (commands that cannot tell how far they are).
+    """
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+    console = _consoles()[1]
+    if not console.is_terminal:
+        yield lambda _text, _fraction: None
+        return
+    with Progress(
+        TextColumn("{task.description}"), BarColumn(), TimeElapsedColumn(), console=console, transient=True
+    ) as bar:
+        task = bar.add_task(description, total=None)
+
+        def report(text: str, fraction: float) -> None:
+            bar.update(task, total=1.0, completed=fraction, description=f"{description}: {text}")
+
+        yield report
 
 
 _SEVERITY_STYLE = {Severity.INFO: "cyan", Severity.WARNING: "yellow", Severity.ERROR: "bold red"}

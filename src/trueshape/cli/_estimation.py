@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -18,9 +16,11 @@ from trueshape.cli._common import (
     _e,
     _fail,
     _out,
+    _progress,
     app,
     flag,
 )
+from trueshape.cli._report import ReportOption, write_folder_report
 from trueshape.errors import TrueshapeError
 from trueshape.io import OutputFormat
 
@@ -60,27 +60,6 @@ EstimateFormatOption = Annotated[
 ]
 #: What follows ``#`` in the examples: the demo session's reference (2) and distorted coronal (3) series.
 _DEMO = "demo-out/session/dicom"
-
-
-@contextlib.contextmanager
-def _progress(description: str) -> Iterator[Callable[[str, float], None]]:
-    """Show a progress bar on a terminal (stderr), nothing otherwise; yield the callback a fit reports to."""
-    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
-
-    from trueshape.cli._common import _consoles
-
-    console = _consoles()[1]
-    if not console.is_terminal:
-        yield lambda _text, _fraction: None
-        return
-    with Progress(TextColumn("{task.description}"), BarColumn(), TimeElapsedColumn(), console=console,
-                  transient=True) as bar:
-        task = bar.add_task(description, total=1.0)
-
-        def report(text: str, fraction: float) -> None:
-            bar.update(task, completed=fraction, description=f"{description}: {text}")
-
-        yield report
 
 
 def _options(order: int, similarity: str, no_motion: bool, fmt: OutputFormat, force: bool, strict: bool,
@@ -134,6 +113,20 @@ def _render_estimate(result: EstimateOutput) -> None:
         console.print(f"wrote {_e(written)}", soft_wrap=True)
 
 
+ReferenceStateOption = Annotated[
+    StatedState | None,
+    typer.Option(
+        "--reference-state", case_sensitive=False, help="What the scanner corrected in --reference: nd, dis2d, dis3d."
+    ),
+]
+MovingStateOption = Annotated[
+    StatedState | None,
+    typer.Option(
+        "--moving-state", case_sensitive=False, help="What the scanner corrected in --moving: nd, dis2d, dis3d."
+    ),
+]
+
+
 @app.command(
     epilog=f"Example: trueshape estimate --reference {_DEMO}#2 --moving {_DEMO}#3 --out out/estimated   "
     "(a phantom: --phantom MARKERS.csv --moving SERIES)"
@@ -149,20 +142,8 @@ def estimate(
     same_frame: Annotated[
         bool, flag("--same-frame", "The series' frames of reference differ, but the patient did not move.")
     ] = False,
-    reference_state: Annotated[
-        StatedState | None,
-        typer.Option(
-            "--reference-state",
-            case_sensitive=False,
-            help="What the scanner corrected in --reference: nd, dis2d, dis3d.",
-        ),
-    ] = None,
-    moving_state: Annotated[
-        StatedState | None,
-        typer.Option(
-            "--moving-state", case_sensitive=False, help="What the scanner corrected in --moving: nd, dis2d, dis3d."
-        ),
-    ] = None,
+    reference_state: ReferenceStateOption = None,
+    moving_state: MovingStateOption = None,
     marker_radius_mm: Annotated[
         float, typer.Option("--marker-radius-mm", help="Radius of the phantom's markers.")
     ] = 3.0,
@@ -178,6 +159,7 @@ def estimate(
     fmt: EstimateFormatOption = OutputFormat.NIFTI,
     strict: StrictOption = False,
     force: ForceOption = False,
+    report: ReportOption = False,
 ) -> None:
     """Learn the scanner's distortion from a reference and a moving series of one session (or a phantom)."""
     from trueshape import api
@@ -195,6 +177,8 @@ def estimate(
         _fail(str(error))
         raise typer.Exit(EXIT_INPUT_ERROR) from None
     _render_estimate(result)
+    if report:
+        write_folder_report(out)
     if strict and result.poor:
         raise typer.Exit(EXIT_POOR_FIT)
 
@@ -252,6 +236,7 @@ def learn(
     no_motion: NoMotionOption = False,
     fmt: EstimateFormatOption = OutputFormat.NIFTI,
     force: ForceOption = False,
+    report: ReportOption = False,
 ) -> None:
     """Pick each session's pair, estimate it, and pool a scanner model (then: correct OTHER --model OUT/model.json)."""
     from trueshape import api
@@ -274,6 +259,8 @@ def learn(
     console.rule("scanner model")
     _render_model(learned.model.pooled, learned.model.warnings, learned.model.path)
     console.print(f"next: trueshape correct SERIES --model {_e(learned.model.path)} --out DIR", soft_wrap=True)
+    if report:
+        write_folder_report(out)
     for name, reason in learned.failures:
         _fail(f"{name}: not used: {reason}")
     if learned.failures:

@@ -100,6 +100,10 @@ def inspect(
     show_identifiers: IdentifiersOption = False,
     as_json: JsonOption = False,
     irregular: IrregularOption = IrregularPolicy.WARN,
+    report_folder: Annotated[
+        Path | None,
+        typer.Option("--report", metavar="DIR", help="Also write DIR/inspect.json and DIR/report.html (figures)."),
+    ] = None,
 ) -> None:
     """Every series and stack: geometry, findings, a diagnosis and the next command."""
     from trueshape import api
@@ -125,7 +129,23 @@ def inspect(
         _render_summary(inspection, shown)
     else:
         render_inspection(inspection, shown, predictions)
+    if report_folder is not None:
+        _inspection_report(inspection, report_folder, show_identifiers=show_identifiers)
     _fail_on_input_errors(inspection)
+
+
+def _inspection_report(inspection: Inspection, folder: Path, *, show_identifiers: bool) -> None:
+    """Save the inspection as ``folder/inspect.json`` and write its report beside it."""
+    from trueshape.cli._report import write_folder_report
+    from trueshape.io import atomic_path, to_jsonable
+
+    try:
+        with atomic_path(folder / "inspect.json", force=True) as staged:
+            staged.write_text(json.dumps(to_jsonable(inspection.to_json()), indent=2) + "\n")
+    except TrueshapeError as error:
+        _fail(str(error))
+        raise typer.Exit(EXIT_INPUT_ERROR) from None
+    write_folder_report(folder, show_identifiers=show_identifiers)
 
 
 def _text(path: Path | None) -> str | None:

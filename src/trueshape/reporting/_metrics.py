@@ -10,13 +10,14 @@ so slices thicker than the in-plane pixels do not bias the ratio.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
 from trueshape.geometry import Volume
 
-__all__ = ["SphereMeasurement", "measure_bright_sphere"]
+__all__ = ["SphereMeasurement", "measure_bright_sphere", "physical_values"]
 
 
 @dataclass(frozen=True, eq=False)
@@ -77,9 +78,7 @@ def measure_bright_sphere(
     """
     from scipy import ndimage
 
-    values = volume.values(np.float64)
-    if values.ndim == 4:
-        values = values[..., 0]
+    stored = volume.array[..., 0] if volume.array.ndim == 4 else volume.array
     geometry = volume.geometry
     surround = outside_level if surround_level is None else surround_level
     centre = np.asarray(centre_guess_lps, dtype=np.float64)
@@ -87,15 +86,15 @@ def measure_bright_sphere(
     half = np.ceil(1.6 * radius_mm / geometry.spacing).astype(int)
     low = np.maximum(np.round(centre_index).astype(int) - half, 0)
     high = np.minimum(np.round(centre_index).astype(int) + half + 1, geometry.shape)
-    box = tuple(slice(a, b) for a, b in zip(low, high, strict=True))
-    bright = (values[box] - surround) / (inside_level - surround) > 0.5
+    values = physical_values(volume, stored[tuple(slice(a, b) for a, b in zip(low, high, strict=True))])
+    bright = (values - surround) / (inside_level - surround) > 0.5
     labels, count = ndimage.label(bright)
     if count == 0:
         raise ValueError(f"no voxel brighter than halfway to {inside_level:g} near {np.round(centre, 1)}")
     seed = tuple(np.clip(np.round(centre_index).astype(int) - low, 0, np.array(bright.shape) - 1))
     label = labels[seed] or int(np.argmax(np.bincount(labels.ravel())[1:]) + 1)
     region = ndimage.binary_dilation(labels == label, iterations=1)
-    fraction = np.clip((values[box] - outside_level) / (inside_level - outside_level), 0.0, 1.0)
+    fraction = np.clip((values - outside_level) / (inside_level - outside_level), 0.0, 1.0)
     grids = np.meshgrid(*(np.arange(a, b, dtype=np.float64) for a, b in zip(low, high, strict=True)), indexing="ij")
     points = geometry.index_to_lps(np.stack(grids, axis=-1)).reshape(-1, 3)
     voxel = float(np.max(geometry.spacing))
@@ -122,3 +121,15 @@ def measure_bright_sphere(
             break
         semi_axes = diameters / 2.0
     return SphereMeasurement(centre, diameters, int(np.count_nonzero(w)))
+
+
+def physical_values(volume: Volume, stored: NDArray[Any], dtype: type[np.floating[Any]] = np.float64) -> NDArray[Any]:
+    """Return physical values (stored * slope + intercept) of ``stored``, a part of ``volume.array``.
+
+    Converting only the part a measurement reads keeps a report of a large series from copying all of it.
+    """
+    data = stored.astype(dtype, copy=True)
+    if volume.is_scaled:
+        data *= dtype(volume.rescale_slope)
+        data += dtype(volume.rescale_intercept)
+    return data

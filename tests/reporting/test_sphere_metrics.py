@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from trueshape.geometry import Volume, VolumeGeometry
-from trueshape.report import measure_bright_sphere
+from trueshape.reporting import measure_bright_sphere
 
 RADIUS = 21.5
 

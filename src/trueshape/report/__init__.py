@@ -1,5 +1,0 @@
-"""Figures, numbers and reports that show before/after geometry."""
-
-from trueshape.report._metrics import SphereMeasurement, measure_bright_sphere
-
-__all__ = ["SphereMeasurement", "measure_bright_sphere"]
