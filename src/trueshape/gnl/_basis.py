@@ -25,7 +25,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from trueshape.gnl._coefficients import TermKind
-from trueshape.gnl._harmonics import EVALUATION_CHUNK_POINTS, _double_factorial_odd, _next_degree, siemens_normalisation
+from trueshape.gnl._harmonics import EVALUATION_CHUNK_POINTS, degree_recursion, siemens_normalisation
 
 __all__ = ["BasisTerm", "HarmonicBasis"]
 
@@ -151,27 +151,9 @@ class HarmonicBasis:
         gradients: NDArray[np.float64] | None,
     ) -> None:
         """Run the degree recursion once per order m and store the wanted degrees' real/imaginary parts."""
-        x, y, z = u[:, 0], u[:, 1], u[:, 2]
-        w: NDArray[np.complex128] = x + 1j * y
-        rho2 = x * x + y * y + z * z
+        carry = gradients is not None
         for m, wanted in by_order.items():
-            c = _double_factorial_odd(m)
-            previous: NDArray[np.complex128] = c * w**m
-            previous_gradient: NDArray[np.complex128] | None = None
-            if gradients is not None:
-                dw: NDArray[np.complex128] = c * m * w ** (m - 1) if m > 0 else np.zeros_like(w)
-                previous_gradient = np.stack([dw, 1j * dw, np.zeros_like(w)])
-            older: NDArray[np.complex128] | None = None
-            older_gradient: NDArray[np.complex128] | None = None
-            for n in range(m, max(wanted) + 1):
-                if n == m:
-                    current, current_gradient = previous, previous_gradient
-                else:
-                    current, current_gradient = _next_degree(
-                        n, m, z, rho2, u, previous, previous_gradient, older, older_gradient
-                    )
-                    older, older_gradient = previous, previous_gradient
-                    previous, previous_gradient = current, current_gradient
+            for n, current, current_gradient in degree_recursion(m, max(wanted), u, with_gradient=carry):
                 norm = siemens_normalisation(n, m)
                 for column, kind in wanted.get(n, ()):
                     part = current.real if kind is TermKind.A else current.imag

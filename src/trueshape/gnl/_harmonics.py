@@ -24,6 +24,7 @@ Janke D., et al. gradunwarp, ``core/unwarp_resample.py`` (HCP 1.2.3), https://gi
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
 
 import numpy as np
 from numpy.typing import NDArray
@@ -31,6 +32,7 @@ from numpy.typing import NDArray
 __all__ = [
     "EVALUATION_CHUNK_POINTS",
     "MAX_HARMONIC_ORDER",
+    "degree_recursion",
     "harmonic_displacement",
     "siemens_normalisation",
 ]
@@ -140,31 +142,9 @@ def _accumulate(
     jacobian: NDArray[np.float64] | None,
 ) -> None:
     """Add every term at scaled points ``u`` (shape (P, 3)) into ``displacement`` and ``jacobian``."""
-    x, y, z = u[:, 0], u[:, 1], u[:, 2]
-    w: NDArray[np.complex128] = x + 1j * y
-    rho2 = x * x + y * y + z * z
-    want_gradient = jacobian is not None
     for m, entries in terms.items():
-        n_max = max(n for n, _, _ in entries)
         wanted = {n: (a, b) for n, a, b in entries}
-        # Sectoral start S_mm = c w^m and its gradient (c m w^(m-1), i c m w^(m-1), 0).
-        c = _double_factorial_odd(m)
-        previous: NDArray[np.complex128] = c * w**m
-        previous_gradient: NDArray[np.complex128] | None = None
-        if want_gradient:
-            dw: NDArray[np.complex128] = c * m * w ** (m - 1) if m > 0 else np.zeros_like(w)
-            previous_gradient = np.stack([dw, 1j * dw, np.zeros_like(w)])
-        older: NDArray[np.complex128] | None = None
-        older_gradient: NDArray[np.complex128] | None = None
-        for n in range(m, n_max + 1):
-            if n == m:
-                current, current_gradient = previous, previous_gradient
-            else:
-                current, current_gradient = _next_degree(
-                    n, m, z, rho2, u, previous, previous_gradient, older, older_gradient
-                )
-                older, older_gradient = previous, previous_gradient
-                previous, previous_gradient = current, current_gradient
+        for n, current, current_gradient in degree_recursion(m, max(wanted), u, with_gradient=jacobian is not None):
             if n in wanted:
                 a, b = wanted[n]
                 real, imag = current.real, current.imag
@@ -175,6 +155,39 @@ def _accumulate(
                     jacobian += np.einsum("a,cp->pac", a, current_gradient.real) + np.einsum(
                         "a,cp->pac", b, current_gradient.imag
                     )
+
+
+def degree_recursion(
+    m: int, n_max: int, u: NDArray[np.float64], *, with_gradient: bool
+) -> Iterator[tuple[int, NDArray[np.complex128], NDArray[np.complex128] | None]]:
+    """Yield ``(n, S_nm, dS_nm)`` for n = m .. ``n_max`` at scaled points ``u`` (P, 3), unnormalised.
+
+    ``S_nm`` is complex (its real part goes with A_nm, its imaginary part with B_nm); ``dS_nm`` its gradient,
+    shape (3, P), when ``with_gradient``. One recursion over the degree serves every term of order m, for the
+    coil's field and for the estimator's basis alike.
+
+    >>> u = np.array([[0.1, 0.2, 0.3]])
+    >>> [(n, complex(s[0]).real.__round__(4)) for n, s, _ in degree_recursion(0, 2, u, with_gradient=False)]
+    [(0, 1.0), (1, 0.3), (2, 0.065)]
+    """
+    x, y, z = u[:, 0], u[:, 1], u[:, 2]
+    w: NDArray[np.complex128] = x + 1j * y
+    rho2 = x * x + y * y + z * z
+    # Sectoral start S_mm = c w^m and its gradient (c m w^(m-1), i c m w^(m-1), 0).
+    c = _double_factorial_odd(m)
+    previous: NDArray[np.complex128] = c * w**m
+    previous_gradient: NDArray[np.complex128] | None = None
+    if with_gradient:
+        dw: NDArray[np.complex128] = c * m * w ** (m - 1) if m > 0 else np.zeros_like(w)
+        previous_gradient = np.stack([dw, 1j * dw, np.zeros_like(w)])
+    yield m, previous, previous_gradient
+    older: NDArray[np.complex128] | None = None
+    older_gradient: NDArray[np.complex128] | None = None
+    for n in range(m + 1, n_max + 1):
+        current, current_gradient = _next_degree(n, m, z, rho2, u, previous, previous_gradient, older, older_gradient)
+        older, older_gradient = previous, previous_gradient
+        previous, previous_gradient = current, current_gradient
+        yield n, current, current_gradient
 
 
 def _next_degree(
