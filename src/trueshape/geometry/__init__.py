@@ -39,6 +39,7 @@ from trueshape.geometry._stack import (
     StackLayout,
     layout_stack,
 )
+from trueshape.geometry._statistics import percentile
 from trueshape.geometry._volume import Provenance, Volume, VolumeGeometry
 
 __all__ = [
@@ -79,6 +80,7 @@ __all__ = [
     "one_stack",
     "orthonormal_directions",
     "parse_series_argument",
+    "percentile",
     "refuse_incomplete",
     "restrict",
     "select_stacks",

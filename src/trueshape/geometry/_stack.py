@@ -44,6 +44,7 @@ from trueshape.geometry._findings import (
     thickness_ne_spacing,
     uid_reused,
 )
+from trueshape.geometry._statistics import percentile
 from trueshape.geometry._volume import VolumeGeometry
 
 __all__ = [
@@ -230,26 +231,13 @@ class _Spacing:
     runs: tuple[tuple[int, int], ...]  # half-open slice ranges with constant spacing
 
 
-def _median(values: NDArray[np.float64]) -> float:
-    """Return the median as ``np.median`` computes it for finite values (without importing numpy.ma: 20 ms).
-
-    Examples
-    --------
-    >>> _median(np.array([3.0, 1.0, 2.0])), _median(np.array([4.0, 1.0, 2.0, 3.0]))
-    (2.0, 2.5)
-    """
-    ordered = np.sort(values)
-    middle = ordered.size // 2
-    return float((ordered[(ordered.size - 1) // 2] + ordered[middle]) / 2)
-
-
 def _dominant_gap(gaps: NDArray[np.float64], tolerance_mm: float) -> float:
     """Return the gap shared by most neighbouring pairs (clusters within tolerance; ties go to the smaller)."""
     best_count, best_value = -1, float(gaps[0])
     for gap in np.sort(gaps):
         members = gaps[np.abs(gaps - gap) <= tolerance_mm]
         if members.size > best_count:
-            best_count, best_value = members.size, _median(members)
+            best_count, best_value = members.size, percentile(members, 50.0)
     return best_value
 
 
@@ -282,7 +270,7 @@ def _analyse_spacing(along: NDArray[np.float64], slices: list[list[Frame]]) -> _
         return _Spacing(0.0, 0.0, "single", (), ((0, 1),))
     gaps = np.diff(along)
     mean = float((along[-1] - along[0]) / (count - 1))
-    tolerance = SPACING_TOLERANCE.mm(voxel_size_mm=_median(gaps))
+    tolerance = SPACING_TOLERANCE.mm(voxel_size_mm=percentile(gaps, 50.0))
     deviation = np.abs(gaps - mean)
     if float(np.max(deviation)) <= tolerance:
         return _Spacing(mean, mean, "regular", (), ((0, count),))
@@ -331,11 +319,12 @@ def _refuse_a_stray_position(spacing: _Spacing, along: NDArray[np.float64], slic
     spanned = (along[-1] - along[0]) / spacing.dominant + 1
     if spanned <= max(MAX_SPANNED_SLICES, 8 * len(slices)):
         return
-    worst = int(np.argmax(np.abs(along - _median(along))))
+    offsets = np.abs(along - percentile(along, 50.0))
+    worst = int(np.argmax(offsets))
     frame = slices[worst][0]
     position = ", ".join(f"{v:.6g}" for v in frame.image_position or ())
     raise GeometryError(
-        f"{frame.where}: ImagePositionPatient (0020,0032) ({position}) lies {abs(along[worst] - _median(along)):.4g} "
+        f"{frame.where}: ImagePositionPatient (0020,0032) ({position}) lies {offsets[worst]:.4g} "
         f"mm from the middle of the stack's other {len(slices) - 1} slice positions ({spacing.dominant:.4g} mm "
         f"apart): the stack would span {spanned:.4g} slices; the position is damaged or the image belongs elsewhere"
     )
