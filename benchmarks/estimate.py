@@ -187,6 +187,7 @@ def case_phantom(size: int) -> None:
 def case_femur(quick: bool) -> None:
     from trueshape.demo_learn import learning_subject
     from trueshape.gnl import SYN_AS
+    from trueshape.io import read_volume_file
     from trueshape.reporting import measure_bright_sphere
     from trueshape.synth import Contrast, Tissue, write_session
 
@@ -224,8 +225,6 @@ def case_femur(quick: bool) -> None:
         print(f"  estimate {' '.join(flags) or '(default)':<14} RMS {np.sqrt(np.mean(errors**2)):.3f} mm, p99 "
               f"{np.percentile(errors, 99):.3f}, max {errors.max():.3f}; {found}; whole command "
               f"{run['seconds']:.1f} s")
-        from trueshape.io import read_volume_file
-
         corrected = read_volume_file(next(out.glob("*_corrected.nii.gz")))
         for label, image in (("as acquired", volume), ("corrected (learned)", corrected)):
             ratios = []
