@@ -90,7 +90,7 @@ def test_correct_refuses_what_it_cannot_do_before_any_work(tmp_path: Path) -> No
 
 
 def test_a_correction_loads_no_module_it_does_not_use(tmp_path: Path) -> None:
-    """numpy.ma (loaded by np.unique) cost 15-50 ms of every correction's start; nothing here needs it."""
+    """numpy.ma (loaded by np.unique) costs every correction start-up time (geometry/_statistics.py); none needs it."""
     dicom, coil = write_coronal_session(tmp_path)
     code = (
         "import sys, trueshape; "

@@ -342,7 +342,7 @@ def _spread(values: NDArray[np.float64], limit: int) -> NDArray[np.float64]:
     if values.size <= limit:
         return values
     chosen = np.linspace(0, values.size - 1, limit).round().astype(int)
-    # A set, not np.unique: that loads numpy.ma (15-50 ms of every correction's start) for a dozen indices.
+    # A set, not np.unique: that loads numpy.ma (see geometry/_statistics.py) for a dozen indices.
     return values[sorted({*chosen.tolist(), 1, values.size - 2})]
 
 
